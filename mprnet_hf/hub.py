@@ -1,0 +1,126 @@
+"""Model cards with Hugging Face Hub metadata for converted and self-trained MPRNet checkpoints."""
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .configuration_mprnet import MPRNetConfig
+
+OFFICIAL_LICENSE_NAME = "academic-public-license"
+OFFICIAL_LICENSE_LINK = "https://github.com/swz30/MPRNet/blob/main/LICENSE.md"
+PAPER = "arXiv:2102.02808"
+
+# Results reported for the released models (ARCHITECTURE.md section 9). The deraining numbers could not be re-checked
+# against the paper's text when this was written; the card says so.
+PAPER_RESULTS = {
+    "deblur": [("GoPro", "gopro", 32.66, 0.959), ("HIDE", "hide", 30.96, 0.939)],
+    "derain": [
+        ("Test100", "test100", 30.27, 0.897),
+        ("Rain100H", "rain100h", 30.41, 0.890),
+        ("Rain100L", "rain100l", 36.40, 0.965),
+        ("Test2800", "test2800", 33.64, 0.938),
+        ("Test1200", "test1200", 32.91, 0.916),
+    ],
+    "denoise": [("SIDD", "sidd", 39.71, 0.958), ("DND", "dnd", 39.80, 0.954)],
+}
+
+TRAINING_DATA = {
+    "deblur": "the GoPro training set (2,103 blurry/sharp pairs from a GoPro Hero 4 camera)",
+    "derain": "13,712 synthetic rainy/clean pairs collected from several deraining datasets (Rain14000, Rain1800, Rain800, Rain12)",
+    "denoise": "SIDD-Medium sRGB (smartphone photos with real noise and their ground truth)",
+}
+
+TASK_NAMES = {"deblur": "Image Deblurring", "derain": "Image Deraining", "denoise": "Image Denoising"}
+
+USAGE = """```python
+from PIL import Image
+from mprnet_hf import MPRNetModel, MPRNetImageProcessor
+
+model = MPRNetModel.from_pretrained("{repo}")
+processor = MPRNetImageProcessor.from_pretrained("{repo}")
+image = Image.open("photo.png")
+inputs = processor(images=image, return_tensors="pt")
+restored = processor.postprocess(model(**inputs).reconstruction, inputs["original_sizes"])[0]
+restored.save("restored.png")
+```
+
+Without installing `mprnet_hf`: `AutoModel.from_pretrained("{repo}", trust_remote_code=True)`."""
+
+
+def official_model_card(config: MPRNetConfig, repo_id: str | None = None) -> ModelCard:
+    """A card for weights converted from an official MPRNet checkpoint."""
+    task = config.task
+    eval_results = []
+    for dataset_name, dataset_type, psnr, ssim in PAPER_RESULTS[task]:
+        for metric, value in (("psnr", psnr), ("ssim", ssim)):
+            eval_results.append(
+                EvalResult(
+                    task_type="image-to-image",
+                    task_name=TASK_NAMES[task],
+                    dataset_type=dataset_type,
+                    dataset_name=dataset_name,
+                    metric_type=metric,
+                    metric_value=value,
+                    source_name="MPRNet paper (reported)",
+                    source_url="https://arxiv.org/abs/2102.02808",
+                )
+            )
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-to-image",
+        license="other",
+        license_name=OFFICIAL_LICENSE_NAME,
+        license_link=OFFICIAL_LICENSE_LINK,
+        tags=["mprnet", "image-restoration", TASK_NAMES[task].lower().replace(" ", "-"), PAPER.lower()],
+        model_name=f"MPRNet ({TASK_NAMES[task].lower()})",
+        eval_results=eval_results,
+    )
+    repo = repo_id or f"org/mprnet-{task}"
+    caveat = (
+        "\nThe deraining numbers are quoted from memory of the paper and have not been re-checked against its text.\n"
+        if task == "derain"
+        else ""
+    )
+    content = f"""---
+{data.to_yaml()}
+---
+
+# MPRNet: {TASK_NAMES[task]}
+
+The official weights of MPRNet (Zamir et al., "Multi-Stage Progressive Image Restoration", CVPR 2021,
+[{PAPER}](https://arxiv.org/abs/2102.02808)) for {TASK_NAMES[task].lower()}, converted to the Hugging Face format
+with `python -m mprnet_hf.convert`. Outputs match the official implementation to within 1e-5.
+
+- Trained on: {TRAINING_DATA[task]} by the paper's authors.
+- Configuration: n_feat={config.n_feat}, scale_unetfeats={config.scale_unetfeats}, scale_orsnetfeats={config.scale_orsnetfeats}, num_cab={config.num_cab}.
+- Licence: the official MPRNet code and weights are under the ACADEMIC PUBLIC LICENSE (non-commercial use only;
+  see {OFFICIAL_LICENSE_LINK}). Contact the authors for commercial use.
+
+## Results reported in the paper
+| dataset | PSNR | SSIM |
+|---|---|---|
+{chr(10).join(f"| {name} | {psnr:.2f} | {ssim:.3f} |" for name, _, psnr, ssim in PAPER_RESULTS[task])}
+{caveat}
+## Usage
+{USAGE.format(repo=repo)}
+
+## Citation
+```bibtex
+@inproceedings{{Zamir2021MPRNet,
+  title={{Multi-Stage Progressive Image Restoration}},
+  author={{Syed Waqas Zamir and Aditya Arora and Salman Khan and Munawar Hayat and Fahad Shahbaz Khan and Ming-Hsuan Yang and Ling Shao}},
+  booktitle={{CVPR}},
+  year={{2021}}
+}}
+```
+"""
+    return ModelCard(content)
+
+
+def save_model_card(card: ModelCard, output_dir: str | Path) -> Path:
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
+__all__ = ["official_model_card", "save_model_card", "PAPER_RESULTS"]

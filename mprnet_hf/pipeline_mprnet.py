@@ -1,0 +1,51 @@
+"""The `image-restoration` pipeline: images in, restored images of the same size out."""
+
+from transformers import Pipeline
+from transformers.image_utils import load_image
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .modeling_mprnet import MPRNetModel
+
+TASK = "image-restoration"
+
+
+class ImageRestorationPipeline(Pipeline):
+    """Restores images with an MPRNet model.
+
+    ```python
+    restorer = pipeline("image-restoration", model="org/mprnet-deblur")
+    restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
+    restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
+    ```
+    """
+
+    _load_processor = False
+    _load_image_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, **kwargs):
+        forward = {}
+        if tile_size is not None:
+            forward["tile_size"] = tile_size
+        if tile_overlap is not None:
+            forward["tile_overlap"] = tile_overlap
+        return {}, forward, {}
+
+    def preprocess(self, image):
+        image = load_image(image) if isinstance(image, str) else image
+        return self.image_processor(images=image, return_tensors="pt")
+
+    def _forward(self, model_inputs, tile_size=None, tile_overlap=None):
+        from .inference import restore_tensor
+
+        stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size, tile_overlap=tile_overlap)
+        return {"reconstruction": stages[-1], "inputs": model_inputs}
+
+    def postprocess(self, model_outputs):
+        images = self.image_processor.postprocess(model_outputs["reconstruction"], model_outputs["inputs"])
+        return images[0]
+
+
+def register_pipeline():
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageRestorationPipeline, pt_model=MPRNetModel, type="image")
