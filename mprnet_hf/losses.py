@@ -23,16 +23,19 @@ class EdgeLoss(nn.Module):
     and scales them by 4, with the 5-tap binomial-like kernel [0.05, 0.25, 0.4, 0.25, 0.05] and replicate padding.
     """
 
-    def __init__(self, epsilon: float = 1e-3, channels: int = 3):
+    TAPS = (0.05, 0.25, 0.4, 0.25, 0.05)
+
+    def __init__(self, epsilon: float = 1e-3):
         super().__init__()
-        taps = torch.tensor([0.05, 0.25, 0.4, 0.25, 0.05])
-        kernel = torch.outer(taps, taps).expand(channels, 1, 5, 5).contiguous()
-        self.register_buffer("kernel", kernel, persistent=False)
         self.charbonnier = CharbonnierLoss(epsilon)
 
     def gaussian_blur(self, image: torch.Tensor) -> torch.Tensor:
+        # Built per call rather than held as a buffer, so the loss adds nothing to the model's state.
+        taps = torch.tensor(self.TAPS, dtype=image.dtype, device=image.device)
+        channels = image.shape[1]
+        kernel = torch.outer(taps, taps).expand(channels, 1, 5, 5)
         padded = F.pad(image, (2, 2, 2, 2), mode="replicate")
-        return F.conv2d(padded, self.kernel.to(image.dtype), groups=image.shape[1])
+        return F.conv2d(padded, kernel, groups=channels)
 
     def laplacian(self, image: torch.Tensor) -> torch.Tensor:
         blurred = self.gaussian_blur(image)

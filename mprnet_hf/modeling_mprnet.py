@@ -329,7 +329,7 @@ class MPRNetModel(MPRNetPreTrainedModel):
         self.concat12 = conv(2 * config.n_feat, config.n_feat, config.kernel_size, config.bias)
         self.concat23 = conv(2 * config.n_feat, config.orsnet_width, config.kernel_size, config.bias)
         self.tail = conv(config.orsnet_width, config.out_channels, config.kernel_size, config.bias)
-        self.loss_function = MPRNetLoss(
+        self.restoration_loss = MPRNetLoss(
             config.charbonnier_epsilon, config.edge_loss_weight, config.clamp_outputs_in_loss
         )
         self.post_init()
@@ -368,7 +368,7 @@ class MPRNetModel(MPRNetPreTrainedModel):
         height, width = pixel_values.shape[-2:]
         stages = self.restore_padded(pad_to_multiple(pixel_values))
         stages = tuple(stage[:, :, :height, :width] for stage in stages)
-        loss = self.loss_function(stages, labels) if labels is not None else None
+        loss = self.restoration_loss(stages, labels) if labels is not None else None
         if not return_dict:
             return (loss, stages[-1], stages) if loss is not None else (stages[-1], stages)
         return MPRNetOutput(loss=loss, reconstruction=stages[-1], stage_reconstructions=stages)

@@ -1,0 +1,38 @@
+# The two set-up commands of the README:
+#   make run    start the app on the bundled weights (http://127.0.0.1:7860)
+#   make test   install everything the tests need, then run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: run test install install-dev browser
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.cpu-installed: requirements-cpu.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -r requirements-cpu.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt requirements-cpu.txt $(VENV)/.cpu-installed
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.cpu-installed
+
+install-dev: $(VENV)/.dev-installed browser
+
+# Debian's Chromium drives the browser tests (Playwright's own browser download is not reachable here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+run: install
+	$(BIN)/python app.py
+
+test: install-dev
+	$(BIN)/python -m pytest
