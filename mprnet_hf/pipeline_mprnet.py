@@ -21,6 +21,7 @@ class ImageRestorationPipeline(Pipeline):
 
     _load_processor = False
     _load_image_processor = True
+    _load_video_processor = False
     _load_feature_extractor = False
     _load_tokenizer = False
 

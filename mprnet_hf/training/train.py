@@ -34,6 +34,9 @@ from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, validation_pairs
 
 # Compact configuration of the bundled checkpoints: restores a 512x512 photo in about 1.3 s on 2 CPU cores.
 SMALL = {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2}
+# The smallest sensible network, for tests and smoke runs of the training loop (seconds per step on CPU).
+TINY = {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1}
+PRESETS = ("small", "released", "tiny")
 
 
 def build_config(task: str, preset: str) -> MPRNetConfig:
@@ -41,7 +44,9 @@ def build_config(task: str, preset: str) -> MPRNetConfig:
         return MPRNetConfig.for_task(task)
     if preset == "small":
         return MPRNetConfig.for_task(task, **SMALL)
-    raise ValueError(f"Unknown preset {preset!r}: expected 'small' or 'released'")
+    if preset == "tiny":
+        return MPRNetConfig.for_task(task, **TINY)
+    raise ValueError(f"Unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -73,12 +78,15 @@ def parse_args(argv=None):
     parser.add_argument("--layout", choices=sorted(PAIRED_LAYOUTS), help="layout of --paired-dir")
     parser.add_argument("--val-dir", required=True, help="clean validation photos (degraded with fixed seeds)")
     parser.add_argument("--output-dir", required=True, help="where the best model is exported (save_pretrained)")
-    parser.add_argument("--preset", default="small", choices=["small", "released"])
+    parser.add_argument("--preset", default="small", choices=PRESETS)
     parser.add_argument("--init-from", help="start from these weights (a model folder), e.g. to continue training")
-    parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default OUTPUT_DIR/../runs")
+    parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default runs/<name of OUTPUT_DIR>")
     parser.add_argument("--resume", action="store_true", help="continue from the state in --state-dir")
     parser.add_argument("--steps", type=int, default=6000, help="optimizer steps (the cosine schedule's length)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (state is saved)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long (state is saved)")
+    parser.add_argument("--time-schedule", action="store_true",
+                        help="run the warm-up + cosine schedule over --max-minutes of wall-clock time instead of over "
+                        "--steps (for a fixed CPU time budget: the learning rate is annealed whenever training stops)")
     parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -94,6 +102,8 @@ def parse_args(argv=None):
         parser.error("give exactly one of --train-dir (synthetic degradations) or --paired-dir")
     if args.paired_dir and not args.layout:
         parser.error("--paired-dir needs --layout")
+    if args.time_schedule and not args.max_minutes:
+        parser.error("--time-schedule needs --max-minutes")
     if args.patch_size % 8:
         parser.error("--patch-size must be a multiple of 8")
     return args
@@ -108,8 +118,12 @@ def main(argv=None):
     output_dir = Path(args.output_dir)
     state_dir = Path(args.state_dir or Path("runs") / output_dir.name)
 
+    previous = {"steps": 0, "seconds": 0.0}
     if args.init_from:
         model = MPRNetModel.from_pretrained(args.init_from)
+        summary = Path(args.init_from) / "training_summary.json"
+        if summary.exists():
+            previous = json.loads(summary.read_text())
     else:
         model = MPRNetModel(build_config(args.task, args.preset))
     length = args.steps * args.batch_size
@@ -150,25 +164,38 @@ def main(argv=None):
             seconds = elapsed_before + time.time() - start
             (state_dir / "progress.json").write_text(json.dumps({"step": step, "best_psnr": best_psnr, "seconds": seconds}))
 
+    def set_time_based_lr():
+        fraction = (elapsed_before + time.time() - start) / (args.max_minutes * 60)
+        warmup_fraction = args.warmup_steps / max(args.steps, 1)
+        ratio = warmup_cosine(int(fraction * 10_000), int(warmup_fraction * 10_000), 10_000, args.min_lr / args.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * ratio
+
     model.train()
-    running_loss, stopped_early = 0.0, False
+    running_loss, steps_since_log, stopped_early = 0.0, 0, False
     for batch in loader:
+        if args.time_schedule:
+            set_time_based_lr()
         with accelerator.autocast():
             loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
         accelerator.backward(loss)
         optimizer.step()
-        scheduler.step()
+        if not args.time_schedule:
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         running_loss += loss.item()
+        steps_since_log += 1
         bar.update(1)
         out_of_time = args.max_minutes is not None and time.time() - start > args.max_minutes * 60
         if step % args.val_every == 0 or step == args.steps or out_of_time:
             psnr = validate(unwrapped, val_pairs)
             seconds = elapsed_before + time.time() - start
-            record = {"step": step, "loss": running_loss / args.val_every, "val_psnr": psnr,
-                      "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 1)}
-            running_loss = 0.0
+            # Averaged over the steps actually run since the last record (fewer than val_every at the end,
+            # after --resume or when stopping early).
+            record = {"step": previous["steps"] + step, "loss": running_loss / steps_since_log, "val_psnr": psnr,
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": round(previous["seconds"] + seconds, 1)}
+            running_loss, steps_since_log = 0.0, 0
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{psnr:.2f}")
             if accelerator.is_main_process:
                 with log_path.open("a") as log:
@@ -177,7 +204,8 @@ def main(argv=None):
                     best_psnr = psnr
                     unwrapped.save_pretrained(output_dir)
                     MPRNetImageProcessor().save_pretrained(output_dir)
-                    training = {"task": args.task, "steps": step, "seconds": seconds, "best_val_psnr": psnr,
+                    training = {"task": args.task, "steps": previous["steps"] + step,
+                                "seconds": previous["seconds"] + seconds, "best_val_psnr": psnr,
                                 "patch_size": args.patch_size, "batch_size": args.batch_size,
                                 "data": "synthetic degradations of development photos" if args.train_dir
                                 else f"paired folder ({args.layout} layout)"}

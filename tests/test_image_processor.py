@@ -1,0 +1,137 @@
+"""The image processor: every input kind and mode in, the same kind of image back."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mprnet_hf import MPRNetImageProcessor
+
+processor = MPRNetImageProcessor()
+
+
+def gradient(width=20, height=12) -> np.ndarray:
+    x = np.linspace(0, 255, width)[None, :, None]
+    y = np.linspace(0, 255, height)[:, None, None]
+    return np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
+                           np.full((height, width, 1), 128.0)], axis=2).round().astype(np.uint8)
+
+
+def round_trip(image):
+    inputs = processor(images=image, return_tensors="pt")
+    return inputs, processor.postprocess(inputs["pixel_values"], inputs)[0]
+
+
+def test_rgb_round_trip_is_lossless():
+    rgb = gradient()
+    inputs, restored = round_trip(Image.fromarray(rgb))
+    assert inputs["pixel_values"].shape == (1, 3, 12, 20)
+    assert inputs["pixel_values"].dtype == torch.float32
+    assert 0 <= inputs["pixel_values"].min() and inputs["pixel_values"].max() <= 1
+    assert inputs["original_sizes"].tolist() == [[12, 20]]
+    assert restored.mode == "RGB" and np.array_equal(np.asarray(restored), rgb)
+
+
+def test_rgba_keeps_alpha():
+    rgba = np.dstack([gradient(), np.linspace(0, 255, 20 * 12).reshape(12, 20).astype(np.uint8)])
+    inputs, restored = round_trip(Image.fromarray(rgba, "RGBA"))
+    assert inputs["pixel_values"].shape[1] == 3
+    assert restored.mode == "RGBA" and np.array_equal(np.asarray(restored), rgba)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA"])
+def test_grayscale_stays_grayscale(mode):
+    gray = Image.fromarray(gradient()[..., 0]).convert(mode)
+    inputs, restored = round_trip(gray)
+    pixels = inputs["pixel_values"][0]
+    assert torch.equal(pixels[0], pixels[1]) and torch.equal(pixels[1], pixels[2])
+    assert restored.mode == mode
+    assert np.array_equal(np.asarray(restored), np.asarray(gray))
+
+
+def test_sixteen_bit_keeps_precision():
+    values = np.linspace(0, 65535, 30 * 10).reshape(10, 30).astype(np.uint16)
+    image = Image.fromarray(values, mode="I;16")
+    inputs, restored = round_trip(image)
+    assert inputs["pixel_values"][0, 0, 0, 1].item() == pytest.approx(values[0, 1] / 65535, abs=1e-6)
+    assert restored.mode == "I;16"
+    assert np.abs(np.asarray(restored).astype(int) - values.astype(int)).max() <= 1
+
+
+def test_palette_and_cmyk_come_back_rgb():
+    palette = Image.fromarray(gradient()).convert("P")
+    assert round_trip(palette)[1].mode == "RGB"
+    cmyk = Image.fromarray(gradient()).convert("CMYK")
+    buffer = io.BytesIO()
+    cmyk.save(buffer, format="JPEG")
+    inputs, restored = round_trip(Image.open(buffer))
+    assert restored.mode == "RGB" and restored.size == (20, 12)
+    expected = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+    assert np.allclose(inputs["pixel_values"][0].permute(1, 2, 0).numpy(), expected)
+
+
+def test_exif_orientation_is_applied():
+    rgb = Image.fromarray(gradient(30, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", exif=exif, quality=95)
+    inputs = processor(images=Image.open(buffer))
+    assert inputs["original_sizes"].tolist() == [[30, 10]]
+
+
+def test_numpy_and_torch_inputs():
+    rgb = gradient()
+    from_numpy = processor(images=rgb)["pixel_values"]
+    from_uint16 = processor(images=rgb.astype(np.uint16) * 257)["pixel_values"]
+    from_float = processor(images=rgb.astype(np.float32) / 255)["pixel_values"]
+    from_tensor = processor(images=torch.from_numpy(rgb).permute(2, 0, 1))["pixel_values"]
+    from_chw = processor(images=np.moveaxis(rgb, -1, 0))["pixel_values"]
+    for other in (from_uint16, from_float, from_tensor, from_chw):
+        assert torch.allclose(from_numpy, other, atol=1e-4)
+
+
+def test_batch_of_different_sizes_is_cropped_back():
+    images = [Image.fromarray(gradient(20, 12)), Image.fromarray(gradient(9, 31))]
+    inputs = processor(images=images)
+    assert inputs["pixel_values"].shape == (2, 3, 31, 20)
+    outputs = processor.postprocess(inputs["pixel_values"], inputs)
+    assert [image.size for image in outputs] == [(20, 12), (9, 31)]
+    assert np.array_equal(np.asarray(outputs[1]), gradient(9, 31))
+
+
+def test_postprocess_clamps_and_output_types():
+    values = torch.tensor([-0.5, 0.25, 1.5]).reshape(1, 3, 1, 1).expand(1, 3, 2, 2)
+    (array,) = processor.postprocess(values, torch.tensor([[2, 2]]), output_type="np")
+    assert array.min() >= 0 and array.max() <= 1
+    (image,) = processor.postprocess(values, [[2, 2]])
+    assert np.asarray(image)[0, 0].tolist() == [0, 64, 255]  # 0.25 * 255 = 63.75 rounds to 64
+
+
+def test_save_and_load(tmp_path):
+    MPRNetImageProcessor(apply_exif_orientation=False).save_pretrained(tmp_path)
+    assert MPRNetImageProcessor.from_pretrained(tmp_path).apply_exif_orientation is False
+
+
+@pytest.mark.parametrize(
+    "image,message",
+    [
+        (np.zeros((0, 5, 3), dtype=np.uint8), "empty"),
+        (np.zeros((5, 5, 5), dtype=np.uint8), "Cannot interpret"),
+        (np.full((4, 4, 3), 2.0, dtype=np.float32), r"\[0, 1\]"),
+        (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
+        (np.zeros((4, 4, 3), dtype=np.int64), "Unsupported pixel type"),
+        ("not an image", "Unsupported image type"),
+        ([], "No images"),
+    ],
+)
+def test_bad_inputs(image, message):
+    with pytest.raises(ValueError, match=message):
+        processor(images=image)
+
+
+def test_only_pytorch_tensors():
+    with pytest.raises(ValueError, match="return_tensors"):
+        processor(images=gradient(), return_tensors="np")
