@@ -50,7 +50,8 @@ def blend_window(tile_h: int, tile_w: int, overlap: int, device, dtype=torch.flo
     return ramp(tile_h)[:, None] * ramp(tile_w)[None, :]
 
 
-def _check_tiling(tile_size: int, tile_overlap: int):
+def check_tiling(tile_size: int, tile_overlap: int) -> None:
+    """Raises ValueError unless the tile size and overlap can be used by `restore_tensor`."""
     if tile_size < 2 * SIZE_MULTIPLE or tile_size % SIZE_MULTIPLE:
         raise ValueError(f"tile_size must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, got {tile_size}")
     if not 0 <= tile_overlap < tile_size // 2:
@@ -78,6 +79,8 @@ def restore_tensor(
     tile_overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap
     batch, _, height, width = pixel_values.shape
     autocast = autocast_context(device, precision)
+    if tile_size is not None:
+        check_tiling(tile_size, tile_overlap)
 
     def run(images):
         with autocast:
@@ -91,7 +94,6 @@ def restore_tensor(
             progress(1, 1)
         return tuple(outputs)
 
-    _check_tiling(tile_size, tile_overlap)
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     rows, columns = tile_starts(height, tile_h, tile_overlap), tile_starts(width, tile_w, tile_overlap)
     window = blend_window(tile_h, tile_w, tile_overlap, pixel_values.device)
@@ -151,4 +153,12 @@ def restore_image(
     return Restoration(image=restored, stages=stage_images, input_mode=inputs["original_modes"][0])
 
 
-__all__ = ["restore_tensor", "restore_image", "Restoration", "check_pixel_count", "autocast_context", "tile_starts"]
+__all__ = [
+    "restore_tensor",
+    "restore_image",
+    "Restoration",
+    "check_pixel_count",
+    "check_tiling",
+    "autocast_context",
+    "tile_starts",
+]

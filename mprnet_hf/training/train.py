@@ -15,6 +15,9 @@ training come from `accelerate`. The best checkpoint by validation PSNR is expor
 import argparse
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,6 +73,21 @@ def validate(model, pairs) -> float:
     return float(np.mean(scores))
 
 
+def export_atomically(model, training: dict, output_dir: Path) -> None:
+    """Writes the model folder next to `output_dir`, then moves each file in, so a reader (the app, tests) never
+    sees a half-written `model.safetensors`."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        MPRNetImageProcessor().save_pretrained(staging)
+        (staging / "training_summary.json").write_text(json.dumps(training, indent=2))
+        save_model_card(trained_model_card(model.config, training), staging)
+        for file in staging.iterdir():
+            os.replace(file, output_dir / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, required=True)
@@ -83,7 +101,7 @@ def parse_args(argv=None):
     parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default runs/<name of OUTPUT_DIR>")
     parser.add_argument("--resume", action="store_true", help="continue from the state in --state-dir")
     parser.add_argument("--steps", type=int, default=6000, help="optimizer steps (the cosine schedule's length)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long (state is saved)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget in minutes, resumed runs included; the state is saved when it runs out")
     parser.add_argument("--time-schedule", action="store_true",
                         help="run the warm-up + cosine schedule over --max-minutes of wall-clock time instead of over "
                         "--steps (for a fixed CPU time budget: the learning rate is annealed whenever training stops)")
@@ -102,7 +120,7 @@ def parse_args(argv=None):
         parser.error("give exactly one of --train-dir (synthetic degradations) or --paired-dir")
     if args.paired_dir and not args.layout:
         parser.error("--paired-dir needs --layout")
-    if args.time_schedule and not args.max_minutes:
+    if args.time_schedule and args.max_minutes is None:
         parser.error("--time-schedule needs --max-minutes")
     if args.patch_size % 8:
         parser.error("--patch-size must be a multiple of 8")
@@ -187,7 +205,8 @@ def main(argv=None):
         running_loss += loss.item()
         steps_since_log += 1
         bar.update(1)
-        out_of_time = args.max_minutes is not None and time.time() - start > args.max_minutes * 60
+        # The budget covers resumed runs too, like the time-based schedule.
+        out_of_time = args.max_minutes is not None and elapsed_before + time.time() - start > args.max_minutes * 60
         if step % args.val_every == 0 or step == args.steps or out_of_time:
             psnr = validate(unwrapped, val_pairs)
             seconds = elapsed_before + time.time() - start
@@ -202,15 +221,12 @@ def main(argv=None):
                     log.write(json.dumps(record) + "\n")
                 if psnr > best_psnr:
                     best_psnr = psnr
-                    unwrapped.save_pretrained(output_dir)
-                    MPRNetImageProcessor().save_pretrained(output_dir)
                     training = {"task": args.task, "steps": previous["steps"] + step,
                                 "seconds": previous["seconds"] + seconds, "best_val_psnr": psnr,
                                 "patch_size": args.patch_size, "batch_size": args.batch_size,
                                 "data": "synthetic degradations of development photos" if args.train_dir
                                 else f"paired folder ({args.layout} layout)"}
-                    (output_dir / "training_summary.json").write_text(json.dumps(training, indent=2))
-                    save_model_card(trained_model_card(unwrapped.config, training), output_dir)
+                    export_atomically(unwrapped, training, output_dir)
             save_state()
         if out_of_time:
             stopped_early = True

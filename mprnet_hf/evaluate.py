@@ -1,0 +1,362 @@
+"""PSNR/SSIM of a restoration model, the degraded input and classical baselines, with the official protocols.
+
+    # paired folder: input/ + target/ (deraining sets, SIDD) or GoPro-style <scene>/blur + <scene>/sharp
+    python -m mprnet_hf.evaluate --model checkpoints/mprnet-derain-small --task derain --data Rain100L --baselines
+    # clean photos degraded with the library's seeded degradations (seed = image index in sorted order)
+    python -m mprnet_hf.evaluate --model checkpoints/mprnet-denoise-small --task denoise --data data/dev/val \
+        --synthetic --sigma 25 --baselines --json results/denoise-25.json
+
+Protocols (ARCHITECTURE.md section 8). Every image is scored as 8-bit: restored outputs are clamped to [0, 1] and
+rounded to uint8 (round half to even, as `img_as_ubyte` does when the official scripts save PNGs).
+  rgb  PSNR and SSIM on the RGB uint8 arrays, data range 255 (deblurring and denoising; no border crop).
+  y    PSNR and SSIM on the luma of BT.601 (`skimage.color.rgb2ycbcr`, Y in [16, 235]) rounded to integers, as
+       MATLAB's `rgb2ycbcr` returns for uint8 input, data range 255 (deraining).
+PSNR is `skimage.metrics.peak_signal_noise_ratio`. SSIM is `skimage.metrics.structural_similarity` pinned to the
+original Wang et al. (2004) index that the official scripts use: Gaussian-weighted 11x11 window with sigma 1.5,
+K1 = 0.01, K2 = 0.03, `use_sample_covariance=False`, the mean over the valid part of the map (scikit-image crops
+the window radius), and for RGB the mean over channels (`channel_axis=-1`). See `SSIM_SETTINGS`.
+
+Synthetic degradations (`--synthetic`), on the clean photo as loaded (8-bit), re-quantised to uint8 afterwards as if
+saved to PNG so that model, baselines and the "input" row see the same pixels:
+  denoise  additive white Gaussian noise of `--sigma` (8-bit scale, default 25), clipped;
+  deblur   a random camera-shake kernel (`motion_blur_kernel`, 17x17) applied with `blur`; the kernel is kept so the
+           Wiener baseline can use it;
+  derain   `add_rain` with random streaks.
+"""
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .baselines import BASELINES, NEEDS_KERNEL
+from .configuration_mprnet import TASKS
+from .degradations import add_gaussian_noise, add_rain, blur, motion_blur_kernel
+from .inference import DEFAULT_TILE_OVERLAP, restore_tensor
+from .modeling_mprnet import MPRNetModel
+from .training.data import IMAGE_SUFFIXES, PAIRED_LAYOUTS, list_images
+
+PROTOCOLS = ("rgb", "y")
+DEFAULT_PROTOCOL = {"deblur": "rgb", "denoise": "rgb", "derain": "y"}
+DEFAULT_SIGMA = 25.0
+MOTION_KERNEL_SIZE = 17  # the size of the training blur kernels (degradations.random_blur)
+# Degraded/clean folder names: the training layouts, plus 'groundtruth', which the official SIDD patch script writes.
+FOLDER_PAIRS = tuple(dict.fromkeys([*PAIRED_LAYOUTS.values(), ("input", "groundtruth")]))
+# The original SSIM index (Wang et al. 2004): 11x11 Gaussian window (sigma 1.5, truncated at 3.5 sigma -> radius 5).
+SSIM_SETTINGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "K1": 0.01, "K2": 0.03}
+DATA_RANGE = 255.0
+
+
+# ---------------------------------------------------------------------------------------------------- images
+@dataclass
+class Sample:
+    """One evaluation image: the degraded and clean uint8 (H, W, 3) arrays, and what is known of the degradation."""
+
+    name: str
+    degraded: np.ndarray
+    clean: np.ndarray
+    sigma: float | None = None  # noise level on the [0, 1] scale, when known
+    kernel: np.ndarray | None = None  # blur kernel, when known
+
+
+def load_uint8(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def to_uint8(image) -> np.ndarray:
+    """(3, H, W) tensor or (H, W, 3) float array in [0, 1] to uint8 (H, W, 3): clamp, scale, round half to even."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu().permute(1, 2, 0).numpy()
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) / 255
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def luma(image: np.ndarray) -> np.ndarray:
+    """BT.601 Y in [16, 235] of a uint8 RGB image, rounded to integers like MATLAB's rgb2ycbcr on uint8 input."""
+    return np.round(rgb2ycbcr(image)[..., 0])
+
+
+def prepare(image: np.ndarray, protocol: str) -> np.ndarray:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"Metrics are computed on uint8 images, got {image.dtype}")
+    return luma(image) if protocol == "y" else image
+
+
+def psnr(result: np.ndarray, reference: np.ndarray, protocol: str = "rgb") -> float:
+    reference, result = prepare(reference, protocol), prepare(result, protocol)
+    return float(peak_signal_noise_ratio(reference, result, data_range=DATA_RANGE))
+
+
+def ssim(result: np.ndarray, reference: np.ndarray, protocol: str = "rgb") -> float:
+    channel_axis = -1 if protocol == "rgb" else None
+    return float(structural_similarity(prepare(reference, protocol), prepare(result, protocol), data_range=DATA_RANGE,
+                                       channel_axis=channel_axis, **SSIM_SETTINGS))
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def _clean_counterpart(clean_folder: Path, relative: Path) -> Path | None:
+    """The clean image at the same relative path, or failing that with the same stem (e.g. .jpg input, .png target)."""
+    exact = clean_folder / relative
+    if exact.is_file():
+        return exact
+    for suffix in sorted(IMAGE_SUFFIXES):
+        candidate = (clean_folder / relative).with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_pairs(root) -> list[tuple[str, Path, Path]]:
+    """(name, degraded, clean) for every degraded image under `root` whose clean twin exists, in any layout of
+    `FOLDER_PAIRS`, at any depth: `root/input/x.png` + `root/target/x.png`, or `root/scene/blur/x.png` +
+    `root/scene/sharp/x.png`. The name is the relative path without the degraded folder."""
+    root = Path(root)
+    pairs = []
+    for degraded_path in list_images(root):
+        parts = degraded_path.relative_to(root).parts
+        for degraded_name, clean_name in FOLDER_PAIRS:
+            if degraded_name not in parts[:-1]:
+                continue
+            position = len(parts) - 1 - parts[::-1].index(degraded_name)
+            clean_path = _clean_counterpart(root.joinpath(*parts[:position], clean_name), Path(*parts[position + 1 :]))
+            if clean_path is not None:
+                pairs.append(("/".join(parts[:position] + parts[position + 1 :]), degraded_path, clean_path))
+                break
+    return pairs
+
+
+def paired_samples(root, sigma: float | None = None, limit: int | None = None) -> Iterator[Sample]:
+    """The pairs under `root`, loaded one at a time (a test set of full-HD pairs does not fit in memory at once)."""
+    pairs = find_pairs(root)
+    if not pairs:
+        layouts = ", ".join(f"{degraded}/ + {clean}/" for degraded, clean in FOLDER_PAIRS)
+        raise ValueError(f"No degraded/clean pairs under {root} (looked for {layouts}); "
+                         "for a folder of clean photos, add --synthetic")
+
+    def load(name, degraded_path, clean_path) -> Sample:
+        degraded, clean = load_uint8(degraded_path), load_uint8(clean_path)
+        if degraded.shape != clean.shape:
+            raise ValueError(f"{degraded_path} is {degraded.shape[:2]} but {clean_path} is {clean.shape[:2]}")
+        return Sample(name, degraded, clean, sigma=sigma)
+
+    return (load(*pair) for pair in pairs[:limit])
+
+
+def synthetic_degradation(clean: torch.Tensor, task: str, seed: int, sigma: float = DEFAULT_SIGMA
+                          ) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The evaluation degradation of a clean (3, H, W) image and the blur kernel (None unless deblurring).
+
+    `sigma` is on the 8-bit scale. Same seed, same result.
+    """
+    rng = np.random.default_rng(seed)
+    if task == "denoise":
+        return add_gaussian_noise(clean, sigma / 255, rng), None
+    if task == "deblur":
+        kernel = motion_blur_kernel(MOTION_KERNEL_SIZE, rng)
+        return blur(clean, kernel), kernel
+    if task == "derain":
+        return add_rain(clean, rng), None
+    raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
+
+
+def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: int | None = None) -> Iterator[Sample]:
+    """The clean photos in `folder` with their seeded degradation (seed = index in sorted order), one at a time."""
+    paths = list_images(folder)[:limit]
+    if not paths:
+        raise ValueError(f"No images found in {folder}")
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
+
+    def load(index, path) -> Sample:
+        clean = load_uint8(path)
+        degraded, kernel = synthetic_degradation(to_tensor(clean), task, seed=index, sigma=sigma)
+        known_sigma = sigma / 255 if task == "denoise" else None
+        return Sample(str(path.relative_to(folder)), to_uint8(degraded), clean, known_sigma, kernel)
+
+    return (load(index, path) for index, path in enumerate(paths))
+
+
+# ---------------------------------------------------------------------------------------------------- methods
+Method = Callable[[Sample], np.ndarray | None]  # returns the restored uint8 image, or None when it cannot run
+
+
+def model_method(model, tile_size: int | None = None, tile_overlap: int | None = None,
+                 precision: str = "fp32") -> Method:
+    def restore(sample: Sample) -> np.ndarray:
+        (restored,) = restore_tensor(model, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision,
+                                     return_stages=False)
+        return to_uint8(restored[0])
+
+    return restore
+
+
+def baseline_method(name: str, function) -> Method:
+    def restore(sample: Sample) -> np.ndarray | None:
+        if name in NEEDS_KERNEL and sample.kernel is None:
+            return None
+        return to_uint8(function(to_float(sample.degraded), sigma=sample.sigma, kernel=sample.kernel))
+
+    return restore
+
+
+def methods_for(task: str, model=None, model_name: str = "mprnet", baselines: bool = False,
+                tile_size: int | None = None, tile_overlap: int | None = None) -> dict[str, Method]:
+    """The rows of the table in order: the degraded input, the model, then the task's baselines."""
+    methods: dict[str, Method] = {"input": lambda sample: sample.degraded}
+    if model is not None:
+        methods[model_name] = model_method(model, tile_size, tile_overlap)
+    if baselines:
+        methods.update({name: baseline_method(name, function) for name, function in BASELINES[task].items()})
+    return methods
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class MethodSummary:
+    psnr: float
+    ssim: float
+    seconds_per_image: float
+    images: int
+
+
+@dataclass
+class Evaluation:
+    task: str
+    protocol: str
+    per_image: list[dict] = field(default_factory=list)  # {"name", "height", "width", "scores": {method: {psnr, ssim}}}
+    summary: dict[str, MethodSummary] = field(default_factory=dict)
+
+    def to_json(self, **extra) -> dict:
+        return {"task": self.task, "protocol": self.protocol, "ssim_settings": {**SSIM_SETTINGS, "win_size": 11},
+                **extra, "summary": {name: vars(item) for name, item in self.summary.items()},
+                "images": self.per_image}
+
+
+def evaluate(samples: Iterable[Sample], methods: dict[str, Method], task: str, protocol: str | None = None,
+             progress: Callable[[str], None] | None = None) -> Evaluation:
+    """Runs every method on every sample and scores the uint8 results against the clean images."""
+    protocol = protocol or DEFAULT_PROTOCOL[task]
+    evaluation = Evaluation(task, protocol)
+    seconds = {name: 0.0 for name in methods}
+    for sample in samples:
+        scores = {}
+        for name, method in methods.items():
+            start = time.perf_counter()
+            restored = method(sample)
+            seconds[name] += time.perf_counter() - start
+            if restored is not None:
+                scores[name] = {"psnr": psnr(restored, sample.clean, protocol),
+                                "ssim": ssim(restored, sample.clean, protocol)}
+        height, width = sample.clean.shape[:2]
+        evaluation.per_image.append({"name": sample.name, "height": height, "width": width, "scores": scores})
+        if progress:
+            progress(sample.name)
+    for name in methods:
+        scored = [image["scores"][name] for image in evaluation.per_image if name in image["scores"]]
+        if scored:
+            evaluation.summary[name] = MethodSummary(
+                psnr=float(np.mean([score["psnr"] for score in scored])),
+                ssim=float(np.mean([score["ssim"] for score in scored])),
+                seconds_per_image=seconds[name] / len(scored), images=len(scored),
+            )
+    return evaluation
+
+
+def format_tables(evaluation: Evaluation) -> str:
+    """Markdown: the mean per method, then PSNR / SSIM per image and method."""
+    names = list(evaluation.summary)
+    lines = [f"Task {evaluation.task}, protocol {evaluation.protocol} "
+             f"({'Y of BT.601' if evaluation.protocol == 'y' else 'RGB'}, uint8), {len(evaluation.per_image)} images",
+             "", "| method | PSNR (dB) | SSIM | seconds / image |", "|---|---|---|---|"]
+    for name, item in evaluation.summary.items():
+        lines.append(f"| {name} | {item.psnr:.2f} | {item.ssim:.4f} | {item.seconds_per_image:.2f} |")
+    lines += ["", "| image | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for image in evaluation.per_image:
+        cells = [f"{image['scores'][name]['psnr']:.2f} / {image['scores'][name]['ssim']:.4f}"
+                 if name in image["scores"] else "-" for name in names]
+        lines.append(f"| {image['name']} | " + " | ".join(cells) + " |")
+    means = [f"{evaluation.summary[name].psnr:.2f} / {evaluation.summary[name].ssim:.4f}" for name in names]
+    lines.append("| **mean** | " + " | ".join(means) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model folder or Hub id (MPRNetModel.from_pretrained); omit to score only "
+                                        "the input and the baselines")
+    parser.add_argument("--task", choices=TASKS, help="default: the model's config.task")
+    parser.add_argument("--data", required=True, help="a paired folder, or clean photos with --synthetic")
+    parser.add_argument("--synthetic", action="store_true", help="degrade the clean photos in --data (seed = index)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="default: y for derain, rgb otherwise")
+    parser.add_argument("--sigma", type=float, help=f"noise level on the 8-bit scale: with --synthetic the Gaussian "
+                        f"noise added (default {DEFAULT_SIGMA:g}); on paired data the level given to the denoising "
+                        "baselines (default: estimated per image)")
+    parser.add_argument("--baselines", action="store_true", help="also run the classical baselines of the task")
+    parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8)")
+    parser.add_argument("--tile-overlap", type=int, help=f"overlap of neighbouring tiles (default "
+                        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--json", help="write the per-image and mean scores to this file")
+    parser.add_argument("--num-threads", type=int, help="CPU threads (torch.set_num_threads)")
+    args = parser.parse_args(argv)
+    if not args.model and not args.task:
+        parser.error("give --task (or --model, whose config names the task)")
+    if args.sigma is not None and args.sigma <= 0:
+        parser.error("--sigma must be positive")
+    return args
+
+
+def main(argv=None) -> Evaluation:
+    args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    model = None
+    if args.model:
+        model = MPRNetModel.from_pretrained(args.model).eval()
+    task = args.task or model.config.task
+    if model is not None and model.config.task != task:
+        print(f"warning: the model was trained for {model.config.task!r}, evaluated on {task!r}", file=sys.stderr)
+    if args.synthetic:
+        samples = synthetic_samples(args.data, task, args.sigma or DEFAULT_SIGMA, args.limit)
+    else:
+        samples = paired_samples(args.data, args.sigma / 255 if args.sigma else None, args.limit)
+    model_name = Path(args.model.rstrip("/")).name if args.model else "mprnet"
+    tile_overlap = args.tile_overlap
+    if tile_overlap is None and args.tile_size:
+        tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile_size // 4)
+    methods = methods_for(task, model, model_name, args.baselines, args.tile_size, tile_overlap)
+    evaluation = evaluate(samples, methods, task, args.protocol,
+                          progress=lambda name: print(f"  scored {name}", file=sys.stderr))
+    print(format_tables(evaluation))
+    if args.json:
+        extra = {"model": args.model, "data": str(args.data), "synthetic": args.synthetic,
+                 "sigma": (args.sigma or DEFAULT_SIGMA) if args.synthetic and task == "denoise" else args.sigma,
+                 "tile_size": args.tile_size, "tile_overlap": tile_overlap}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(evaluation.to_json(**extra), indent=2))
+    return evaluation
+
+
+if __name__ == "__main__":
+    main()

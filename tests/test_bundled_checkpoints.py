@@ -1,0 +1,121 @@
+"""The bundled checkpoints (checkpoints/mprnet-{task}-small): load cleanly, stay small, say what they are, and restore.
+
+The restoration check uses committed images, found in this order:
+  1. every synthetic example of the app, examples/<task>/<photo>_<degradation>.png, with its clean source
+     examples/clean/<photo>[_suffix].png (made by scripts/make_examples.py; real photos without a source are left out);
+  2. the first clean photo in examples/clean/, degraded here with the evaluation's seeded degradation;
+  3. a held-out development photo in data/dev/val/ (not committed; present where the photos were prepared);
+and the test is skipped, saying so, when none exists.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import REPO_ROOT
+from mprnet_hf import MPRNetModel
+from mprnet_hf import evaluate as ev
+from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.training.data import list_images
+
+CHECKPOINTS = REPO_ROOT / "checkpoints"
+EXAMPLES = REPO_ROOT / "examples"
+DEV_VAL = REPO_ROOT / "data" / "dev" / "val"
+MAX_BYTES = 10 * 1024 * 1024
+CROP = 256  # a centre crop keeps the test fast (the examples are at most 256 pixels already)
+SEED = 0
+MIN_GAIN_DB = 0.5  # a restoration must beat the degraded input by this much, not by rounding noise
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small models on small images gain little from threads, and on a busy machine a thread pool crawls (10x+)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def checkpoint_dir(task: str) -> Path:
+    path = CHECKPOINTS / f"mprnet-{task}-small"
+    if not (path / "config.json").is_file():
+        pytest.fail(f"bundled checkpoint {path} is missing")
+    return path
+
+
+def centre_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
+    height, width = image.shape[:2]
+    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
+    return image[top : top + size, left : left + size]
+
+
+def clean_source(degraded_path: Path) -> Path | None:
+    """The clean photo an example was made from: examples/<task>/<photo>_<degradation>.png comes from
+    examples/clean/<photo>.png, where the clean name may carry a suffix of its own (squirrel_noise <- squirrel_cls).
+    Real degraded photos have none."""
+    photo = degraded_path.stem.rsplit("_", 1)[0]
+    clean_dir = EXAMPLES / "clean"
+    candidates = [path for path in list_images(clean_dir) if path.stem == photo or path.stem.startswith(photo + "_")]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def example_samples(task: str) -> list[ev.Sample]:
+    """Degraded/clean pairs for `task` from the committed examples (see the module docstring)."""
+    samples = []
+    for degraded_path in list_images(EXAMPLES / task) if (EXAMPLES / task).is_dir() else []:
+        clean_path = clean_source(degraded_path)
+        if clean_path is not None:
+            degraded, clean = ev.load_uint8(degraded_path), ev.load_uint8(clean_path)
+            if degraded.shape == clean.shape:
+                samples.append(ev.Sample(degraded_path.name, centre_crop(degraded), centre_crop(clean)))
+    if samples:
+        return samples
+    for source in (EXAMPLES / "clean", DEV_VAL):
+        photos = list_images(source) if source.is_dir() else []
+        if photos:
+            clean = centre_crop(ev.load_uint8(photos[0]))
+            degraded, kernel = ev.synthetic_degradation(ev.to_tensor(clean), task, seed=SEED)
+            return [ev.Sample(photos[0].name, ev.to_uint8(degraded), clean, kernel=kernel)]
+    pytest.skip(f"no example image for {task}: expected examples/{task}/<photo>_<degradation>.png with "
+                f"examples/clean/<photo>.png, or clean photos in examples/clean/ or data/dev/val/")
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def task(request):
+    return request.param
+
+
+def test_checkpoint_loads_without_missing_or_unexpected_keys(task):
+    model, info = MPRNetModel.from_pretrained(checkpoint_dir(task), output_loading_info=True)
+    assert not info["missing_keys"], info["missing_keys"]
+    assert not info["unexpected_keys"], info["unexpected_keys"]
+    assert not info["mismatched_keys"], info["mismatched_keys"]
+    assert model.config.task == task
+
+
+def test_checkpoint_is_small_and_float32(task):
+    files = sorted(checkpoint_dir(task).glob("*.safetensors"))
+    assert files, "no safetensors weights"
+    assert sum(path.stat().st_size for path in files) <= MAX_BYTES
+    with safe_open(files[0], framework="pt") as weights:
+        assert {weights.get_slice(name).get_dtype() for name in weights.keys()} == {"F32"}
+
+
+def test_model_card_says_these_are_not_the_papers_weights(task):
+    card = (checkpoint_dir(task) / "README.md").read_text()
+    assert "not the paper's weights" in card
+    assert "library_name: transformers" in card and "pipeline_tag: image-to-image" in card
+
+
+def test_checkpoint_improves_psnr_on_the_examples(task):
+    samples = example_samples(task)
+    model = MPRNetModel.from_pretrained(checkpoint_dir(task)).eval()
+    restore = ev.model_method(model)
+    protocol = ev.DEFAULT_PROTOCOL[task]
+    scores = {sample.name: (ev.psnr(sample.degraded, sample.clean, protocol),
+                            ev.psnr(restore(sample), sample.clean, protocol)) for sample in samples}
+    report = ", ".join(f"{name}: {before:.2f} -> {after:.2f} dB" for name, (before, after) in scores.items())
+    assert all(after > before + MIN_GAIN_DB for before, after in scores.values()), f"{report} ({protocol} PSNR)"

@@ -1,0 +1,253 @@
+"""The evaluation script: metrics equal the library's and an independent implementation of the official protocols,
+paired layouts are found, baselines help on easy cases, and the CLI reports what it computed."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.signal import convolve2d
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf import baselines as baseline_functions
+from mprnet_hf import evaluate as ev
+from mprnet_hf.inference import restore_tensor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These tensors are tiny: threads gain nothing, and on a busy machine a thread pool makes them crawl (10x+)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smooth_image(height=48, width=56, seed=0) -> np.ndarray:
+    """A uint8 photo stand-in: smooth colour gradients, a flat square with sharp edges and some fine texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.stack([0.2 + 0.6 * x, 0.3 + 0.5 * y, 0.6 - 0.4 * x * y], axis=-1)
+    image[height // 4 : height // 2, width // 3 : 2 * width // 3] = [0.85, 0.55, 0.35]
+    image += 0.03 * np.sin(x * 40 + rng.uniform(0, 6))[..., None]
+    return ev.to_uint8(image)
+
+
+def noisy_pair(seed=0):
+    clean = smooth_image(seed=seed)
+    noise = np.random.default_rng(seed + 100).normal(0, 12, clean.shape)
+    return np.clip(np.round(clean + noise), 0, 255).astype(np.uint8), clean
+
+
+def write_png(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+# ---------------------------------------------------------------------------------------------------- independent code
+def bt601_luma(image: np.ndarray) -> np.ndarray:
+    """MATLAB rgb2ycbcr on uint8 input, Y only: 16 + (65.481 R + 128.553 G + 24.966 B) with RGB in [0, 1], rounded."""
+    rgb = image.astype(np.float64) / 255
+    return np.round(16 + rgb @ np.array([65.481, 128.553, 24.966]))
+
+
+def wang_ssim(a: np.ndarray, b: np.ndarray, data_range=255.0) -> float:
+    """SSIM_index of Wang et al. (2004): 11x11 Gaussian window (sigma 1.5), 'valid' filtering, mean of the map."""
+    axis = np.arange(11) - 5
+    window = np.exp(-(axis[:, None] ** 2 + axis[None, :] ** 2) / (2 * 1.5**2))
+    window /= window.sum()
+
+    def filt(image):
+        return convolve2d(image, window, mode="valid")
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = filt(a), filt(b)
+    var_a, var_b, cov = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2, filt(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def test_rgb_metrics_equal_the_library_on_uint8_images():
+    degraded, clean = noisy_pair()
+    assert ev.psnr(degraded, clean, "rgb") == peak_signal_noise_ratio(clean, degraded, data_range=255)
+    mse = np.mean((degraded.astype(np.float64) - clean) ** 2)
+    assert ev.psnr(degraded, clean) == pytest.approx(10 * np.log10(255**2 / mse), rel=1e-12)
+    expected_ssim = structural_similarity(clean, degraded, data_range=255, channel_axis=-1, gaussian_weights=True,
+                                          sigma=1.5, use_sample_covariance=False)
+    assert ev.ssim(degraded, clean, "rgb") == pytest.approx(expected_ssim, rel=1e-12)
+
+
+def test_rgb_ssim_is_the_channel_mean_of_wang_ssim():
+    degraded, clean = noisy_pair(1)
+    per_channel = [wang_ssim(clean[..., c].astype(np.float64), degraded[..., c].astype(np.float64)) for c in range(3)]
+    assert ev.ssim(degraded, clean, "rgb") == pytest.approx(np.mean(per_channel), abs=1e-9)
+
+
+def test_y_protocol_matches_a_direct_computation_and_differs_from_rgb():
+    degraded, clean = noisy_pair(2)
+    np.testing.assert_array_equal(ev.luma(clean), bt601_luma(clean))
+    y_degraded, y_clean = bt601_luma(degraded), bt601_luma(clean)
+    rmse = np.sqrt(np.mean((y_degraded - y_clean) ** 2))
+    assert ev.psnr(degraded, clean, "y") == pytest.approx(20 * np.log10(255 / rmse), rel=1e-12)
+    assert ev.ssim(degraded, clean, "y") == pytest.approx(wang_ssim(y_clean, y_degraded), abs=1e-9)
+    # Luma averages the independent channel noise, so the Y scores are higher than the RGB ones.
+    assert ev.psnr(degraded, clean, "y") > ev.psnr(degraded, clean, "rgb") + 1
+    assert ev.ssim(degraded, clean, "y") != pytest.approx(ev.ssim(degraded, clean, "rgb"), abs=1e-3)
+
+
+def test_metrics_reject_float_images_and_unknown_protocols():
+    degraded, clean = noisy_pair()
+    with pytest.raises(ValueError, match="uint8"):
+        ev.psnr(degraded / 255, clean)
+    with pytest.raises(ValueError, match="protocol"):
+        ev.ssim(degraded, clean, "lab")
+
+
+def test_to_uint8_clamps_and_rounds_like_saving_a_png():
+    tensor = torch.tensor([-0.2, 0.0, 0.5, 100.4 / 255, 100.6 / 255, 1.0, 1.3]).reshape(1, 1, 7).expand(3, 1, 7)
+    np.testing.assert_array_equal(ev.to_uint8(tensor)[0, :, 0], [0, 0, 128, 100, 101, 255, 255])
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def test_paired_layouts_are_found_and_matched_by_name(tmp_path):
+    image = smooth_image()
+    # Deraining / SIDD layout, including a .jpg input with a .png target and an input without a target.
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / "rain" / "input" / name, image)
+        write_png(tmp_path / "rain" / "target" / name, image)
+    write_png(tmp_path / "rain" / "input" / "c.jpg", image)
+    write_png(tmp_path / "rain" / "target" / "c.png", image)
+    write_png(tmp_path / "rain" / "input" / "orphan.png", image)
+    # GoPro layout: <scene>/blur and <scene>/sharp.
+    for scene in ("GOPR0001", "GOPR0002"):
+        write_png(tmp_path / "gopro" / scene / "blur" / "000001.png", image)
+        write_png(tmp_path / "gopro" / scene / "sharp" / "000001.png", image)
+
+    rain = ev.find_pairs(tmp_path / "rain")
+    assert [name for name, _, _ in rain] == ["a.png", "b.png", "c.jpg"]
+    assert all(degraded.parent.name == "input" and clean.parent.name == "target" for _, degraded, clean in rain)
+    assert rain[2][2].name == "c.png"
+    gopro = ev.find_pairs(tmp_path / "gopro")
+    assert [name for name, _, _ in gopro] == ["GOPR0001/000001.png", "GOPR0002/000001.png"]
+    assert all(clean == degraded.parent.parent / "sharp" / "000001.png" for _, degraded, clean in gopro)
+
+    samples = list(ev.paired_samples(tmp_path / "gopro"))
+    assert len(samples) == 2 and samples[0].degraded.dtype == np.uint8 and samples[0].kernel is None
+
+
+def test_clean_photos_without_pairs_point_to_synthetic(tmp_path):
+    write_png(tmp_path / "photo.png", smooth_image())
+    with pytest.raises(ValueError, match="--synthetic"):
+        ev.paired_samples(tmp_path)
+
+
+@pytest.mark.parametrize("task", ["denoise", "deblur", "derain"])
+def test_synthetic_samples_are_seeded_by_index_and_keep_what_baselines_need(tmp_path, task):
+    write_png(tmp_path / "a.png", smooth_image(seed=1))
+    write_png(tmp_path / "b.png", smooth_image(seed=2))
+    first = list(ev.synthetic_samples(tmp_path, task, sigma=15))
+    again = list(ev.synthetic_samples(tmp_path, task, sigma=15))
+    assert [sample.name for sample in first] == ["a.png", "b.png"]
+    for one, other in zip(first, again):
+        np.testing.assert_array_equal(one.degraded, other.degraded)
+        assert one.degraded.dtype == np.uint8 and not np.array_equal(one.degraded, one.clean)
+    assert (first[0].sigma == pytest.approx(15 / 255)) if task == "denoise" else first[0].sigma is None
+    assert (first[0].kernel is not None) == (task == "deblur")
+    if task == "denoise":
+        residual = first[0].degraded.astype(np.float64) - first[0].clean
+        assert residual.std() == pytest.approx(15, rel=0.15)
+
+
+# ---------------------------------------------------------------------------------------------------- baselines
+def easy_sample(task: str) -> ev.Sample:
+    clean = smooth_image(64, 64, seed=3)
+    degraded, kernel = ev.synthetic_degradation(ev.to_tensor(clean), task, seed=0, sigma=25)
+    return ev.Sample("easy", ev.to_uint8(degraded), clean, 25 / 255 if task == "denoise" else None, kernel)
+
+
+@pytest.mark.parametrize("task, name, gain", [
+    ("denoise", "nlm", 8.0), ("denoise", "tv", 6.0),
+    ("deblur", "wiener", 5.0), ("deblur", "unsharp", 0.1),
+    ("derain", "median", 1.0), ("derain", "opening", 3.0),
+])
+def test_baselines_improve_psnr_on_an_easy_case(task, name, gain):
+    sample = easy_sample(task)
+    restored = ev.baseline_method(name, baseline_functions.BASELINES[task][name])(sample)
+    assert restored.shape == sample.clean.shape and restored.dtype == np.uint8
+    assert ev.psnr(restored, sample.clean) > ev.psnr(sample.degraded, sample.clean) + gain
+
+
+def test_wiener_is_skipped_without_a_kernel_and_nlm_estimates_sigma():
+    sample = easy_sample("denoise")
+    assert ev.baseline_method("wiener", baseline_functions.wiener_deblur)(sample) is None
+    unknown_sigma = ev.Sample("easy", sample.degraded, sample.clean)
+    restored = ev.baseline_method("nlm", baseline_functions.nlm_denoise)(unknown_sigma)
+    assert ev.psnr(restored, sample.clean) > ev.psnr(sample.degraded, sample.clean) + 6
+
+
+def test_noise_estimate_recovers_the_level_of_white_noise():
+    rng = np.random.default_rng(4)
+    for sigma in (5 / 255, 25 / 255, 0.1):
+        noisy = ev.to_float(smooth_image(128, 128)) + rng.normal(0, sigma, (128, 128, 3))
+        assert baseline_functions.estimate_noise_sigma(noisy) == pytest.approx(sigma, rel=0.1)
+
+
+def test_unsharp_mask_uses_every_channel():
+    # Guards the workaround for scikit-image 0.26, whose unsharp_mask mishandles channel_axis=-1.
+    image = ev.to_float(smooth_image(40, 40))
+    restored = baseline_functions.unsharp_deblur(image)
+    assert np.isfinite(restored).all() and np.abs(restored - image).max() < 0.3
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    config = MPRNetConfig.for_task("denoise", n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+    folder = tmp_path_factory.mktemp("model")
+    MPRNetModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_cli_reports_the_library_metrics_of_the_model_outputs(tmp_path, tiny_model_dir, capsys):
+    photos = tmp_path / "photos"
+    write_png(photos / "a.png", smooth_image(40, 48, seed=4))
+    write_png(photos / "b.png", smooth_image(33, 45, seed=5))  # not a multiple of 8: the model pads and crops
+    out = tmp_path / "scores.json"
+    ev.main(["--model", str(tiny_model_dir), "--data", str(photos), "--synthetic", "--sigma", "15", "--baselines",
+             "--json", str(out)])
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    model_name = tiny_model_dir.name
+    assert report["task"] == "denoise" and report["protocol"] == "rgb" and report["sigma"] == 15
+    assert list(report["summary"]) == ["input", model_name, "nlm", "tv"]
+    assert "| **mean** |" in table and "| nlm |" in table
+
+    model = MPRNetModel.from_pretrained(tiny_model_dir).eval()
+    for image, sample in zip(report["images"], ev.synthetic_samples(photos, "denoise", sigma=15)):
+        (restored,) = restore_tensor(model, ev.to_tensor(sample.degraded)[None], return_stages=False)
+        restored = np.round(restored[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        scores = image["scores"][model_name]
+        assert scores["psnr"] == pytest.approx(peak_signal_noise_ratio(sample.clean, restored, data_range=255))
+        assert scores["ssim"] == pytest.approx(structural_similarity(
+            sample.clean, restored, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False))
+    mean_psnr = np.mean([image["scores"]["nlm"]["psnr"] for image in report["images"]])
+    assert report["summary"]["nlm"]["psnr"] == pytest.approx(mean_psnr)
+
+
+def test_cli_defaults_to_the_y_protocol_for_deraining_and_tiles_on_request(tmp_path, tiny_model_dir):
+    pairs = tmp_path / "pairs"
+    degraded, clean = noisy_pair(3)
+    write_png(pairs / "input" / "x.png", degraded)
+    write_png(pairs / "target" / "x.png", clean)
+    evaluation = ev.main(["--model", str(tiny_model_dir), "--task", "derain", "--data", str(pairs),
+                          "--tile-size", "32"])
+    assert evaluation.protocol == "y"
+    assert evaluation.per_image[0]["scores"]["input"]["psnr"] == pytest.approx(ev.psnr(degraded, clean, "y"))
+    rgb = ev.main(["--task", "derain", "--data", str(pairs), "--protocol", "rgb"])
+    assert rgb.protocol == "rgb" and list(rgb.summary) == ["input"]
+    assert rgb.summary["input"].psnr == pytest.approx(ev.psnr(degraded, clean, "rgb"))
