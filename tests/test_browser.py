@@ -1,0 +1,137 @@
+"""The app end to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): upload, pick a
+task, restore, compare, download the PNG; pick an example; upload a corrupt file and read the error on the page.
+
+Saves screenshots to test-artifacts/ (git-ignored): browser.png after a restoration, browser-error.png after the
+refused upload.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import re  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 90_000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium (apt-get install chromium)"
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    import app
+
+    port = free_port()
+    app.demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH_OPTIONS
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    page.wait_for_selector("#restore-button")
+    yield page
+    context.close()
+
+
+def test_upload_restore_compare_and_download(page):
+    from playwright.sync_api import expect
+
+    example = REPO_ROOT / "examples" / "denoise" / "monarch_noise.png"
+    page.locator("#input-image input[type=file]").set_input_files(str(example))
+    expect(page.locator("#input-image img")).to_be_visible()
+    page.locator("#task").get_by_text("Denoise").click()
+    page.locator("#restore-button").click()
+
+    expect(page.locator("#comparison img")).to_have_count(2)
+    expect(page.locator("#stages img").first).to_be_visible()
+    expect(page.locator("#status")).to_contain_text("denoise: restored 256×171")
+    link = page.locator("#result-file a[download]")
+    expect(link).to_have_attribute("download", "monarch_noise_denoise.png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
+
+    with page.expect_download() as download_info:
+        link.click()
+    download = download_info.value
+    assert download.suggested_filename == "monarch_noise_denoise.png"
+    downloaded = Path(download.path())
+    assert downloaded.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(downloaded).size == Image.open(example).size
+
+
+def test_example_fills_photo_and_task(page):
+    from playwright.sync_api import expect
+
+    page.get_by_text("Derain examples").scroll_into_view_if_needed()
+    # Each example row shows the photo and its task; clicking it loads both into the inputs.
+    page.locator("tr.tr-body").filter(has_text="Derain").first.click()
+    expect(page.locator("#input-image img")).to_have_attribute("src", re.compile(r"building_rain\.png$"))
+    expect(page.locator("#task input[value=derain]")).to_be_checked()
+
+
+def test_corrupt_upload_shows_the_error(page, tmp_path):
+    from playwright.sync_api import expect
+
+    corrupt = tmp_path / "holiday.png"
+    corrupt.write_bytes(os.urandom(4096))
+    page.locator("#input-image input[type=file]").set_input_files(str(corrupt))
+    page.locator("#restore-button").click()
+
+    toast = page.locator(".toast-body").filter(has_text="holiday.png is not an image file Pillow can read")
+    expect(toast).to_be_visible()
+    page.wait_for_timeout(800)  # let the toast finish sliding in before the screenshot
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-error.png"))
