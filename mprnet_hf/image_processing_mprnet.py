@@ -4,7 +4,7 @@ PIL is the only imaging backend (no torchvision). The model pads internally, so 
 single images; a batch of differently sized images is padded to a common size and cropped back by `postprocess`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import torch

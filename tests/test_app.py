@@ -4,32 +4,23 @@ Every task restores its examples (lossless PNG, input size, PSNR better than the
 upload is handled, and every bad one is refused with a clear message while the server keeps serving.
 """
 
-import os
+import re
+import socket
+import struct
+import zlib
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
 
-import re  # noqa: E402
-import socket  # noqa: E402
-import struct  # noqa: E402
-import sys  # noqa: E402
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
+from conftest import REPO_ROOT
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-from mprnet_hf.inference import restore_image  # noqa: E402
+from mprnet_hf.inference import restore_image
 
 EXAMPLES = REPO_ROOT / "examples"
 # (task, degraded example, clean source) for the synthetic examples

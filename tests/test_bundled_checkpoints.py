@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors import safe_open
 
 from conftest import REPO_ROOT
@@ -30,13 +29,7 @@ SEED = 0
 MIN_GAIN_DB = 0.5  # a restoration must beat the degraded input by this much, not by rounding noise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models on small images gain little from threads, and on a busy machine a thread pool crawls (10x+)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def checkpoint_dir(task: str) -> Path:

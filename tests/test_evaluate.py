@@ -16,13 +16,7 @@ from mprnet_hf import evaluate as ev
 from mprnet_hf.inference import restore_tensor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tensors are tiny: threads gain nothing, and on a busy machine a thread pool makes them crawl (10x+)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smooth_image(height=48, width=56, seed=0) -> np.ndarray:

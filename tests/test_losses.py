@@ -13,13 +13,7 @@ EPSILON = 1e-3
 TAPS = np.array([0.05, 0.25, 0.4, 0.25, 0.05])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tensors are tiny: threads gain nothing, and on a busy machine a thread pool makes them crawl (10x+)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------------- numpy reference

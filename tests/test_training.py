@@ -13,13 +13,7 @@ from mprnet_hf.degradations import degrade
 from mprnet_hf.training.train import TINY, build_config, main, warmup_cosine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tensors are tiny: threads gain nothing, and on a busy machine a thread pool makes them crawl (10x+)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smooth_photo(height: int, width: int, seed: int) -> np.ndarray:
