@@ -7,11 +7,15 @@ photos, writes the JSON results, prints the README's quality table and puts each
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from mprnet_hf import MPRNetConfig
-from mprnet_hf.evaluate import main as evaluate
-from mprnet_hf.hub import save_model_card, trained_model_card
+# Run as a script from the repository root, where mprnet_hf is not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mprnet_hf import MPRNetConfig  # noqa: E402
+from mprnet_hf.evaluate import main as evaluate  # noqa: E402
+from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
 
 RUNS = [  # (name, task, extra evaluate arguments)
     ("denoise-sigma15", "denoise", ["--sigma", "15"]),
