@@ -1,0 +1,231 @@
+"""Latency, throughput and peak memory of the released MPRNet configurations, fast path against an eager baseline.
+
+Every (config, size, path, precision) case runs in its own subprocess with `torch.set_num_threads(--threads)`,
+random weights (seed 0) and a random input, batch 1: `--warmup` untimed runs, then `--repeats` timed runs.
+
+Paths:
+  eager          the official schedule (quarters and halves one at a time), NCHW, torch.no_grad
+                 (benchmarks/eager_baseline.py)
+  library        `model(x)` as shipped: quarters and halves batched, NCHW, torch.no_grad
+  channels_last  `mprnet_hf.fast.optimize_for_inference(model)` under torch.inference_mode
+  fast           channels_last plus `mprnet_hf.fast.reuse_freed_memory()` (the recommended CPU setting)
+  compiled       fast plus torch.compile (opt-in; compiles on the first run, which the warm-up absorbs)
+
+Examples:
+  python -m benchmarks.speed --configs deblur --sizes 256,512 --paths eager,fast
+  python -m benchmarks.speed --configs derain,denoise --sizes 1024 --paths eager,fast --warmup 0 --repeats 1
+  python -m benchmarks.speed --device cuda --precision fp32,bf16,fp16 --paths eager,fast --sizes 256,512,1024
+Results are merged into benchmarks/results/speed_<device>.json (same case = replaced), and the table is printed.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import (
+    RESULTS_DIR,
+    count_conv_flops,
+    current_rss_mib,
+    emit_result,
+    format_table,
+    load_average,
+    machine_info,
+    merge_results,
+    other_busy_processes,
+    parse_list,
+    peak_rss_mib,
+    run_worker,
+    summarize_latencies,
+)
+
+PATHS = ("eager", "library", "channels_last", "fast", "compiled")
+CONFIGS = ("deblur", "derain", "denoise")
+# Official code on the reference machine (2 cores, /work/shared/reference/README.md): median seconds and peak RSS.
+OFFICIAL_CPU_MEDIAN_S = {("deblur", 256): 8.87, ("deblur", 512): 45.09, ("derain", 256): 2.61,
+                         ("derain", 512): 15.59, ("denoise", 256): 7.91, ("denoise", 512): 41.33}
+OFFICIAL_CPU_PEAK_MIB = {("deblur", 256): 1021, ("deblur", 512): 2757, ("derain", 256): 576,
+                         ("derain", 512): 1398, ("denoise", 256): 996, ("denoise", 512): 2366}
+RESULT_KEY = ("device", "config", "size", "path", "precision", "threads", "env")
+
+
+# ---------------------------------------------------------------------------------------------------- worker side
+def build_model(config_name: str, device: torch.device):
+    from mprnet_hf import MPRNetConfig, MPRNetModel
+
+    torch.manual_seed(0)
+    return MPRNetModel(MPRNetConfig.for_task(config_name)).eval().to(device)
+
+
+def prepare_path(path: str, model):
+    """Applies the path's settings to the model; returns (model, grad context factory, forward function)."""
+    from benchmarks.eager_baseline import official_style_restore
+    from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
+
+    if path == "eager":
+        return model, torch.no_grad, lambda images: official_style_restore(model, images)[-1]
+    if path == "library":
+        return model, torch.no_grad, lambda images: model(images).reconstruction
+    if path in ("fast", "compiled"):
+        if model.device.type == "cpu" and not reuse_freed_memory():
+            print("warning: reuse_freed_memory() is not available here (not glibc)")
+    optimize_for_inference(model, channels_last=True, compile=path == "compiled")
+    return model, torch.inference_mode, lambda images: model(images).reconstruction
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def configure_device(device: torch.device, precision: str) -> None:
+    if device.type == "cuda":
+        # fp32 numbers must match the official float32 results (TF32 changes outputs by ~1e-3); bf16/fp16 run under
+        # autocast, where TF32 does not apply to the autocast convolutions anyway.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        # Fixed input size per process, so let cuDNN pick the fastest algorithm once during the warm-up.
+        torch.backends.cudnn.benchmark = True
+
+
+def worker(spec: dict) -> dict:
+    from mprnet_hf.inference import autocast_context
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    configure_device(device, spec["precision"])
+    model = build_model(spec["config"], device)
+    model, grad_context, forward = prepare_path(spec["path"], model)
+    rss_after_model = current_rss_mib()
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(1, 3, spec["size"], spec["size"], generator=generator).to(device)
+    if spec["path"] in ("channels_last", "fast", "compiled"):
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = autocast_context(device, spec["precision"])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    finite = []
+
+    def timed_run() -> float:
+        synchronize(device)
+        started = time.perf_counter()
+        with grad_context(), autocast:
+            output = forward(images)
+        synchronize(device)
+        elapsed = time.perf_counter() - started
+        # Random weights can overflow in fp16; the time still counts, but the row says so.
+        finite.append(bool(torch.isfinite(output).all()))
+        return elapsed
+
+    warmup_s = [timed_run() for _ in range(spec["warmup"])]
+    latencies = [timed_run() for _ in range(spec["repeats"])]
+    result = dict(spec, **summarize_latencies(latencies), warmup_s=[round(value, 3) for value in warmup_s],
+                  rss_after_model_mib=round(rss_after_model, 1), peak_rss_mib=round(peak_rss_mib(), 1),
+                  finite_output=all(finite))
+    if device.type == "cuda":
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- parent side
+def add_derived_numbers(row: dict, flops: int) -> dict:
+    pixels = row["size"] ** 2
+    row["conv_gflops"] = round(flops / 1e9, 2)
+    row["megapixels_per_s"] = round(pixels / 1e6 / row["median_s"], 4)
+    row["achieved_gflops_per_s"] = round(flops / 1e9 / row["median_s"], 1)
+    official = OFFICIAL_CPU_MEDIAN_S.get((row["config"], row["size"])) if row["device"] == "cpu" else None
+    if official and row["precision"] == "fp32":
+        row["official_median_s"] = official
+        row["speedup_vs_official"] = round(official / row["median_s"], 3)
+        row["official_peak_rss_mib"] = OFFICIAL_CPU_PEAK_MIB[(row["config"], row["size"])]
+    return row
+
+
+def add_speedups_vs_eager(rows: list[dict]) -> None:
+    eager = {(r["device"], r["config"], r["size"], r["precision"], r["threads"]): r["median_s"]
+             for r in rows if r["path"] == "eager" and not r.get("env")}
+    for row in rows:
+        baseline = eager.get((row["device"], row["config"], row["size"], row["precision"], row["threads"]))
+        row["speedup_vs_eager"] = round(baseline / row["median_s"], 3) if baseline else None
+
+
+TABLE_COLUMNS = [
+    ("config", "config", ""), ("size", "size", ""), ("path", "path", ""), ("env", "env", ""),
+    ("precision", "precision", ""),
+    ("median s", "median_s", ".3f"), ("min s", "min_s", ".3f"), ("MP/s", "megapixels_per_s", ".4f"),
+    ("GFLOP/s", "achieved_gflops_per_s", ".1f"), ("peak RSS MiB", "peak_rss_mib", ".0f"),
+    ("peak GPU MiB", "peak_gpu_mib", ".0f"), ("x eager", "speedup_vs_eager", ".2f"),
+    ("x official", "speedup_vs_official", ".2f"), ("load", "load_before", ".2f"),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: deblur,derain,denoise")
+    parser.add_argument("--sizes", default="256,512,1024", help="comma-separated square sizes")
+    parser.add_argument("--paths", default="eager,fast", help=f"comma-separated, from {','.join(PATHS)}")
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,bf16,fp16 (fp16 on GPU only)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", help="JSON file (default benchmarks/results/speed_<device>.json)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
+    parser.add_argument("--env", default="", help="NAME=VALUE[,NAME=VALUE] set in each worker before torch loads, "
+                                                   "e.g. THP_MEM_ALLOC_ENABLE=1 (recorded with the row)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        emit_result(worker(json.loads(args.worker)))
+        return
+
+    from mprnet_hf import MPRNetConfig
+
+    configs, sizes = parse_list(args.configs), parse_list(args.sizes, int)
+    paths, precisions = parse_list(args.paths), parse_list(args.precision)
+    for name, values, allowed in (("configs", configs, CONFIGS), ("paths", paths, PATHS),
+                                  ("precision", precisions, ("fp32", "bf16", "fp16"))):
+        if unknown := sorted(set(values) - set(allowed)):
+            parser.error(f"unknown {name}: {', '.join(unknown)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.device == "cpu" and "fp16" in precisions:
+        parser.error("fp16 autocast is GPU-only; use bf16 on CPU")
+
+    worker_env = dict(item.split("=", 1) for item in parse_list(args.env))
+    busy = other_busy_processes()
+    if busy:
+        print("warning: other processes are using the CPU, timings will be slower and noisier:\n  " + "\n  ".join(busy))
+    output = Path(args.output) if args.output else RESULTS_DIR / f"speed_{args.device}.json"
+    meta = dict(machine_info(), command="python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
+                other_busy_processes=busy)
+    new_rows = []
+    for config_name in configs:
+        for size in sizes:
+            flops = count_conv_flops(MPRNetConfig.for_task(config_name), size, size)
+            for precision in precisions:
+                for path in paths:
+                    spec = dict(device=args.device, config=config_name, size=size, path=path, precision=precision,
+                                threads=args.threads, warmup=args.warmup, repeats=args.repeats, env=args.env)
+                    row = add_derived_numbers(run_worker("benchmarks.speed", spec, timeout=args.timeout,
+                                                         env=worker_env), flops)
+                    new_rows.append(row)
+                    print(f"{config_name} {size}x{size} {path} {precision}: median {row['median_s']:.3f} s, "
+                          f"peak RSS {row['peak_rss_mib']:.0f} MiB, load {row['load_before']}", flush=True)
+    rows = merge_results(output, new_rows, RESULT_KEY, meta)
+    add_speedups_vs_eager(rows)
+    merge_results(output, rows, RESULT_KEY, meta)
+    shown = [row for row in rows if (row["config"], row["size"]) in {(c, s) for c in configs for s in sizes}]
+    shown.sort(key=lambda r: (r["device"], CONFIGS.index(r["config"]), r["size"], r["precision"],
+                              PATHS.index(r["path"]), r.get("env", "")))
+    print(format_table(shown, TABLE_COLUMNS))
+    print(f"results: {output}")
+
+
+if __name__ == "__main__":
+    main()

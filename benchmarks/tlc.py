@@ -1,0 +1,109 @@
+"""Test-time local statistics (TLC, Chu et al., ECCV 2022) on the bundled checkpoints: PSNR on the full-size
+validation photos with channel attention pooling globally (off) and over a local window (on).
+
+The photos (data/dev/val/*.png) are degraded with `mprnet_hf.degradations.degrade(photo, task, seed=index)`,
+index being the photo's position in sorted order. The checkpoints were trained on 64x64 patches; the default window
+of 96 input pixels is 1.5x that, as the TLC paper recommends. Each model restores the whole photo at once (no
+tiling), so the only difference between the two columns is the pooling.
+
+  python -m benchmarks.tlc                       # the three small checkpoints, window 96
+  python -m benchmarks.tlc --windows 64,96,128 --tasks deblur
+Results go to benchmarks/results/tlc.json.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from benchmarks.common import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    format_table,
+    load_average,
+    machine_info,
+    other_busy_processes,
+    parse_list,
+    psnr,
+)
+from benchmarks.photos import to_tensor, val_photos
+from benchmarks.tiled import SMALL_CHECKPOINTS
+
+
+def training_summary(task: str) -> dict:
+    """The checkpoint's own record of its training (steps, validation PSNR), to tie the numbers to the weights."""
+    path = REPO_ROOT / SMALL_CHECKPOINTS[task] / "training_summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@torch.inference_mode()
+def restore(model, degraded: torch.Tensor) -> torch.Tensor:
+    return model(degraded[None]).reconstruction[0].clamp(0, 1)
+
+
+def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list[dict]:
+    from PIL import Image
+
+    from mprnet_hf import MPRNetModel
+    from mprnet_hf.degradations import degrade
+
+    checkpoint = REPO_ROOT / SMALL_CHECKPOINTS[task]
+    models = {0: MPRNetModel.from_pretrained(checkpoint).eval()}
+    for window in windows:
+        models[window] = MPRNetModel.from_pretrained(checkpoint, local_attention_window=window).eval()
+    rows = []
+    for index, path in enumerate(val_photos()):
+        with Image.open(path) as image:
+            if max_side:  # quick checks only: the published numbers use the full-size photos
+                image = image.copy()
+                image.thumbnail((max_side, max_side))
+            clean = to_tensor(image)
+        degraded = degrade(clean, task, seed=index)
+        row = dict(task=task, photo=path.name, size=f"{clean.shape[2]}x{clean.shape[1]}",
+                   psnr_degraded=round(psnr(clean, degraded), 3))
+        for window, model in models.items():
+            row[f"psnr_window_{window}"] = round(psnr(clean, restore(model, degraded)), 3)
+        rows.append(row)
+        print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+    mean = dict(task=task, photo="mean", size="",
+                psnr_degraded=round(statistics.mean(row["psnr_degraded"] for row in rows), 3))
+    for window in models:
+        mean[f"psnr_window_{window}"] = round(statistics.mean(row[f"psnr_window_{window}"] for row in rows), 3)
+    return rows + [mean]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="deblur,derain,denoise")
+    parser.add_argument("--windows", default="96", help="comma-separated TLC windows in input pixels (0 = off)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-side", type=int, help="downscale the photos to this size (quick checks only)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    windows = [window for window in parse_list(args.windows, int) if window > 0]
+    meta = dict(machine_info(), command="python -m benchmarks.tlc " + " ".join(argv if argv is not None else sys.argv[1:]),
+                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
+                other_busy_processes=other_busy_processes(), max_side=args.max_side,
+                checkpoints={task: training_summary(task) for task in parse_list(args.tasks)})
+    rows = []
+    for task in parse_list(args.tasks):
+        rows += evaluate(task, windows, args.max_side)
+    for row in rows:
+        for window in windows:
+            row[f"gain_window_{window}"] = round(row[f"psnr_window_{window}"] - row["psnr_window_0"], 3)
+    columns = [("task", "task", ""), ("photo", "photo", ""), ("size", "size", ""),
+               ("degraded", "psnr_degraded", ".2f"), ("TLC off", "psnr_window_0", ".2f")]
+    for window in windows:
+        columns += [(f"TLC {window}", f"psnr_window_{window}", ".2f"), (f"gain {window}", f"gain_window_{window}", "+.2f")]
+    print(format_table(rows, columns))
+    output = RESULTS_DIR / "tlc.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"meta": meta, "windows": windows, "rows": rows}, indent=1) + "\n")
+    print(f"results: {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Exports an MPRNet model to ONNX with dynamic batch, height and width.
+
+    python -m mprnet_hf.export_onnx --model checkpoints/mprnet-deblur-small --output model.onnx [--opset 18]
+
+The ONNX graph takes `pixel_values` (batch, 3, height, width) in [0, 1], any height and width from 1 up, and returns
+`reconstruction` of the same shape (and, with `--stages`, `stage1` and `stage2`). Like the PyTorch model, it
+mirror-pads to a multiple of 8 inside and crops back, and does not clamp.
+
+Exporting dynamic shapes needs three things the eager code does not:
+* the padding is an index gather (a periodic mirror), because `F.pad` needs a Python-int amount;
+* the stage-1 quarters and stage-2 halves are split with `unflatten`, because `chunk` on a symbolic batch leaves a
+  guard the exporter cannot prove and it would fix the batch size;
+* guards about the resized sizes (true for every size, but stated with float arithmetic the exporter cannot reason
+  about) are deferred to run time instead of specialising the sizes.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .configuration_mprnet import MPRNetConfig
+from .modeling_mprnet import SIZE_MULTIPLE, MPRNetModel
+
+DEFAULT_OPSET = 18
+# Example size for tracing: not 0 or 1 (those get specialised) and not a multiple of 8, so the padding is traced.
+EXAMPLE_SHAPE = (2, 3, 37, 45)
+DIMENSION_NAMES = ("batch", "height", "width")
+
+
+def mirror_indices(length, padded_length, device) -> torch.Tensor:
+    """Indices that mirror `length` rows out to `padded_length`, as `mirror_pad` does: reflection without repeating
+    the edge, repeated as often as needed (a triangle wave of period 2 * (length - 1)); a single row repeats."""
+    # The period is made a tensor: the ONNX translation of `tensor % symbolic int` fails, `tensor % tensor` works.
+    period = torch.full((), torch.sym_max(2 * (length - 1), 1), dtype=torch.long, device=device)
+    positions = torch.arange(padded_length, device=device) % period
+    return torch.where(positions < length, positions, period - positions)
+
+
+def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+    return features.unflatten(0, (parts, -1)).unbind(0)
+
+
+def _quarters_to_halves(features: torch.Tensor) -> torch.Tensor:
+    left_top, right_top, left_bottom, right_bottom = _split_batch(features, 4)
+    return torch.cat([torch.cat([left_top, right_top], dim=3), torch.cat([left_bottom, right_bottom], dim=3)], dim=0)
+
+
+def _halves_to_image(features: torch.Tensor) -> torch.Tensor:
+    top, bottom = _split_batch(features, 2)
+    return torch.cat([top, bottom], dim=2)
+
+
+class ExportableMPRNet(nn.Module):
+    """`MPRNetModel.forward` (pad, three stages, crop) written with export-friendly ops; same weights, same results."""
+
+    def __init__(self, model: MPRNetModel, return_stages: bool = False):
+        super().__init__()
+        if model.config.local_attention_window:
+            # TLC picks global or windowed pooling from the feature size, a branch an exported graph would freeze
+            # at the example size.
+            raise ValueError(
+                "Models with local_attention_window > 0 (TLC) cannot be exported with dynamic sizes; load the model "
+                "with local_attention_window=0"
+            )
+        self.model = model
+        self.return_stages = return_stages
+
+    def pad(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2], images.shape[-1]
+        padded_height = (height + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+        padded_width = (width + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+        images = images.index_select(2, mirror_indices(height, padded_height, images.device))
+        return images.index_select(3, mirror_indices(width, padded_width, images.device))
+
+    def restore_padded(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The schedule of `MPRNetModel.restore_padded`: quarters and halves batched."""
+        model = self.model
+        half_height, half_width = images.shape[-2] // 2, images.shape[-1] // 2
+        top, bottom = images[:, :, :half_height], images[:, :, half_height:]
+        halves = torch.cat([top, bottom], dim=0)
+        quarters = torch.cat([top[..., :half_width], top[..., half_width:],
+                              bottom[..., :half_width], bottom[..., half_width:]], dim=0)
+
+        stage1_encoder = [_quarters_to_halves(level) for level in model.stage1_encoder(model.stage1_shallow(quarters))]
+        stage1_decoder = model.stage1_decoder(stage1_encoder)
+        stage1_features, stage1_images = model.sam12(stage1_decoder[0], halves)
+
+        stage2_input = model.concat12(torch.cat([model.stage2_shallow(halves), stage1_features], dim=1))
+        stage2_encoder = [_halves_to_image(level)
+                          for level in model.stage2_encoder(stage2_input, stage1_encoder, stage1_decoder)]
+        stage2_decoder = model.stage2_decoder(stage2_encoder)
+        stage2_features, stage2_image = model.sam23(stage2_decoder[0], images)
+
+        stage3_input = model.concat23(torch.cat([model.stage3_shallow(images), stage2_features], dim=1))
+        stage3_features = model.stage3_orsnet(stage3_input, stage2_encoder, stage2_decoder)
+        return _halves_to_image(stage1_images), stage2_image, model.tail(stage3_features) + images
+
+    def forward(self, pixel_values: torch.Tensor):
+        height, width = pixel_values.shape[-2], pixel_values.shape[-1]
+        stages = [stage[:, :, :height, :width] for stage in self.restore_padded(self.pad(pixel_values))]
+        return (stages[2], stages[0], stages[1]) if self.return_stages else stages[2]
+
+
+def output_names(return_stages: bool) -> list[str]:
+    return ["reconstruction", "stage1", "stage2"] if return_stages else ["reconstruction"]
+
+
+def _name_dynamic_dimensions(onnx_model, input_name: str) -> None:
+    """Renames the exporter's symbolic dimensions (s0, s53, ...) of the input to batch/height/width, everywhere."""
+    input_dims = next(value for value in onnx_model.graph.input if value.name == input_name).type.tensor_type.shape.dim
+    renames = {input_dims[axis].dim_param: name
+               for axis, name in zip((0, 2, 3), DIMENSION_NAMES) if input_dims[axis].dim_param}
+    for value in [*onnx_model.graph.input, *onnx_model.graph.output, *onnx_model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renames:
+                dim.dim_param = renames[dim.dim_param]
+
+
+def export_onnx(model: MPRNetModel, output: str | Path, opset: int = DEFAULT_OPSET, return_stages: bool = False,
+                max_size: int = 16384) -> Path:
+    """Exports `model` (float32, CPU) to `output`; returns the path. Shapes are dynamic up to `max_size` pixels."""
+    import onnx
+
+    exportable = ExportableMPRNet(model.float().cpu().eval(), return_stages).eval()
+    example = torch.rand(*EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+    batch, height, width = (torch.export.Dim(name, min=1, max=max_size) for name in DIMENSION_NAMES)
+    with torch.no_grad():
+        program = torch.export.export(
+            exportable, (example,), dynamic_shapes={"pixel_values": {0: batch, 2: height, 3: width}},
+            prefer_deferred_runtime_asserts_over_guards=True,
+        )
+        onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=opset,
+                                         input_names=["pixel_values"], output_names=output_names(return_stages))
+    onnx_model = onnx_program.model_proto
+    _name_dynamic_dimensions(onnx_model, "pixel_values")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(onnx_model, output)
+    onnx.checker.check_model(str(output))
+    return output
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Export an MPRNet model to ONNX (dynamic batch, height and width).")
+    parser.add_argument("--model", required=True, help="model folder (save_pretrained) or Hugging Face Hub id")
+    parser.add_argument("--output", required=True, help="where to write the .onnx file")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--stages", action="store_true", help="also output the stage-1 and stage-2 images")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    args = parser.parse_args(argv)
+
+    config = MPRNetConfig.from_pretrained(args.model, revision=args.revision)
+    if config.local_attention_window:
+        print(f"Note: exporting without test-time local statistics (local_attention_window was "
+              f"{config.local_attention_window}); they cannot be exported with dynamic sizes.")
+    model = MPRNetModel.from_pretrained(args.model, revision=args.revision, local_attention_window=0)
+    path = export_onnx(model, args.output, opset=args.opset, return_stages=args.stages)
+    print(f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): inputs pixel_values (batch, 3, height, width), "
+          f"outputs {', '.join(output_names(args.stages))}")
+
+
+if __name__ == "__main__":
+    main()

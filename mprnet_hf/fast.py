@@ -1,0 +1,95 @@
+"""Opt-in inference speed-ups. None of them changes the arithmetic beyond float rounding: every fast path stays
+within 1e-5 of the official fixtures (tests/test_fast_paths.py). docs/PERFORMANCE.md has the measurements.
+
+* `optimize_for_inference(model)`: eval mode, no gradients, and channels-last weights. With channels-last weights
+  oneDNN runs each convolution on NHWC activations directly; with the default NCHW layout PyTorch reorders every
+  activation into oneDNN's blocked layout and back, around each of the ~300 convolutions.
+* `reuse_freed_memory()`: process-wide glibc setting. By default glibc hands every large tensor (> 32 MiB) back to the
+  kernel when it is freed and maps fresh pages for the next one; the kernel then zeroes and faults in every page
+  again. At 512x512 this page-fault work takes about 40% of the CPU time. Keeping freed memory in the heap removes
+  it, at the price of a higher peak resident memory (fragmentation) that is never returned to the system.
+* `compile=True`: `torch.compile` of the three-stage forward. Off by default: ZeroGPU forbids it, the first call
+  compiles for minutes on a small CPU, and it needs a C++ compiler.
+"""
+
+import ctypes
+import ctypes.util
+import sys
+
+import torch
+
+from .modeling_mprnet import MPRNetModel
+
+# mallopt() parameter numbers from glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+# mallopt() takes an int: keep up to 2 GiB of free memory at the top of the heap before trimming.
+_LARGEST_TRIM_THRESHOLD = 2**31 - 1
+
+
+def optimize_for_inference(
+    model: MPRNetModel, channels_last: bool = True, compile: bool = False, compile_options: dict | None = None
+) -> MPRNetModel:
+    """Prepares `model` for fast inference, in place, and returns it.
+
+    Outputs equal the default path up to float rounding. Call the model as usual, preferably under
+    `torch.inference_mode()`; inputs may stay NCHW (the first convolution switches to channels-last because its
+    weight is). Gradients are switched off; `save_pretrained` still writes ordinary weights.
+
+    Args:
+        channels_last: store the convolution weights channels-last (the main CPU speed-up; also right for GPUs
+            with tensor cores under bf16/fp16).
+        compile: wrap the three-stage forward in `torch.compile` (inductor, weights frozen into the graph on CPU).
+            Shapes are static: the first call at each new padded input size compiles (tens of seconds to minutes),
+            so use it with a fixed size, e.g. tiled inference. (Dynamic-shape compilation failed with torch 2.13
+            inside inductor's handling of the symbolic sizes, so it is not offered.)
+        compile_options: inductor options passed to `torch.compile`, overriding the defaults chosen here.
+    """
+    model.eval()
+    model.requires_grad_(False)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile:
+        device_type = next(model.parameters()).device.type
+        # Freezing turns the weights into constants so inductor can pre-pack them for oneDNN and fuse element-wise
+        # work into the convolutions; it requires inference_mode or no_grad at call time.
+        options = {"freezing": True} if device_type == "cpu" else {}
+        options.update(compile_options or {})
+        # Only the tensor part is compiled: forward()'s input checks read values (isfinite) and would break the graph.
+        model.restore_padded = torch.compile(model.restore_padded, dynamic=False, options=options)
+    return model
+
+
+def to_channels_last(pixel_values: torch.Tensor) -> torch.Tensor:
+    """The input in the memory format an `optimize_for_inference` model prefers (saves one reorder)."""
+    return pixel_values.contiguous(memory_format=torch.channels_last)
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    # musl and other C libraries have no mallopt with these parameters.
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
+
+
+def reuse_freed_memory() -> bool:
+    """Makes glibc keep freed memory for reuse instead of returning it to the kernel. Process-wide; returns whether
+    it could be applied (Linux with glibc only).
+
+    Large allocations then come from the heap and are reused by the next tensor of a similar size, so the kernel no
+    longer zeroes and faults in fresh pages for every large activation. Peak resident memory grows (freed blocks
+    fragment), and memory freed after inference stays with the process until it exits.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    no_mmap = libc.mallopt(_M_MMAP_MAX, 0)
+    no_trim = libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST_TRIM_THRESHOLD)
+    return bool(no_mmap and no_trim)
+
+
+__all__ = ["optimize_for_inference", "to_channels_last", "reuse_freed_memory"]

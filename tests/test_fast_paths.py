@@ -1,0 +1,198 @@
+"""Every fast inference path gives the official results (fixtures in ../shared/reference, max error 1e-5), and
+test-time local statistics (TLC) behave as specified."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from conftest import FIXTURES, REPO_ROOT
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.convert import convert_state_dict, infer_config
+from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
+from mprnet_hf.inference import autocast_context
+from mprnet_hf.modeling_mprnet import ChannelAttention
+
+TOLERANCE = 1e-5
+TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+
+
+def fixture_model(reference_dir, name, **config_overrides) -> MPRNetModel:
+    official = load_file(reference_dir / f"fixture_{name}_state.safetensors")
+    config = infer_config({key: tuple(value.shape) for key, value in official.items()})
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
+    model = MPRNetModel(config).eval()
+    model.load_state_dict(convert_state_dict(official, config), strict=True)
+    return model
+
+
+def fixture_errors(restore, io) -> dict[str, float]:
+    """Max abs error of every fixture output; `restore(images)` returns the stage-1, 2 and 3 images."""
+    errors = {}
+    for i in (0, 1):
+        stages = restore(io[f"input_{i}"])
+        # The fixtures hold the official return order: final stage first.
+        for j, stage in enumerate(reversed(stages)):
+            errors[f"output_{i}_{j}"] = (stage.float() - io[f"output_{i}_{j}"]).abs().max().item()
+    demo = restore(io["demo_input"])[-1].clamp(0, 1)
+    errors["demo_output"] = (demo - io["demo_output"]).abs().max().item()
+    return errors
+
+
+def assert_within_tolerance(errors: dict[str, float]) -> None:
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= TOLERANCE, f"{worst} differs by {errors[worst]:.3g}: {errors}"
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_channels_last_fast_path_matches_fixtures(reference_dir, name):
+    model = optimize_for_inference(fixture_model(reference_dir, name))
+    assert model.stage3_orsnet.orb1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    io = load_file(reference_dir / f"fixture_{name}_io.safetensors")
+
+    def restore(images):
+        with torch.inference_mode():
+            return model(to_channels_last(images)).stage_reconstructions
+
+    assert_within_tolerance(fixture_errors(restore, io))
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_eager_benchmark_baseline_matches_fixtures(reference_dir, name):
+    """The benchmarks' looped, official-schedule baseline computes the same thing as the library."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.eager_baseline import official_style_restore
+
+    model = fixture_model(reference_dir, name)
+    io = load_file(reference_dir / f"fixture_{name}_io.safetensors")
+    assert_within_tolerance(fixture_errors(lambda images: official_style_restore(model, images), io))
+
+
+REUSE_MEMORY_SCRIPT = """
+import sys, torch
+from safetensors.torch import load_file
+sys.path.insert(0, {tests_dir!r})
+from test_fast_paths import fixture_model, fixture_errors, assert_within_tolerance
+from conftest import REFERENCE_DIR
+from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
+assert reuse_freed_memory() is True
+model = optimize_for_inference(fixture_model(REFERENCE_DIR, "deblur"))
+io = load_file(REFERENCE_DIR / "fixture_deblur_io.safetensors")
+def restore(images):
+    with torch.inference_mode():
+        return model(images).stage_reconstructions
+for _ in range(2):  # the second pass runs on reused memory
+    assert_within_tolerance(fixture_errors(restore, io))
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
+def test_fast_path_with_reused_memory_matches_fixtures(reference_dir):
+    # The allocator setting is process-wide, so it runs in a child process to leave the test process untouched.
+    script = REUSE_MEMORY_SCRIPT.format(tests_dir=str(REPO_ROOT / "tests"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_reuse_freed_memory_reports_unavailability(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert reuse_freed_memory() is False
+
+
+@pytest.mark.slow
+def test_compiled_fast_path_matches_fixtures(reference_dir):
+    pytest.importorskip("torch._inductor")
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    # `variant` covers bias, a 5x5 kernel and reduction 2; one input size, because every new size compiles again.
+    model = optimize_for_inference(fixture_model(reference_dir, "variant"), compile=True)
+    io = load_file(reference_dir / "fixture_variant_io.safetensors")
+    with torch.inference_mode():
+        stages = model(io["input_0"]).stage_reconstructions
+    errors = {f"output_0_{j}": (stage - io[f"output_0_{j}"]).abs().max().item()
+              for j, stage in enumerate(reversed(stages))}
+    assert_within_tolerance(errors)
+
+
+def test_channels_last_model_saves_and_reloads(tmp_path):
+    torch.manual_seed(0)
+    model = MPRNetModel(MPRNetConfig(**TINY)).eval()
+    images = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        expected = model(images).reconstruction
+    optimize_for_inference(model).save_pretrained(tmp_path)
+    reloaded = MPRNetModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images).reconstruction, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_bf16_autocast_on_cpu_stays_close_to_fp32(reference_dir):
+    model = fixture_model(reference_dir, "deblur")
+    images = load_file(reference_dir / "fixture_deblur_io.safetensors")["input_0"]
+    with torch.inference_mode():
+        reference = model(images).reconstruction
+        with autocast_context(torch.device("cpu"), "bf16"):
+            half = model(images).reconstruction
+    error = (half.float() - reference).abs().max().item()
+    # bf16 keeps 8 significant bits: the rounding shows (so autocast really ran), but stays far from the 1e-1 and
+    # more of a structural error.
+    assert 1e-4 < error < 5e-2, error
+
+
+# ---------------------------------------------------------------------------------------------------- TLC
+def test_tlc_window_larger_than_image_equals_global_attention(reference_dir):
+    io = load_file(reference_dir / "fixture_deblur_io.safetensors")
+    default = fixture_model(reference_dir, "deblur")
+    # 64 px exceeds every fixture input (at most 64x56 padded), at every level.
+    local = fixture_model(reference_dir, "deblur", local_attention_window=64)
+    assert local.stage1_encoder.level1[0].channel_attention.local_window == 64
+    with torch.inference_mode():
+        for key in ("input_0", "input_1", "demo_input"):
+            expected = default(io[key]).stage_reconstructions
+            actual = local(io[key]).stage_reconstructions
+            for stage_expected, stage_actual in zip(expected, actual):
+                assert torch.equal(stage_expected, stage_actual)
+
+
+def test_tlc_window_smaller_than_image_changes_the_result(reference_dir):
+    io = load_file(reference_dir / "fixture_deblur_io.safetensors")
+    default = fixture_model(reference_dir, "deblur")
+    local = fixture_model(reference_dir, "deblur", local_attention_window=16)
+    with torch.inference_mode():
+        difference = (default(io["input_0"]).reconstruction - local(io["input_0"]).reconstruction).abs().max()
+    assert difference > 1e-4
+
+
+def test_tlc_window_scales_with_unet_level():
+    model = MPRNetModel(MPRNetConfig(**TINY, local_attention_window=96))
+    for encoder_or_decoder in (model.stage1_encoder, model.stage1_decoder, model.stage2_encoder, model.stage2_decoder):
+        assert encoder_or_decoder.level1[0].channel_attention.local_window == 96
+        assert encoder_or_decoder.level2[0].channel_attention.local_window == 48
+        assert encoder_or_decoder.level3[0].channel_attention.local_window == 24
+    assert model.stage1_decoder.skip_attention2.channel_attention.local_window == 48
+    assert model.stage3_orsnet.orb1.blocks[0].channel_attention.local_window == 96
+    assert model.stage1_shallow.attention_block.channel_attention.local_window == 96
+
+
+def test_tlc_pooling_is_the_mean_of_the_nearest_window_inside_the_image():
+    attention = ChannelAttention(MPRNetConfig(**TINY, local_attention_window=4), channels=8, downscale=1)
+    features = torch.rand(1, 8, 10, 7)
+    pooled = attention.pooled(features)
+    assert pooled.shape == features.shape
+    for row, column in ((0, 0), (5, 3), (9, 6), (2, 5)):
+        # The window centred on the pixel (top-left of the two centres for an even size), shifted inside the image.
+        top = min(max(row - 1, 0), 10 - 4)
+        left = min(max(column - 1, 0), 7 - 4)
+        expected = features[0, :, top : top + 4, left : left + 4].mean(dim=(1, 2))
+        torch.testing.assert_close(pooled[0, :, row, column], expected, atol=1e-6, rtol=0)
+    # Where the window covers the whole image in one direction, that direction falls back to the full extent.
+    tall = torch.rand(1, 8, 12, 3)
+    expected_column_means = F.avg_pool2d(tall, (4, 3), stride=1)
+    torch.testing.assert_close(attention.pooled(tall)[:, :, 1:10], expected_column_means.expand(-1, -1, -1, 3))

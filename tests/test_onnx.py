@@ -1,0 +1,88 @@
+"""ONNX export: dynamic batch, height and width, and the same results as PyTorch under onnxruntime."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.export_onnx import ExportableMPRNet, mirror_indices
+from mprnet_hf.modeling_mprnet import pad_to_multiple
+
+TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+ONNX_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny random model saved like a checkpoint and exported through the command line."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    folder = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    model = MPRNetModel(MPRNetConfig(**TINY)).eval()
+    model.save_pretrained(folder / "model")
+    output = folder / "model.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "mprnet_hf.export_onnx", "--model", str(folder / "model"), "--output", str(output),
+         "--stages"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model, output
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 40, 56), (2, 3, 37, 45), (1, 3, 5, 30)])
+def test_onnxruntime_matches_pytorch_at_several_sizes(exported, shape):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model, path = exported
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    reconstruction, stage1, stage2 = session.run(["reconstruction", "stage1", "stage2"],
+                                                 {"pixel_values": images.numpy()})
+    with torch.no_grad():
+        expected = model(images).stage_reconstructions
+    for name, actual, reference in (("stage1", stage1, expected[0]), ("stage2", stage2, expected[1]),
+                                    ("reconstruction", reconstruction, expected[2])):
+        assert actual.shape == tuple(shape), name
+        error = np.abs(actual - reference.numpy()).max()
+        assert error <= ONNX_TOLERANCE, f"{name} at {shape}: max error {error:.3g}"
+
+
+def test_exported_graph_declares_dynamic_batch_height_width(exported):
+    onnx = pytest.importorskip("onnx")
+    _, path = exported
+    graph = onnx.load(str(path)).graph
+    dims = [dim.dim_param or dim.dim_value for dim in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    assert [output.name for output in graph.output] == ["reconstruction", "stage1", "stage2"]
+    for output in graph.output:
+        assert [dim.dim_param or dim.dim_value for dim in output.type.tensor_type.shape.dim] == dims
+
+
+@pytest.mark.parametrize("length", range(1, 20))
+def test_mirror_indices_reproduce_the_models_padding(length):
+    rows = torch.arange(length, dtype=torch.float32).reshape(1, 1, length, 1)
+    padded_length = -(-length // 8) * 8
+    expected = pad_to_multiple(rows)[0, 0, :, 0].long()
+    assert torch.equal(mirror_indices(length, padded_length, "cpu"), expected)
+
+
+def test_exportable_module_matches_the_model_in_pytorch():
+    torch.manual_seed(0)
+    model = MPRNetModel(MPRNetConfig(**TINY)).eval()
+    images = torch.rand(3, 3, 21, 34)
+    with torch.no_grad():
+        expected = model(images).stage_reconstructions
+        reconstruction, stage1, stage2 = ExportableMPRNet(model, return_stages=True)(images)
+    for actual, reference in zip((stage1, stage2, reconstruction), expected):
+        assert torch.equal(actual, reference)
+
+
+def test_tlc_models_are_refused_with_a_clear_message():
+    model = MPRNetModel(MPRNetConfig(**TINY, local_attention_window=32))
+    with pytest.raises(ValueError, match="local_attention_window"):
+        ExportableMPRNet(model)
