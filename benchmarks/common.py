@@ -109,6 +109,21 @@ def count_conv_flops(config, height: int, width: int) -> int:
     return counter.get_total_flops()
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (from /proc/stat; 0 where unavailable)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_worker(module: str, spec: dict, timeout: float | None = None, env: dict | None = None) -> dict:
     """Runs `python -m module --worker JSON` in a fresh process and returns the JSON it prints.
 
@@ -116,6 +131,7 @@ def run_worker(module: str, spec: dict, timeout: float | None = None, env: dict 
     """
     command = [sys.executable, "-m", module, "--worker", json.dumps(spec)]
     load_before = load_average()
+    busy_before, children_before = system_busy_seconds(), children_cpu_seconds()
     started = time.perf_counter()
     completed = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
@@ -127,8 +143,12 @@ def run_worker(module: str, spec: dict, timeout: float | None = None, env: dict 
     else:
         tail = (completed.stderr or completed.stdout)[-2000:]
         raise RuntimeError(f"worker {spec} failed with exit code {completed.returncode}:\n{tail}")
-    result.update(load_before=load_before, load_after=load_average(),
-                  process_wall_s=round(time.perf_counter() - started, 2))
+    wall = time.perf_counter() - started
+    # CPU time used on the machine during the measurement by anything but the worker: other jobs steal cores from
+    # a 2-thread benchmark, so a share above a few percent marks the timing as disturbed.
+    others = (system_busy_seconds() - busy_before) - (children_cpu_seconds() - children_before)
+    result.update(load_before=load_before, load_after=load_average(), process_wall_s=round(wall, 2),
+                  other_cpu_share=round(max(others, 0.0) / (wall * (os.cpu_count() or 1)), 3))
     return result
 
 

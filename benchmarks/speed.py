@@ -160,6 +160,7 @@ TABLE_COLUMNS = [
     ("GFLOP/s", "achieved_gflops_per_s", ".1f"), ("peak RSS MiB", "peak_rss_mib", ".0f"),
     ("peak GPU MiB", "peak_gpu_mib", ".0f"), ("x eager", "speedup_vs_eager", ".2f"),
     ("x official", "speedup_vs_official", ".2f"), ("load", "load_before", ".2f"),
+    ("others' CPU", "other_cpu_share", ".0%"),
 ]
 
 

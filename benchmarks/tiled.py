@@ -86,7 +86,7 @@ SCALING_COLUMNS = [
     ("seconds", "seconds", ".2f"), ("s per image MP", "seconds_per_megapixel", ".3f"),
     ("s per processed MP", "seconds_per_processed_megapixel", ".3f"),
     ("peak RSS MiB", "peak_rss_mib", ".0f"), ("RSS after load MiB", "rss_after_model_mib", ".0f"),
-    ("load", "load_before", ".2f"),
+    ("load", "load_before", ".2f"), ("others' CPU", "other_cpu_share", ".0%"),
 ]
 
 
