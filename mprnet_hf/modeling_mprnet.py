@@ -70,6 +70,19 @@ def pad_to_multiple(images: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torc
     return mirror_pad(images, -images.shape[-2] % multiple, -images.shape[-1] % multiple)
 
 
+def box_mean(features: torch.Tensor, window_h: int, window_w: int) -> torch.Tensor:
+    """Mean over every `window_h` x `window_w` window that fits inside the image (a "valid" stride-1 average pool).
+
+    Summed-area table: constant cost per pixel whatever the window, where `avg_pool2d` costs window_h * window_w
+    (9,216 additions per pixel for a 96 px window). The table is accumulated in float64 so that differences of
+    large running sums stay exact to float32 precision on large images.
+    """
+    table = F.pad(features.double().cumsum(-2).cumsum(-1), (1, 0, 1, 0))
+    sums = (table[..., window_h:, window_w:] - table[..., :-window_h, window_w:]
+            - table[..., window_h:, :-window_w] + table[..., :-window_h, :-window_w])
+    return (sums / (window_h * window_w)).to(features.dtype)
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: average each channel, squeeze, expand, sigmoid, and rescale the channels.
 
@@ -89,7 +102,7 @@ class ChannelAttention(nn.Module):
         if not self.local_window or (height <= self.local_window and width <= self.local_window):
             return features.mean(dim=(2, 3), keepdim=True)
         window_h, window_w = min(self.local_window, height), min(self.local_window, width)
-        local_mean = F.avg_pool2d(features, (window_h, window_w), stride=1)
+        local_mean = box_mean(features, window_h, window_w)
         # Windows stay inside the image: border pixels reuse the nearest full window's statistics.
         pad_h, pad_w = window_h - 1, window_w - 1
         return F.pad(local_mean, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")

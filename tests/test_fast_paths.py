@@ -14,7 +14,7 @@ from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.convert import convert_state_dict, infer_config
 from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
 from mprnet_hf.inference import autocast_context
-from mprnet_hf.modeling_mprnet import ChannelAttention
+from mprnet_hf.modeling_mprnet import ChannelAttention, box_mean
 
 TOLERANCE = 1e-5
 TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
@@ -196,3 +196,10 @@ def test_tlc_pooling_is_the_mean_of_the_nearest_window_inside_the_image():
     tall = torch.rand(1, 8, 12, 3)
     expected_column_means = F.avg_pool2d(tall, (4, 3), stride=1)
     torch.testing.assert_close(attention.pooled(tall)[:, :, 1:10], expected_column_means.expand(-1, -1, -1, 3))
+
+
+@pytest.mark.parametrize("window", [(1, 1), (4, 4), (37, 96), (120, 9)])
+def test_tlc_summed_area_mean_equals_average_pooling(window):
+    features = torch.rand(2, 5, 120, 97) * 4 - 1
+    expected = F.avg_pool2d(features.double(), window, stride=1).float()
+    torch.testing.assert_close(box_mean(features, *window), expected, atol=1e-6, rtol=0)
