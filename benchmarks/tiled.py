@@ -5,7 +5,7 @@
 
 Examples:
   python -m benchmarks.tiled scaling --model checkpoints/mprnet-deblur-small --sizes 256,512,1024,2048,4096
-  python -m benchmarks.tiled scaling --model checkpoints/mprnet-deblur-small --sizes 256,512,1024,2048 --untiled
+  python -m benchmarks.tiled scaling --model checkpoints/mprnet-deblur-small --sizes 256,512,1024,2048 --modes untiled
   python -m benchmarks.tiled scaling --config deblur --sizes 512,1024 --tile 256 --overlap 32
   python -m benchmarks.tiled psnr --settings 512:64,512:128,256:32,256:64
 Results are merged into benchmarks/results/tiled_scaling.json and tiled_psnr.json.
@@ -94,7 +94,7 @@ def run_scaling(args) -> None:
     sizes = parse_list(args.sizes, int)
     model_name = args.model or f"{args.config} (released, random weights)"
     new_rows = []
-    for tiled in ([True, False] if args.untiled else [True]):
+    for tiled in [mode == "tiled" for mode in parse_list(args.modes)]:
         for size in sizes:
             spec = dict(model=args.model, config=args.config, size=size, tiled=tiled, tile=args.tile,
                         overlap=args.overlap, threads=args.threads, fast=args.fast)
@@ -192,7 +192,7 @@ def main(argv=None):
     scaling.add_argument("--sizes", default="256,512,1024,2048,4096")
     scaling.add_argument("--tile", type=int, default=DEFAULT_TILE_SIZE)
     scaling.add_argument("--overlap", type=int, default=DEFAULT_TILE_OVERLAP)
-    scaling.add_argument("--untiled", action="store_true", help="also run without tiling (memory grows!)")
+    scaling.add_argument("--modes", default="tiled", help="comma-separated: tiled,untiled (untiled memory grows!)")
     scaling.add_argument("--fast", action="store_true", help="use mprnet_hf.fast (channels-last, reused memory)")
     psnr_parser = commands.add_parser("psnr", help="tiled against untiled output on a photo")
     psnr_parser.add_argument("--models", help="comma-separated checkpoint folders (default: the three small ones)")
