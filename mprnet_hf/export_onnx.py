@@ -6,10 +6,11 @@ The ONNX graph takes `pixel_values` (batch, 3, height, width) in [0, 1], any hei
 `reconstruction` of the same shape (and, with `--stages`, `stage1` and `stage2`). Like the PyTorch model, it
 mirror-pads to a multiple of 8 inside and crops back, and does not clamp.
 
-Exporting dynamic shapes needs three things the eager code does not:
-* the padding is an index gather (a periodic mirror), because `F.pad` needs a Python-int amount;
+Exporting dynamic shapes needs care in three places:
+* the padding is an index gather (a periodic mirror), because `F.pad` needs a Python-int amount (this wrapper);
 * the stage-1 quarters and stage-2 halves are split with `unflatten`, because `chunk` on a symbolic batch leaves a
-  guard the exporter cannot prove and it would fix the batch size;
+  guard the exporter cannot prove and it would fix the batch size (`MPRNetModel.restore_padded` does so itself, so
+  the exported graph runs the model's own three-stage schedule);
 * guards about the resized sizes (true for every size, but stated with float arithmetic the exporter cannot reason
   about) are deferred to run time instead of specialising the sizes.
 """
@@ -38,22 +39,9 @@ def mirror_indices(length, padded_length, device) -> torch.Tensor:
     return torch.where(positions < length, positions, period - positions)
 
 
-def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
-    return features.unflatten(0, (parts, -1)).unbind(0)
-
-
-def _quarters_to_halves(features: torch.Tensor) -> torch.Tensor:
-    left_top, right_top, left_bottom, right_bottom = _split_batch(features, 4)
-    return torch.cat([torch.cat([left_top, right_top], dim=3), torch.cat([left_bottom, right_bottom], dim=3)], dim=0)
-
-
-def _halves_to_image(features: torch.Tensor) -> torch.Tensor:
-    top, bottom = _split_batch(features, 2)
-    return torch.cat([top, bottom], dim=2)
-
-
 class ExportableMPRNet(nn.Module):
-    """`MPRNetModel.forward` (pad, three stages, crop) written with export-friendly ops; same weights, same results."""
+    """`MPRNetModel.forward` (pad, three stages, crop) with the padding as an export-friendly gather; the stages are
+    the model's own `restore_padded`, so the weights and results are the same."""
 
     def __init__(self, model: MPRNetModel, return_stages: bool = False):
         super().__init__()
@@ -74,32 +62,9 @@ class ExportableMPRNet(nn.Module):
         images = images.index_select(2, mirror_indices(height, padded_height, images.device))
         return images.index_select(3, mirror_indices(width, padded_width, images.device))
 
-    def restore_padded(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The schedule of `MPRNetModel.restore_padded`: quarters and halves batched."""
-        model = self.model
-        half_height, half_width = images.shape[-2] // 2, images.shape[-1] // 2
-        top, bottom = images[:, :, :half_height], images[:, :, half_height:]
-        halves = torch.cat([top, bottom], dim=0)
-        quarters = torch.cat([top[..., :half_width], top[..., half_width:],
-                              bottom[..., :half_width], bottom[..., half_width:]], dim=0)
-
-        stage1_encoder = [_quarters_to_halves(level) for level in model.stage1_encoder(model.stage1_shallow(quarters))]
-        stage1_decoder = model.stage1_decoder(stage1_encoder)
-        stage1_features, stage1_images = model.sam12(stage1_decoder[0], halves)
-
-        stage2_input = model.concat12(torch.cat([model.stage2_shallow(halves), stage1_features], dim=1))
-        stage2_encoder = [_halves_to_image(level)
-                          for level in model.stage2_encoder(stage2_input, stage1_encoder, stage1_decoder)]
-        stage2_decoder = model.stage2_decoder(stage2_encoder)
-        stage2_features, stage2_image = model.sam23(stage2_decoder[0], images)
-
-        stage3_input = model.concat23(torch.cat([model.stage3_shallow(images), stage2_features], dim=1))
-        stage3_features = model.stage3_orsnet(stage3_input, stage2_encoder, stage2_decoder)
-        return _halves_to_image(stage1_images), stage2_image, model.tail(stage3_features) + images
-
     def forward(self, pixel_values: torch.Tensor):
         height, width = pixel_values.shape[-2], pixel_values.shape[-1]
-        stages = [stage[:, :, :height, :width] for stage in self.restore_padded(self.pad(pixel_values))]
+        stages = [stage[:, :, :height, :width] for stage in self.model.restore_padded(self.pad(pixel_values))]
         return (stages[2], stages[0], stages[1]) if self.return_stages else stages[2]
 
 

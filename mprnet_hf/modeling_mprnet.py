@@ -289,15 +289,20 @@ class OriginalResolutionSubnetwork(nn.Module):
         return features
 
 
+def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+    # unflatten/unbind rather than chunk: it keeps the batch size symbolic, so the ONNX export has a dynamic batch.
+    return features.unflatten(0, (parts, -1)).unbind(0)
+
+
 def _merge_quarters_into_halves(features: torch.Tensor) -> torch.Tensor:
     """(4N, C, h, w) stacked as [left-top, right-top, left-bottom, right-bottom] -> (2N, C, h, 2w) as [top, bottom]."""
-    left_top, right_top, left_bottom, right_bottom = features.chunk(4, dim=0)
+    left_top, right_top, left_bottom, right_bottom = _split_batch(features, 4)
     return torch.cat([torch.cat([left_top, right_top], dim=3), torch.cat([left_bottom, right_bottom], dim=3)], dim=0)
 
 
 def _merge_halves(features: torch.Tensor) -> torch.Tensor:
     """(2N, C, h, w) stacked as [top, bottom] -> (N, C, 2h, w)."""
-    top, bottom = features.chunk(2, dim=0)
+    top, bottom = _split_batch(features, 2)
     return torch.cat([top, bottom], dim=2)
 
 
@@ -391,14 +396,13 @@ class MPRNetModel(MPRNetPreTrainedModel):
 
         Returns the stage-1, stage-2 and stage-3 images. The four stage-1 quarters and the two stage-2 halves are
         processed as one batch each; every operation is per sample, so this equals processing them one by one.
+        Written with export-friendly operations only: `mprnet_hf.export_onnx` traces it as it is.
         """
-        height, width = images.shape[-2:]
-        half_height, half_width = height // 2, width // 2
-        halves = torch.cat([images[:, :, :half_height], images[:, :, half_height:]], dim=0)
-        quarters = torch.cat([halves[:, :, :, :half_width], halves[:, :, :, half_width:]], dim=0)
-        # `quarters` is [left-top, left-bottom, right-top, right-bottom]; reorder to row-major quarters.
-        left_top, left_bottom, right_top, right_bottom = quarters.chunk(4, dim=0)
-        quarters = torch.cat([left_top, right_top, left_bottom, right_bottom], dim=0)
+        half_height, half_width = images.shape[-2] // 2, images.shape[-1] // 2
+        top, bottom = images[:, :, :half_height], images[:, :, half_height:]
+        halves = torch.cat([top, bottom], dim=0)
+        quarters = torch.cat([top[..., :half_width], top[..., half_width:],
+                              bottom[..., :half_width], bottom[..., half_width:]], dim=0)
 
         # Stage 1: encode each quarter, decode each half.
         stage1_encoder = [_merge_quarters_into_halves(level) for level in self.stage1_encoder(self.stage1_shallow(quarters))]
