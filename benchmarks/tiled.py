@@ -36,12 +36,12 @@ from benchmarks.common import (
 SMALL_CHECKPOINTS = {task: f"checkpoints/mprnet-{task}-small" for task in ("deblur", "derain", "denoise")}
 
 
-def load_model(model: str | None, config: str | None):
+def load_model(model: str | None, config: str | None, **config_overrides):
     """A trained checkpoint folder, or a released configuration with random weights (seed 0)."""
     from mprnet_hf import MPRNetConfig, MPRNetModel
 
     if model:
-        return MPRNetModel.from_pretrained(model).eval()
+        return MPRNetModel.from_pretrained(model, **config_overrides).eval()
     torch.manual_seed(0)
     return MPRNetModel(MPRNetConfig.for_task(config)).eval()
 
@@ -126,7 +126,7 @@ def psnr_worker(spec: dict) -> dict:
     from mprnet_hf.inference import restore_tensor
 
     torch.set_num_threads(spec["threads"])
-    model = load_model(spec["model"], None)
+    model = load_model(spec["model"], None, local_attention_window=spec.get("local_attention_window", 0))
     task = model.config.task
     clean = square_photo(spec["size"], Path(spec["photo"]))
     degraded = degrade(clean, task, seed=0)[None]
@@ -137,7 +137,7 @@ def psnr_worker(spec: dict) -> dict:
         tiled = restore_tensor(model, degraded, tile_size=tile, tile_overlap=overlap, return_stages=False)[0]
         tiled = tiled.clamp(0, 1)
         rows.append(dict(model=spec["model"], task=task, size=spec["size"], photo=Path(spec["photo"]).name,
-                         tile=tile, overlap=overlap, psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
+                         tile=tile, overlap=overlap, local_attention_window=model.config.local_attention_window, psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
                          max_abs_diff=round((tiled - untiled).abs().max().item(), 5),
                          psnr_tiled_vs_clean=round(psnr(clean[None], tiled), 2),
                          psnr_untiled_vs_clean=round(psnr(clean[None], untiled), 2),
@@ -146,7 +146,7 @@ def psnr_worker(spec: dict) -> dict:
 
 
 PSNR_COLUMNS = [
-    ("model", "task", ""), ("tile", "tile", ""), ("overlap", "overlap", ""),
+    ("model", "task", ""), ("tile", "tile", ""), ("overlap", "overlap", ""), ("TLC window", "local_attention_window", ""),
     ("PSNR tiled vs untiled dB", "psnr_tiled_vs_untiled", ".2f"), ("max abs diff", "max_abs_diff", ".4f"),
     ("PSNR vs clean: tiled", "psnr_tiled_vs_clean", ".2f"), ("untiled", "psnr_untiled_vs_clean", ".2f"),
 ]
@@ -157,7 +157,7 @@ def run_psnr(args) -> None:
     new_rows = []
     for model in models:
         spec = dict(mode="psnr", model=model, size=args.size, photo=str(args.photo), threads=args.threads,
-                    settings=parse_settings(args.settings))
+                    settings=parse_settings(args.settings), local_attention_window=args.local_attention_window)
         result = run_worker("benchmarks.tiled", spec, timeout=args.timeout)
         for row in result["rows"]:
             row["load_before"] = result["load_before"]
@@ -165,8 +165,10 @@ def run_psnr(args) -> None:
             print(f"{row['task']} tile {row['tile']} overlap {row['overlap']}: "
                   f"{row['psnr_tiled_vs_untiled']:.2f} dB", flush=True)
     output = RESULTS_DIR / "tiled_psnr.json"
-    rows = merge_results(output, new_rows, ("model", "size", "photo", "tile", "overlap"), run_meta(args))
-    print(format_table(sorted(rows, key=lambda row: (row["task"], -row["tile"], row["overlap"])), PSNR_COLUMNS))
+    rows = merge_results(output, new_rows, ("model", "size", "photo", "tile", "overlap", "local_attention_window"),
+                         run_meta(args))
+    print(format_table(sorted(rows, key=lambda row: (row["task"], row["local_attention_window"], -row["tile"],
+                                                     row["overlap"])), PSNR_COLUMNS))
     print(f"results: {output}")
 
 
@@ -200,6 +202,8 @@ def main(argv=None):
     psnr_parser.add_argument("--size", type=int, default=1024)
     psnr_parser.add_argument("--settings", default=f"{DEFAULT_TILE_SIZE}:{DEFAULT_TILE_OVERLAP}",
                              help="comma-separated tile:overlap pairs")
+    psnr_parser.add_argument("--local-attention-window", type=int, default=0,
+                             help="TLC window for both runs (0 = the checkpoint's global channel attention)")
     for sub in (scaling, psnr_parser):
         sub.add_argument("--threads", type=int, default=2)
         sub.add_argument("--timeout", type=float, default=3600)

@@ -1,10 +1,11 @@
 """Test-time local statistics (TLC, Chu et al., ECCV 2022) on the bundled checkpoints: PSNR on the full-size
 validation photos with channel attention pooling globally (off) and over a local window (on).
 
-The photos (data/dev/val/*.png) are degraded with `mprnet_hf.degradations.degrade(photo, task, seed=index)`,
-index being the photo's position in sorted order. The checkpoints were trained on 64x64 patches; the default window
-of 96 input pixels is 1.5x that, as the TLC paper recommends. Each model restores the whole photo at once (no
-tiling), so the only difference between the two columns is the pooling.
+The photos (data/dev/val/*.png) are degraded as in the README's quality table (`mprnet_hf.evaluate.
+synthetic_samples`: camera shake, rain streaks, Gaussian noise of sigma 25, seeded by the photo's position) and scored
+with each task's protocol (RGB, or BT.601 Y for deraining) on uint8 images. The checkpoints were trained on 64x64
+patches (the deblur one then on 128x128); the TLC paper recommends a window of about 1.5x the training patch. Each
+model restores the whole photo at once (no tiling), so the only difference between the columns is the pooling.
 
   python -m benchmarks.tlc                       # the three small checkpoints, window 96
   python -m benchmarks.tlc --windows 64,96,128 --tasks deblur
@@ -15,8 +16,11 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks.common import (
@@ -27,9 +31,8 @@ from benchmarks.common import (
     machine_info,
     other_busy_processes,
     parse_list,
-    psnr,
 )
-from benchmarks.photos import to_tensor, val_photos
+from benchmarks.photos import VAL_DIR
 from benchmarks.tiled import SMALL_CHECKPOINTS
 
 
@@ -40,39 +43,50 @@ def training_summary(task: str) -> dict:
 
 
 @torch.inference_mode()
-def restore(model, degraded: torch.Tensor) -> torch.Tensor:
-    return model(degraded[None]).reconstruction[0].clamp(0, 1)
+def restore(model, degraded: np.ndarray) -> np.ndarray:
+    from mprnet_hf.evaluate import to_tensor, to_uint8
+
+    return to_uint8(model(to_tensor(degraded)[None]).reconstruction[0])
 
 
 def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list[dict]:
-    from PIL import Image
-
     from mprnet_hf import MPRNetModel
-    from mprnet_hf.degradations import degrade
+    from mprnet_hf.evaluate import DEFAULT_PROTOCOL, psnr, synthetic_samples
 
     checkpoint = REPO_ROOT / SMALL_CHECKPOINTS[task]
     models = {0: MPRNetModel.from_pretrained(checkpoint).eval()}
     for window in windows:
         models[window] = MPRNetModel.from_pretrained(checkpoint, local_attention_window=window).eval()
+    protocol = DEFAULT_PROTOCOL[task]
+    folder = VAL_DIR
+    if max_side:  # quick checks only: the published numbers use the full-size photos
+        folder = downscaled_copy(VAL_DIR, max_side)
     rows = []
-    for index, path in enumerate(val_photos()):
-        with Image.open(path) as image:
-            if max_side:  # quick checks only: the published numbers use the full-size photos
-                image = image.copy()
-                image.thumbnail((max_side, max_side))
-            clean = to_tensor(image)
-        degraded = degrade(clean, task, seed=index)
-        row = dict(task=task, photo=path.name, size=f"{clean.shape[2]}x{clean.shape[1]}",
-                   psnr_degraded=round(psnr(clean, degraded), 3))
+    for sample in synthetic_samples(folder, task):
+        height, width = sample.clean.shape[:2]
+        row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}",
+                   psnr_degraded=round(psnr(sample.degraded, sample.clean, protocol), 3))
         for window, model in models.items():
-            row[f"psnr_window_{window}"] = round(psnr(clean, restore(model, degraded)), 3)
+            row[f"psnr_window_{window}"] = round(psnr(restore(model, sample.degraded), sample.clean, protocol), 3)
         rows.append(row)
         print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    mean = dict(task=task, photo="mean", size="",
+    mean = dict(task=task, protocol=protocol, photo="mean", size="",
                 psnr_degraded=round(statistics.mean(row["psnr_degraded"] for row in rows), 3))
     for window in models:
         mean[f"psnr_window_{window}"] = round(statistics.mean(row[f"psnr_window_{window}"] for row in rows), 3)
     return rows + [mean]
+
+
+def downscaled_copy(folder: Path, max_side: int) -> Path:
+    from PIL import Image
+
+    target = Path(tempfile.mkdtemp(prefix="tlc-"))
+    for path in sorted(folder.glob("*.png")):
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((max_side, max_side))
+            image.save(target / path.name)
+    return target
 
 
 def main(argv=None):
