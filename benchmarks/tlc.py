@@ -7,9 +7,9 @@ with each task's protocol (RGB, or BT.601 Y for deraining) on uint8 images. The 
 patches (the deblur one then on 128x128); the TLC paper recommends a window of about 1.5x the training patch. Each
 model restores the whole photo at once (no tiling), so the only difference between the columns is the pooling.
 
-  python -m benchmarks.tlc                       # the three small checkpoints, window 96
+  python -m benchmarks.tlc                       # the three small checkpoints, windows 96 and 192
   python -m benchmarks.tlc --windows 64,96,128 --tasks deblur
-Results go to benchmarks/results/tlc.json.
+Results are merged (by task and photo) into benchmarks/results/tlc.json.
 """
 
 import argparse
@@ -29,6 +29,7 @@ from benchmarks.common import (
     format_table,
     load_average,
     machine_info,
+    merge_results,
     other_busy_processes,
     parse_list,
 )
@@ -64,13 +65,13 @@ def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list
     rows = []
     for sample in synthetic_samples(folder, task):
         height, width = sample.clean.shape[:2]
-        row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}",
+        row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}", max_side=max_side,
                    psnr_degraded=round(psnr(sample.degraded, sample.clean, protocol), 3))
         for window, model in models.items():
             row[f"psnr_window_{window}"] = round(psnr(restore(model, sample.degraded), sample.clean, protocol), 3)
         rows.append(row)
         print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    mean = dict(task=task, protocol=protocol, photo="mean", size="",
+    mean = dict(task=task, protocol=protocol, photo="mean", size="", max_side=max_side,
                 psnr_degraded=round(statistics.mean(row["psnr_degraded"] for row in rows), 3))
     for window in models:
         mean[f"psnr_window_{window}"] = round(statistics.mean(row[f"psnr_window_{window}"] for row in rows), 3)
@@ -92,7 +93,7 @@ def downscaled_copy(folder: Path, max_side: int) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="deblur,derain,denoise")
-    parser.add_argument("--windows", default="96", help="comma-separated TLC windows in input pixels (0 = off)")
+    parser.add_argument("--windows", default="96,192", help="comma-separated TLC windows in input pixels (0 = off)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-side", type=int, help="downscale the photos to this size (quick checks only)")
     args = parser.parse_args(argv)
@@ -102,20 +103,21 @@ def main(argv=None):
                 started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
                 other_busy_processes=other_busy_processes(), max_side=args.max_side,
                 checkpoints={task: training_summary(task) for task in parse_list(args.tasks)})
-    rows = []
+    new_rows = []
     for task in parse_list(args.tasks):
-        rows += evaluate(task, windows, args.max_side)
-    for row in rows:
+        new_rows += [dict(row, windows=windows) for row in evaluate(task, windows, args.max_side)]
+    for row in new_rows:
         for window in windows:
             row[f"gain_window_{window}"] = round(row[f"psnr_window_{window}"] - row["psnr_window_0"], 3)
+    # Merged by task and photo, so tasks can be measured in separate runs (each run's meta names its checkpoints).
+    output = RESULTS_DIR / "tlc.json"
+    rows = merge_results(output, new_rows, ("task", "photo", "max_side"), meta)
+    all_windows = sorted({window for row in rows for window in row["windows"]})
     columns = [("task", "task", ""), ("photo", "photo", ""), ("size", "size", ""),
                ("degraded", "psnr_degraded", ".2f"), ("TLC off", "psnr_window_0", ".2f")]
-    for window in windows:
+    for window in all_windows:
         columns += [(f"TLC {window}", f"psnr_window_{window}", ".2f"), (f"gain {window}", f"gain_window_{window}", "+.2f")]
     print(format_table(rows, columns))
-    output = RESULTS_DIR / "tlc.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"meta": meta, "windows": windows, "rows": rows}, indent=1) + "\n")
     print(f"results: {output}")
 
 

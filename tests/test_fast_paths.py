@@ -4,6 +4,7 @@ test-time local statistics (TLC) behave as specified."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -203,3 +204,21 @@ def test_tlc_summed_area_mean_equals_average_pooling(window):
     features = torch.rand(2, 5, 120, 97) * 4 - 1
     expected = F.avg_pool2d(features.double(), window, stride=1).float()
     torch.testing.assert_close(box_mean(features, *window), expected, atol=1e-6, rtol=0)
+
+
+def test_pipeline_precision_option():
+    from PIL import Image
+    from transformers import pipeline
+
+    from mprnet_hf.evaluate import psnr
+
+    restorer = pipeline("image-restoration", model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"))
+    photo = Image.open(REPO_ROOT / "examples" / "denoise" / "monarch_noise.png").convert("RGB").crop((0, 0, 96, 80))
+    full = restorer(photo)
+    half = restorer(photo, precision="bf16")
+    assert half.size == full.size == photo.size
+    similarity = psnr(np.asarray(half), np.asarray(full))
+    # bf16 rounding shows (so autocast ran) but the 8-bit images stay close.
+    assert 35 < similarity < float("inf"), similarity
+    with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):
+        restorer(photo, precision="fp16")
