@@ -43,7 +43,7 @@ def load_model(model: str | None, config: str | None, **config_overrides):
     if model:
         return MPRNetModel.from_pretrained(model, **config_overrides).eval()
     torch.manual_seed(0)
-    return MPRNetModel(MPRNetConfig.for_task(config)).eval()
+    return MPRNetModel(MPRNetConfig.for_task(config, **config_overrides)).eval()
 
 
 # ---------------------------------------------------------------------------------------------------- scaling
@@ -93,8 +93,11 @@ SCALING_COLUMNS = [
 def run_scaling(args) -> None:
     sizes = parse_list(args.sizes, int)
     model_name = args.model or f"{args.config} (released, random weights)"
+    modes = [mode.strip().lower() for mode in parse_list(args.modes)]
+    if not modes or set(modes) - {"tiled", "untiled"}:
+        raise SystemExit(f"--modes takes tiled and/or untiled, got {args.modes!r}")
     new_rows = []
-    for tiled in [mode == "tiled" for mode in parse_list(args.modes)]:
+    for tiled in [mode == "tiled" for mode in modes]:
         for size in sizes:
             spec = dict(model=args.model, config=args.config, size=size, tiled=tiled, tile=args.tile,
                         overlap=args.overlap, threads=args.threads, fast=args.fast)
@@ -126,7 +129,8 @@ def psnr_worker(spec: dict) -> dict:
     from mprnet_hf.inference import restore_tensor
 
     torch.set_num_threads(spec["threads"])
-    model = load_model(spec["model"], None, local_attention_window=spec.get("local_attention_window", 0))
+    window = spec.get("local_attention_window", 0)
+    model = load_model(spec["model"], None, **({"local_attention_window": window} if window else {}))
     task = model.config.task
     clean = square_photo(spec["size"], Path(spec["photo"]))
     degraded = degrade(clean, task, seed=0)[None]
@@ -137,7 +141,8 @@ def psnr_worker(spec: dict) -> dict:
         tiled = restore_tensor(model, degraded, tile_size=tile, tile_overlap=overlap, return_stages=False)[0]
         tiled = tiled.clamp(0, 1)
         rows.append(dict(model=spec["model"], task=task, size=spec["size"], photo=Path(spec["photo"]).name,
-                         tile=tile, overlap=overlap, local_attention_window=model.config.local_attention_window, psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
+                         tile=tile, overlap=overlap, local_attention_window=model.config.local_attention_window,
+                         psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
                          max_abs_diff=round((tiled - untiled).abs().max().item(), 5),
                          psnr_tiled_vs_clean=round(psnr(clean[None], tiled), 2),
                          psnr_untiled_vs_clean=round(psnr(clean[None], untiled), 2),
@@ -203,7 +208,7 @@ def main(argv=None):
     psnr_parser.add_argument("--settings", default=f"{DEFAULT_TILE_SIZE}:{DEFAULT_TILE_OVERLAP}",
                              help="comma-separated tile:overlap pairs")
     psnr_parser.add_argument("--local-attention-window", type=int, default=0,
-                             help="TLC window for both runs (0 = the checkpoint's global channel attention)")
+                             help="TLC window for both runs (default: the checkpoint's own setting)")
     for sub in (scaling, psnr_parser):
         sub.add_argument("--threads", type=int, default=2)
         sub.add_argument("--timeout", type=float, default=3600)

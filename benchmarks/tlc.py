@@ -9,7 +9,7 @@ model restores the whole photo at once (no tiling), so the only difference betwe
 
   python -m benchmarks.tlc                       # the three small checkpoints, windows 96 and 192
   python -m benchmarks.tlc --windows 64,96,128 --tasks deblur
-Results are merged (by task and photo) into benchmarks/results/tlc.json.
+Results are merged (by task and photo) into benchmarks/results/tlc.json (tlc_max_side_N.json with --max-side N).
 """
 
 import argparse
@@ -50,27 +50,32 @@ def restore(model, degraded: np.ndarray) -> np.ndarray:
     return to_uint8(model(to_tensor(degraded)[None]).reconstruction[0])
 
 
+def score(sample, task: str, protocol: str, models: dict, max_side: int | None) -> dict:
+    """PSNR of the degraded photo and of each model's restoration (keyed by TLC window, 0 = off)."""
+    from mprnet_hf.evaluate import psnr
+
+    height, width = sample.clean.shape[:2]
+    row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}", max_side=max_side,
+               psnr_degraded=round(psnr(sample.degraded, sample.clean, protocol), 3))
+    for window, model in models.items():
+        row[f"psnr_window_{window}"] = round(psnr(restore(model, sample.degraded), sample.clean, protocol), 3)
+    print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+    return row
+
+
 def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list[dict]:
     from mprnet_hf import MPRNetModel
-    from mprnet_hf.evaluate import DEFAULT_PROTOCOL, psnr, synthetic_samples
+    from mprnet_hf.evaluate import DEFAULT_PROTOCOL, synthetic_samples
 
     checkpoint = REPO_ROOT / SMALL_CHECKPOINTS[task]
     models = {0: MPRNetModel.from_pretrained(checkpoint).eval()}
     for window in windows:
         models[window] = MPRNetModel.from_pretrained(checkpoint, local_attention_window=window).eval()
     protocol = DEFAULT_PROTOCOL[task]
-    folder = VAL_DIR
-    if max_side:  # quick checks only: the published numbers use the full-size photos
-        folder = downscaled_copy(VAL_DIR, max_side)
-    rows = []
-    for sample in synthetic_samples(folder, task):
-        height, width = sample.clean.shape[:2]
-        row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}", max_side=max_side,
-                   psnr_degraded=round(psnr(sample.degraded, sample.clean, protocol), 3))
-        for window, model in models.items():
-            row[f"psnr_window_{window}"] = round(psnr(restore(model, sample.degraded), sample.clean, protocol), 3)
-        rows.append(row)
-        print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+    with tempfile.TemporaryDirectory(prefix="tlc-") as scratch:
+        # Quick checks only: the published numbers use the full-size photos.
+        folder = downscaled_copy(VAL_DIR, max_side, Path(scratch)) if max_side else VAL_DIR
+        rows = [score(sample, task, protocol, models, max_side) for sample in synthetic_samples(folder, task)]
     mean = dict(task=task, protocol=protocol, photo="mean", size="", max_side=max_side,
                 psnr_degraded=round(statistics.mean(row["psnr_degraded"] for row in rows), 3))
     for window in models:
@@ -78,10 +83,9 @@ def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list
     return rows + [mean]
 
 
-def downscaled_copy(folder: Path, max_side: int) -> Path:
+def downscaled_copy(folder: Path, max_side: int, target: Path) -> Path:
     from PIL import Image
 
-    target = Path(tempfile.mkdtemp(prefix="tlc-"))
     for path in sorted(folder.glob("*.png")):
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -109,10 +113,11 @@ def main(argv=None):
     for row in new_rows:
         for window in windows:
             row[f"gain_window_{window}"] = round(row[f"psnr_window_{window}"] - row["psnr_window_0"], 3)
-    # Merged by task and photo, so tasks can be measured in separate runs (each run's meta names its checkpoints).
-    output = RESULTS_DIR / "tlc.json"
-    rows = merge_results(output, new_rows, ("task", "photo", "max_side"), meta)
-    all_windows = sorted({window for row in rows for window in row["windows"]})
+    # Merged by task and photo, so tasks can be measured in separate runs (each run's meta names its checkpoints);
+    # quick checks on downscaled photos go to a file of their own.
+    output = RESULTS_DIR / ("tlc.json" if not args.max_side else f"tlc_max_side_{args.max_side}.json")
+    rows = merge_results(output, new_rows, ("task", "photo"), meta)
+    all_windows = sorted({window for row in rows for window in row.get("windows", [])})
     columns = [("task", "task", ""), ("photo", "photo", ""), ("size", "size", ""),
                ("degraded", "psnr_degraded", ".2f"), ("TLC off", "psnr_window_0", ".2f")]
     for window in all_windows:

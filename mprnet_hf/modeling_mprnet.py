@@ -75,12 +75,17 @@ def box_mean(features: torch.Tensor, window_h: int, window_w: int) -> torch.Tens
 
     Summed-area table: constant cost per pixel whatever the window, where `avg_pool2d` costs window_h * window_w
     (9,216 additions per pixel for a 96 px window). The table is accumulated in float64 so that differences of
-    large running sums stay exact to float32 precision on large images.
+    large running sums stay exact to float32 precision on large images (so not on Apple MPS, which has no float64);
+    it is built and combined in place to hold about two float64 copies of the features at most.
     """
-    table = F.pad(features.double().cumsum(-2).cumsum(-1), (1, 0, 1, 0))
-    sums = (table[..., window_h:, window_w:] - table[..., :-window_h, window_w:]
-            - table[..., window_h:, :-window_w] + table[..., :-window_h, :-window_w])
-    return (sums / (window_h * window_w)).to(features.dtype)
+    *leading, height, width = features.shape
+    table = features.new_zeros((*leading, height + 1, width + 1), dtype=torch.float64)
+    table[..., 1:, 1:] = features
+    table.cumsum_(-2).cumsum_(-1)
+    sums = table[..., window_h:, window_w:] - table[..., :-window_h, window_w:]
+    sums -= table[..., window_h:, :-window_w]
+    sums += table[..., :-window_h, :-window_w]
+    return sums.div_(window_h * window_w).to(features.dtype)
 
 
 class ChannelAttention(nn.Module):

@@ -16,7 +16,7 @@ class ImageRestorationPipeline(Pipeline):
     restorer = pipeline("image-restoration", model="org/mprnet-deblur")
     restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
-    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU, or a CPU with bf16 instructions)
+    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
     ```
     """
 
