@@ -147,9 +147,8 @@ weights with `python -m mprnet_hf.convert`.
   the `sporco` wheel and natural photos from Debian's `opencv-doc` examples; six of them are held out for validation.
 - Degradation ({task}): {_DEGRADATION_TEXT[task]}
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
-  Adam, learning rate 2e-4 with warm-up and cosine decay, random {training.get("patch_size")}x{training.get("patch_size")} patches,
-  batch {training.get("batch_size")}, 8-way flips and rotations.
-- Length: {training.get("steps")} steps, {minutes:.0f} minutes on CPU.
+  Adam with warm-up and cosine decay, random patches, 8-way flips and rotations.
+- Length: {training.get("steps")} steps, {minutes:.0f} minutes on CPU{_phases_text(training)}.
 - Best validation PSNR during training (256x256 centre crops of the held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.
 
 ## Evaluation
@@ -163,6 +162,21 @@ Trained for minutes on a few dozen photos with synthetic degradations: it genera
 models and is meant as a working demo, not as a state-of-the-art restorer.
 """
     return ModelCard(content)
+
+
+def _phases_text(training: dict) -> str:
+    phases = training.get("phases") or [
+        {key: training.get(key) for key in ("steps", "seconds", "patch_size", "batch_size")}
+    ]
+    parts = []
+    for phase in phases:
+        text = f"{phase['steps']} steps of batch {phase['batch_size']} at {phase['patch_size']}x{phase['patch_size']}"
+        if phase.get("lr"):
+            text += f", peak learning rate {phase['lr']:g}"
+        if phase.get("mixed_precision") not in (None, "no"):
+            text += f", {phase['mixed_precision']} autocast"
+        parts.append(f"{text} ({phase['seconds'] / 60:.0f} min)")
+    return ": " + "; then ".join(parts) if len(parts) > 1 else f": {parts[0]}"
 
 
 _DEGRADATION_TEXT = {

@@ -119,3 +119,19 @@ def test_cli_trains_exports_and_resumes(photo_dirs, tmp_path, capsys):
     assert full_weights.keys() == resumed_weights.keys()
     for name, weight in full_weights.items():
         torch.testing.assert_close(resumed_weights[name], weight, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_init_from_continues_the_step_count_and_records_every_phase(photo_dirs, tmp_path):
+    first_out, second_out = tmp_path / "first", tmp_path / "second"
+    run_cli(photo_dirs, first_out, tmp_path / "first-state")
+    first = json.loads((first_out / "training_summary.json").read_text())
+    run_cli(photo_dirs, second_out, tmp_path / "second-state", "--init-from", str(first_out), "--patch-size", "48")
+
+    # The second run's log and summary count on from the first run's exported steps and seconds.
+    assert [record["step"] for record in read_log(second_out)] == [first["steps"] + 2, first["steps"] + 4]
+    summary = json.loads((second_out / "training_summary.json").read_text())
+    assert summary["steps"] == first["steps"] + summary["phases"][1]["steps"]
+    assert summary["seconds"] > first["seconds"]
+    assert summary["phases"][0] == first["phases"][0]
+    assert [phase["patch_size"] for phase in summary["phases"]] == [32, 48]
+    assert "32x32" in (second_out / "README.md").read_text() and "then" in (second_out / "README.md").read_text()

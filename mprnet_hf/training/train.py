@@ -60,6 +60,16 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def earlier_phases(previous: dict) -> list[dict]:
+    """The training phases of the weights a run starts from (--init-from), so the exported summary covers them all.
+    Summaries written before phases were recorded describe a single phase."""
+    if "phases" in previous:
+        return previous["phases"]
+    if not previous.get("steps"):
+        return []
+    return [{key: previous.get(key) for key in ("steps", "seconds", "patch_size", "batch_size")}]
+
+
 @torch.inference_mode()
 def validate(model, pairs) -> float:
     """Mean PSNR (RGB, data range 1) of the clamped final outputs, as the official training loop measures it."""
@@ -221,9 +231,12 @@ def main(argv=None):
                     log.write(json.dumps(record) + "\n")
                 if psnr > best_psnr:
                     best_psnr = psnr
+                    phase = {"steps": step, "seconds": round(seconds, 1), "patch_size": args.patch_size,
+                             "batch_size": args.batch_size, "lr": args.lr, "mixed_precision": args.mixed_precision}
                     training = {"task": args.task, "steps": previous["steps"] + step,
                                 "seconds": previous["seconds"] + seconds, "best_val_psnr": psnr,
                                 "patch_size": args.patch_size, "batch_size": args.batch_size,
+                                "phases": earlier_phases(previous) + [phase],
                                 "data": "synthetic degradations of development photos" if args.train_dir
                                 else f"paired folder ({args.layout} layout)"}
                     export_atomically(unwrapped, training, output_dir)
