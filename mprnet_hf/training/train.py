@@ -70,6 +70,16 @@ def earlier_phases(previous: dict) -> list[dict]:
     return [{key: previous.get(key) for key in ("steps", "seconds", "patch_size", "batch_size")}]
 
 
+def carry_earlier_log(earlier: Path, log_path: Path, up_to_step: int) -> None:
+    """Starts the log of a continued run with the records of the weights it starts from (those up to their step:
+    an earlier run may have gone on past its best checkpoint), so one log tells the whole history."""
+    if not earlier.is_file() or earlier.resolve() == log_path.resolve():
+        return
+    records = [line for line in earlier.read_text().splitlines() if line.strip()]
+    kept = [line for line in records if json.loads(line)["step"] <= up_to_step]
+    log_path.write_text("".join(line + "\n" for line in kept))
+
+
 @torch.inference_mode()
 def validate(model, pairs) -> float:
     """Mean PSNR (RGB, data range 1) of the clamped final outputs, as the official training loop measures it."""
@@ -179,6 +189,8 @@ def main(argv=None):
         loader = accelerator.skip_first_batches(loader, step)
         accelerator.print(f"Resumed at step {step} (best validation PSNR {best_psnr:.2f} dB)")
     output_dir.mkdir(parents=True, exist_ok=True)
+    if args.init_from and step == 0 and accelerator.is_main_process:
+        carry_earlier_log(Path(args.init_from) / "training_log.jsonl", log_path, up_to_step=previous["steps"])
     unwrapped = accelerator.unwrap_model(model)
     start = time.time()
     bar = tqdm(total=args.steps, initial=step, disable=not accelerator.is_local_main_process, mininterval=30)
