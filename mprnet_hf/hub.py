@@ -149,7 +149,7 @@ weights with `python -m mprnet_hf.convert`.
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
   Adam with warm-up and cosine decay, random patches, 8-way flips and rotations.
 - Length: {training.get("steps")} steps, {minutes:.0f} minutes on CPU{_phases_text(training)}.
-- Best validation PSNR during training (256x256 centre crops of the held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.
+- Best validation PSNR during training (256x256 centre crops of the held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}
 
 ## Evaluation
 {evaluation or "See the project README for PSNR/SSIM against classical baselines on the held-out photos."}
@@ -162,6 +162,14 @@ Trained for minutes on a few dozen photos with synthetic degradations: it genera
 models and is meant as a working demo, not as a state-of-the-art restorer.
 """
     return ModelCard(content)
+
+
+def _shipped_text(training: dict) -> str:
+    if "final_val_psnr" not in training:
+        return ""
+    return (f"\n- Shipped: the final weights of the last phase (validation PSNR {training['final_val_psnr']:.2f} dB), not "
+            "the best-validating ones: six validation crops are too few to choose between checkpoints a few tenths of a "
+            "dB apart.")
 
 
 def _phases_text(training: dict) -> str:
