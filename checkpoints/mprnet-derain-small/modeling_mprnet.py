@@ -70,6 +70,24 @@ def pad_to_multiple(images: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torc
     return mirror_pad(images, -images.shape[-2] % multiple, -images.shape[-1] % multiple)
 
 
+def box_mean(features: torch.Tensor, window_h: int, window_w: int) -> torch.Tensor:
+    """Mean over every `window_h` x `window_w` window that fits inside the image (a "valid" stride-1 average pool).
+
+    Summed-area table: constant cost per pixel whatever the window, where `avg_pool2d` costs window_h * window_w
+    (9,216 additions per pixel for a 96 px window). The table is accumulated in float64 so that differences of
+    large running sums stay exact to float32 precision on large images (so not on Apple MPS, which has no float64);
+    it is built and combined in place to hold about two float64 copies of the features at most.
+    """
+    *leading, height, width = features.shape
+    table = features.new_zeros((*leading, height + 1, width + 1), dtype=torch.float64)
+    table[..., 1:, 1:] = features
+    table.cumsum_(-2).cumsum_(-1)
+    sums = table[..., window_h:, window_w:] - table[..., :-window_h, window_w:]
+    sums -= table[..., window_h:, :-window_w]
+    sums += table[..., :-window_h, :-window_w]
+    return sums.div_(window_h * window_w).to(features.dtype)
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: average each channel, squeeze, expand, sigmoid, and rescale the channels.
 
@@ -89,7 +107,7 @@ class ChannelAttention(nn.Module):
         if not self.local_window or (height <= self.local_window and width <= self.local_window):
             return features.mean(dim=(2, 3), keepdim=True)
         window_h, window_w = min(self.local_window, height), min(self.local_window, width)
-        local_mean = F.avg_pool2d(features, (window_h, window_w), stride=1)
+        local_mean = box_mean(features, window_h, window_w)
         # Windows stay inside the image: border pixels reuse the nearest full window's statistics.
         pad_h, pad_w = window_h - 1, window_w - 1
         return F.pad(local_mean, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
@@ -276,15 +294,20 @@ class OriginalResolutionSubnetwork(nn.Module):
         return features
 
 
+def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+    # unflatten/unbind rather than chunk: it keeps the batch size symbolic, so the ONNX export has a dynamic batch.
+    return features.unflatten(0, (parts, -1)).unbind(0)
+
+
 def _merge_quarters_into_halves(features: torch.Tensor) -> torch.Tensor:
     """(4N, C, h, w) stacked as [left-top, right-top, left-bottom, right-bottom] -> (2N, C, h, 2w) as [top, bottom]."""
-    left_top, right_top, left_bottom, right_bottom = features.chunk(4, dim=0)
+    left_top, right_top, left_bottom, right_bottom = _split_batch(features, 4)
     return torch.cat([torch.cat([left_top, right_top], dim=3), torch.cat([left_bottom, right_bottom], dim=3)], dim=0)
 
 
 def _merge_halves(features: torch.Tensor) -> torch.Tensor:
     """(2N, C, h, w) stacked as [top, bottom] -> (N, C, 2h, w)."""
-    top, bottom = features.chunk(2, dim=0)
+    top, bottom = _split_batch(features, 2)
     return torch.cat([top, bottom], dim=2)
 
 
@@ -378,14 +401,13 @@ class MPRNetModel(MPRNetPreTrainedModel):
 
         Returns the stage-1, stage-2 and stage-3 images. The four stage-1 quarters and the two stage-2 halves are
         processed as one batch each; every operation is per sample, so this equals processing them one by one.
+        Written with export-friendly operations only: `mprnet_hf.export_onnx` traces it as it is.
         """
-        height, width = images.shape[-2:]
-        half_height, half_width = height // 2, width // 2
-        halves = torch.cat([images[:, :, :half_height], images[:, :, half_height:]], dim=0)
-        quarters = torch.cat([halves[:, :, :, :half_width], halves[:, :, :, half_width:]], dim=0)
-        # `quarters` is [left-top, left-bottom, right-top, right-bottom]; reorder to row-major quarters.
-        left_top, left_bottom, right_top, right_bottom = quarters.chunk(4, dim=0)
-        quarters = torch.cat([left_top, right_top, left_bottom, right_bottom], dim=0)
+        half_height, half_width = images.shape[-2] // 2, images.shape[-1] // 2
+        top, bottom = images[:, :, :half_height], images[:, :, half_height:]
+        halves = torch.cat([top, bottom], dim=0)
+        quarters = torch.cat([top[..., :half_width], top[..., half_width:],
+                              bottom[..., :half_width], bottom[..., half_width:]], dim=0)
 
         # Stage 1: encode each quarter, decode each half.
         stage1_encoder = [_merge_quarters_into_halves(level) for level in self.stage1_encoder(self.stage1_shallow(quarters))]
