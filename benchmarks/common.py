@@ -87,6 +87,15 @@ def other_busy_processes(threshold_percent: float = 20.0) -> list[str]:
     return busy
 
 
+def run_metadata(module: str, argv: list[str] | None, busy: list[str] | None = None, **extra) -> dict:
+    """What a benchmark run records beside its rows: machine, command line, start time, load and other busy
+    processes (`busy` when the caller already looked them up), plus `extra`."""
+    arguments = argv if argv is not None else sys.argv[1:]
+    return dict(machine_info(), command=f"python -m {module} " + " ".join(arguments),
+                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
+                other_busy_processes=other_busy_processes() if busy is None else busy, **extra)
+
+
 def summarize_latencies(seconds: list[float]) -> dict:
     return {
         "latencies_s": [round(value, 4) for value in seconds],

@@ -20,12 +20,10 @@ from benchmarks.common import (
     RESULTS_DIR,
     emit_result,
     format_table,
-    load_average,
-    machine_info,
     merge_results,
-    other_busy_processes,
     parse_list,
     psnr,
+    run_metadata,
     run_worker,
 )
 from benchmarks.tiled import SMALL_CHECKPOINTS, load_model
@@ -118,8 +116,6 @@ COLUMNS = [
 
 
 def main(argv=None):
-    import sys
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", help="comma-separated checkpoint folders (default: the three small ones)")
     parser.add_argument("--configs", help="comma-separated released configs with random weights, instead of --models")
@@ -147,9 +143,7 @@ def main(argv=None):
         for row in result["rows"]:
             new_rows.append(dict(row, load_before=result["load_before"]))
             print(f"{row['model']} {row['precision']}: {row['psnr_vs_fp32']:.2f} dB vs fp32", flush=True)
-    meta = dict(machine_info(), command="python -m benchmarks.precision " + " ".join(argv or sys.argv[1:]),
-                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
-                other_busy_processes=other_busy_processes(), support=support_rows())
+    meta = run_metadata("benchmarks.precision", argv, support=support_rows())
     output = RESULTS_DIR / "precision.json"
     rows = merge_results(output, new_rows, ("model", "device", "size", "precision"), meta)
     print(format_table(rows, COLUMNS))

@@ -20,7 +20,6 @@ Results are merged into benchmarks/results/speed_<device>.json (same case = repl
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -32,12 +31,11 @@ from benchmarks.common import (
     current_rss_mib,
     emit_result,
     format_table,
-    load_average,
-    machine_info,
     merge_results,
     other_busy_processes,
     parse_list,
     peak_rss_mib,
+    run_metadata,
     run_worker,
     summarize_latencies,
 )
@@ -202,9 +200,7 @@ def main(argv=None):
     if busy:
         print("warning: other processes are using the CPU, timings will be slower and noisier:\n  " + "\n  ".join(busy))
     output = Path(args.output) if args.output else RESULTS_DIR / f"speed_{args.device}.json"
-    meta = dict(machine_info(), command="python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
-                other_busy_processes=busy)
+    meta = run_metadata("benchmarks.speed", argv, busy=busy)
     new_rows = []
     for config_name in configs:
         for size in sizes:

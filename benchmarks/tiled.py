@@ -23,13 +23,11 @@ from benchmarks.common import (
     current_rss_mib,
     emit_result,
     format_table,
-    load_average,
-    machine_info,
     merge_results,
-    other_busy_processes,
     parse_list,
     peak_rss_mib,
     psnr,
+    run_metadata,
     run_worker,
 )
 
@@ -111,7 +109,7 @@ def run_scaling(args) -> None:
                   f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
     output = RESULTS_DIR / "tiled_scaling.json"
     rows = merge_results(output, new_rows, ("model_name", "size", "tiled", "tiling", "fast", "threads"),
-                         run_meta(args))
+                         run_metadata("benchmarks.tiled", args.argv))
     shown = sorted((row for row in rows if row["model_name"] == model_name),
                    key=lambda row: (not row["tiled"], row["size"]))
     print(format_table(shown, SCALING_COLUMNS))
@@ -171,16 +169,10 @@ def run_psnr(args) -> None:
                   f"{row['psnr_tiled_vs_untiled']:.2f} dB", flush=True)
     output = RESULTS_DIR / "tiled_psnr.json"
     rows = merge_results(output, new_rows, ("model", "size", "photo", "tile", "overlap", "local_attention_window"),
-                         run_meta(args))
+                         run_metadata("benchmarks.tiled", args.argv))
     print(format_table(sorted(rows, key=lambda row: (row["task"], row["local_attention_window"], -row["tile"],
                                                      row["overlap"])), PSNR_COLUMNS))
     print(f"results: {output}")
-
-
-def run_meta(args) -> dict:
-    return dict(machine_info(), command="python -m benchmarks.tiled " + " ".join(args.argv),
-                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
-                other_busy_processes=other_busy_processes())
 
 
 def main(argv=None):

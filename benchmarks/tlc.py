@@ -15,9 +15,7 @@ Results are merged (by task and photo) into benchmarks/results/tlc.json (tlc_max
 import argparse
 import json
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +25,9 @@ from benchmarks.common import (
     REPO_ROOT,
     RESULTS_DIR,
     format_table,
-    load_average,
-    machine_info,
     merge_results,
-    other_busy_processes,
     parse_list,
+    run_metadata,
 )
 from benchmarks.photos import VAL_DIR
 from benchmarks.tiled import SMALL_CHECKPOINTS
@@ -103,9 +99,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     windows = [window for window in parse_list(args.windows, int) if window > 0]
-    meta = dict(machine_info(), command="python -m benchmarks.tlc " + " ".join(argv if argv is not None else sys.argv[1:]),
-                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
-                other_busy_processes=other_busy_processes(), max_side=args.max_side,
+    meta = run_metadata("benchmarks.tlc", argv, max_side=args.max_side,
                 checkpoints={task: training_summary(task) for task in parse_list(args.tasks)})
     new_rows = []
     for task in parse_list(args.tasks):
