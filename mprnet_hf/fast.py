@@ -1,5 +1,6 @@
 """Opt-in inference speed-ups. None of them changes the arithmetic beyond float rounding: every fast path stays
-within 1e-5 of the official fixtures (tests/test_fast_paths.py). docs/PERFORMANCE.md has the measurements.
+within 1e-5 of the official fixtures (tests/test_fast_paths.py). The measurements are in the README's "Speed and
+memory" section.
 
 * `optimize_for_inference(model)`: eval mode, no gradients, and channels-last weights. With channels-last weights
   oneDNN runs each convolution on NHWC activations directly; with the default NCHW layout PyTorch reorders every
