@@ -16,6 +16,7 @@ import torch  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
 FIXTURES = ("deblur", "derain", "denoise", "variant")
+PARITY_TOLERANCE = 1e-5  # max abs error allowed against the official fixtures
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,40 @@ def reference_dir() -> Path:
 
 def fixture_config(reference_dir: Path, name: str) -> dict:
     return json.loads((reference_dir / f"fixture_{name}_config.json").read_text())
+
+
+def fixture_model(reference_dir: Path, name: str, **config_overrides):
+    """The MPRNetModel holding fixture `name`'s official weights (config inferred from their shapes), in eval mode."""
+    from safetensors.torch import load_file
+
+    from mprnet_hf import MPRNetModel
+    from mprnet_hf.convert import convert_state_dict, infer_config
+
+    official = load_file(reference_dir / f"fixture_{name}_state.safetensors")
+    config = infer_config({key: tuple(value.shape) for key, value in official.items()})
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
+    model = MPRNetModel(config).eval()
+    model.load_state_dict(convert_state_dict(official, config), strict=True)
+    return model
+
+
+def fixture_errors(restore, io) -> dict[str, float]:
+    """Max abs error of every fixture output; `restore(images)` returns the stage-1, 2 and 3 images."""
+    errors = {}
+    for i in (0, 1):
+        stages = restore(io[f"input_{i}"])
+        # The fixtures hold the official return order: final stage first.
+        for j, stage in enumerate(reversed(stages)):
+            errors[f"output_{i}_{j}"] = (stage.float() - io[f"output_{i}_{j}"]).abs().max().item()
+    demo = restore(io["demo_input"])[-1].clamp(0, 1)
+    errors["demo_output"] = (demo - io["demo_output"]).abs().max().item()
+    return errors
+
+
+def assert_within_tolerance(errors: dict[str, float]) -> None:
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= PARITY_TOLERANCE, f"{worst} differs by {errors[worst]:.3g}: {errors}"
 
 
 @pytest.fixture(scope="module")

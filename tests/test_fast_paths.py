@@ -10,43 +10,20 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import FIXTURES, REPO_ROOT
+from conftest import (
+    FIXTURES,
+    PARITY_TOLERANCE,
+    REPO_ROOT,
+    assert_within_tolerance,
+    fixture_errors,
+    fixture_model,
+)
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.convert import convert_state_dict, infer_config
 from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
 from mprnet_hf.inference import autocast_context
 from mprnet_hf.modeling_mprnet import ChannelAttention, box_mean
 
-TOLERANCE = 1e-5
 TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
-
-
-def fixture_model(reference_dir, name, **config_overrides) -> MPRNetModel:
-    official = load_file(reference_dir / f"fixture_{name}_state.safetensors")
-    config = infer_config({key: tuple(value.shape) for key, value in official.items()})
-    for key, value in config_overrides.items():
-        setattr(config, key, value)
-    model = MPRNetModel(config).eval()
-    model.load_state_dict(convert_state_dict(official, config), strict=True)
-    return model
-
-
-def fixture_errors(restore, io) -> dict[str, float]:
-    """Max abs error of every fixture output; `restore(images)` returns the stage-1, 2 and 3 images."""
-    errors = {}
-    for i in (0, 1):
-        stages = restore(io[f"input_{i}"])
-        # The fixtures hold the official return order: final stage first.
-        for j, stage in enumerate(reversed(stages)):
-            errors[f"output_{i}_{j}"] = (stage.float() - io[f"output_{i}_{j}"]).abs().max().item()
-    demo = restore(io["demo_input"])[-1].clamp(0, 1)
-    errors["demo_output"] = (demo - io["demo_output"]).abs().max().item()
-    return errors
-
-
-def assert_within_tolerance(errors: dict[str, float]) -> None:
-    worst = max(errors, key=errors.get)
-    assert errors[worst] <= TOLERANCE, f"{worst} differs by {errors[worst]:.3g}: {errors}"
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -77,8 +54,7 @@ REUSE_MEMORY_SCRIPT = """
 import sys, torch
 from safetensors.torch import load_file
 sys.path.insert(0, {tests_dir!r})
-from test_fast_paths import fixture_model, fixture_errors, assert_within_tolerance
-from conftest import REFERENCE_DIR
+from conftest import REFERENCE_DIR, assert_within_tolerance, fixture_errors, fixture_model
 from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
 assert reuse_freed_memory() is True
 model = optimize_for_inference(fixture_model(REFERENCE_DIR, "deblur"))
@@ -131,7 +107,7 @@ def test_channels_last_model_saves_and_reloads(tmp_path):
     optimize_for_inference(model).save_pretrained(tmp_path)
     reloaded = MPRNetModel.from_pretrained(tmp_path).eval()
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(images).reconstruction, expected, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(reloaded(images).reconstruction, expected, atol=PARITY_TOLERANCE, rtol=0)
 
 
 def test_bf16_autocast_on_cpu_stays_close_to_fp32(reference_dir):
