@@ -138,3 +138,15 @@ def test_init_from_continues_the_step_count_and_records_every_phase(photo_dirs, 
     assert summary["phases"][0] == first["phases"][0]
     assert [phase["patch_size"] for phase in summary["phases"]] == [32, 48]
     assert "32x32" in (second_out / "README.md").read_text() and "then" in (second_out / "README.md").read_text()
+
+
+def test_channels_last_changes_the_memory_layout_not_the_training(photo_dirs, tmp_path):
+    run_cli(photo_dirs, tmp_path / "last", tmp_path / "last-state")
+    run_cli(photo_dirs, tmp_path / "plain", tmp_path / "plain-state", "--no-channels-last")
+    channels_last = load_file(tmp_path / "last" / "model.safetensors")
+    contiguous = load_file(tmp_path / "plain" / "model.safetensors")
+    assert channels_last.keys() == contiguous.keys()
+    for name, weight in contiguous.items():
+        # The exported file holds ordinary (contiguous) tensors either way.
+        assert channels_last[name].is_contiguous()
+        torch.testing.assert_close(channels_last[name], weight, rtol=1e-4, atol=1e-5, msg=name)
