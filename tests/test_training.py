@@ -1,6 +1,7 @@
 """Training: the loss goes down on a fixed batch, and the CLI trains, exports a loadable model and resumes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from safetensors.torch import load_file
 
 from mprnet_hf import MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.training.train import TINY, build_config, main, warmup_cosine
+from mprnet_hf.training.train import TINY, build_config, default_state_dir, main, warmup_cosine
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -150,3 +151,10 @@ def test_channels_last_changes_the_memory_layout_not_the_training(photo_dirs, tm
         # The exported file holds ordinary (contiguous) tensors either way.
         assert channels_last[name].is_contiguous()
         torch.testing.assert_close(channels_last[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_default_state_dir_never_is_the_output_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert default_state_dir(Path("checkpoints/mprnet-deblur-small")) == Path("runs/mprnet-deblur-small")
+    # Exporting into runs/ must not put the training state (whose weights are the latest) over the best checkpoint.
+    assert default_state_dir(Path("runs/deblur-phase2")) == Path("runs/deblur-phase2-state")

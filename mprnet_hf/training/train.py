@@ -9,7 +9,9 @@
 
 Adam (0.9, 0.999), learning rate 2e-4 with linear warm-up and cosine decay to 1e-6, Charbonnier + 0.05 edge loss
 over the three stages (MPRNetConfig.edge_loss_weight), 8-way flips/rotations. Distributed and mixed-precision
-training come from `accelerate`. The best checkpoint by validation PSNR is exported with `save_pretrained`.
+training come from `accelerate`. Weights and batches are kept channels-last (`--no-channels-last` to turn it off;
+`python -m benchmarks.training` measures both). The best checkpoint by validation PSNR is exported with
+`save_pretrained`.
 """
 
 import argparse
@@ -59,6 +61,15 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
         return (step + 1) / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def default_state_dir(output_dir: Path) -> Path:
+    """runs/<name of output_dir>; never output_dir itself, where each saved state's model.safetensors (the latest
+    weights) would overwrite the exported best checkpoint."""
+    state_dir = Path("runs") / output_dir.name
+    if state_dir.resolve() == output_dir.resolve():
+        state_dir = state_dir.with_name(f"{output_dir.name}-state")
+    return state_dir
 
 
 def earlier_phases(previous: dict) -> list[dict]:
@@ -119,7 +130,8 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", required=True, help="where the best model is exported (save_pretrained)")
     parser.add_argument("--preset", default="small", choices=PRESETS)
     parser.add_argument("--init-from", help="start from these weights (a model folder), e.g. to continue training")
-    parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default runs/<name of OUTPUT_DIR>")
+    parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default runs/<name of "
+                        "OUTPUT_DIR>, or runs/<name>-state when that is OUTPUT_DIR itself")
     parser.add_argument("--resume", action="store_true", help="continue from the state in --state-dir")
     parser.add_argument("--steps", type=int, default=6000, help="optimizer steps (the cosine schedule's length)")
     parser.add_argument("--max-minutes", type=float, default=None, help="training time budget in minutes, resumed runs included; the state is saved when it runs out")
@@ -158,7 +170,7 @@ def main(argv=None):
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
-    state_dir = Path(args.state_dir or Path("runs") / output_dir.name)
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(output_dir)
 
     previous = {"steps": 0, "seconds": 0.0}
     if args.init_from:
