@@ -27,9 +27,9 @@ MAX_BYTES = 10 * 1024 * 1024
 CROP = 256  # a centre crop keeps the test fast (the examples are at most 256 pixels already)
 SEED = 0
 # A restoration must beat the degraded input by this much (an identity output gains nothing). Set per task a little
-# below what the bundled weights reach on the examples (deblur +1.41, derain >= +3.8, denoise >= +7.7 dB), so a
+# below what the bundled weights reach on the examples (deblur +1.91, derain >= +3.8, denoise >= +7.7 dB), so a
 # retrained checkpoint that restores worse fails here.
-MIN_GAIN_DB = {"deblur": 1.0, "derain": 3.0, "denoise": 6.0}
+MIN_GAIN_DB = {"deblur": 1.5, "derain": 3.0, "denoise": 6.0}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
