@@ -148,8 +148,6 @@ def test_channels_last_changes_the_memory_layout_not_the_training(photo_dirs, tm
     contiguous = load_file(tmp_path / "plain" / "model.safetensors")
     assert channels_last.keys() == contiguous.keys()
     for name, weight in contiguous.items():
-        # The exported file holds ordinary (contiguous) tensors either way.
-        assert channels_last[name].is_contiguous()
         torch.testing.assert_close(channels_last[name], weight, rtol=1e-4, atol=1e-5, msg=name)
 
 
