@@ -16,9 +16,9 @@ import time
 import torch
 
 from benchmarks.common import RESULTS_DIR, emit_result, format_table, merge_results, parse_list, run_metadata, run_worker
+from mprnet_hf.inference import autocast_context
 
 LAYOUTS = ("contiguous", "channels_last")
-PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def worker(spec: dict) -> dict:
@@ -36,12 +36,11 @@ def worker(spec: dict) -> dict:
         degraded = degraded.contiguous(memory_format=torch.channels_last)
         clean = clean.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    dtype = PRECISION_DTYPES[spec["precision"]]
     # fp16 needs loss scaling, as `accelerate` does it; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=spec["precision"] == "fp16")
 
     def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast_context(device, spec["precision"]):
             loss = model(pixel_values=degraded, labels=clean).loss
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -96,12 +95,14 @@ def main(argv=None):
         return
     layouts = parse_list(args.layouts)
     precisions = parse_list(args.precisions)
-    for value, allowed, name in ((layouts, LAYOUTS, "layout"), (precisions, PRECISION_DTYPES, "precision")):
-        unknown = set(value) - set(allowed)
-        if unknown:
-            parser.error(f"unknown {name} {', '.join(sorted(unknown))}: expected {', '.join(allowed)}")
-    if "fp16" in precisions and args.device == "cpu":
-        parser.error("fp16 training is for GPUs: use bf16 on CPU")
+    unknown = set(layouts) - set(LAYOUTS)
+    if unknown:
+        parser.error(f"unknown layout {', '.join(sorted(unknown))}: expected {', '.join(LAYOUTS)}")
+    for precision in precisions:
+        try:  # the library's own check: known precision, and no fp16 on CPU
+            autocast_context(torch.device(args.device), precision)
+        except ValueError as error:
+            parser.error(str(error))
 
     new_rows = []
     for preset in parse_list(args.presets):

@@ -1,8 +1,8 @@
 """Deblurring gain per camera-shake length: where a deblurring model helps and where it does not yet.
 
 Centre crops of the held-out photos, each blurred with a seeded random camera-shake trajectory of a fixed length
-(`motion_blur_kernel(17, rng, length=L)`), re-quantised to 8 bits; mean RGB PSNR of the blurry crop and of the
-model's output against the clean crop, per length.
+(`motion_blur_kernel(MOTION_KERNEL_SIZE, rng, length=L)`, the evaluation's 17x17 grid), re-quantised to 8 bits; mean
+RGB PSNR of the blurry crop and of the model's output against the clean crop, per length.
 
     python scripts/deblur_by_kernel_length.py [--model checkpoints/mprnet-deblur-small] [--lengths 3,6,9,12,15]
 """
@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetModel  # noqa: E402
 from mprnet_hf.degradations import blur, motion_blur_kernel  # noqa: E402
-from mprnet_hf.evaluate import psnr, to_tensor, to_uint8  # noqa: E402
-from mprnet_hf.training.data import list_images, load_rgb  # noqa: E402
+from mprnet_hf.evaluate import MOTION_KERNEL_SIZE, psnr, to_tensor, to_uint8  # noqa: E402
+from mprnet_hf.training.data import centre_crop, list_images, load_rgb  # noqa: E402
 
 
 def main(argv=None):
@@ -33,11 +33,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = MPRNetModel.from_pretrained(args.model).eval()
-    crops = []
-    for path in list_images(args.data):
-        clean = load_rgb(path)
-        top, left = max((clean.shape[-2] - args.crop) // 2, 0), max((clean.shape[-1] - args.crop) // 2, 0)
-        crops.append(clean[:, top : top + args.crop, left : left + args.crop])
+    crops = [centre_crop(load_rgb(path), args.crop) for path in list_images(args.data)]
     if not crops:
         raise SystemExit(f"No images found in {args.data}")
 
@@ -45,7 +41,7 @@ def main(argv=None):
     for length in (int(value) for value in args.lengths.split(",")):
         blurry_scores, restored_scores = [], []
         for index, clean in enumerate(crops):
-            kernel = motion_blur_kernel(17, np.random.default_rng(100 + index), length=length)
+            kernel = motion_blur_kernel(MOTION_KERNEL_SIZE, np.random.default_rng(100 + index), length=length)
             blurry = to_uint8(blur(clean, kernel))
             with torch.inference_mode():
                 restored = model(to_tensor(blurry)[None]).reconstruction[0]

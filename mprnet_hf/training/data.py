@@ -124,13 +124,17 @@ class PairedFolder(Dataset):
         return {"pixel_values": degraded.contiguous(), "labels": clean.contiguous()}
 
 
+def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The central `size` x `size` window of a (C, H, W) image (the whole side where it is shorter)."""
+    height, width = image.shape[-2:]
+    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
+    return image[:, top : top + size, left : left + size].contiguous()
+
+
 def validation_pairs(folder, task: str, crop: int = 256, seed: int = 0) -> list[dict]:
     """Fixed degraded/clean centre crops of the validation photos (the same every run)."""
     pairs = []
     for index, path in enumerate(list_images(folder)):
-        clean = load_rgb(path)
-        height, width = clean.shape[-2:]
-        top, left = max((height - crop) // 2, 0), max((width - crop) // 2, 0)
-        clean = clean[:, top : top + crop, left : left + crop].contiguous()
+        clean = centre_crop(load_rgb(path), crop)
         pairs.append({"name": path.stem, "pixel_values": degrade(clean, task, seed + index), "labels": clean})
     return pairs
