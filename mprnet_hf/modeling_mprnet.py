@@ -112,9 +112,12 @@ class ChannelAttention(nn.Module):
         pad_h, pad_w = window_h - 1, window_w - 1
         return F.pad(local_mean, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
 
+    def gate(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Per-channel weights in (0, 1) from pooled statistics, (batch, channels, 1, 1) or a per-pixel map."""
+        return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.excite(F.relu(self.squeeze(self.pooled(features)))))
-        return features * gate
+        return features * self.gate(self.pooled(features))
 
 
 class ChannelAttentionBlock(nn.Module):

@@ -16,6 +16,7 @@ class ImageRestorationPipeline(Pipeline):
     restorer = pipeline("image-restoration", model="org/mprnet-deblur")
     restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
+    restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tiled, half the time, less exact
     restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
     ```
     """
@@ -26,8 +27,10 @@ class ImageRestorationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, **kwargs):
+    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None, **kwargs):
         forward = {}
+        if statistics_passes is not None:
+            forward["statistics_passes"] = statistics_passes
         if tile_size is not None:
             forward["tile_size"] = tile_size
         if tile_overlap is not None:
@@ -40,11 +43,11 @@ class ImageRestorationPipeline(Pipeline):
         image = load_image(image) if isinstance(image, str) else image
         return self.image_processor(images=image, return_tensors="pt")
 
-    def _forward(self, model_inputs, tile_size=None, tile_overlap=None, precision="fp32"):
+    def _forward(self, model_inputs, tile_size=None, tile_overlap=None, precision="fp32", statistics_passes=1):
         from .inference import restore_tensor
 
         stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size, tile_overlap=tile_overlap,
-                                precision=precision, return_stages=False)
+                                precision=precision, return_stages=False, statistics_passes=statistics_passes)
         return {"reconstruction": stages[-1], "inputs": model_inputs}
 
     def postprocess(self, model_outputs):

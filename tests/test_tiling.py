@@ -1,0 +1,152 @@
+"""Tiled restoration: tile layout, and whole-image channel-attention statistics that make tiles agree with the
+untiled output."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.degradations import degrade
+from mprnet_hf.inference import restore_tensor, tile_starts
+from mprnet_hf.modeling_mprnet import ChannelAttention
+from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (10 * torch.log10(1 / ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean())).item()
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)
+    return MPRNetModel(config).eval()
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 32), (257, 256, 64), (512, 128, 0), (97, 48, 16)])
+def test_tiles_cover_each_axis_and_owned_spans_split_it(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + tile == length
+    assert all(next_start - start <= tile - overlap for start, next_start in zip(starts, starts[1:]))
+    spans = owned_spans(starts, tile, length)
+    assert spans[0].start == 0 and spans[-1].stop == length
+    assert all(span.stop == following.start for span, following in zip(spans, spans[1:]))
+    for start, span in zip(starts, spans):
+        assert start <= span.start < span.stop <= start + tile
+
+
+def test_one_tile_records_exactly_the_untiled_models_means(tiny_model):
+    """The bookkeeping (which batch entry is which quarter or half, at which scale, over which pixels) checked against
+    the means the untiled model computes: a single tile covering the image must record exactly those."""
+    images = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    untiled_means = []
+
+    def remember_mean(block, inputs, output):
+        features = inputs[0]
+        untiled_means.append(features.mean(dim=(2, 3)).unflatten(0, (-1, 2)).transpose(0, 1))
+
+    blocks = [module for module in tiny_model.modules() if isinstance(module, ChannelAttention)]
+    handles = [block.register_forward_hook(remember_mean) for block in blocks]
+    with torch.inference_mode():
+        tiny_model(images)
+    for handle in handles:
+        handle.remove()
+
+    statistics = WholeImageStatistics(tiny_model, 48, 64, batch_size=2)
+    statistics.start_pass(record=True)
+    with statistics.attached(), torch.inference_mode():
+        statistics.start_tile(0, 0, 48, 64, range(48), range(64))
+        tiny_model(images)
+    statistics.start_pass(record=False)
+
+    assert len(statistics.means) == len(untiled_means) == len(blocks)
+    assert {means.shape[1] for means in statistics.means} == {1, 2, 4}  # the whole, halves and quarters all occur
+    for recorded, expected in zip(statistics.means, untiled_means):
+        torch.testing.assert_close(recorded.float(), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_part_layout_follows_the_models_batch_order():
+    assert part_origins(48, 64, 4) == [(0, 0), (0, 32), (24, 0), (24, 32)]
+    assert part_origins(48, 64, 2) == [(0, 0), (24, 0)]
+    assert part_size(48, 64, 4) == (24, 32) and part_size(48, 64, 2) == (24, 64) and part_size(48, 64, 1) == (48, 64)
+
+
+@pytest.fixture(scope="module")
+def building():
+    """A held-out example photo at 512 x 354, larger than two tiles of 256 in each direction."""
+    with Image.open(REPO_ROOT / "examples" / "clean" / "building.png") as image:
+        image = image.convert("RGB").resize((512, 354), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+
+
+@pytest.mark.parametrize("task", ["deblur", "denoise"])
+def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(building, task):
+    model = MPRNetModel.from_pretrained(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small").eval()
+    degraded = degrade(building, task, seed=0)[None]
+    untiled = restore_tensor(model, degraded, return_stages=False)[0]
+    own_statistics = restore_tensor(model, degraded, tile_size=256, tile_overlap=32, return_stages=False,
+                                     statistics_passes=0)[0]
+    whole_statistics = restore_tensor(model, degraded, tile_size=256, tile_overlap=32, return_stages=False)[0]
+    # Measured: deblur 39.4 -> 46.2 dB, denoise 42.7 -> 50.7 dB.
+    assert psnr(untiled, whole_statistics) > 45
+    assert psnr(untiled, whole_statistics) > psnr(untiled, own_statistics) + 5
+
+
+def test_batch_is_tiled_as_each_image_alone(tiny_model):
+    images = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(2))
+    batched = restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, return_stages=False)[0]
+    for index in range(2):
+        alone = restore_tensor(tiny_model, images[index : index + 1], tile_size=48, tile_overlap=8,
+                               return_stages=False)[0]
+        torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_statistics_passes_change_only_tiled_restores(tiny_model):
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
+    one_tile = [restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1] for passes in (0, 1)]
+    torch.testing.assert_close(one_tile[0], one_tile[1], atol=0, rtol=0)
+    tiled = [restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, statistics_passes=passes)
+             for passes in (0, 1, 2)]
+    assert all(len(stages) == 3 for stages in tiled)
+    assert not torch.equal(tiled[0][-1], tiled[1][-1])
+    assert not torch.equal(tiled[1][-1], tiled[2][-1])
+
+
+def test_progress_counts_every_pass(tiny_model):
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(4))
+    calls = []
+    restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, progress=lambda done, total: calls.append((done, total)))
+    tiles = len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
+    assert calls == [(done, 2 * tiles) for done in range(1, 2 * tiles + 1)]
+
+
+def test_image_a_few_pixels_wide_is_tiled(tiny_model):
+    """Its right half after padding holds no real pixel: no statistics exist for it, and tiles keep their own."""
+    strip = torch.rand(1, 3, 200, 3, generator=torch.Generator().manual_seed(5))
+    restored = restore_tensor(tiny_model, strip, tile_size=64, tile_overlap=16, return_stages=False)[0]
+    assert restored.shape == strip.shape and torch.isfinite(restored).all()
+
+
+def test_local_attention_statistics_need_no_extra_pass():
+    torch.manual_seed(0)
+    config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
+                          local_attention_window=32)
+    model = MPRNetModel(config).eval()
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(6))
+    calls = []
+    outputs = [restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=passes,
+                              progress=lambda done, total: calls.append(total))[0] for passes in (0, 1)]
+    torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
+    assert set(calls) == {len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))}
+
+
+@pytest.mark.parametrize("passes", [-1, 1.5, True, "1"])
+def test_bad_statistics_passes_are_refused(tiny_model, passes):
+    with pytest.raises(ValueError, match="statistics_passes must be a whole number"):
+        restore_tensor(tiny_model, torch.rand(1, 3, 32, 32), tile_size=16, tile_overlap=4,
+                       statistics_passes=passes)
