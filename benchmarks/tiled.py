@@ -7,11 +7,12 @@ Examples:
   python -m benchmarks.tiled scaling --model checkpoints/mprnet-deblur-small --sizes 256,512,1024,2048,4096
   python -m benchmarks.tiled scaling --model checkpoints/mprnet-deblur-small --sizes 256,512,1024,2048 --modes untiled
   python -m benchmarks.tiled scaling --config deblur --sizes 512,1024 --tile 256 --overlap 32
-  python -m benchmarks.tiled psnr --settings 512:64,512:128,256:32,256:64
+  python -m benchmarks.tiled psnr --settings 512:64,512:128,256:32,256:64 --statistics-passes 0,1
 Results are merged into benchmarks/results/tiled_scaling.json and tiled_psnr.json.
 """
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -59,7 +60,8 @@ def scaling_worker(spec: dict) -> dict:
     images = square_photo(spec["size"])[None]
     tile_size = spec["tile"] if spec["tiled"] else None
     started = time.perf_counter()
-    restored = restore_tensor(model, images, tile_size=tile_size, tile_overlap=spec["overlap"], return_stages=False)[0]
+    restored = restore_tensor(model, images, tile_size=tile_size, tile_overlap=spec["overlap"], return_stages=False,
+                              statistics_passes=spec["statistics_passes"])[0]
     seconds = time.perf_counter() - started
     assert restored.shape == images.shape and torch.isfinite(restored).all()
     return dict(spec, seconds=round(seconds, 3), peak_rss_mib=round(peak_rss_mib(), 1),
@@ -67,19 +69,23 @@ def scaling_worker(spec: dict) -> dict:
 
 
 def tile_work(spec: dict) -> dict:
-    """How many tiles restore_tensor runs and how many pixels they hold: tiles overlap, so the model processes
-    more pixels than the image has (most at sizes just above one tile)."""
+    """How many tiles restore_tensor runs and how many pixels the model processes: tiles overlap, so more than the
+    image has (most at sizes just above one tile), and each pass recording whole-image statistics processes them
+    all once more."""
     from mprnet_hf.inference import tile_starts
 
     size = spec["size"]
     if not spec["tiled"] or size <= spec["tile"]:
         return {"tiles": 1, "processed_megapixels": round(size * size / 1e6, 3)}
     starts = tile_starts(size, spec["tile"], spec["overlap"])
-    return {"tiles": len(starts) ** 2, "processed_megapixels": round((len(starts) * spec["tile"]) ** 2 / 1e6, 3)}
+    passes = 1 + spec.get("statistics_passes", 0)
+    return {"tiles": len(starts) ** 2,
+            "processed_megapixels": round(passes * (len(starts) * spec["tile"]) ** 2 / 1e6, 3)}
 
 
 SCALING_COLUMNS = [
     ("model", "model_name", ""), ("size", "size", ""), ("tiled", "tiled", ""), ("tile/overlap", "tiling", ""),
+    ("statistics passes", "statistics_passes", ""),
     ("tiles", "tiles", ""), ("processed MP", "processed_megapixels", ".2f"),
     ("seconds", "seconds", ".2f"), ("s per image MP", "seconds_per_megapixel", ".3f"),
     ("s per processed MP", "seconds_per_processed_megapixel", ".3f"),
@@ -98,7 +104,8 @@ def run_scaling(args) -> None:
     for tiled in [mode == "tiled" for mode in modes]:
         for size in sizes:
             spec = dict(model=args.model, config=args.config, size=size, tiled=tiled, tile=args.tile,
-                        overlap=args.overlap, threads=args.threads, fast=args.fast)
+                        overlap=args.overlap, threads=args.threads, fast=args.fast,
+                        statistics_passes=args.statistics_passes if tiled else 0)
             row = run_worker("benchmarks.tiled", dict(spec, mode="scaling"), timeout=args.timeout)
             row.update(model_name=model_name, tiling=f"{args.tile}/{args.overlap}" if tiled else "-",
                        megapixels=size * size / 1e6,
@@ -108,7 +115,7 @@ def run_scaling(args) -> None:
             print(f"{model_name} {size}x{size} tiled={tiled}: {row['seconds']:.2f} s, "
                   f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
     output = RESULTS_DIR / "tiled_scaling.json"
-    rows = merge_results(output, new_rows, ("model_name", "size", "tiled", "tiling", "fast", "threads"),
+    rows = merge_results(output, new_rows, ("model_name", "size", "tiled", "tiling", "fast", "threads", "statistics_passes"),
                          run_metadata("benchmarks.tiled", args.argv))
     shown = sorted((row for row in rows if row["model_name"] == model_name),
                    key=lambda row: (not row["tiled"], row["size"]))
@@ -134,12 +141,14 @@ def psnr_worker(spec: dict) -> dict:
     degraded = degrade(clean, task, seed=0)[None]
     untiled = restore_tensor(model, degraded, return_stages=False)[0].clamp(0, 1)
     rows = []
-    for tile, overlap in spec["settings"]:
+    for (tile, overlap), passes in itertools.product(spec["settings"], spec["statistics_passes"]):
         started = time.perf_counter()
-        tiled = restore_tensor(model, degraded, tile_size=tile, tile_overlap=overlap, return_stages=False)[0]
+        tiled = restore_tensor(model, degraded, tile_size=tile, tile_overlap=overlap, return_stages=False,
+                               statistics_passes=passes)[0]
         tiled = tiled.clamp(0, 1)
         rows.append(dict(model=spec["model"], task=task, size=spec["size"], photo=Path(spec["photo"]).name,
                          tile=tile, overlap=overlap, local_attention_window=model.config.local_attention_window,
+                         statistics_passes=passes,
                          psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
                          max_abs_diff=round((tiled - untiled).abs().max().item(), 5),
                          psnr_tiled_vs_clean=round(psnr(clean[None], tiled), 2),
@@ -150,6 +159,7 @@ def psnr_worker(spec: dict) -> dict:
 
 PSNR_COLUMNS = [
     ("model", "task", ""), ("tile", "tile", ""), ("overlap", "overlap", ""), ("TLC window", "local_attention_window", ""),
+    ("statistics passes", "statistics_passes", ""),
     ("PSNR tiled vs untiled dB", "psnr_tiled_vs_untiled", ".2f"), ("max abs diff", "max_abs_diff", ".4f"),
     ("PSNR vs clean: tiled", "psnr_tiled_vs_clean", ".2f"), ("untiled", "psnr_untiled_vs_clean", ".2f"),
 ]
@@ -160,18 +170,21 @@ def run_psnr(args) -> None:
     new_rows = []
     for model in models:
         spec = dict(mode="psnr", model=model, size=args.size, photo=str(args.photo), threads=args.threads,
-                    settings=parse_settings(args.settings), local_attention_window=args.local_attention_window)
+                    settings=parse_settings(args.settings), local_attention_window=args.local_attention_window,
+                    statistics_passes=parse_list(args.statistics_passes, int))
         result = run_worker("benchmarks.tiled", spec, timeout=args.timeout)
         for row in result["rows"]:
             row["load_before"] = result["load_before"]
             new_rows.append(row)
-            print(f"{row['task']} tile {row['tile']} overlap {row['overlap']}: "
+            print(f"{row['task']} tile {row['tile']} overlap {row['overlap']} "
+                  f"statistics passes {row['statistics_passes']}: "
                   f"{row['psnr_tiled_vs_untiled']:.2f} dB", flush=True)
     output = RESULTS_DIR / "tiled_psnr.json"
-    rows = merge_results(output, new_rows, ("model", "size", "photo", "tile", "overlap", "local_attention_window"),
+    rows = merge_results(output, new_rows, ("model", "size", "photo", "tile", "overlap", "local_attention_window",
+                                            "statistics_passes"),
                          run_metadata("benchmarks.tiled", args.argv))
     print(format_table(sorted(rows, key=lambda row: (row["task"], row["local_attention_window"], -row["tile"],
-                                                     row["overlap"])), PSNR_COLUMNS))
+                                                     row["overlap"], row["statistics_passes"])), PSNR_COLUMNS))
     print(f"results: {output}")
 
 
@@ -201,6 +214,10 @@ def main(argv=None):
                              help="comma-separated tile:overlap pairs")
     psnr_parser.add_argument("--local-attention-window", type=int, default=0,
                              help="TLC window for both runs (default: the checkpoint's own setting)")
+    psnr_parser.add_argument("--statistics-passes", default="1",
+                             help="comma-separated passes recording whole-image statistics (restore_tensor's default: 1)")
+    scaling.add_argument("--statistics-passes", type=int, default=1,
+                         help="passes recording whole-image statistics before the tiled restore (default 1)")
     for sub in (scaling, psnr_parser):
         sub.add_argument("--threads", type=int, default=2)
         sub.add_argument("--timeout", type=float, default=3600)
