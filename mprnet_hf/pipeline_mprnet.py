@@ -27,7 +27,8 @@ class ImageRestorationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None, **kwargs):
+    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None,
+                             **kwargs):
         forward = {}
         if statistics_passes is not None:
             forward["statistics_passes"] = statistics_passes
@@ -47,7 +48,8 @@ class ImageRestorationPipeline(Pipeline):
         from .inference import restore_tensor
 
         stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size, tile_overlap=tile_overlap,
-                                precision=precision, return_stages=False, statistics_passes=statistics_passes)
+                                precision=precision, return_stages=False,
+                                statistics_passes=statistics_passes)
         return {"reconstruction": stages[-1], "inputs": model_inputs}
 
     def postprocess(self, model_outputs):

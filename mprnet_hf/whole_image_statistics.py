@@ -78,7 +78,8 @@ class WholeImageStatistics:
     def start_pass(self, record: bool) -> None:
         """Replays what the previous pass recorded (if it did), and records anew if `record`."""
         if self.recording:
-            self.means = [sums / sums.new_tensor(counts).clamp(min=1)[:, None] for sums, counts in zip(self.sums, self.counts)]
+            self.means = [sums / sums.new_tensor(counts).clamp(min=1)[:, None]
+                          for sums, counts in zip(self.sums, self.counts)]
             self._known = [[count > 0 for count in counts] for counts in self.counts]
         self.recording = record
         self.sums, self.counts = [], []
@@ -108,8 +109,10 @@ class WholeImageStatistics:
         parts = features.shape[0] // self.batch_size
         part_height, part_width = part_size(tile_height, tile_width, parts)
         scale = part_height // features.shape[-2]
-        if parts not in (1, 2, 4) or (features.shape[-2] * scale, features.shape[-1] * scale) != (part_height, part_width):
-            raise RuntimeError(f"unexpected channel-attention input {tuple(features.shape)} for a {tile_height}x{tile_width} tile")
+        height, width = features.shape[-2:]
+        if parts not in (1, 2, 4) or height * scale != part_height or width * scale != part_width:
+            raise RuntimeError(f"unexpected channel-attention input {tuple(features.shape)} "
+                               f"for a {tile_height}x{tile_width} tile")
         origins = [(top + row, left + column) for row, column in part_origins(tile_height, tile_width, parts)]
         chunks = features.split(self.batch_size)
         if self.recording:
@@ -125,7 +128,8 @@ class WholeImageStatistics:
             device = chunks[0].device
             # float64 keeps sums over millions of pixels exact to float32 precision; Apple MPS has no float64.
             dtype = torch.float32 if device.type == "mps" else torch.float64
-            self.sums.append(torch.zeros(self.batch_size, len(image_parts), chunks[0].shape[1], dtype=dtype, device=device))
+            channels = chunks[0].shape[1]
+            self.sums.append(torch.zeros(self.batch_size, len(image_parts), channels, dtype=dtype, device=device))
             self.counts.append([0] * len(image_parts))
         for chunk, (origin_row, origin_column) in zip(chunks, origins):
             for index, (part_top, part_bottom, part_left, part_right) in enumerate(image_parts):
