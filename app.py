@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from mprnet_hf.configuration_mprnet import TASKS
-from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, restore_image
+from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, passes_over_image, restore_image
 from mprnet_hf.serving import gpu_duration, load_models, max_megapixels, open_image_file
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -54,7 +54,8 @@ MAX_MEGAPIXELS = max_megapixels()
 
 def gpu_seconds(image: Image.Image, task: str, tile_size: int, tile_overlap: int, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
-    return gpu_duration(*image.size)
+    width, height = image.size
+    return gpu_duration(width, height, passes_over_image(MODELS[task], height, width, tile_size))
 
 
 @spaces.GPU(duration=gpu_seconds)

@@ -59,6 +59,21 @@ def check_tiling(tile_size: int, tile_overlap: int) -> None:
         raise ValueError(f"tile_overlap must be between 0 and tile_size / 2 ({tile_size // 2}), got {tile_overlap}")
 
 
+def takes_recorded_statistics(model: MPRNetModel) -> bool:
+    """Whether tiled restores of `model` record whole-image statistics: test-time local statistics are local already,
+    and a model without `gate()` (remote code saved before it existed) cannot take recorded ones."""
+    return not model.config.local_attention_window and bool(WholeImageStatistics(model, 1, 1, 1).blocks)
+
+
+def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: int | None,
+                      statistics_passes: int = 1) -> int:
+    """How many times `restore_tensor` runs `model` over every pixel of a `height` x `width` image: once untiled or
+    when the image fits in one tile, else once per statistics pass plus the final one (what GPU time scales with)."""
+    if tile_size is None or (height <= tile_size and width <= tile_size) or not takes_recorded_statistics(model):
+        return 1
+    return 1 + statistics_passes
+
+
 @torch.inference_mode()
 def restore_tensor(
     model: MPRNetModel,
@@ -112,9 +127,7 @@ def restore_tensor(
     accumulated = [torch.zeros(batch, 3, height, width, device=pixel_values.device) for _ in range(count)]
     weights = torch.zeros(1, 1, height, width, device=pixel_values.device)
     statistics = WholeImageStatistics(model, height, width, batch)
-    if model.config.local_attention_window or not statistics.blocks:
-        # Test-time local statistics are local already; a model without gate() (remote code saved before it existed)
-        # cannot take recorded ones.
+    if not takes_recorded_statistics(model):
         statistics_passes = 0
     total, done = len(rows) * len(columns) * (statistics_passes + 1), 0
     with statistics.attached() if statistics_passes else contextlib.nullcontext():
@@ -186,4 +199,5 @@ __all__ = [
     "check_tiling",
     "autocast_context",
     "tile_starts",
+    "passes_over_image",
 ]

@@ -49,9 +49,12 @@ def load_models(tasks=TASKS, device: torch.device | None = None) -> dict[str, MP
     return models
 
 
-def gpu_duration(width: int, height: int, seconds_per_megapixel: float = 4.0, minimum: int = 20, maximum: int = 120) -> int:
-    """Seconds of ZeroGPU time to ask for: grows with the pixel count, with a floor for start-up."""
-    return int(min(maximum, max(minimum, math.ceil(minimum + seconds_per_megapixel * width * height / 1e6))))
+def gpu_duration(width: int, height: int, passes: int = 1, seconds_per_megapixel: float = 4.0, minimum: int = 20,
+                 maximum: int = 120) -> int:
+    """Seconds of ZeroGPU time to ask for: grows with the pixels the model runs over (`passes` times the image, see
+    `inference.passes_over_image`), with a floor for start-up."""
+    megapixels = passes * width * height / 1e6
+    return int(min(maximum, max(minimum, math.ceil(minimum + seconds_per_megapixel * megapixels))))
 
 
 def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.Image, list[str]]:

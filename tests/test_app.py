@@ -280,3 +280,14 @@ def test_image_wider_than_a_tile_is_restored_in_tiles(client, tmp_path):
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (48, 300, 3), dtype=np.uint8)).save(path)
     restored, *_ = restore(client, path, tile_size=256, tile_overlap=32)
     assert Image.open(restored).size == (300, 48)
+
+
+def test_gpu_time_asked_for_counts_the_statistics_pass(app_module):
+    """ZeroGPU reserves what `gpu_seconds` asks: a photo larger than a tile is run over twice (the pass recording
+    whole-image statistics, then the restoring pass), one that fits in a tile once."""
+    fits_in_a_tile = Image.new("RGB", (512, 384))
+    two_megapixels = Image.new("RGB", (2000, 1000))
+    assert app_module.gpu_seconds(fits_in_a_tile, "deblur", 512, 64) == 20 + 1  # 0.2 megapixels, rounded up
+    assert app_module.gpu_seconds(two_megapixels, "deblur", 512, 64) == 20 + 4 * 2 * 2
+    assert app_module.gpu_seconds(two_megapixels, "deblur", 1024, 64) == 20 + 4 * 2 * 2  # still wider than a tile
+    assert app_module.gpu_seconds(Image.new("RGB", (4000, 4000)), "denoise", 512, 64) == 120  # the cap

@@ -10,7 +10,7 @@ from PIL import Image
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import restore_tensor, tile_starts
+from mprnet_hf.inference import passes_over_image, restore_tensor, tile_starts
 from mprnet_hf.modeling_mprnet import ChannelAttention
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
@@ -150,3 +150,16 @@ def test_bad_statistics_passes_are_refused(tiny_model, passes):
     with pytest.raises(ValueError, match="statistics_passes must be a whole number"):
         restore_tensor(tiny_model, torch.rand(1, 3, 32, 32), tile_size=16, tile_overlap=4,
                        statistics_passes=passes)
+
+
+def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(7))
+    for tile_size, statistics_passes in [(None, 1), (96, 1), (48, 0), (48, 1), (48, 2)]:
+        calls = []
+        restore_tensor(tiny_model, images, tile_size=tile_size, tile_overlap=8, statistics_passes=statistics_passes,
+                       progress=lambda done, total: calls.append(total))
+        tiles = 1 if tile_size in (None, 96) else len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
+        assert calls[-1] == tiles * passes_over_image(tiny_model, 70, 90, tile_size, statistics_passes)
+    local = MPRNetModel(MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
+                                     local_attention_window=32))
+    assert passes_over_image(local, 70, 90, 48) == 1
