@@ -8,7 +8,8 @@ Examples:
   python -m benchmarks.tiled scaling --model checkpoints/mprnet-deblur-small --sizes 256,512,1024,2048 --modes untiled
   python -m benchmarks.tiled scaling --config deblur --sizes 512,1024 --tile 256 --overlap 32
   python -m benchmarks.tiled psnr --settings 512:64,512:128,256:32,256:64 --statistics-passes 0,1
-Results are merged into benchmarks/results/tiled_scaling.json and tiled_psnr.json.
+Results are merged into benchmarks/results/tiled_scaling.json (scaling --output names another file) and
+tiled_psnr.json.
 """
 
 import argparse
@@ -114,7 +115,7 @@ def run_scaling(args) -> None:
             new_rows.append(row)
             print(f"{model_name} {size}x{size} tiled={tiled}: {row['seconds']:.2f} s, "
                   f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
-    output = RESULTS_DIR / "tiled_scaling.json"
+    output = RESULTS_DIR / args.output
     rows = merge_results(output, new_rows, ("model_name", "size", "tiled", "tiling", "fast", "threads", "statistics_passes"),
                          run_metadata("benchmarks.tiled", args.argv))
     shown = sorted((row for row in rows if row["model_name"] == model_name),
@@ -218,6 +219,9 @@ def main(argv=None):
                              help="comma-separated passes recording whole-image statistics (restore_tensor's default: 1)")
     scaling.add_argument("--statistics-passes", type=int, default=1,
                          help="passes recording whole-image statistics before the tiled restore (default 1)")
+    scaling.add_argument("--output", default="tiled_scaling.json",
+                         help="results file under benchmarks/results (another one keeps a separate set of rows, e.g. "
+                         "measured on another machine)")
     for sub in (scaling, psnr_parser):
         sub.add_argument("--threads", type=int, default=2)
         sub.add_argument("--timeout", type=float, default=3600)
