@@ -1,15 +1,17 @@
 """Whole-image channel-attention statistics for tiled restoration.
 
 Every channel-attention block gates its channels by their mean over everything it sees: a quarter of the image in
-stage 1's encoder, a half in stage 1's decoder and in stage 2, the whole image in stage 3. Restored tile by tile, a
-block would average over a tile's quarters, halves and whole instead, and a model that reads these means (the bundled
-denoiser seems to estimate the noise level from them) restores each tile differently from the whole photo.
+stage 1's encoder, a half in stage 1's decoder and stage 2's encoder, the whole image in stage 2's decoder and in
+stage 3. Restored tile by tile, a block would average over a tile's quarters, halves and whole instead, and a model
+that reads these means (the bundled denoiser seems to estimate the noise level from them) restores each tile
+differently from the whole photo.
 
 `WholeImageStatistics` gives every tile the means the untiled model uses, in extra passes over the tiles:
 
 * recording: for each channel-attention call, the sum of its input features over the pixels each tile owns (its
-  share of the overlaps, split in the middle), added up per quarter / half / whole of the padded image, which are
-  exactly the regions the untiled model averages over;
+  share of the overlaps, split in the middle), added up per quarter / half / whole of the padded image: the regions
+  the untiled model averages over (exactly so for a single tile; with several, the up to 7 rows and columns of padding
+  are left out, and downscaled features of a tile that starts between grid points sample a shifted grid);
 * replaying: each feature pixel of a tile is gated by the recorded mean of the image region it lies in (a tile
   quarter that straddles two image quarters gets a per-pixel map of means).
 
@@ -19,6 +21,7 @@ Test-time local statistics (`config.local_attention_window`) need none of this: 
 """
 
 import contextlib
+import threading
 
 import torch
 
@@ -74,6 +77,7 @@ class WholeImageStatistics:
         self._known: list[list[bool]] = []
         self._tile = None
         self._call = 0
+        self._thread = None
 
     def start_pass(self, record: bool) -> None:
         """Replays what the previous pass recorded (if it did), and records anew if `record`."""
@@ -86,6 +90,9 @@ class WholeImageStatistics:
 
     @contextlib.contextmanager
     def attached(self):
+        """Hooks every channel-attention block for the calling thread only: the app restores several requests with
+        the same model at once, and each request's statistics must gate its own tiles alone."""
+        self._thread = threading.get_ident()
         handles = [block.register_forward_hook(self._on_channel_attention) for block in self.blocks]
         try:
             yield self
@@ -103,6 +110,8 @@ class WholeImageStatistics:
                 for top, left in part_origins(self.padded_height, self.padded_width, parts)]
 
     def _on_channel_attention(self, block: ChannelAttention, inputs, output):
+        if threading.get_ident() != self._thread:
+            return None
         features = inputs[0]
         call, self._call = self._call, self._call + 1
         top, left, tile_height, tile_width, owned_rows, owned_columns = self._tile

@@ -1,6 +1,7 @@
 """Tiled restoration: tile layout, and whole-image channel-attention statistics that make tiles agree with the
 untiled output."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,35 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
     local = MPRNetModel(MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
                                      local_attention_window=32))
     assert passes_over_image(local, 70, 90, 48) == 1
+
+
+def test_concurrent_restores_with_one_model_keep_their_own_statistics(tiny_model):
+    """The app restores two requests with the same model at once: each thread's hooks must gate its own tiles only."""
+    generator = torch.Generator().manual_seed(8)
+    jobs = [(torch.rand(1, 3, 150, 190, generator=generator), 64), (torch.rand(1, 3, 120, 100, generator=generator), 48),
+            (torch.rand(1, 3, 90, 70, generator=generator), None)]
+
+    def restore(images, tile_size):
+        return restore_tensor(tiny_model, images, tile_size=tile_size, tile_overlap=8, return_stages=False)[0]
+
+    alone = [restore(*job) for job in jobs]
+    start = threading.Barrier(len(jobs))
+    results, errors = {}, []
+
+    def worker(index):
+        start.wait()
+        try:
+            for _ in range(3):
+                results.setdefault(index, []).append(restore(*jobs[index]))
+        except Exception as error:  # reported below with the thread's job
+            errors.append((index, error))
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for index, expected in enumerate(alone):
+        for restored in results[index]:
+            torch.testing.assert_close(restored, expected, atol=1e-6, rtol=1e-6)
