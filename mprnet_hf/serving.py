@@ -50,9 +50,10 @@ def load_models(tasks=TASKS, device: torch.device | None = None) -> dict[str, MP
 
 
 def gpu_duration(width: int, height: int, passes: int = 1, seconds_per_megapixel: float = 4.0, minimum: int = 20,
-                 maximum: int = 120) -> int:
+                 maximum: int = 180) -> int:
     """Seconds of ZeroGPU time to ask for: grows with the pixels the model runs over (`passes` times the image, see
-    `inference.passes_over_image`), with a floor for start-up."""
+    `inference.passes_over_image`), with a floor for start-up. The cap stays below the few minutes ZeroGPU grants a
+    call, and above what the largest accepted photo asks for (16 megapixels, two passes: 148 s)."""
     megapixels = passes * width * height / 1e6
     return int(min(maximum, max(minimum, math.ceil(minimum + seconds_per_megapixel * megapixels))))
 

@@ -290,4 +290,5 @@ def test_gpu_time_asked_for_counts_the_statistics_pass(app_module):
     assert app_module.gpu_seconds(fits_in_a_tile, "deblur", 512, 64) == 20 + 1  # 0.2 megapixels, rounded up
     assert app_module.gpu_seconds(two_megapixels, "deblur", 512, 64) == 20 + 4 * 2 * 2
     assert app_module.gpu_seconds(two_megapixels, "deblur", 1024, 64) == 20 + 4 * 2 * 2  # still wider than a tile
-    assert app_module.gpu_seconds(Image.new("RGB", (4000, 4000)), "denoise", 512, 64) == 120  # the cap
+    largest = Image.new("RGB", (4000, 4000))  # 16 megapixels, the default upload limit
+    assert app_module.gpu_seconds(largest, "denoise", 512, 64) == 20 + 4 * 16 * 2  # under the cap of 180 s
