@@ -3,6 +3,7 @@ and a one-call `restore_image` for PIL images that the app, the pipeline and scr
 """
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,10 +12,13 @@ from PIL import Image
 
 from .image_processing_mprnet import MPRNetImageProcessor
 from .modeling_mprnet import SIZE_MULTIPLE, MPRNetModel
-from .whole_image_statistics import WholeImageStatistics, owned_spans
+from .whole_image_statistics import WholeImageStatistics, channel_attention_blocks, owned_spans
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 64
+DEFAULT_STATISTICS_PASSES = 1
 DEFAULT_MAX_MEGAPIXELS = 16.0
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -59,16 +63,23 @@ def check_tiling(tile_size: int, tile_overlap: int) -> None:
         raise ValueError(f"tile_overlap must be between 0 and tile_size / 2 ({tile_size // 2}), got {tile_overlap}")
 
 
+def check_statistics_passes(statistics_passes) -> None:
+    if isinstance(statistics_passes, bool) or not isinstance(statistics_passes, int) or statistics_passes < 0:
+        raise ValueError(f"statistics_passes must be a whole number >= 0 ({DEFAULT_STATISTICS_PASSES} by default), "
+                         f"got {statistics_passes!r}")
+
+
 def takes_recorded_statistics(model: MPRNetModel) -> bool:
     """Whether tiled restores of `model` record whole-image statistics: test-time local statistics are local already,
     and a model without `gate()` (remote code saved before it existed) cannot take recorded ones."""
-    return not model.config.local_attention_window and bool(WholeImageStatistics(model, 1, 1, 1).blocks)
+    return not model.config.local_attention_window and bool(channel_attention_blocks(model))
 
 
 def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: int | None,
-                      statistics_passes: int = 1) -> int:
+                      statistics_passes: int = DEFAULT_STATISTICS_PASSES) -> int:
     """How many times `restore_tensor` runs `model` over every pixel of a `height` x `width` image: once untiled or
     when the image fits in one tile, else once per statistics pass plus the final one (what GPU time scales with)."""
+    check_statistics_passes(statistics_passes)
     if tile_size is None or (height <= tile_size and width <= tile_size) or not takes_recorded_statistics(model):
         return 1
     return 1 + statistics_passes
@@ -83,7 +94,7 @@ def restore_tensor(
     precision: str = "fp32",
     return_stages: bool = True,
     progress: Callable[[int, int], None] | None = None,
-    statistics_passes: int = 1,
+    statistics_passes: int = DEFAULT_STATISTICS_PASSES,
 ) -> tuple[torch.Tensor, ...]:
     """Restores a (N, 3, H, W) batch in [0, 1]; returns the stage images (stage 1, 2, 3) or only the final one.
 
@@ -104,8 +115,7 @@ def restore_tensor(
     autocast = autocast_context(device, precision)
     if tile_size is not None:
         check_tiling(tile_size, tile_overlap)
-    if isinstance(statistics_passes, bool) or not isinstance(statistics_passes, int) or statistics_passes < 0:
-        raise ValueError(f"statistics_passes must be a whole number >= 0 (1 by default), got {statistics_passes!r}")
+    check_statistics_passes(statistics_passes)
 
     def run(images):
         with autocast:
@@ -127,7 +137,10 @@ def restore_tensor(
     accumulated = [torch.zeros(batch, 3, height, width, device=pixel_values.device) for _ in range(count)]
     weights = torch.zeros(1, 1, height, width, device=pixel_values.device)
     statistics = WholeImageStatistics(model, height, width, batch)
-    if not takes_recorded_statistics(model):
+    if statistics_passes and not takes_recorded_statistics(model):
+        if not model.config.local_attention_window:
+            logger.warning("This model's code has no ChannelAttention.gate(), so tiles are restored on their own "
+                           "statistics (statistics_passes=0); load it with mprnet_hf installed for whole-image ones.")
         statistics_passes = 0
     total, done = len(rows) * len(columns) * (statistics_passes + 1), 0
     with statistics.attached() if statistics_passes else contextlib.nullcontext():
@@ -177,7 +190,7 @@ def restore_image(
     precision: str = "fp32",
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     progress: Callable[[int, int], None] | None = None,
-    statistics_passes: int = 1,
+    statistics_passes: int = DEFAULT_STATISTICS_PASSES,
 ) -> Restoration:
     """Restores one image (PIL, numpy or tensor) end to end: EXIF orientation, any mode, tiling, back to PIL."""
     processor = processor or MPRNetImageProcessor()

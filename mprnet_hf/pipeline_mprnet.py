@@ -4,6 +4,7 @@ from transformers import Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .inference import DEFAULT_STATISTICS_PASSES, restore_tensor
 from .modeling_mprnet import MPRNetModel
 
 TASK = "image-restoration"
@@ -16,7 +17,7 @@ class ImageRestorationPipeline(Pipeline):
     restorer = pipeline("image-restoration", model="org/mprnet-deblur")
     restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
-    restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tiled, half the time, less exact
+    restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tiles on their own statistics: faster, less exact
     restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
     ```
     """
@@ -44,9 +45,8 @@ class ImageRestorationPipeline(Pipeline):
         image = load_image(image) if isinstance(image, str) else image
         return self.image_processor(images=image, return_tensors="pt")
 
-    def _forward(self, model_inputs, tile_size=None, tile_overlap=None, precision="fp32", statistics_passes=1):
-        from .inference import restore_tensor
-
+    def _forward(self, model_inputs, tile_size=None, tile_overlap=None, precision="fp32",
+                 statistics_passes=DEFAULT_STATISTICS_PASSES):
         stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size, tile_overlap=tile_overlap,
                                 precision=precision, return_stages=False,
                                 statistics_passes=statistics_passes)

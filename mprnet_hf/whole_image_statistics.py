@@ -60,14 +60,19 @@ def _feature_span(start: int, stop: int, origin: int, scale: int, length: int) -
     return first, max(first, last)
 
 
+def channel_attention_blocks(model: MPRNetModel) -> list[ChannelAttention]:
+    """The channel-attention modules whose gates can take recorded means. Duck-typed, so that models loaded with
+    trust_remote_code (their own copy of the classes) work too; remote code saved before `gate()` existed has none."""
+    return [module for module in model.modules() if callable(getattr(module, "gate", None))
+            and callable(getattr(module, "pooled", None))]
+
+
 class WholeImageStatistics:
     """Records and replays the whole-image means of every channel-attention call while `restore_tensor` tiles an
     image of `height` x `width` pixels in batches of `batch_size` (see the module docstring)."""
 
     def __init__(self, model: MPRNetModel, height: int, width: int, batch_size: int):
-        # Duck-typed, so that models loaded with trust_remote_code (their own copy of the classes) work too.
-        self.blocks = [module for module in model.modules() if callable(getattr(module, "gate", None))
-                       and callable(getattr(module, "pooled", None))]
+        self.blocks = channel_attention_blocks(model)
         self.padded_height, self.padded_width = _round_up(height), _round_up(width)
         self.batch_size = batch_size
         self.recording = False
