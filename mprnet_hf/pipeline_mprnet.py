@@ -17,7 +17,7 @@ class ImageRestorationPipeline(Pipeline):
     restorer = pipeline("image-restoration", model="org/mprnet-deblur")
     restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
-    restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tiles on their own statistics: faster, less exact
+    restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
     restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
     ```
     """
