@@ -42,7 +42,8 @@ def optimize_for_inference(
             with tensor cores under bf16/fp16).
         compile: wrap the three-stage forward in `torch.compile` (inductor, weights frozen into the graph on CPU).
             Shapes are static: the first call at each new padded input size compiles (tens of seconds to minutes),
-            so use it with a fixed size, e.g. tiled inference. (Dynamic-shape compilation failed with torch 2.13
+            so use it with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics:
+            the hooks that record whole-image ones do not run inside a compiled graph). (Dynamic-shape compilation failed with torch 2.13
             inside inductor's handling of the symbolic sizes, so it is not offered.)
         compile_options: inductor options passed to `torch.compile`, overriding the defaults chosen here.
     """
@@ -58,6 +59,9 @@ def optimize_for_inference(
         options.update(compile_options or {})
         # Only the tensor part is compiled: forward()'s input checks read values (isfinite) and would break the graph.
         model.restore_padded = torch.compile(model.restore_padded, dynamic=False, options=options)
+        # A compiled graph ignores forward hooks registered after it was traced, so tiled restores must not rely on
+        # them to record whole-image statistics (inference.takes_recorded_statistics reads this).
+        model.restore_padded_is_compiled = True
     return model
 
 

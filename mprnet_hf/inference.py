@@ -69,10 +69,19 @@ def check_statistics_passes(statistics_passes) -> None:
                          f"got {statistics_passes!r}")
 
 
+def why_no_recorded_statistics(model: MPRNetModel) -> str | None:
+    """Why tiled restores of `model` cannot take recorded whole-image statistics, or None when they can."""
+    if model.config.local_attention_window:
+        return "test-time local statistics are local already"
+    if getattr(model, "restore_padded_is_compiled", False):
+        return "its forward is compiled with torch.compile, which does not run the hooks that record them"
+    if not channel_attention_blocks(model):
+        return "its code has no ChannelAttention.gate() (remote code saved before it existed; install mprnet_hf)"
+    return None
+
+
 def takes_recorded_statistics(model: MPRNetModel) -> bool:
-    """Whether tiled restores of `model` record whole-image statistics: test-time local statistics are local already,
-    and a model without `gate()` (remote code saved before it existed) cannot take recorded ones."""
-    return not model.config.local_attention_window and bool(channel_attention_blocks(model))
+    return why_no_recorded_statistics(model) is None
 
 
 def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: int | None,
@@ -137,10 +146,10 @@ def restore_tensor(
     accumulated = [torch.zeros(batch, 3, height, width, device=pixel_values.device) for _ in range(count)]
     weights = torch.zeros(1, 1, height, width, device=pixel_values.device)
     statistics = WholeImageStatistics(model, height, width, batch)
-    if statistics_passes and not takes_recorded_statistics(model):
+    reason = why_no_recorded_statistics(model)
+    if statistics_passes and reason:
         if not model.config.local_attention_window:
-            logger.warning("This model's code has no ChannelAttention.gate(), so tiles are restored on their own "
-                           "statistics (statistics_passes=0); load it with mprnet_hf installed for whole-image ones.")
+            logger.warning(f"Tiles are restored on their own channel statistics (statistics_passes=0): {reason}.")
         statistics_passes = 0
     total, done = len(rows) * len(columns) * (statistics_passes + 1), 0
     with statistics.attached() if statistics_passes else contextlib.nullcontext():

@@ -20,7 +20,7 @@ from conftest import (
 )
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
-from mprnet_hf.inference import autocast_context
+from mprnet_hf.inference import autocast_context, restore_tensor
 from mprnet_hf.modeling_mprnet import ChannelAttention, box_mean
 
 TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
@@ -81,13 +81,17 @@ def test_reuse_freed_memory_reports_unavailability(monkeypatch):
     assert reuse_freed_memory() is False
 
 
-@pytest.mark.slow
-def test_compiled_fast_path_matches_fixtures(reference_dir):
+def skip_unless_compiler_available():
     pytest.importorskip("torch._inductor")
     import shutil
 
     if shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("torch.compile on CPU needs a C++ compiler")
+
+
+@pytest.mark.slow
+def test_compiled_fast_path_matches_fixtures(reference_dir):
+    skip_unless_compiler_available()
     # `variant` covers bias, a 5x5 kernel and reduction 2; one input size, because every new size compiles again.
     model = optimize_for_inference(fixture_model(reference_dir, "variant"), compile=True)
     io = load_file(reference_dir / "fixture_variant_io.safetensors")
@@ -96,6 +100,22 @@ def test_compiled_fast_path_matches_fixtures(reference_dir):
     errors = {f"output_0_{j}": (stage - io[f"output_0_{j}"]).abs().max().item()
               for j, stage in enumerate(reversed(stages))}
     assert_within_tolerance(errors)
+
+
+@pytest.mark.slow
+def test_compiled_model_tiles_on_their_own_statistics_and_says_so(caplog):
+    """A compiled graph does not run the hooks that record whole-image statistics: tiled restores of a compiled model
+    must fall back to tile-local statistics, and say so, rather than record nothing or bake the hooks into the graph."""
+    skip_unless_compiler_available()
+    torch.manual_seed(0)
+    model = MPRNetModel(MPRNetConfig(**TINY)).eval()
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
+    tile_local = restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=0)
+    compiled = optimize_for_inference(model, compile=True)
+    with caplog.at_level("WARNING", logger="mprnet_hf.inference"):
+        restored = restore_tensor(compiled, images, tile_size=48, tile_overlap=8, return_stages=False)
+    torch.testing.assert_close(restored[0], tile_local[0], atol=1e-5, rtol=0)
+    assert "statistics_passes=0" in caplog.text and "torch.compile" in caplog.text
 
 
 def test_channels_last_model_saves_and_reloads(tmp_path):
