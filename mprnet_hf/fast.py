@@ -43,8 +43,8 @@ def optimize_for_inference(
         compile: wrap the three-stage forward in `torch.compile` (inductor, weights frozen into the graph on CPU).
             Shapes are static: the first call at each new padded input size compiles (tens of seconds to minutes),
             so use it with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics:
-            the hooks that record whole-image ones do not run inside a compiled graph). (Dynamic-shape compilation failed with torch 2.13
-            inside inductor's handling of the symbolic sizes, so it is not offered.)
+            the hooks that record whole-image ones do not run inside a compiled graph). (Dynamic-shape compilation
+            failed with torch 2.13 inside inductor's handling of the symbolic sizes, so it is not offered.)
         compile_options: inductor options passed to `torch.compile`, overriding the defaults chosen here.
     """
     model.eval()

@@ -84,12 +84,17 @@ def takes_recorded_statistics(model: MPRNetModel) -> bool:
     return why_no_recorded_statistics(model) is None
 
 
+def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
+    """Whether `restore_tensor` restores the image whole: untiled, or no larger than one tile."""
+    return tile_size is None or (height <= tile_size and width <= tile_size)
+
+
 def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: int | None,
                       statistics_passes: int = DEFAULT_STATISTICS_PASSES) -> int:
     """How many times `restore_tensor` runs `model` over every pixel of a `height` x `width` image: once untiled or
     when the image fits in one tile, else once per statistics pass plus the final one (what GPU time scales with)."""
     check_statistics_passes(statistics_passes)
-    if tile_size is None or (height <= tile_size and width <= tile_size) or not takes_recorded_statistics(model):
+    if fits_in_one_tile(height, width, tile_size) or not takes_recorded_statistics(model):
         return 1
     return 1 + statistics_passes
 
@@ -132,7 +137,7 @@ def restore_tensor(
         stages = stages if return_stages else stages[-1:]
         return [stage.float().to(pixel_values.device) for stage in stages]
 
-    if tile_size is None or (height <= tile_size and width <= tile_size):
+    if fits_in_one_tile(height, width, tile_size):
         outputs = run(pixel_values)
         if progress:
             progress(1, 1)

@@ -169,7 +169,8 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
 def test_concurrent_restores_with_one_model_keep_their_own_statistics(tiny_model):
     """The app restores two requests with the same model at once: each thread's hooks must gate its own tiles only."""
     generator = torch.Generator().manual_seed(8)
-    jobs = [(torch.rand(1, 3, 150, 190, generator=generator), 64), (torch.rand(1, 3, 120, 100, generator=generator), 48),
+    jobs = [(torch.rand(1, 3, 150, 190, generator=generator), 64),
+            (torch.rand(1, 3, 120, 100, generator=generator), 48),
             (torch.rand(1, 3, 90, 70, generator=generator), None)]
 
     def restore(images, tile_size):
