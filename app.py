@@ -1,6 +1,7 @@
 """MPRNet photo restoration: a Gradio app for a Hugging Face Space on ZeroGPU (and for local use on CPU).
 
-Only UI wiring lives here; reading uploads, restoring and converting images are `mprnet_hf` functions.
+Only UI wiring lives here; accepting uploads, restoring, bounding the cost of a request and converting images are
+`mprnet_hf` functions.
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
@@ -8,62 +9,157 @@ API: `Client(url).predict(handle_file(path), "deblur", 512, 64, api_name="/resto
 (restored PNG path, (before, after) slider image paths, stage gallery, status markdown); see docs/APP.md.
 """
 
+import asyncio
 import os
-import shutil
 import tempfile
+import threading
 import time
-import uuid
 from pathlib import Path
 
 import gradio as gr
+import pydantic
 import spaces
 import torch
-from PIL import Image, ImageOps
+from gradio.exceptions import InvalidPathError
+from gradio.utils import get_upload_folder
+from PIL import Image
 
 from mprnet_hf.configuration_mprnet import TASKS
-from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, passes_over_image, restore_image
-from mprnet_hf.serving import gpu_duration, load_models, max_megapixels, open_image_file
+from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
+from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, restore_image
+from mprnet_hf.serving import (
+    carried_metadata,
+    cpu_cost_bound,
+    gpu_duration,
+    load_models,
+    max_megapixels,
+    open_image_file,
+    short_repr,
+    UPLOAD_REFUSED,
+    uploaded_file,
+    zerogpu_cost_bound,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-RESULTS_DIR = Path(tempfile.gettempdir()) / "mprnet_results"
 # Gradio copies every returned file into its own cache, so our copies only need to outlive one response.
-RESULT_LIFETIME_S = 600
+RESULT_LIFETIME_S = 300
+PRUNE_EVERY_S = 60
 # Stage previews are for a look at how the stages refine the image; the full-resolution result is the download.
-STAGE_PREVIEW_SIDE = 1024
-# Modes a PNG (and so the browser) can show as they are; anything else (CMYK, YCbCr, float, ...) is shown as RGB(A).
-PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+STAGE_PREVIEW_SIDE = 512
+# Gradio's upload cache is cleared of files older than an hour, every hour.
+GRADIO_CACHE_CLEANUP = (3600, 3600)
 
 TASK_LABELS = {
     "deblur": "Deblur (motion or out-of-focus blur)",
     "derain": "Derain (rain streaks)",
     "denoise": "Denoise (sensor noise)",
 }
-QUEUE_OPTIONS = dict(
-    default_concurrency_limit=int(os.environ.get("MPRNET_CONCURRENCY", "2")),
-    max_size=int(os.environ.get("MPRNET_QUEUE_SIZE", "64")),
-)
-LAUNCH_OPTIONS = dict(max_file_size="50mb")
 # The API accepts the sliders' ranges only: a huge tile would hold a whole 16-megapixel photo in GPU memory at once.
 TILE_SIZE_RANGE = (256, 1024)
 TILE_OVERLAP_RANGE = (0, 96)
 
 # ZeroGPU needs the weights loaded at import, outside any @spaces.GPU function; it moves them to the GPU per call.
 MODELS = load_models()
+ON_GPU = next(MODELS[TASKS[0]].parameters()).is_cuda
 MAX_MEGAPIXELS = max_megapixels()
+# What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now.
+COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
+# Two requests at once only split a small CPU between them (each takes twice as long); a GPU overlaps them.
+QUEUE_OPTIONS = dict(
+    default_concurrency_limit=int(os.environ.get("MPRNET_CONCURRENCY", "2" if ON_GPU else "1")),
+    max_size=int(os.environ.get("MPRNET_QUEUE_SIZE", "16")),
+)
+LAUNCH_OPTIONS = dict(max_file_size="50mb", mcp_server=True)
+PROCESSOR = MPRNetImageProcessor()
 
 
-def gpu_seconds(image: Image.Image, task: str, tile_size: int, tile_overlap: int, progress=None) -> int:
+class RequestStopped(Exception):
+    """The client cancelled or went away: the restore stops at the next tile."""
+
+
+class ResultFolder:
+    """A folder this app instance created for its result files, pruned on a timer of files it wrote itself."""
+
+    def __init__(self, lifetime_s: float = RESULT_LIFETIME_S, every_s: float = PRUNE_EVERY_S):
+        self.path = Path(tempfile.mkdtemp(prefix="mprnet-results-"))
+        self.lifetime_s = lifetime_s
+        self.written: dict[Path, float] = {}
+        self.lock = threading.Lock()
+        self.timer = threading.Thread(target=self._prune_forever, args=(every_s,), daemon=True, name="mprnet-prune")
+        self.timer.start()
+
+    def new_file(self, stem: str, task: str) -> Path:
+        folder = Path(tempfile.mkdtemp(dir=self.path))
+        path = folder / f"{stem[:80]}_{task}.png"
+        with self.lock:
+            self.written[path] = time.monotonic()
+        return path
+
+    def prune(self, now: float | None = None) -> int:
+        """Removes the files (and their folders) written more than `lifetime_s` ago; returns how many."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            expired = [path for path, written in self.written.items() if now - written > self.lifetime_s]
+            for path in expired:
+                del self.written[path]
+        for path in expired:
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
+        return len(expired)
+
+    def _prune_forever(self, every_s: float):
+        while True:
+            time.sleep(every_s)
+            self.prune()
+
+
+RESULTS = ResultFolder()
+
+
+def is_file_payload(payload) -> bool:
+    return isinstance(payload, dict) and ("path" in payload or "url" in payload or "meta" in payload)
+
+
+class UploadsOnlyBlocks(gr.Blocks):
+    """Blocks whose events read no file but the uploads, and refuse every other payload with one message.
+
+    Gradio itself refuses a file payload outside its upload folder, but with a blank error (`{"error": null}`) unlike
+    its answer to a payload that is no file at all, and it downloads an http(s) URL sent as a file's path. Every file
+    payload is checked here with `uploaded_file` before Gradio touches it, and what Gradio still refuses gets the same
+    message.
+    """
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        try:
+            for payload in inputs:
+                if is_file_payload(payload):
+                    uploaded_file(payload, upload_folders())
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except (InvalidPathError, pydantic.ValidationError, ValueError):
+            refuse(UPLOAD_REFUSED)
+
+
+def upload_folders() -> list[str]:
+    """Where files a client uploaded (or Gradio copied from the examples) lie; nothing else may be read."""
+    return [get_upload_folder(), str(EXAMPLES_DIR)]
+
+
+def gpu_seconds(image: Image.Image, task: str, tile_size: int, tile_overlap: int, stop=None, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
     width, height = image.size
-    return gpu_duration(width, height, passes_over_image(MODELS[task], height, width, tile_size))
+    return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size)
 
 
 @spaces.GPU(duration=gpu_seconds)
-def restore_on_gpu(image: Image.Image, task: str, tile_size: int, tile_overlap: int, progress=None):
+def restore_on_gpu(image: Image.Image, task: str, tile_size: int, tile_overlap: int, stop=None, progress=None):
     model = MODELS[task]
-    on_gpu = next(model.parameters()).is_cuda
 
     def report_tiles(done: int, total: int):
+        if stop is not None and stop.is_set():
+            raise RequestStopped(f"stopped after {done} of {total} tiles")
         if progress is not None and total > 1:
             progress((done, total), desc="Restoring tiles", unit="tiles")
 
@@ -71,9 +167,10 @@ def restore_on_gpu(image: Image.Image, task: str, tile_size: int, tile_overlap: 
         return restore_image(
             model,
             image,
+            processor=PROCESSOR,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
-            precision="bf16" if on_gpu else "fp32",
+            precision="bf16" if ON_GPU else "fp32",
             max_megapixels=MAX_MEGAPIXELS,
             progress=report_tiles,
         )
@@ -85,71 +182,85 @@ def restore_on_gpu(image: Image.Image, task: str, tile_size: int, tile_overlap: 
         ) from None
 
 
-def uploaded_path(payload) -> str | None:
-    """The file path in the raw image payload (the handler skips Gradio's preprocessing, see `build_demo`)."""
-    if isinstance(payload, dict):
-        return payload.get("path")
-    return payload
+def refuse(message: str):
+    raise gr.Error(message, print_exception=False)
 
 
 def whole_number_in(value, bounds: tuple[int, int], name: str) -> int:
     low, high = bounds
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = None
     if number is None or not number.is_integer() or not low <= number <= high:
-        raise gr.Error(f"{name} must be a whole number from {low} to {high}, got {value!r}.", print_exception=False)
+        refuse(f"{name} must be a whole number from {low} to {high}, got {short_repr(value)}.")
     return int(number)
 
 
-def browser_viewable(image: Image.Image) -> Image.Image:
-    if image.mode in PNG_MODES:
-        return image
-    return image.convert("RGBA" if "A" in image.getbands() else "RGB")
+def display_preview(image: Image.Image) -> Image.Image:
+    """The photo as the model sees it (EXIF-rotated, float, 16-bit, LAB and CMYK converted), for display only."""
+    inputs = PROCESSOR(images=image, return_tensors="pt")
+    rgb = inputs["pixel_values"][0].permute(1, 2, 0).clamp(0, 1).numpy()
+    return PROCESSOR.to_pil(rgb, "RGB", inputs["alpha_channels"][0])
 
 
-def fresh_result_path(stem: str, task: str) -> Path:
-    now = time.time()
-    if RESULTS_DIR.is_dir():
-        for old in RESULTS_DIR.iterdir():
-            try:
-                expired = now - old.stat().st_mtime > RESULT_LIFETIME_S
-            except FileNotFoundError:  # a concurrent request pruned it first
-                continue
-            if expired:
-                shutil.rmtree(old, ignore_errors=True)
-    folder = RESULTS_DIR / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    return folder / f"{stem}_{task}.png"
+def stage_previews(stages: tuple[Image.Image, ...]) -> list[tuple[Image.Image, str]]:
+    previews = []
+    for number, stage in enumerate(stages, start=1):
+        preview = stage.copy()
+        preview.thumbnail((STAGE_PREVIEW_SIDE, STAGE_PREVIEW_SIDE))
+        previews.append((preview, f"Stage {number}" + (" (final)" if number == len(stages) else "")))
+    return previews
 
 
-def restore(image, task, tile_size, tile_overlap, progress=gr.Progress()):
-    """Restores one uploaded photo; returns (PNG file, before/after pair, stage gallery, status)."""
-    if task not in MODELS:
-        raise gr.Error(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.", print_exception=False)
+def checked_request(image, task, tile_size, tile_overlap) -> tuple[Path | None, str, int, int]:
+    if not isinstance(task, str) or task not in MODELS:
+        refuse(f"Unknown task {short_repr(task)}: choose one of {', '.join(TASKS)}.")
     tile_size = whole_number_in(tile_size, TILE_SIZE_RANGE, "Tile size")
     tile_overlap = whole_number_in(tile_overlap, TILE_OVERLAP_RANGE, "Tile overlap")
-    path = uploaded_path(image)
+    try:
+        path = uploaded_file(image, upload_folders())
+    except ValueError as error:
+        refuse(str(error))
+    return path, task, tile_size, tile_overlap
+
+
+async def restore(image, task, tile_size, tile_overlap, progress=gr.Progress()):
+    """Restores one degraded photo (blurred, rainy or noisy) with MPRNet and returns it at full resolution.
+
+    Args:
+        image: the photo to restore, uploaded as a file (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16
+            megapixels, and at most what one request may cost on this server, which the error message states).
+        task: what is wrong with the photo: "deblur" (motion or out-of-focus blur), "derain" (rain streaks) or
+            "denoise" (sensor noise).
+        tile_size: large photos are restored in square tiles of this many pixels (256 to 1024, a multiple of 8);
+            smaller tiles need less memory.
+        tile_overlap: pixels over which neighbouring tiles overlap and cross-fade (0 to 96).
+
+    Returns:
+        The restored image as a lossless PNG file (same size, mode, ICC profile and EXIF as the upload), the
+        (before, after) pair for the comparison slider, the three stages' outputs (small previews) and a status text.
+    """
+    path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
     try:
         photo, notes = open_image_file(path, MAX_MEGAPIXELS)
+        COST_BOUNDS[task].check(MODELS[task], *photo.size, tile_size, "on this server")
     except ValueError as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        refuse(str(error))
     for note in notes:
         gr.Info(note)
 
+    stop = threading.Event()
     started = time.perf_counter()
-    restoration = restore_on_gpu(photo, task, tile_size, tile_overlap, progress)
+    try:
+        restoration = await asyncio.to_thread(restore_on_gpu, photo, task, tile_size, tile_overlap, stop, progress)
+    except asyncio.CancelledError:
+        stop.set()  # the worker thread stops at its next tile
+        raise
     seconds = time.perf_counter() - started
 
-    result_path = fresh_result_path(Path(path).stem, task)
-    restoration.image.save(result_path, format="PNG")
-    before = browser_viewable(ImageOps.exif_transpose(photo))
-    stages = []
-    for number, stage in enumerate(restoration.stages, start=1):
-        preview = stage.copy()
-        preview.thumbnail((STAGE_PREVIEW_SIDE, STAGE_PREVIEW_SIDE))
-        stages.append((preview, f"Stage {number}" + (" (final)" if number == len(restoration.stages) else "")))
+    result_path = RESULTS.new_file(Path(path).stem, task)
+    restoration.image.save(result_path, format="PNG", **carried_metadata(photo, restoration.image.mode))
     width, height = restoration.image.size
     status = "\n\n".join(
         [
@@ -158,15 +269,17 @@ def restore(image, task, tile_size, tile_overlap, progress=gr.Progress()):
             *(f"Note: {note}" for note in notes),
         ]
     )
-    return str(result_path), (before, str(result_path)), stages, status
+    return str(result_path), (display_preview(photo), str(result_path)), stage_previews(restoration.stages), status
 
 
-def example_rows(task: str) -> list[list[str]]:
-    return [[str(path), task] for path in sorted((EXAMPLES_DIR / task).glob("*.png"))]
+def example_rows(task: str) -> list[list]:
+    return [
+        [str(path), task, DEFAULT_TILE_SIZE, DEFAULT_TILE_OVERLAP] for path in sorted((EXAMPLES_DIR / task).glob("*.png"))
+    ]
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="MPRNet photo restoration", delete_cache=(3600, 3600)) as demo:
+    with UploadsOnlyBlocks(title="MPRNet photo restoration", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(
             "# MPRNet photo restoration\n"
             "Upload a blurred, rainy or noisy photo (drag and drop, paste, or pick an example), choose the task and "
@@ -206,20 +319,25 @@ def build_demo() -> gr.Blocks:
         stage_gallery = gr.Gallery(
             label="Stage outputs", columns=3, format="png", object_fit="contain", height=280, elem_id="stages"
         )
+        inputs = [image_input, task_input, tile_size_input, tile_overlap_input]
+        outputs = [result_file, comparison, stage_gallery, status]
         with gr.Row():
             for task in TASKS:
                 with gr.Column(min_width=200):
+                    # Cached on first click, so a visitor clicking an example does not spend GPU time twice.
                     gr.Examples(
-                        example_rows(task), inputs=[image_input, task_input], label=f"{task.capitalize()} examples"
+                        example_rows(task), inputs=inputs, outputs=outputs, fn=restore, label=f"{task.capitalize()} examples",
+                        cache_examples=True, cache_mode="lazy", api_name=False,
                     )
 
         restore_button.click(
             restore,
-            inputs=[image_input, task_input, tile_size_input, tile_overlap_input],
-            outputs=[result_file, comparison, stage_gallery, status],
+            inputs=inputs,
+            outputs=outputs,
             api_name="restore",
             # Gradio's own preprocessing opens the upload with PIL and fails on corrupt files and decompression
-            # bombs with a generic error; `open_image_file` gives the user the reason instead.
+            # bombs with a generic error; `uploaded_file` and `open_image_file` check the payload and give the
+            # user the reason instead.
             preprocess=False,
         )
     return demo.queue(**QUEUE_OPTIONS)

@@ -1,35 +1,64 @@
-"""Serving helpers shared by the Gradio app and scripts: which model serves each task, loading them once,
-reading uploaded files safely, and the GPU time a request needs.
+"""Serving helpers shared by the Gradio app and scripts: which model serves each task, loading them once, accepting
+only files that arrived as uploads, reading them safely, carrying their colour metadata to the result, and bounding
+what one request may cost (CPU seconds, or ZeroGPU seconds).
 """
 
+import io
 import math
 import os
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .configuration_mprnet import TASKS
-from .inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count
+from .inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, passes_over_image
 from .modeling_mprnet import MPRNetModel
 
 BUNDLED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+# Raster formats Pillow decodes itself. Everything else (EPS, PDF, ...) would hand the upload to an external
+# interpreter such as Ghostscript, so it is never even tried. MPO is how Pillow names many phone JPEGs.
+ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF", "PPM")
+ALLOWED_FORMAT_NAMES = "PNG, JPEG, WebP, BMP, TIFF, GIF or PPM"
+
+# One message for every payload that does not name an uploaded file, so that the answer never tells whether some
+# path exists on the server.
+UPLOAD_REFUSED = (
+    "The image did not arrive as an upload. Upload the photo itself (in the page, or with gradio_client's "
+    "handle_file()) and try again."
+)
+LONGEST_PATH = 4096
+# Values echoed back in messages are cut to this many characters (a client may send megabytes).
+ECHO_LIMIT = 40
 
 
 def model_source(task: str) -> str:
     """The Hub id or folder serving `task`: `MPRNET_<TASK>_MODEL` if set, else the bundled small checkpoint."""
     if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}")
+        raise ValueError(f"Unknown task {short_repr(task)}: choose one of {', '.join(TASKS)}")
     return os.environ.get(f"MPRNET_{task.upper()}_MODEL") or str(BUNDLED_CHECKPOINTS / f"mprnet-{task}-small")
 
 
-def max_megapixels() -> float:
-    value = os.environ.get("MPRNET_MAX_MEGAPIXELS")
+def environment_number(name: str, default: float) -> float:
+    """A positive number from the environment variable `name`, or `default` when it is unset."""
+    value = os.environ.get(name)
+    if not value:
+        return default
     try:
-        return float(value) if value else DEFAULT_MAX_MEGAPIXELS
+        number = float(value)
     except ValueError:
-        raise ValueError(f"MPRNET_MAX_MEGAPIXELS must be a number, got {value!r}") from None
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive number, got {short_repr(value)}")
+    return number
+
+
+def max_megapixels() -> float:
+    return environment_number("MPRNET_MAX_MEGAPIXELS", DEFAULT_MAX_MEGAPIXELS)
 
 
 def default_device() -> torch.device:
@@ -49,50 +78,201 @@ def load_models(tasks=TASKS, device: torch.device | None = None) -> dict[str, MP
     return models
 
 
-def gpu_duration(width: int, height: int, passes: int = 1, seconds_per_megapixel: float = 4.0, minimum: int = 20,
-                 maximum: int = 180) -> int:
-    """Seconds of ZeroGPU time to ask for: grows with the pixels the model runs over (`passes` times the image, see
-    `inference.passes_over_image`), with a floor for start-up. The cap stays below the few minutes ZeroGPU grants a
-    call, and above what the largest accepted photo asks for (16 megapixels, two passes: 148 s)."""
-    megapixels = passes * width * height / 1e6
-    return int(min(maximum, max(minimum, math.ceil(minimum + seconds_per_megapixel * megapixels))))
+def short_repr(value, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)` cut to about `limit` characters, safe to show in a message (no HTML, no control characters)."""
+    text = repr(value) if not isinstance(value, str) else repr(value[: limit + 1])
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ------------------------------------------------------------------------------------------------ uploads
+def uploaded_file(payload, allowed_folders) -> Path | None:
+    """The file a request's image payload names, if it lies (links resolved) inside one of `allowed_folders`.
+
+    `payload` is what a client sent: None (nothing uploaded), a path string, or a Gradio FileData dict. Anything else
+    (another folder, `..`, a link out of the folder, a URL, a missing file, a folder, a NUL byte, a huge string)
+    raises ValueError(UPLOAD_REFUSED), the same message whatever the reason, before any file is opened.
+    """
+    if payload is None:
+        return None
+    path = payload.get("path") if isinstance(payload, dict) else payload
+    if not isinstance(path, str) or not path or len(path) > LONGEST_PATH or "\0" in path:
+        raise ValueError(UPLOAD_REFUSED)
+    try:
+        resolved = Path(os.path.realpath(path))
+        inside = any(resolved.is_relative_to(os.path.realpath(folder)) for folder in allowed_folders)
+        if inside and resolved.is_file():
+            return resolved
+    except (OSError, ValueError):
+        pass
+    raise ValueError(UPLOAD_REFUSED)
 
 
 def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.Image, list[str]]:
     """Opens an uploaded file as a fully decoded PIL image, or raises ValueError saying what is wrong.
 
-    Returns the image and notes for the user (e.g. that only the first frame of an animation was used).
+    Only `ALLOWED_FORMATS` are tried. Returns the image and notes for the user (e.g. that only the first frame of an
+    animation was used).
     """
     limit_megapixels = max_megapixels() if limit_megapixels is None else limit_megapixels
     if path is None:
         raise ValueError("No image was uploaded. Upload a photo (PNG, JPEG, WebP, ...) first.")
     path = Path(path)
+    name = short_repr(path.name)
     if not path.is_file():
-        raise ValueError(f"The uploaded file {path.name} could not be found; upload it again.")
+        raise ValueError(f"The uploaded file {name} could not be found; upload it again.")
     if path.stat().st_size == 0:
-        raise ValueError(f"The file {path.name} is empty (0 bytes). Upload a valid image file.")
+        raise ValueError(f"The file {name} is empty (0 bytes). Upload a valid image file.")
     notes = []
     # Image.open reads only the header, so the size is checked before any pixel is decoded; PIL itself refuses
     # headers past twice its own bomb limit.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(path, formats=ALLOWED_FORMATS)
             if getattr(image, "n_frames", 1) > 1:
-                notes.append(f"{path.name} is animated ({image.n_frames} frames); only the first frame was restored.")
+                notes.append(f"{name} is animated ({image.n_frames} frames); only the first frame was restored.")
                 image.seek(0)
             check_pixel_count(image, limit_megapixels)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
-            f"{path.name} declares more pixels than the limit of {limit_megapixels:g} megapixels "
+            f"{name} declares more pixels than the limit of {limit_megapixels:g} megapixels "
             "(a possible decompression bomb). Downscale the image and try again."
         ) from None
     except UnidentifiedImageError:
-        raise ValueError(f"{path.name} is not an image file Pillow can read. Upload a PNG, JPEG, WebP, BMP or TIFF.") from None
+        raise ValueError(f"{name} is not an image file this app reads. Upload a {ALLOWED_FORMAT_NAMES} file.") from None
     except OSError as error:
-        raise ValueError(f"{path.name} is corrupt or truncated ({error}). Re-export or re-download the image.") from None
+        reason = short_repr(str(error), 80).strip("'\"")
+        raise ValueError(f"{name} is corrupt or truncated ({reason}). Re-export or re-download the image.") from None
     return image, notes
 
 
-__all__ = ["model_source", "load_models", "gpu_duration", "open_image_file", "max_megapixels", "BUNDLED_CHECKPOINTS"]
+def carried_metadata(source: Image.Image, restored_mode: str) -> dict:
+    """Pillow `save()` arguments that carry the source photo's ICC profile and EXIF over to its restoration.
+
+    The EXIF orientation becomes 1 (upright): the restoration is already rotated as the tag said. The ICC profile
+    is carried only when its colour space matches the restored image (a CMYK profile does not describe RGB output).
+    """
+    metadata = {}
+    profile = source.info.get("icc_profile")
+    if profile and _profile_colour_space(profile) == ("GRAY" if restored_mode in ("L", "LA", "I", "I;16") else "RGB"):
+        metadata["icc_profile"] = profile
+    exif = source.getexif()
+    if len(exif):
+        exif[0x0112] = 1
+        metadata["exif"] = exif.tobytes()
+    return metadata
+
+
+def _profile_colour_space(profile: bytes) -> str | None:
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space.strip()
+    except (OSError, ImageCms.PyCMSError, AttributeError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ cost per request
+# ZeroGPU grants a slot for the seconds a call asks; on its newer GPUs it charges 1.5 times that against the
+# visitor's daily quota (about 2 minutes anonymous, 5 minutes on a free account), so the asks are kept small.
+ZEROGPU_FLOOR_S = 10
+ZEROGPU_CAP_S = 60
+ZEROGPU_START_S = 5.0
+# A conservative sustained rate for these small-channel convolutions under bf16 on a ZeroGPU card (an estimate from
+# the model's FLOPs; see docs/DEPLOYMENT.md), and a margin for everything around the model call.
+ZEROGPU_FLOPS_PER_S = 50e12
+ZEROGPU_MARGIN = 2.0
+DEFAULT_CPU_SECONDS = 90.0
+
+
+def flops_per_pixel(model: MPRNetModel, side: int = 64) -> float:
+    """Floating-point operations per input pixel of one forward pass, counted on a `side` x `side` input."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, side, side, device=device))
+    return counter.get_total_flops() / side**2
+
+
+def measured_seconds_per_megapixel(model: MPRNetModel, side: int = 256, repeats: int = 1) -> float:
+    """Wall-clock seconds per megapixel of one forward pass on this machine, as it is now (best of `repeats`, after
+    one warm-up call)."""
+    device = next(model.parameters()).device
+    image = torch.rand(1, 3, side, side, device=device)
+    timings = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            model(image)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            timings.append(time.perf_counter() - started)
+    return min(timings[1:]) / (side * side / 1e6)
+
+
+@dataclass
+class CostBound:
+    """What one request may cost: `budget_s` seconds of compute, at `seconds_per_megapixel` per pass of the model."""
+
+    budget_s: float
+    seconds_per_megapixel: float
+    overhead_s: float = 0.0
+
+    def seconds(self, model: MPRNetModel, width: int, height: int, tile_size: int | None) -> float:
+        passes = passes_over_image(model, height, width, tile_size)
+        return self.overhead_s + self.seconds_per_megapixel * passes * width * height / 1e6
+
+    def largest_megapixels(self, model: MPRNetModel, tile_size: int | None) -> float:
+        """The largest photo this bound accepts, counting the passes a photo of that size needs."""
+        single_pass = (self.budget_s - self.overhead_s) / self.seconds_per_megapixel
+        side = math.isqrt(int(single_pass * 1e6))
+        return single_pass / passes_over_image(model, side, side, tile_size)
+
+    def check(self, model: MPRNetModel, width: int, height: int, tile_size: int | None, where: str) -> None:
+        """Raises ValueError, giving the largest size accepted, when the photo would cost more than the budget."""
+        if self.seconds(model, width, height, tile_size) <= self.budget_s:
+            return
+        largest = self.largest_megapixels(model, tile_size)
+        scale = math.sqrt(largest * 1e6 / (width * height))
+        raise ValueError(
+            f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels): restoring it would take longer "
+            f"than the {self.budget_s:g} s one request may use {where}. The largest photo accepted is about "
+            f"{largest:.1f} megapixels (for this photo's shape, {int(width * scale)}x{int(height * scale)}). "
+            "Downscale or crop it and try again."
+        )
+
+
+def zerogpu_cost_bound(model: MPRNetModel) -> CostBound:
+    """ZeroGPU seconds per megapixel estimated from the model's FLOPs, capped at the seconds one call may ask for."""
+    seconds_per_megapixel = ZEROGPU_MARGIN * flops_per_pixel(model) * 1e6 / ZEROGPU_FLOPS_PER_S
+    return CostBound(budget_s=ZEROGPU_CAP_S, seconds_per_megapixel=seconds_per_megapixel, overhead_s=ZEROGPU_START_S)
+
+
+def cpu_cost_bound(model: MPRNetModel) -> CostBound:
+    """CPU seconds per megapixel measured on this machine now, bounded by `MPRNET_MAX_SECONDS` (90 by default)."""
+    budget = environment_number("MPRNET_MAX_SECONDS", DEFAULT_CPU_SECONDS)
+    return CostBound(budget_s=budget, seconds_per_megapixel=measured_seconds_per_megapixel(model))
+
+
+def gpu_duration(bound: CostBound, model: MPRNetModel, width: int, height: int, tile_size: int | None) -> int:
+    """Seconds of ZeroGPU time to ask for: the estimate for this photo, at least the floor, at most the cap."""
+    seconds = bound.seconds(model, width, height, tile_size)
+    return int(min(ZEROGPU_CAP_S, max(ZEROGPU_FLOOR_S, math.ceil(seconds))))
+
+
+__all__ = [
+    "model_source",
+    "load_models",
+    "uploaded_file",
+    "open_image_file",
+    "carried_metadata",
+    "max_megapixels",
+    "CostBound",
+    "zerogpu_cost_bound",
+    "cpu_cost_bound",
+    "gpu_duration",
+    "BUNDLED_CHECKPOINTS",
+    "UPLOAD_REFUSED",
+]
