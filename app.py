@@ -143,8 +143,8 @@ class UploadsOnlyBlocks(gr.Blocks):
 
 
 def upload_folders() -> list[str]:
-    """Where files a client uploaded (or Gradio copied from the examples) lie; nothing else may be read."""
-    return [get_upload_folder(), str(EXAMPLES_DIR)]
+    """Where files a client uploaded (and Gradio's copies of the examples) lie; nothing else may be read."""
+    return [get_upload_folder()]
 
 
 def gpu_seconds(image: Image.Image, task: str, tile_size: int, tile_overlap: int, stop=None, progress=None) -> int:

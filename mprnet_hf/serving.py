@@ -32,6 +32,7 @@ UPLOAD_REFUSED = (
     "handle_file()) and try again."
 )
 LONGEST_PATH = 4096
+EXIF_ORIENTATION = 0x0112
 # Values echoed back in messages are cut to this many characters (a client may send megabytes).
 ECHO_LIMIT = 40
 
@@ -130,7 +131,7 @@ def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=ALLOWED_FORMATS)
+            image = Image.open(path, formats=_allowed_formats())
             if getattr(image, "n_frames", 1) > 1:
                 notes.append(f"{name} is animated ({image.n_frames} frames); only the first frame was restored.")
                 image.seek(0)
@@ -149,6 +150,11 @@ def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.
     return image, notes
 
 
+def _allowed_formats() -> list[str]:
+    Image.init()  # Pillow registers its format plugins lazily, on first use
+    return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
+
+
 def carried_metadata(source: Image.Image, restored_mode: str) -> dict:
     """Pillow `save()` arguments that carry the source photo's ICC profile and EXIF over to its restoration.
 
@@ -159,9 +165,10 @@ def carried_metadata(source: Image.Image, restored_mode: str) -> dict:
     profile = source.info.get("icc_profile")
     if profile and _profile_colour_space(profile) == ("GRAY" if restored_mode in ("L", "LA", "I", "I;16") else "RGB"):
         metadata["icc_profile"] = profile
-    exif = source.getexif()
-    if len(exif):
-        exif[0x0112] = 1
+    if len(source.getexif()):
+        exif = Image.Exif()  # a copy: the source's own Exif object is what ImageOps.exif_transpose reads later
+        exif.load(source.getexif().tobytes())
+        exif[EXIF_ORIENTATION] = 1
         metadata["exif"] = exif.tobytes()
     return metadata
 

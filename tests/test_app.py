@@ -128,7 +128,7 @@ def test_every_task_has_examples(app_module):
     for task in ("deblur", "derain", "denoise"):
         rows = app_module.example_rows(task)
         assert len(rows) >= 2 and all(row[1] == task for row in rows)
-        for path, _ in rows:
+        for path, *_ in rows:
             width, height = Image.open(path).size
             assert max(width, height) <= 256
 
@@ -282,13 +282,95 @@ def test_image_wider_than_a_tile_is_restored_in_tiles(client, tmp_path):
     assert Image.open(restored).size == (300, 48)
 
 
-def test_gpu_time_asked_for_counts_the_statistics_pass(app_module):
-    """ZeroGPU reserves what `gpu_seconds` asks: a photo larger than a tile is run over twice (the pass recording
-    whole-image statistics, then the restoring pass), one that fits in a tile once."""
-    fits_in_a_tile = Image.new("RGB", (512, 384))
-    two_megapixels = Image.new("RGB", (2000, 1000))
-    assert app_module.gpu_seconds(fits_in_a_tile, "deblur", 512, 64) == 20 + 1  # 0.2 megapixels, rounded up
-    assert app_module.gpu_seconds(two_megapixels, "deblur", 512, 64) == 20 + 4 * 2 * 2
-    assert app_module.gpu_seconds(two_megapixels, "deblur", 1024, 64) == 20 + 4 * 2 * 2  # still wider than a tile
-    largest = Image.new("RGB", (4000, 4000))  # 16 megapixels, the default upload limit
-    assert app_module.gpu_seconds(largest, "denoise", 512, 64) == 20 + 4 * 16 * 2  # under the cap of 180 s
+# ------------------------------------------------------------------------------------------------ files not uploaded
+def raw_call(url: str, payload, task="denoise", tile_size=512, tile_overlap=64) -> str:
+    """Sends `payload` as the image exactly as given (gradio_client would upload a local file first) and returns the
+    server's event stream."""
+    import httpx
+
+    posted = httpx.post(f"{url}gradio_api/call/restore", json={"data": [payload, task, tile_size, tile_overlap]})
+    posted.raise_for_status()
+    return httpx.get(f"{url}gradio_api/call/restore/{posted.json()['event_id']}", timeout=300).text
+
+
+def refusal_of(stream: str) -> str | None:
+    """The error message of an event stream, or None when it completed."""
+    import json
+
+    kind, _, data = stream.strip().partition("\n")
+    if kind != "event: error":
+        return None
+    return json.loads(data.removeprefix("data: "))["error"]
+
+
+@pytest.fixture(scope="module")
+def outside_photo(tmp_path_factory):
+    """A readable photo outside Gradio's upload folder: a server that opened it would restore and return it."""
+    path = tmp_path_factory.mktemp("server-side") / "secret.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def hostile_payloads(outside_photo: Path) -> dict:
+    from gradio.utils import get_upload_folder
+
+    uploads = Path(get_upload_folder())
+    uploads.mkdir(parents=True, exist_ok=True)
+    link = uploads / "mprnet-test-link-out.png"
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside_photo)
+    meta = {"_type": "gradio.FileData"}
+    climbing = str(uploads) + "/.." * len(uploads.parts) + str(outside_photo)
+    return {
+        "absolute path": {"path": str(outside_photo), "meta": meta},
+        "absolute path without meta": {"path": str(outside_photo)},
+        "bare string": str(outside_photo),
+        "climbing out with ..": {"path": climbing, "meta": meta},
+        "link inside the upload folder pointing out": {"path": str(link), "meta": meta},
+        "http URL as the path": {"path": "http://127.0.0.1:9/photo.png", "meta": meta},
+        "file URL as the path": {"path": f"file://{outside_photo}", "meta": meta},
+        "URL field only": {"url": "http://127.0.0.1:9/photo.png", "meta": meta},
+        "missing file in the upload folder": {"path": str(uploads / "no-such-upload.png"), "meta": meta},
+        "a folder": {"path": str(uploads), "meta": meta},
+        "NUL byte": {"path": str(outside_photo) + "\0.png", "meta": meta},
+        "a megabyte of path": {"path": "/" + "a" * 1_000_000, "meta": meta},
+        "a number": 5,
+        "a list": [str(outside_photo)],
+        "a dict of something else": {"name": str(outside_photo)},
+    }
+
+
+def test_files_that_were_not_uploaded_are_refused_with_one_message(client, app_module, outside_photo, tmp_path,
+                                                                   capfd):
+    from mprnet_hf.serving import UPLOAD_REFUSED
+
+    url = client.src
+    for kind, payload in hostile_payloads(outside_photo).items():
+        stream = raw_call(url, payload)
+        assert refusal_of(stream) == UPLOAD_REFUSED, f"{kind}: {stream[:300]}"
+        assert "secret" not in stream, f"{kind}: the answer names the file"
+    # The real client sends a URL as it is (it uploads local files only).
+    with pytest.raises(AppError, match=re.escape(UPLOAD_REFUSED)):
+        client.predict(handle_file(f"{url}gradio_api/info"), "denoise", 512, 64, api_name="/restore")
+    # Refusals are not logged with their payload: a megabyte of path adds little to the server's log.
+    assert len(capfd.readouterr().err) < 50_000
+    assert_still_serving(client, tmp_path)
+
+
+def test_the_refused_photo_is_restored_once_uploaded(client, outside_photo):
+    restored, *_ = restore(client, outside_photo)
+    assert Image.open(restored).size == (32, 24)
+
+
+# ------------------------------------------------------------------------------------------------ GPU time
+def test_gpu_time_asked_for_stays_within_zerogpu_bounds(app_module):
+    """ZeroGPU reserves what `gpu_seconds` asks and charges 1.5 times that against a visitor's daily quota."""
+    from mprnet_hf.serving import ZEROGPU_CAP_S, ZEROGPU_FLOOR_S, gpu_duration, zerogpu_cost_bound
+
+    for task, model in app_module.MODELS.items():
+        bound = zerogpu_cost_bound(model)
+        asks = {mp: gpu_duration(bound, model, 1000 * mp, 1000, 512) for mp in (1, 4, 16)}
+        assert asks[1] <= 30 and ZEROGPU_FLOOR_S <= asks[1] <= asks[4] <= asks[16] <= ZEROGPU_CAP_S, (task, asks)
+        assert app_module.gpu_seconds(Image.new("RGB", (1000, 1000)), task, 512, 64) == (
+            gpu_duration(app_module.COST_BOUNDS[task], model, 1000, 1000, 512)
+        )
