@@ -145,6 +145,9 @@ def expand_inputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]
                     found.append((match, match.relative_to(base)))
         else:
             raise UsageError(f"input {name} does not exist; pass image files, folders or globs")
+    if not found:
+        raise UsageError(f"no image file found in {' '.join(inputs)} (files under --output {output_dir} are left "
+                         "out); pass image files, folders holding images, or globs")
     return found
 
 
