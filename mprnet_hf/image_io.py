@@ -37,7 +37,11 @@ _PNG_RGB, _PNG_RGBA = 2, 6
 # zlib's fastest level: a few percent larger files than the default level, several times faster to write.
 _PNG_LEVEL = 1
 # Pillow's save options that keep quality where the format is lossy, and the metadata each format can carry.
-_SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}, "TIFF": {"compression": "tiff_deflate"}}
+_SAVE_OPTIONS = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"lossless": True},
+    "TIFF": {"compression": "tiff_deflate"},
+}
 _FORMATS_WITH_METADATA = {"PNG", "JPEG", "MPO", "TIFF", "WEBP"}
 # Modes the processor returns as RGB that convert back without loss of meaning. Palette and 1-bit images stay RGB(A)
 # and 8-bit grey: the restored pixels no longer fit a palette or two levels.
@@ -179,7 +183,8 @@ def restore_sixteen_bit(model, pixels: np.ndarray, tile_size, tile_overlap, prec
     inputs = processor(images=pixels[..., :3], return_tensors="pt")
     stages = restore_tensor(model, inputs["pixel_values"], tile_size, tile_overlap, precision, progress=progress,
                             statistics_passes=statistics_passes)
-    arrays = [to_uint16(processor.postprocess(stage, inputs["original_sizes"], output_type="np")[0]) for stage in stages]
+    sizes = inputs["original_sizes"]
+    arrays = [to_uint16(processor.postprocess(stage, sizes, output_type="np")[0]) for stage in stages]
     final = np.concatenate([arrays[-1], pixels[..., 3:]], axis=-1)
     return final, tuple(arrays)
 

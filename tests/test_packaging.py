@@ -27,7 +27,8 @@ def requirements_file(name: str) -> dict[str, Requirement]:
 
 def pyproject_requirements(*groups: str) -> dict[str, Requirement]:
     """Requirements of the runtime (group "") and of the named extras, the package's own extras left out."""
-    lists = [PYPROJECT["dependencies"] if group == "" else PYPROJECT["optional-dependencies"][group] for group in groups]
+    extras = PYPROJECT["optional-dependencies"]
+    lists = [PYPROJECT["dependencies"] if group == "" else extras[group] for group in groups]
     requirements = [Requirement(text) for texts in lists for text in texts]
     return {canonicalize_name(req.name): req for req in requirements if canonicalize_name(req.name) != "mprnet-hf"}
 
