@@ -43,6 +43,7 @@ _SAVE_OPTIONS = {
     "TIFF": {"compression": "tiff_deflate"},
 }
 _FORMATS_WITH_METADATA = {"PNG", "JPEG", "MPO", "TIFF", "WEBP"}
+_CMYK_FORMATS = {"JPEG", "MPO", "TIFF"}
 # Modes the processor returns as RGB that convert back without loss of meaning. Palette and 1-bit images stay RGB(A)
 # and 8-bit grey: the restored pixels no longer fit a palette or two levels.
 _MODES_KEPT_BY_CONVERSION = {"CMYK"}
@@ -223,11 +224,13 @@ def write_image(photo: Photo, path, image_format: str | None = None) -> Path:
 
 
 def save_with_pillow(photo: Photo, path, image_format: str) -> None:
-    image = photo.pixels
+    image, icc_profile = photo.pixels, photo.icc_profile
+    if image.mode == "CMYK" and image_format not in _CMYK_FORMATS:
+        # A CMYK profile would mislabel the RGB pixels, so it stays behind.
+        image, icc_profile = image.convert("RGB"), None
     options = dict(_SAVE_OPTIONS.get(image_format, {}))
     if image_format in _FORMATS_WITH_METADATA:
-        options.update({key: value for key, value in (("exif", photo.exif), ("icc_profile", photo.icc_profile))
-                        if value})
+        options.update({key: value for key, value in (("exif", photo.exif), ("icc_profile", icc_profile)) if value})
     if image_format in ("JPEG", "MPO") and image.mode not in ("RGB", "L", "CMYK"):
         image = image.convert("RGB")
         image_format = "JPEG"

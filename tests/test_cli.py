@@ -116,6 +116,16 @@ def test_outputs_keep_mode_alpha_size_and_carry_exif_and_icc_with_orientation_no
         assert tiff.pages[0].tags["InterColorProfile"].value == SRGB_PROFILE
 
 
+def test_cmyk_stays_cmyk_where_the_format_holds_it_and_becomes_rgb_in_png(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    noisy_photo().convert("CMYK").save(inputs / "print.jpg", quality=95)
+    assert restore(inputs, "--task", "denoise", "--output", tmp_path / "same", "--format", "same") == 0
+    assert restore(inputs, "--task", "denoise", "--output", tmp_path / "png") == 0
+    assert Image.open(tmp_path / "same" / "print.jpg").mode == "CMYK"
+    assert Image.open(tmp_path / "png" / "print.png").mode == "RGB"
+
+
 def test_stages_and_tiles(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -151,6 +161,8 @@ BAD_ARGUMENTS = {
                          "is not an MPRNet model folder"),
     "model folder missing": (lambda tmp, photos: [photos, "--task", "denoise", "--model", tmp / "missing"],
                              "is not an MPRNet model folder"),
+    "hub id not downloaded": (lambda tmp, photos: [photos, "--task", "denoise", "--model", "nobody/no-such-model"],
+                              "could not be loaded"),
     "bad tiling": (lambda tmp, photos: [photos, "--task", "denoise", "--tile-size", "30"], "multiple of"),
     "fp16 on cpu": (lambda tmp, photos: [photos, "--task", "denoise", "--device", "cpu", "--precision", "fp16"],
                     "needs a GPU"),
