@@ -9,17 +9,19 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install install-dev browser
+.PHONY: run test install install-dev browser wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.cpu-installed: requirements-cpu.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -r requirements-cpu.txt
+# Both install the package from pyproject.toml in editable mode (console scripts included: .venv/bin/mprnet-restore),
+# with torch held to the CPU wheel by requirements-cpu.txt.
+$(VENV)/.cpu-installed: pyproject.toml requirements-cpu.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements-cpu.txt -e ".[app]"
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt requirements-cpu.txt $(VENV)/.cpu-installed
+$(VENV)/.dev-installed: pyproject.toml requirements-dev.txt requirements-cpu.txt $(VENV)/.cpu-installed
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -36,3 +38,7 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest
+
+# The wheel (dist/mprnet_hf-*.whl, bundled weights inside), built offline with the dev venv's hatchling.
+wheel: install-dev
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .

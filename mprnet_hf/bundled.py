@@ -1,0 +1,32 @@
+"""Where the bundled small checkpoints (mprnet-{task}-small) are, in a checkout and in an installed package.
+
+A checkout keeps them in `checkpoints/` beside the package; the wheel carries them inside it, in
+`mprnet_hf/checkpoints/` (pyproject.toml maps one to the other at build time).
+"""
+
+from pathlib import Path
+
+from .configuration_mprnet import TASKS
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+INSTALLED_CHECKPOINTS = PACKAGE_DIR / "checkpoints"
+CHECKOUT_CHECKPOINTS = PACKAGE_DIR.parent / "checkpoints"
+
+
+def bundled_checkpoints_dir() -> Path:
+    """The folder holding the bundled checkpoints: inside the installed package, else the checkout's."""
+    return INSTALLED_CHECKPOINTS if INSTALLED_CHECKPOINTS.is_dir() else CHECKOUT_CHECKPOINTS
+
+
+def bundled_checkpoint(task: str) -> Path:
+    """The bundled small checkpoint of `task`, or ValueError when the task is unknown or its folder is missing."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    folder = bundled_checkpoints_dir() / f"mprnet-{task}-small"
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"The bundled {task} checkpoint is missing ({folder}); reinstall mprnet-hf, or pass --model "
+                         "with a model folder or Hub id")
+    return folder
+
+
+__all__ = ["bundled_checkpoint", "bundled_checkpoints_dir"]

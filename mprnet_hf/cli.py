@@ -1,0 +1,286 @@
+"""mprnet-restore: restore photos, folders of photos or globs with MPRNet, offline on the bundled weights by default.
+
+    mprnet-restore photo.jpg --task denoise --output out/
+    mprnet-restore scans/ "more/**/*.tif" --task deblur --output restored/ --format same
+
+Folders are walked recursively and their tree is mirrored under the output folder (a glob's tree from its first
+wildcard on). Finished outputs are skipped unless --overwrite, so an interrupted run resumes where it stopped; an input
+is never overwritten. A file that fails is reported with the reason and the others are still restored. Exit status:
+0 when every file was restored or skipped, 1 when any failed, 2 for bad arguments (nothing is written then).
+"""
+
+import argparse
+import glob
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers.utils import logging as transformers_logging
+
+from .bundled import bundled_checkpoint
+from .configuration_mprnet import TASKS, MPRNetConfig
+from .image_io import format_for_path, read_image, restore_photo, write_image
+from .inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, check_tiling
+from .modeling_mprnet import MPRNetModel
+from .serving import max_megapixels
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+FORMATS = ("png", "same")
+GLOB_CHARACTERS = set("*?[")
+STAGE_SUFFIXES = (".stage1", ".stage2")
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit status 2, nothing written."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}. See {self.prog} --help.\n")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output it is restored to."""
+
+    source: Path
+    output: Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="mprnet-restore", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    parser.add_argument("--task", required=True, choices=TASKS, help="what to undo")
+    parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the results to")
+    parser.add_argument("--model", help="model folder or Hugging Face Hub id (default: the bundled small checkpoint)")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                        help=f"restore larger images tile by tile (default {DEFAULT_TILE_SIZE}; 0: whole images)")
+    parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP,
+                        help=f"pixels neighbouring tiles share and cross-fade over (default {DEFAULT_TILE_OVERLAP})")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, else MPS, else CPU")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="autocast precision (fp16 needs a GPU)")
+    parser.add_argument("--format", choices=FORMATS, default="png",
+                        help="png (lossless, the default) or same: the input's own format and extension")
+    parser.add_argument("--stages", action="store_true",
+                        help="also write the stage-1 and stage-2 images (NAME.stage1.EXT, NAME.stage2.EXT)")
+    parser.add_argument("--overwrite", action="store_true", help="restore again files whose output already exists")
+    parser.add_argument("--max-megapixels", type=float, default=None,
+                        help="refuse larger photos (default: MPRNET_MAX_MEGAPIXELS or 16)")
+    return parser
+
+
+def choose_device(name: str) -> torch.device:
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise UsageError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu (or auto)")
+    if name == "mps" and not mps:
+        raise UsageError("--device mps: Apple's MPS backend is not available here; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def check_settings(args, device: torch.device) -> None:
+    if args.tile_size:
+        try:
+            check_tiling(args.tile_size, args.tile_overlap)
+        except ValueError as error:
+            raise UsageError(f"--tile-size/--tile-overlap: {error}") from None
+    if args.precision == "fp16" and device.type == "cpu":
+        raise UsageError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
+    if args.max_megapixels is not None and args.max_megapixels <= 0:
+        raise UsageError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"--output {args.output} is a file, not a folder; name a folder (it is created if missing)")
+
+
+def image_suffixes() -> set[str]:
+    """Extensions Pillow can open: what a folder walk picks up (sidecar files are left alone)."""
+    return {suffix for suffix, image_format in Image.registered_extensions().items() if image_format in Image.OPEN}
+
+
+def glob_base(pattern: str) -> Path:
+    """The folder a glob's matches are mirrored from: its path up to the first part with a wildcard."""
+    fixed = []
+    for part in Path(pattern).parts:
+        if GLOB_CHARACTERS & set(part):
+            break
+        fixed.append(part)
+    return Path(*fixed)
+
+
+def expand_inputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder) for every input; files under the output folder are never inputs,
+    so running again over the same folder does not restore the restored photos."""
+    suffixes, output_dir = image_suffixes(), output_dir.resolve()
+    found = []
+
+    def walk(folder: Path):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix.lower() in suffixes and output_dir not in path.resolve().parents:
+                found.append((path, path.relative_to(folder)))
+
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            walk(path)
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        elif GLOB_CHARACTERS & set(name):
+            matches = sorted(Path(match) for match in glob.glob(name, recursive=True))
+            if not matches:
+                raise UsageError(f"{name} matches no file; check the pattern (quote it so the shell leaves it alone)")
+            base = glob_base(name)
+            for match in matches:
+                if match.is_dir():
+                    walk(match)
+                elif output_dir not in match.resolve().parents:
+                    found.append((match, match.relative_to(base)))
+        else:
+            raise UsageError(f"input {name} does not exist; pass image files, folders or globs")
+    if not found:
+        raise UsageError(f"no image file found in {' '.join(inputs)} (files under --output {output_dir} are left "
+                         "out); pass image files, folders holding images, or globs")
+    return found
+
+
+def plan_jobs(found: list[tuple[Path, Path]], output_dir: Path, output_format: str) -> list[Job]:
+    """The output of every input; refuses two inputs that would write the same output."""
+    jobs, owners = [], {}
+    for source, relative in found:
+        output = output_dir / (relative if output_format == "same" else relative.with_suffix(".png"))
+        key = output.resolve()
+        if key in owners and owners[key] != source.resolve():
+            raise UsageError(f"{source} and {owners[key]} would both be written to {output}; restore them in separate "
+                             "runs or to separate --output folders")
+        owners[key] = source.resolve()
+        jobs.append(Job(source, output))
+    return jobs
+
+
+def check_model_folder(source: str) -> None:
+    folder = Path(source)
+    config = folder / "config.json"
+    try:
+        model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    if not folder.is_dir() or model_type != MPRNetConfig.model_type:
+        raise UsageError(f"--model {source} is not an MPRNet model folder (no config.json with model_type "
+                         f"'{MPRNetConfig.model_type}'); pass a folder written by save_pretrained or mprnet-convert, "
+                         "or a Hub id")
+
+
+def load_model(source: str | None, task: str, device: torch.device) -> MPRNetModel:
+    if source is None:
+        source = str(bundled_checkpoint(task))
+    elif Path(source).exists() or source.startswith((".", "/", "~")):
+        check_model_folder(source)
+    transformers_logging.disable_progress_bar()  # one bar per run is the files' bar
+    try:
+        model = MPRNetModel.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise UsageError(f"--model {source} could not be loaded ({reason}); pass an MPRNet folder or a Hub id that "
+                         "is downloaded (or reachable)") from None
+    if model.config.task != task:
+        tqdm.write(f"warning: {source} was trained for {model.config.task}, restoring for {task}", file=sys.stderr)
+    return model.eval().to(device)
+
+
+def stage_path(output: Path, stage: int) -> Path:
+    return output.with_name(output.stem + STAGE_SUFFIXES[stage] + output.suffix)
+
+
+def restore_file(model, job: Job, args) -> None:
+    """Restores one file; raises ValueError (or OSError, RuntimeError) saying why it could not."""
+    format_for_path(job.output)
+    photo = read_image(job.source, args.max_megapixels)
+    tiles = None
+
+    def tile_progress(done: int, total: int):
+        nonlocal tiles
+        if total > 1:
+            tiles = tiles or tqdm(total=total, desc=job.source.name, unit="tile", leave=False, file=sys.stderr,
+                                 disable=None)
+            tiles.update(done - tiles.n)
+
+    try:
+        restored, stages = restore_photo(model, photo, tile_size=args.tile_size or None,
+                                         tile_overlap=args.tile_overlap, precision=args.precision,
+                                         progress=tile_progress)
+    finally:
+        if tiles is not None:
+            tiles.close()
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.stages:
+        for index, stage in enumerate(stages[:-1]):
+            write_image(stage, stage_path(job.output, index))
+    write_image(restored, job.output)
+    for note in photo.notes:
+        tqdm.write(f"note: {note}", file=sys.stderr)
+
+
+def run(args) -> int:
+    if args.max_megapixels is None:
+        try:
+            args.max_megapixels = max_megapixels()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    device = choose_device(args.device)
+    check_settings(args, device)
+    jobs = plan_jobs(expand_inputs(args.inputs, args.output), args.output, args.format)
+    model = load_model(args.model, args.task, device)
+    input_paths = {job.source.resolve() for job in jobs}
+    args.output.mkdir(parents=True, exist_ok=True)
+    restored = skipped = 0
+    failed = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for job in tqdm(jobs, desc=f"{args.task}", unit="file", file=sys.stderr, disable=None):
+            if job.output.resolve() in input_paths:
+                failed.append(job.source)
+                tqdm.write(f"failed: {job.source}: its output {job.output} is an input file, which is never "
+                           "overwritten; choose another --output folder", file=sys.stderr)
+                continue
+            if job.output.exists() and not args.overwrite:
+                skipped += 1
+                continue
+            try:
+                restore_file(model, job, args)
+                restored += 1
+            except (ValueError, OSError, RuntimeError, MemoryError) as error:
+                failed.append(job.source)
+                tqdm.write(f"failed: {job.source}: {error}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"{restored} restored, {skipped} skipped (already done), {len(failed)} failed in {seconds:.1f} s; "
+          f"output in {args.output}")
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def evaluate_main(argv=None) -> None:
+    """mprnet-evaluate: `python -m mprnet_hf.evaluate`, whose main() returns the evaluation (a console script would
+    take that for an exit status)."""
+    from . import evaluate
+
+    evaluate.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
