@@ -10,10 +10,12 @@ API: `Client(url).predict(handle_file(path), "deblur", 512, 64, api_name="/resto
 """
 
 import asyncio
+import collections
 import os
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -22,18 +24,18 @@ import spaces
 import torch
 from gradio.exceptions import InvalidPathError
 from gradio.utils import get_upload_folder
+import numpy as np
 from PIL import Image
 
 from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.image_io import Photo, read_image, restore_photo, write_image
 from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
-from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, restore_image
+from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 from mprnet_hf.serving import (
-    carried_metadata,
     cpu_cost_bound,
     gpu_duration,
     load_models,
     max_megapixels,
-    open_image_file,
     short_repr,
     UPLOAD_REFUSED,
     uploaded_file,
@@ -147,31 +149,49 @@ def upload_folders() -> list[str]:
     return [get_upload_folder()]
 
 
-def gpu_seconds(image: Image.Image, task: str, tile_size: int, tile_overlap: int, stop=None, progress=None) -> int:
+# Requests being restored, by id, each with the event that stops it at its next tile (an id, not the event itself,
+# crosses into the ZeroGPU worker).
+STOPS: dict[str, threading.Event] = {}
+
+
+# (request id, tiles done, tiles in all) of the restores stopped because their client cancelled or went away.
+STOPPED_REQUESTS: collections.deque[tuple[str, int, int]] = collections.deque(maxlen=100)
+CLIENT_CHECK_EVERY_S = 0.5
+
+
+def client_gone(request: gr.Request | None) -> bool:
+    """Whether every queued event of this request's session has lost its client. Gradio cancels the handler when a
+    client cancels a job, but when it disconnects Gradio only marks its events dead, so the handler looks."""
+    jobs = getattr(getattr(demo, "_queue", None), "active_jobs", None) or []
+    session = getattr(request, "session_hash", None)
+    events = [event for job in jobs if job for event in job if event.session_hash == session]
+    return bool(events) and not any(event.alive for event in events)
+
+
+def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
-    width, height = image.size
+    width, height = photo.size
     return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size)
 
 
 @spaces.GPU(duration=gpu_seconds)
-def restore_on_gpu(image: Image.Image, task: str, tile_size: int, tile_overlap: int, stop=None, progress=None):
-    model = MODELS[task]
+def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None):
+    stop = STOPS.get(request_id)
 
     def report_tiles(done: int, total: int):
         if stop is not None and stop.is_set():
+            STOPPED_REQUESTS.append((request_id, done, total))
             raise RequestStopped(f"stopped after {done} of {total} tiles")
         if progress is not None and total > 1:
             progress((done, total), desc="Restoring tiles", unit="tiles")
 
     try:
-        return restore_image(
-            model,
-            image,
-            processor=PROCESSOR,
+        return restore_photo(
+            MODELS[task],
+            photo,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
             precision="bf16" if ON_GPU else "fp32",
-            max_megapixels=MAX_MEGAPIXELS,
             progress=report_tiles,
         )
     except ValueError as error:
@@ -197,17 +217,27 @@ def whole_number_in(value, bounds: tuple[int, int], name: str) -> int:
     return int(number)
 
 
-def display_preview(image: Image.Image) -> Image.Image:
-    """The photo as the model sees it (EXIF-rotated, float, 16-bit, LAB and CMYK converted), for display only."""
-    inputs = PROCESSOR(images=image, return_tensors="pt")
+def display_image(photo: Photo) -> Image.Image:
+    """The photo as the model sees it (float, 16-bit, LAB, CMYK and the rest converted to 8-bit RGB(A)), for display
+    only: the download keeps the photo's own mode and bit depth."""
+    inputs = PROCESSOR(images=photo.pixels, return_tensors="pt")
     rgb = inputs["pixel_values"][0].permute(1, 2, 0).clamp(0, 1).numpy()
     return PROCESSOR.to_pil(rgb, "RGB", inputs["alpha_channels"][0])
 
 
-def stage_previews(stages: tuple[Image.Image, ...]) -> list[tuple[Image.Image, str]]:
+def describe(photo: Photo) -> str:
+    """The mode and bit depth a user knows the photo by, e.g. "RGB, 16 bits per channel" or "CMYK"."""
+    if isinstance(photo.pixels, np.ndarray):
+        mode = "RGBA" if photo.pixels.shape[-1] == 4 else "RGB"
+    else:
+        mode = {"I;16": "L", "I": "L", "F": "L (floating point)"}.get(photo.pixels.mode, photo.pixels.mode)
+    return f"{mode}, {photo.bit_depth} bits per channel" if photo.bit_depth == 16 else mode
+
+
+def stage_previews(stages: tuple[Photo, ...]) -> list[tuple[Image.Image, str]]:
     previews = []
     for number, stage in enumerate(stages, start=1):
-        preview = stage.copy()
+        preview = display_image(stage)
         preview.thumbnail((STAGE_PREVIEW_SIDE, STAGE_PREVIEW_SIDE))
         previews.append((preview, f"Stage {number}" + (" (final)" if number == len(stages) else "")))
     return previews
@@ -225,7 +255,7 @@ def checked_request(image, task, tile_size, tile_overlap) -> tuple[Path | None, 
     return path, task, tile_size, tile_overlap
 
 
-async def restore(image, task, tile_size, tile_overlap, progress=gr.Progress()):
+async def restore(image, task, tile_size, tile_overlap, request: gr.Request, progress=gr.Progress()):
     """Restores one degraded photo (blurred, rainy or noisy) with MPRNet and returns it at full resolution.
 
     Args:
@@ -243,33 +273,44 @@ async def restore(image, task, tile_size, tile_overlap, progress=gr.Progress()):
     """
     path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
     try:
-        photo, notes = open_image_file(path, MAX_MEGAPIXELS)
+        photo = read_image(path, MAX_MEGAPIXELS)
         COST_BOUNDS[task].check(MODELS[task], *photo.size, tile_size, "on this server")
     except ValueError as error:
         refuse(str(error))
-    for note in notes:
+    for note in photo.notes:
         gr.Info(note)
 
-    stop = threading.Event()
+    request_id, stop = uuid.uuid4().hex, threading.Event()
+    STOPS[request_id] = stop
     started = time.perf_counter()
+    restoring = asyncio.ensure_future(
+        asyncio.to_thread(restore_on_gpu, photo, task, tile_size, tile_overlap, request_id, progress)
+    )
     try:
-        restoration = await asyncio.to_thread(restore_on_gpu, photo, task, tile_size, tile_overlap, stop, progress)
-    except asyncio.CancelledError:
-        stop.set()  # the worker thread stops at its next tile
+        while not restoring.done():
+            await asyncio.wait([restoring], timeout=CLIENT_CHECK_EVERY_S)
+            if client_gone(request):
+                stop.set()
+        restored, stages = restoring.result()
+    except (asyncio.CancelledError, RequestStopped) as stopped:
+        stop.set()  # the worker thread stops at its next tile and frees the CPU or GPU
+        if isinstance(stopped, RequestStopped):
+            refuse("The request was stopped: its client went away.")
         raise
+    finally:
+        STOPS.pop(request_id, None)
     seconds = time.perf_counter() - started
 
-    result_path = RESULTS.new_file(Path(path).stem, task)
-    restoration.image.save(result_path, format="PNG", **carried_metadata(photo, restoration.image.mode))
-    width, height = restoration.image.size
+    result_path = write_image(restored, RESULTS.new_file(Path(path).stem, task), "PNG")
+    width, height = restored.size
     status = "\n\n".join(
         [
-            f"**{task}**: restored {width}×{height} ({restoration.input_mode} in, {restoration.image.mode} out) "
+            f"**{task}**: restored {width}×{height} ({describe(photo)} in, {describe(restored)} out) "
             f"in {seconds:.1f} s. Download the full-resolution PNG above.",
-            *(f"Note: {note}" for note in notes),
+            *(f"Note: {note}" for note in photo.notes),
         ]
     )
-    return str(result_path), (display_preview(photo), str(result_path)), stage_previews(restoration.stages), status
+    return str(result_path), (display_image(photo), str(result_path)), stage_previews(stages), status
 
 
 def example_rows(task: str) -> list[list]:

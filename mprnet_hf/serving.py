@@ -1,9 +1,8 @@
 """Serving helpers shared by the Gradio app and scripts: which model serves each task, loading them once, accepting
-only files that arrived as uploads, reading them safely, carrying their colour metadata to the result, and bounding
-what one request may cost (CPU seconds, or ZeroGPU seconds).
+only files that arrived as uploads, reading them safely, and bounding what one request may cost (CPU seconds, or
+ZeroGPU seconds). `mprnet_hf.image_io` builds on `open_image_file` to keep bit depth, EXIF and ICC profile.
 """
 
-import io
 import math
 import os
 import time
@@ -12,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from .bundled import bundled_checkpoint
 from .configuration_mprnet import TASKS
 from .inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, passes_over_image
 from .modeling_mprnet import MPRNetModel
 
-BUNDLED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 # Raster formats Pillow decodes itself. Everything else (EPS, PDF, ...) would hand the upload to an external
 # interpreter such as Ghostscript, so it is never even tried. MPO is how Pillow names many phone JPEGs.
@@ -32,7 +31,6 @@ UPLOAD_REFUSED = (
     "handle_file()) and try again."
 )
 LONGEST_PATH = 4096
-EXIF_ORIENTATION = 0x0112
 # Values echoed back in messages are cut to this many characters (a client may send megabytes).
 ECHO_LIMIT = 40
 
@@ -41,7 +39,7 @@ def model_source(task: str) -> str:
     """The Hub id or folder serving `task`: `MPRNET_<TASK>_MODEL` if set, else the bundled small checkpoint."""
     if task not in TASKS:
         raise ValueError(f"Unknown task {short_repr(task)}: choose one of {', '.join(TASKS)}")
-    return os.environ.get(f"MPRNET_{task.upper()}_MODEL") or str(BUNDLED_CHECKPOINTS / f"mprnet-{task}-small")
+    return os.environ.get(f"MPRNET_{task.upper()}_MODEL") or str(bundled_checkpoint(task))
 
 
 def environment_number(name: str, default: float) -> float:
@@ -155,31 +153,6 @@ def _allowed_formats() -> list[str]:
     return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
 
 
-def carried_metadata(source: Image.Image, restored_mode: str) -> dict:
-    """Pillow `save()` arguments that carry the source photo's ICC profile and EXIF over to its restoration.
-
-    The EXIF orientation becomes 1 (upright): the restoration is already rotated as the tag said. The ICC profile
-    is carried only when its colour space matches the restored image (a CMYK profile does not describe RGB output).
-    """
-    metadata = {}
-    profile = source.info.get("icc_profile")
-    if profile and _profile_colour_space(profile) == ("GRAY" if restored_mode in ("L", "LA", "I", "I;16") else "RGB"):
-        metadata["icc_profile"] = profile
-    if len(source.getexif()):
-        exif = Image.Exif()  # a copy: the source's own Exif object is what ImageOps.exif_transpose reads later
-        exif.load(source.getexif().tobytes())
-        exif[EXIF_ORIENTATION] = 1
-        metadata["exif"] = exif.tobytes()
-    return metadata
-
-
-def _profile_colour_space(profile: bytes) -> str | None:
-    try:
-        return ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space.strip()
-    except (OSError, ImageCms.PyCMSError, AttributeError):
-        return None
-
-
 # ------------------------------------------------------------------------------------------------ cost per request
 # ZeroGPU grants a slot for the seconds a call asks; on its newer GPUs it charges 1.5 times that against the
 # visitor's daily quota (about 2 minutes anonymous, 5 minutes on a free account), so the asks are kept small.
@@ -274,12 +247,10 @@ __all__ = [
     "load_models",
     "uploaded_file",
     "open_image_file",
-    "carried_metadata",
     "max_megapixels",
     "CostBound",
     "zerogpu_cost_bound",
     "cpu_cost_bound",
     "gpu_duration",
-    "BUNDLED_CHECKPOINTS",
     "UPLOAD_REFUSED",
 ]

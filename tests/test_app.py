@@ -4,7 +4,9 @@ Every task restores its examples (lossless PNG, input size, PSNR better than the
 upload is handled, and every bad one is refused with a clear message while the server keeps serving.
 """
 
+import os
 import re
+import time
 import socket
 import struct
 import zlib
@@ -374,3 +376,193 @@ def test_gpu_time_asked_for_stays_within_zerogpu_bounds(app_module):
         assert app_module.gpu_seconds(Image.new("RGB", (1000, 1000)), task, 512, 64) == (
             gpu_duration(app_module.COST_BOUNDS[task], model, 1000, 1000, 512)
         )
+
+
+# ------------------------------------------------------------------------------------------------ hostile values
+@pytest.mark.parametrize(
+    "task, tile_size, message",
+    [
+        (["deblur"], 512, "Unknown task ['deblur']: choose one of deblur, derain, denoise."),
+        ({"task": "deblur"}, 512, "Unknown task {'task': 'deblur'}: choose one of deblur, derain, denoise."),
+        ("denoise", 10**400, "Tile size must be a whole number from 256 to 1024, got 1000000000000000000000000000000000000000…."),
+        ("x" * 10_000, 512, "Unknown task 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…: choose one of"),
+        ("<b>deblur</b>", 512, "Unknown task '&lt;b&gt;deblur&lt;/b&gt;': choose one of"),
+    ],
+)
+def test_odd_values_get_a_short_readable_message(client, task, tile_size, message):
+    example = EXAMPLES / "denoise" / "monarch_noise.png"
+    with pytest.raises(AppError) as refused:
+        client.predict(handle_file(str(example)), task, tile_size, 64, api_name="/restore")
+    assert str(refused.value).startswith(message) and len(str(refused.value)) < 200, str(refused.value)[:300]
+
+
+@pytest.mark.parametrize("suffix, content", [
+    ("eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"),
+    ("ps", b"%!PS-Adobe-3.0\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"),
+    ("pdf", b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"),
+    ("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'),
+])
+def test_formats_outside_the_allow_list_are_refused(client, tmp_path, suffix, content):
+    """Renamed to .png, they reach no external interpreter (Ghostscript for EPS): Pillow is told to try rasters only."""
+    path = tmp_path / f"drawing-{suffix}.png"
+    path.write_bytes(content)
+    with pytest.raises(AppError, match=re.escape("is not an image file this app reads. Upload a PNG, JPEG, WebP")):
+        restore(client, path)
+
+
+def test_icc_profile_and_exif_travel_to_the_download(client, tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x0112] = 3  # upside down
+    stored = np.zeros((20, 30, 3), dtype=np.uint8)
+    stored[:10] = 255  # top half white as stored, bottom half white once upright
+    path = tmp_path / "wide-gamut.jpg"
+    Image.fromarray(stored).save(path, format="JPEG", quality=95, icc_profile=profile, exif=exif)
+    restored_path, *_ = restore(client, path)
+    restored = Image.open(restored_path)
+    assert restored.info.get("icc_profile") == profile
+    assert restored.getexif()[0x010F] == "PhoneMaker" and restored.getexif()[0x0112] == 1
+    upright = np.asarray(restored.convert("L"), dtype=np.float32)
+    assert upright[10:].mean() > upright[:10].mean() + 100
+
+
+def test_previews_of_unusual_modes_look_like_the_photo(client, tmp_path):
+    ramp = np.tile(np.linspace(0.1, 0.9, 40, dtype=np.float32), (24, 1))
+    float_path = tmp_path / "float.tif"
+    Image.fromarray(ramp, mode="F").save(float_path)
+    _, (before, _), _, status = restore(client, float_path)
+    preview = np.asarray(Image.open(before).convert("L"), dtype=np.float32) / 255
+    assert np.abs(preview - ramp).max() < 0.01  # not the all-black image a plain convert("RGB") gives
+    assert "L (floating point) in" in status
+
+    lab_path = tmp_path / "lab.tif"
+    Image.new("LAB", (20, 12), (128, 128, 128)).save(lab_path)  # L* 50, neutral
+    _, (before, _), _, _ = restore(client, lab_path)
+    lab_preview = Image.open(before)
+    assert lab_preview.mode == "RGB"  # a LAB band is named "A" but is no alpha channel
+    assert np.abs(np.asarray(lab_preview, dtype=np.float32) - 119).max() < 3  # sRGB grey of L* 50
+
+
+def test_nan_pixels_are_refused_in_a_users_words(client, tmp_path):
+    values = np.full((12, 16), 0.5, dtype=np.float32)
+    values[3, 4] = np.nan
+    path = tmp_path / "missing-data.tif"
+    Image.fromarray(values, mode="F").save(path)
+    with pytest.raises(AppError, match=re.escape("The image has NaN or infinite pixel values")):
+        restore(client, path)
+
+
+def test_sixteen_bit_colour_stays_sixteen_bit_and_the_status_says_so(client, tmp_path):
+    import imagecodecs
+
+    rng = np.random.default_rng(8)
+    deep = rng.integers(0, 65536, (24, 40, 3), dtype=np.uint16)
+    path = tmp_path / "deep-colour.png"
+    path.write_bytes(imagecodecs.png_encode(deep))
+    assert png_bit_depth(path) == 16
+    restored, _, _, status = restore(client, path)
+    assert png_bit_depth(restored) == 16
+    assert "RGB, 16 bits per channel in, RGB, 16 bits per channel out" in status
+    assert len(np.unique(imagecodecs.png_decode(Path(restored).read_bytes()))) > 256
+
+
+# ------------------------------------------------------------------------------------------------ disk and cost
+def test_result_files_are_one_per_request_and_pruned_on_a_timer(client, app_module, tmp_path):
+    results = app_module.RESULTS
+    before = set(results.path.rglob("*.png"))
+    restore(client, EXAMPLES / "derain" / "fruits_rain.png", "derain")
+    assert len(set(results.path.rglob("*.png")) - before) == 1
+    assert results.path.name.startswith("mprnet-results-") and results.timer.is_alive()
+
+    foreign = results.path / "not-ours.png"
+    foreign.write_bytes(b"someone else's file")
+    assert results.prune(now=time.monotonic() + app_module.RESULT_LIFETIME_S + 1) >= 1
+    assert not list(results.path.rglob("*_derain.png"))
+    assert foreign.exists(), "the prune removed a file it did not write"
+    foreign.unlink()
+
+
+def test_photos_costing_more_than_a_request_may_are_refused_naming_the_largest_size(client, app_module, tmp_path):
+    from mprnet_hf.serving import CostBound
+
+    model = app_module.MODELS["denoise"]
+    bound = CostBound(budget_s=10.0, seconds_per_megapixel=10.0)  # one megapixel per pass
+    just_under, just_over = tmp_path / "under.png", tmp_path / "over.png"
+    Image.new("RGB", (1000, 990)).save(just_under)
+    Image.new("RGB", (1000, 1010)).save(just_over)
+    assert bound.seconds(model, 1000, 990, None) < 10 < bound.seconds(model, 1000, 1010, None)
+    saved = app_module.COST_BOUNDS["denoise"]
+    app_module.COST_BOUNDS["denoise"] = bound
+    try:
+        with pytest.raises(AppError, match=r"1000x1010 \(1\.0 megapixels\): restoring it would take longer than the 10 s"
+                                           r" one request may use on this server\. The largest photo accepted is about "
+                                           r"0\.5 megapixels"):
+            restore(client, just_over, tile_size=512)
+        # Untiled (one pass) it fits: the bound counts the statistics pass of tiled restores.
+        restored, *_ = restore(client, just_under, tile_size=1024)
+        assert Image.open(restored).size == (1000, 990)
+    finally:
+        app_module.COST_BOUNDS["denoise"] = saved
+
+
+def test_concurrency_follows_the_device(app_module):
+    expected = "2" if app_module.ON_GPU else "1"
+    assert app_module.QUEUE_OPTIONS["default_concurrency_limit"] == int(os.environ.get("MPRNET_CONCURRENCY", expected))
+
+
+@pytest.fixture
+def long_strip(tmp_path):
+    """A photo restored in 2 x 16 tiles of 256 (statistics pass, then the restoring pass): seconds of work."""
+    path = tmp_path / "long-strip.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (256, 4096, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def wait_for_stop(app_module, deadline: float):
+    while not app_module.STOPPED_REQUESTS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert app_module.STOPPED_REQUESTS, "the restore ran on after its client left"
+    return app_module.STOPPED_REQUESTS.pop()
+
+
+def test_a_cancelled_request_stops_between_tiles(client, app_module, long_strip, tmp_path):
+    app_module.STOPPED_REQUESTS.clear()
+    job = client.submit(handle_file(str(long_strip)), "denoise", 256, 0, api_name="/restore")
+    deadline = time.monotonic() + 300
+    while not job.status().progress_data and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job.done(), job.exception()
+    job.cancel()
+    _, done, total = wait_for_stop(app_module, deadline)
+    assert done < total == 32
+    assert_still_serving(client, tmp_path)
+
+
+def test_a_request_whose_client_disconnects_stops_between_tiles(client, app_module, long_strip, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    app_module.STOPPED_REQUESTS.clear()
+    leaving_client = textwrap.dedent(f"""
+        import time
+        from gradio_client import Client, handle_file
+        job = Client({client.src!r}, verbose=False).submit(
+            handle_file({str(long_strip)!r}), "denoise", 256, 0, api_name="/restore")
+        while not job.status().progress_data and not job.done():
+            time.sleep(0.1)
+        print("restoring" if not job.done() else job.exception(), flush=True)
+        time.sleep(600)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", leaving_client], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "restoring"
+    finally:
+        process.kill()
+        process.wait()
+    _, done, total = wait_for_stop(app_module, time.monotonic() + 300)
+    assert done < total == 32
+    assert_still_serving(client, tmp_path)
