@@ -290,12 +290,17 @@ def test_two_processes_share_the_time_schedule_and_budget(photo_dirs, tmp_path):
     # processes' weights drift apart and one stops while the other waits for it.
     out = tmp_path / "timed"
     ranks = train_on_two_processes(cli_args(photo_dirs, out, tmp_path / "timed-state", "--batch-size", "1",
-                                            "--steps", "400", "--time-schedule", "--max-minutes", "0.05"),
+                                            "--steps", "400", "--time-schedule", "--max-minutes", "0.05",
+                                            "--lr-scaling", "sqrt"),
                                    tmp_path / "timed-ranks")
     assert ranks[0]["steps"] == ranks[1]["steps"] > 1
     assert ranks[0]["stopped_early"] and ranks[1]["stopped_early"]
     assert_same_weights(ranks[1]["weights"], ranks[0]["weights"])
     assert read_log(out)[-1]["step"] == ranks[0]["steps"]
+    # --lr-scaling sqrt: the peak learning rate applied, and recorded, is --lr x sqrt(2 processes).
+    phase = json.loads((out / "training_summary.json").read_text())["phases"][-1]
+    assert (phase["lr"], phase["lr_scaling"]) == (pytest.approx(1e-3 * 2**0.5), "sqrt")
+    assert max(record["lr"] for record in read_log(out)) <= phase["lr"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="WORLD_SIZE=2 would make accelerate wait for a second GPU rank")
