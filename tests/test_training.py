@@ -249,6 +249,10 @@ def test_two_processes_run_every_step_of_the_global_batch_agree_and_resume(photo
     progress = json.loads((full_state / "progress.json").read_text())
     assert (progress["step"], progress["global_batch"]) == (4, 2)
     assert_same_weights(load_file(full_state / "model.safetensors"), ranks[0]["weights"])
+    # The state holds the scheduler once, and each process's random state.
+    assert sorted(path.name for path in full_state.iterdir()) == [
+        "custom_checkpoint_0.pkl", "model.safetensors", "optimizer.bin", "progress.json", "random_states_0.pkl",
+        "random_states_1.pkl"]
 
     # The export is the best-validating step's; on this data the last one validates best.
     assert max(log, key=lambda record: record["val_psnr"])["step"] == 4

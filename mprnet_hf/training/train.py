@@ -28,7 +28,6 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast, set_seed
@@ -248,8 +247,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    # The scheduler is stepped once per optimizer step by hand: accelerate's default steps it once per process.
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, step_scheduler_with_optimizer=False)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
     check_launched_world_size(accelerator)
     processes = accelerator.num_processes
     global_batch = args.batch_size * processes
@@ -282,9 +280,11 @@ def main(argv=None):
     )
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    # Prepared, the scheduler is saved with the state (scheduler.bin); states saved before this also hold a copy in
-    # custom_checkpoint_0.pkl, which loading ignores.
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # The scheduler is not prepared: accelerate would step it once per process at every step. It is stepped here,
+    # once per optimizer step, and saved with the state once (custom_checkpoint_0.pkl; states saved before this also
+    # hold a scheduler.bin, which loading ignores).
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accelerator.register_for_checkpointing(scheduler)
 
     step, best_psnr, elapsed_before = 0, -math.inf, 0.0
     log_path = output_dir / "training_log.jsonl"
@@ -359,14 +359,13 @@ def main(argv=None):
                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(previous["seconds"] + seconds, 1)}
             running_loss, steps_since_log = 0.0, 0
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{psnr:.2f}")
-            if psnr > best_psnr:
-                best_psnr = psnr
-                if accelerator.is_main_process:
-                    export_atomically(unwrapped, training_summary(args, previous, step, seconds, psnr, processes),
-                                      output_dir)
+            improved, best_psnr = psnr > best_psnr, max(psnr, best_psnr)
             if accelerator.is_main_process:
                 with log_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
+                if improved:
+                    export_atomically(unwrapped, training_summary(args, previous, step, seconds, psnr, processes),
+                                      output_dir)
             save_state(seconds)
         if out_of_time:
             stopped_early = True
