@@ -178,9 +178,14 @@ def _phases_text(training: dict) -> str:
     ]
     parts = []
     for phase in phases:
-        text = f"{phase['steps']} steps of batch {phase['batch_size']} at {phase['patch_size']}x{phase['patch_size']}"
+        text = f"{phase['steps']} steps of batch {phase['batch_size']}"
+        if phase.get("processes", 1) > 1:
+            text += f" ({phase['processes']} processes x {phase['batch_size_per_process']})"
+        text += f" at {phase['patch_size']}x{phase['patch_size']}"
         if phase.get("lr"):
             text += f", peak learning rate {phase['lr']:g}"
+            if phase.get("lr_scaling") not in (None, "none"):
+                text += f" ({phase['lr_scaling']}-scaled with the number of processes)"
         if phase.get("mixed_precision") not in (None, "no"):
             text += f", {phase['mixed_precision']} autocast"
         parts.append(f"{text} ({phase['seconds'] / 60:.0f} min)")

@@ -1,17 +1,33 @@
-"""Training: the loss goes down on a fixed batch, and the CLI trains, exports a loadable model and resumes."""
+"""Training: the loss goes down on a fixed batch, and the CLI trains, exports a loadable model and resumes, in one
+process and in two (real gloo process groups on CPU)."""
 
+import contextlib
 import json
+import os
+import socket
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch.multiprocessing import start_processes
 
 from mprnet_hf import MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.training.train import TINY, build_config, default_state_dir, main, warmup_cosine
+from mprnet_hf.training.train import (
+    TINY,
+    build_config,
+    check_launched_world_size,
+    default_state_dir,
+    main,
+    warmup_cosine,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -32,7 +48,8 @@ def smooth_photo(height: int, width: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def photo_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
-    for split, count, size in (("train", 3, (56, 64)), ("val", 1, (40, 40))):
+    # Three validation photos: two processes split them unevenly.
+    for split, count, size in (("train", 3, (56, 64)), ("val", 3, (40, 40))):
         (root / split).mkdir()
         for index in range(count):
             Image.fromarray(smooth_photo(*size, seed=10 * count + index)).save(root / split / f"{index}.png")
@@ -156,3 +173,157 @@ def test_default_state_dir_never_is_the_output_dir(tmp_path, monkeypatch):
     assert default_state_dir(Path("checkpoints/mprnet-deblur-small")) == Path("runs/mprnet-deblur-small")
     # Exporting into runs/ must not put the training state (whose weights are the latest) over the best checkpoint.
     assert default_state_dir(Path("runs/deblur-phase2")) == Path("runs/deblur-phase2-state")
+
+
+# Two processes, launched as torchrun and `accelerate launch --multi_gpu` launch them (RANK, WORLD_SIZE, MASTER_ADDR
+# and MASTER_PORT in the environment, ACCELERATE_USE_CPU=true for gloo on CPU), but forked from this process so that
+# they start without importing torch and transformers again (a minute and more on a busy 2-core machine).
+TWO_PROCESS_DEADLINE_S = 300  # only so that a hung collective fails the test instead of blocking the suite
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_as_rank(rank, world_size, port, argv, results):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                      ACCELERATE_USE_CPU="true", GLOO_SOCKET_IFNAME="lo")
+    # The fork inherits this process's single-process accelerate state; each rank sets up its own.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with (results / f"rank{rank}.out").open("w") as stdout, contextlib.redirect_stdout(stdout):
+        run = main(argv)
+    save_file({name: weight.contiguous() for name, weight in run.model.state_dict().items()},
+              results / f"rank{rank}.safetensors")
+    (results / f"rank{rank}.json").write_text(json.dumps({"steps": run.steps, "stopped_early": run.stopped_early}))
+
+
+def train_on_two_processes(argv, results: Path) -> list[dict]:
+    """Each rank's step count, whether it stopped early, final weights and printed output."""
+    results.mkdir()
+    ranks = start_processes(train_as_rank, args=(2, free_port(), argv, results), nprocs=2, start_method="fork",
+                            join=False)
+    deadline = time.monotonic() + TWO_PROCESS_DEADLINE_S
+    try:
+        # join() returns as soon as one process ends (raising if it failed), False while the other runs on.
+        while not ranks.join(timeout=max(deadline - time.monotonic(), 0)):
+            assert time.monotonic() < deadline, "the two training processes did not finish"
+    finally:
+        for process in ranks.processes:
+            if process.is_alive():
+                process.kill()
+    return [{**json.loads((results / f"rank{rank}.json").read_text()),
+             "weights": load_file(results / f"rank{rank}.safetensors"),
+             "stdout": (results / f"rank{rank}.out").read_text()} for rank in (0, 1)]
+
+
+def cli_args(photo_dirs, output_dir, state_dir, *extra):
+    return ["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
+            "--output-dir", str(output_dir), "--state-dir", str(state_dir), "--preset", "tiny", "--steps", "4",
+            "--patch-size", "16", "--warmup-steps", "1", "--lr", "1e-3", "--val-every", "2", "--num-threads", "1",
+            *extra]
+
+
+def assert_same_weights(actual, expected, **tolerance):
+    assert actual.keys() == expected.keys()
+    for name, weight in expected.items():
+        if tolerance:
+            torch.testing.assert_close(actual[name], weight, msg=name, **tolerance)
+        else:
+            assert torch.equal(actual[name], weight), name
+
+
+def test_two_processes_run_every_step_of_the_global_batch_agree_and_resume(photo_dirs, tmp_path):
+    # Uninterrupted: 4 steps of a global batch of 2 (1 per process), validated and logged every 2.
+    full_out, full_state = tmp_path / "full", tmp_path / "full-state"
+    ranks = train_on_two_processes(cli_args(photo_dirs, full_out, full_state, "--batch-size", "1"),
+                                   tmp_path / "full-ranks")
+    assert [(rank["steps"], rank["stopped_early"]) for rank in ranks] == [(4, False), (4, False)]
+    assert_same_weights(ranks[1]["weights"], ranks[0]["weights"])
+    # One record per validation, one message per event, all from the main process.
+    log = read_log(full_out)
+    assert [record["step"] for record in log] == [2, 4]
+    assert ranks[0]["stdout"].count("Finished at step 4;") == 1 and ranks[1]["stdout"] == ""
+    progress = json.loads((full_state / "progress.json").read_text())
+    assert (progress["step"], progress["global_batch"]) == (4, 2)
+    assert_same_weights(load_file(full_state / "model.safetensors"), ranks[0]["weights"])
+    # The state holds the scheduler once, and each process's random state.
+    assert sorted(path.name for path in full_state.iterdir()) == [
+        "custom_checkpoint_0.pkl", "model.safetensors", "optimizer.bin", "progress.json", "random_states_0.pkl",
+        "random_states_1.pkl"]
+
+    # The export is the best-validating step's; on this data the last one validates best.
+    assert max(log, key=lambda record: record["val_psnr"])["step"] == 4
+    summary = json.loads((full_out / "training_summary.json").read_text())
+    assert (summary["steps"], summary["batch_size"], summary["processes"]) == (4, 2, 2)
+    assert summary["phases"][-1]["batch_size_per_process"] == 1
+    assert "4 steps of batch 2 (2 processes x 1)" in (full_out / "README.md").read_text()
+    model, info = MPRNetModel.from_pretrained(full_out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert_same_weights(model.state_dict(), ranks[0]["weights"])
+
+    # One process with the global batch sees the same patches: same schedule, and the same loss, PSNR and weights
+    # up to the order of floating-point sums.
+    single_out = tmp_path / "single"
+    main(cli_args(photo_dirs, single_out, tmp_path / "single-state", "--batch-size", "2"))
+    single_log = read_log(single_out)
+    assert [(record["step"], record["lr"]) for record in single_log] == [(r["step"], r["lr"]) for r in log]
+    for single, record in zip(single_log, log):
+        assert record["loss"] == pytest.approx(single["loss"], rel=1e-6)
+        assert record["val_psnr"] == pytest.approx(single["val_psnr"], abs=1e-5)
+    assert_same_weights(load_file(single_out / "model.safetensors"), ranks[0]["weights"], rtol=1e-4, atol=5e-6)
+
+    # Interrupted after the first step (a zero time budget, ended on both processes by the main one's clock),
+    # then resumed to the same 4 steps: the uninterrupted run's weights, bit for bit.
+    part_out, part_state = tmp_path / "part", tmp_path / "part-state"
+    part_args = cli_args(photo_dirs, part_out, part_state, "--batch-size", "1")
+    stopped = train_on_two_processes(part_args + ["--max-minutes", "0"], tmp_path / "part-ranks")
+    assert [(rank["steps"], rank["stopped_early"]) for rank in stopped] == [(1, True), (1, True)]
+    resumed = train_on_two_processes(part_args + ["--resume"], tmp_path / "resumed-ranks")
+    assert [(rank["steps"], rank["stopped_early"]) for rank in resumed] == [(4, False), (4, False)]
+    assert "Resumed at step 1" in resumed[0]["stdout"]
+    assert [record["step"] for record in read_log(part_out)] == [1, 2, 4]
+    assert_same_weights(resumed[1]["weights"], resumed[0]["weights"])
+    assert_same_weights(resumed[0]["weights"], ranks[0]["weights"])
+
+
+def test_two_processes_share_the_time_schedule_and_budget(photo_dirs, tmp_path):
+    # The learning rate follows the clock and the budget ends the run: both must be the main process's, or the
+    # processes' weights drift apart and one stops while the other waits for it.
+    out = tmp_path / "timed"
+    ranks = train_on_two_processes(cli_args(photo_dirs, out, tmp_path / "timed-state", "--batch-size", "1",
+                                            "--steps", "400", "--time-schedule", "--max-minutes", "0.05",
+                                            "--lr-scaling", "sqrt"),
+                                   tmp_path / "timed-ranks")
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 1
+    assert ranks[0]["stopped_early"] and ranks[1]["stopped_early"]
+    assert_same_weights(ranks[1]["weights"], ranks[0]["weights"])
+    assert read_log(out)[-1]["step"] == ranks[0]["steps"]
+    # --lr-scaling sqrt: the peak learning rate applied, and recorded, is --lr x sqrt(2 processes).
+    phase = json.loads((out / "training_summary.json").read_text())["phases"][-1]
+    assert (phase["lr"], phase["lr_scaling"]) == (pytest.approx(1e-3 * 2**0.5), "sqrt")
+    assert max(record["lr"] for record in read_log(out)) <= phase["lr"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="WORLD_SIZE=2 would make accelerate wait for a second GPU rank")
+def test_a_launch_that_accelerate_did_not_join_is_refused(monkeypatch):
+    # What `accelerate launch --multi_gpu --num_processes 2` gives each process on a machine without GPUs when
+    # ACCELERATE_USE_CPU is not set: torchrun's WORLD_SIZE=2, but a single-process accelerator.
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    accelerator = Accelerator()
+    assert accelerator.num_processes == 1
+    with pytest.raises(ValueError, match="ACCELERATE_USE_CPU=true"):
+        check_launched_world_size(accelerator)
+
+    # What `accelerate launch --cpu --num_processes 2` gives its one process: a rendezvous address, no world size.
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.warns(UserWarning, match="only this one process was started"):
+        check_launched_world_size(accelerator)
+    monkeypatch.delenv("MASTER_ADDR")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_launched_world_size(accelerator)

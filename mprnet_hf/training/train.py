@@ -3,15 +3,18 @@
     # on the development photos, synthetic degradations (what the bundled checkpoints were trained with)
     python -m mprnet_hf.training.train --task denoise --train-dir data/dev/train --val-dir data/dev/val \
         --preset small --output-dir checkpoints/mprnet-denoise-small --steps 6000
-    # on GoPro, several GPUs
-    accelerate launch -m mprnet_hf.training.train --task deblur --paired-dir GoPro/train --layout gopro \
-        --val-dir data/dev/val --preset released --patch-size 256 --batch-size 16 --mixed-precision bf16 ...
+    # on GoPro, 4 GPUs: --batch-size per process, so --steps counts steps of the global batch of 4 x 4 = 16
+    accelerate launch --multi_gpu --num_processes 4 -m mprnet_hf.training.train --task deblur \
+        --paired-dir GoPro/train --layout gopro --val-dir data/dev/val --preset released --patch-size 256 \
+        --batch-size 4 --mixed-precision bf16 ...
 
 Adam (0.9, 0.999), learning rate 2e-4 with linear warm-up and cosine decay to 1e-6, Charbonnier + 0.05 edge loss
 over the three stages (MPRNetConfig.edge_loss_weight), 8-way flips/rotations. Distributed and mixed-precision
-training come from `accelerate`. Weights and batches are kept channels-last (`--no-channels-last` to turn it off;
-`python -m benchmarks.training` measures both). The best checkpoint by validation PSNR is exported with
-`save_pretrained`.
+training come from `accelerate`: every process runs the same `--steps` optimizer steps of the global batch
+(`--batch-size` x processes); the schedule and the time budget follow the main process's clock, and the logged loss
+and validation PSNR are taken over all processes (docs/TRAINING.md). Weights and batches are kept channels-last
+(`--no-channels-last` to turn it off; `python -m benchmarks.training` measures both). The best checkpoint by
+validation PSNR is exported with `save_pretrained`.
 """
 
 import argparse
@@ -21,12 +24,13 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
-import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -43,6 +47,16 @@ SMALL = {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 
 # The smallest sensible network, for tests and smoke runs of the training loop (seconds per step on CPU).
 TINY = {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1}
 PRESETS = ("small", "released", "tiny")
+# How --lr-scaling turns --lr (the peak learning rate of one process's batch) into the peak of the global batch.
+LR_SCALINGS = {"none": lambda processes: 1.0, "linear": float, "sqrt": math.sqrt}
+
+
+class TrainingRun(NamedTuple):
+    """What `main` ran on this process: its optimizer steps (counting those before --resume) and its final model."""
+
+    steps: int
+    stopped_early: bool
+    model: MPRNetModel
 
 
 def build_config(task: str, preset: str) -> MPRNetConfig:
@@ -93,8 +107,8 @@ def carry_earlier_log(earlier: Path, log_path: Path, up_to_step: int) -> None:
 
 
 @torch.inference_mode()
-def validate(model, pairs) -> float:
-    """Mean PSNR (RGB, data range 1) of the clamped final outputs, as the official training loop measures it."""
+def psnr_scores(model, pairs) -> list[float]:
+    """PSNR (RGB, data range 1) of each pair's clamped final output, as the official training loop measures it."""
     model.eval()
     scores = []
     for pair in pairs:
@@ -102,7 +116,50 @@ def validate(model, pairs) -> float:
         restored = restored.float().clamp(0, 1)[0].cpu().numpy()
         scores.append(peak_signal_noise_ratio(pair["labels"].numpy(), restored, data_range=1.0))
     model.train()
-    return float(np.mean(scores))
+    return scores
+
+
+def validate(accelerator: Accelerator, model, pairs) -> float:
+    """Mean validation PSNR, each process restoring every num_processes-th pair. The scores are summed into one
+    tensor in pair order, so every process gets the mean that one process alone would compute."""
+    scores = torch.zeros(len(pairs), dtype=torch.float64, device=accelerator.device)
+    share = range(accelerator.process_index, len(pairs), accelerator.num_processes)
+    for index, score in zip(share, psnr_scores(model, [pairs[index] for index in share])):
+        scores[index] = score
+    return float(accelerator.reduce(scores, reduction="sum").mean())
+
+
+def mean_over_processes(accelerator: Accelerator, value: float) -> float:
+    return accelerator.reduce(torch.tensor(value, dtype=torch.float64, device=accelerator.device), "mean").item()
+
+
+def main_process_clock(accelerator: Accelerator, seconds: float) -> float:
+    """The main process's `seconds`, on every process: decisions taken from a clock (the learning rate of
+    --time-schedule, the end of the --max-minutes budget) must be the same on all of them, or their weights drift
+    apart and one stops while the others wait for it."""
+    return broadcast(torch.tensor([seconds], dtype=torch.float64, device=accelerator.device), from_process=0).item()
+
+
+def check_launched_world_size(accelerator: Accelerator) -> None:
+    """Refuses processes that were launched together but did not join one group (on a machine without GPUs,
+    `accelerate launch --multi_gpu` without ACCELERATE_USE_CPU=true starts lone processes that would each train
+    alone and overwrite each other's files), and warns where `accelerate launch` was asked for several processes but
+    started one (its `--cpu` flag does that without MPI)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise ValueError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but accelerate joined "
+            f"{accelerator.num_processes} into one training (distributed type {accelerator.distributed_type.value}). "
+            "On a machine without GPUs set ACCELERATE_USE_CPU=true: `ACCELERATE_USE_CPU=true accelerate launch "
+            "--multi_gpu --num_processes N -m mprnet_hf.training.train ...`."
+        )
+    if accelerator.num_processes == 1 and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        warnings.warn(
+            "A rendezvous address (MASTER_ADDR) is set but only this one process was started: "
+            "`accelerate launch --cpu --num_processes N` starts a single process unless MPI is set up. For several "
+            "CPU processes use `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N ...`.",
+            stacklevel=2,
+        )
 
 
 def export_atomically(model, training: dict, output_dir: Path) -> None:
@@ -120,6 +177,21 @@ def export_atomically(model, training: dict, output_dir: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def training_summary(args, previous: dict, step: int, seconds: float, psnr: float, processes: int) -> dict:
+    """training_summary.json of the checkpoint exported at `step`: batch sizes are global (all processes together),
+    `lr` is the peak learning rate applied, after any --lr-scaling."""
+    global_batch = args.batch_size * processes
+    phase = {"steps": step, "seconds": round(seconds, 1), "patch_size": args.patch_size, "batch_size": global_batch,
+             "processes": processes, "batch_size_per_process": args.batch_size,
+             "lr": args.lr * LR_SCALINGS[args.lr_scaling](processes), "lr_scaling": args.lr_scaling,
+             "mixed_precision": args.mixed_precision}
+    return {"task": args.task, "steps": previous["steps"] + step, "seconds": previous["seconds"] + seconds,
+            "best_val_psnr": psnr, "patch_size": args.patch_size, "batch_size": global_batch, "processes": processes,
+            "phases": earlier_phases(previous) + [phase],
+            "data": "synthetic degradations of development photos" if args.train_dir
+            else f"paired folder ({args.layout} layout)"}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, required=True)
@@ -133,14 +205,20 @@ def parse_args(argv=None):
     parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default runs/<name of "
                         "OUTPUT_DIR>, or runs/<name>-state when that is OUTPUT_DIR itself")
     parser.add_argument("--resume", action="store_true", help="continue from the state in --state-dir")
-    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps (the cosine schedule's length)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget in minutes, resumed runs included; the state is saved when it runs out")
+    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps of the global batch (the cosine "
+                        "schedule's length); every process runs all of them")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget in minutes, resumed "
+                        "runs included, by the main process's clock; the state is saved when it runs out")
     parser.add_argument("--time-schedule", action="store_true",
                         help="run the warm-up + cosine schedule over --max-minutes of wall-clock time instead of over "
                         "--steps (for a fixed CPU time budget: the learning rate is annealed whenever training stops)")
     parser.add_argument("--patch-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="patches per process and step; the global batch is this times the number of processes")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (see --lr-scaling)")
+    parser.add_argument("--lr-scaling", default="none", choices=sorted(LR_SCALINGS),
+                        help="multiply --lr by the number of processes (linear) or its square root (sqrt), taking "
+                        "--lr as the rate for one process's batch; none: --lr is the rate of the global batch")
     parser.add_argument("--min-lr", type=float, default=1e-6)
     parser.add_argument("--warmup-steps", type=int, default=200)
     parser.add_argument("--weight-decay", type=float, default=0.0)
@@ -160,6 +238,8 @@ def parse_args(argv=None):
         parser.error("--time-schedule needs --max-minutes")
     if args.patch_size % 8:
         parser.error("--patch-size must be a multiple of 8")
+    if args.steps < 1 or args.batch_size < 1:
+        parser.error("--steps and --batch-size must be at least 1")
     return args
 
 
@@ -168,6 +248,10 @@ def main(argv=None):
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    check_launched_world_size(accelerator)
+    processes = accelerator.num_processes
+    global_batch = args.batch_size * processes
+    peak_lr = args.lr * LR_SCALINGS[args.lr_scaling](processes)
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(output_dir)
@@ -180,7 +264,8 @@ def main(argv=None):
             previous = json.loads(summary.read_text())
     else:
         model = MPRNetModel(build_config(args.task, args.preset))
-    length = args.steps * args.batch_size
+    # Each process gets every num_processes-th batch, so --steps batches per process.
+    length = args.steps * global_batch
     if args.train_dir:
         dataset = SyntheticPairs(args.train_dir, args.task, args.patch_size, length, seed=args.seed)
     else:
@@ -188,21 +273,32 @@ def main(argv=None):
     val_pairs = validation_pairs(args.val_dir, args.task)
 
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=0, drop_last=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
+    optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr, betas=(0.9, 0.999), eps=1e-8,
                                  weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, args.warmup_steps, args.steps, args.min_lr / args.lr)
+        optimizer, lambda step: warmup_cosine(step, args.warmup_steps, args.steps, args.min_lr / peak_lr)
     )
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # The scheduler is not prepared: accelerate would step it once per process at every step. It is stepped here,
+    # once per optimizer step, and saved with the state once (custom_checkpoint_0.pkl; states saved before this also
+    # hold a scheduler.bin, which loading ignores).
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     accelerator.register_for_checkpointing(scheduler)
 
     step, best_psnr, elapsed_before = 0, -math.inf, 0.0
     log_path = output_dir / "training_log.jsonl"
     if args.resume and (state_dir / "progress.json").exists():
-        accelerator.load_state(str(state_dir))
         progress = json.loads((state_dir / "progress.json").read_text())
+        # Earlier states were saved by single-process runs.
+        saved_batch = progress.get("global_batch", args.batch_size)
+        if saved_batch != global_batch:
+            raise ValueError(
+                f"{state_dir} was saved by a run with a global batch of {saved_batch}, this one has {global_batch} "
+                f"({processes} processes x --batch-size {args.batch_size}): resume with the same number of processes "
+                "and --batch-size, or start anew with --init-from an exported model"
+            )
+        accelerator.load_state(str(state_dir))
         step, best_psnr, elapsed_before = progress["step"], progress["best_psnr"], progress["seconds"]
         loader = accelerator.skip_first_batches(loader, step)
         accelerator.print(f"Resumed at step {step} (best validation PSNR {best_psnr:.2f} dB)")
@@ -212,35 +308,39 @@ def main(argv=None):
     unwrapped = accelerator.unwrap_model(model)
     start = time.time()
     bar = tqdm(total=args.steps, initial=step, disable=not accelerator.is_local_main_process, mininterval=30)
-    initial_psnr = validate(unwrapped, val_pairs) if step == 0 else None
+    initial_psnr = validate(accelerator, unwrapped, val_pairs) if step == 0 else None
     if initial_psnr is not None:
         accelerator.print(f"Validation PSNR before training: {initial_psnr:.2f} dB")
 
-    def save_state():
+    def save_state(seconds):
         accelerator.save_state(str(state_dir))
         if accelerator.is_main_process:
-            seconds = elapsed_before + time.time() - start
-            (state_dir / "progress.json").write_text(json.dumps({"step": step, "best_psnr": best_psnr, "seconds": seconds}))
+            progress = {"step": step, "best_psnr": best_psnr, "seconds": seconds, "global_batch": global_batch}
+            (state_dir / "progress.json").write_text(json.dumps(progress))
 
-    def set_time_based_lr():
-        fraction = (elapsed_before + time.time() - start) / (args.max_minutes * 60)
+    def seconds_so_far():
+        """Training seconds, resumed runs included, by the main process's clock (the same on every process)."""
+        return main_process_clock(accelerator, elapsed_before + time.time() - start)
+
+    def set_time_based_lr(seconds):
+        fraction = seconds / (args.max_minutes * 60)
         warmup_fraction = args.warmup_steps / max(args.steps, 1)
-        ratio = warmup_cosine(int(fraction * 10_000), int(warmup_fraction * 10_000), 10_000, args.min_lr / args.lr)
+        ratio = warmup_cosine(int(fraction * 10_000), int(warmup_fraction * 10_000), 10_000, args.min_lr / peak_lr)
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * ratio
+            group["lr"] = peak_lr * ratio
 
     model.train()
     running_loss, steps_since_log, stopped_early = 0.0, 0, False
     for batch in loader:
         if args.time_schedule:
-            set_time_based_lr()
+            set_time_based_lr(seconds_so_far())
         if args.channels_last:
             batch = {key: to_channels_last(value) for key, value in batch.items()}
         with accelerator.autocast():
             loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
         accelerator.backward(loss)
         optimizer.step()
-        if not args.time_schedule:
+        if not args.time_schedule and not accelerator.optimizer_step_was_skipped:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -248,31 +348,25 @@ def main(argv=None):
         steps_since_log += 1
         bar.update(1)
         # The budget covers resumed runs too, like the time-based schedule.
-        out_of_time = args.max_minutes is not None and elapsed_before + time.time() - start > args.max_minutes * 60
+        out_of_time = args.max_minutes is not None and seconds_so_far() > args.max_minutes * 60
         if step % args.val_every == 0 or step == args.steps or out_of_time:
-            psnr = validate(unwrapped, val_pairs)
-            seconds = elapsed_before + time.time() - start
+            psnr = validate(accelerator, unwrapped, val_pairs)
+            seconds = seconds_so_far()
             # Averaged over the steps actually run since the last record (fewer than val_every at the end,
-            # after --resume or when stopping early).
-            record = {"step": previous["steps"] + step, "loss": running_loss / steps_since_log, "val_psnr": psnr,
+            # after --resume or when stopping early), and over the processes' batches.
+            record = {"step": previous["steps"] + step,
+                      "loss": mean_over_processes(accelerator, running_loss / steps_since_log), "val_psnr": psnr,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(previous["seconds"] + seconds, 1)}
             running_loss, steps_since_log = 0.0, 0
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{psnr:.2f}")
+            improved, best_psnr = psnr > best_psnr, max(psnr, best_psnr)
             if accelerator.is_main_process:
                 with log_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
-                if psnr > best_psnr:
-                    best_psnr = psnr
-                    phase = {"steps": step, "seconds": round(seconds, 1), "patch_size": args.patch_size,
-                             "batch_size": args.batch_size, "lr": args.lr, "mixed_precision": args.mixed_precision}
-                    training = {"task": args.task, "steps": previous["steps"] + step,
-                                "seconds": previous["seconds"] + seconds, "best_val_psnr": psnr,
-                                "patch_size": args.patch_size, "batch_size": args.batch_size,
-                                "phases": earlier_phases(previous) + [phase],
-                                "data": "synthetic degradations of development photos" if args.train_dir
-                                else f"paired folder ({args.layout} layout)"}
-                    export_atomically(unwrapped, training, output_dir)
-            save_state()
+                if improved:
+                    export_atomically(unwrapped, training_summary(args, previous, step, seconds, psnr, processes),
+                                      output_dir)
+            save_state(seconds)
         if out_of_time:
             stopped_early = True
             break
@@ -281,6 +375,7 @@ def main(argv=None):
         f"{'Stopped early' if stopped_early else 'Finished'} at step {step}; best validation PSNR {best_psnr:.2f} dB; "
         f"model in {output_dir}"
     )
+    return TrainingRun(steps=step, stopped_early=stopped_early, model=unwrapped)
 
 
 if __name__ == "__main__":
