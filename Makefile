@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install install-dev browser wheel
+.PHONY: run test install install-dev browser wheel sync-remote-code
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,7 @@ test: install-dev
 # The wheel (dist/mprnet_hf-*.whl, bundled weights inside), built offline with the dev venv's hatchling.
 wheel: install-dev
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
+# Refresh the code copies the bundled checkpoints carry for trust_remote_code (tests fail while they differ).
+sync-remote-code: install
+	$(BIN)/python -m mprnet_hf.remote_code

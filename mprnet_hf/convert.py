@@ -145,6 +145,8 @@ def convert_checkpoint(checkpoint_path, output_dir=None, task: str | None = None
     """Converts, verifies that every key is used, saves the folder (and pushes it); returns the loaded model."""
     from .image_processing_mprnet import MPRNetImageProcessor
     from .modeling_mprnet import MPRNetModel
+    from .pipeline_mprnet import ImageRestorationPipeline
+    from .remote_code import save_model_folder
 
     official = load_official_checkpoint(checkpoint_path)
     task = task or _guess_task(Path(checkpoint_path).name)
@@ -165,12 +167,11 @@ def convert_checkpoint(checkpoint_path, output_dir=None, task: str | None = None
     model.load_state_dict(state_dict, strict=True)
 
     if output_dir is not None:
-        model.save_pretrained(output_dir)
-        MPRNetImageProcessor().save_pretrained(output_dir)
+        save_model_folder(model, output_dir)
         save_model_card(official_model_card(config, push_to_hub), output_dir)
     if push_to_hub:
-        model.push_to_hub(push_to_hub)
-        MPRNetImageProcessor().push_to_hub(push_to_hub)
+        # The pipeline pushes the model, its processor and the code that loads them without mprnet_hf.
+        ImageRestorationPipeline(model=model, image_processor=MPRNetImageProcessor()).push_to_hub(push_to_hub)
         official_model_card(config, push_to_hub).push_to_hub(push_to_hub)
     return model
 

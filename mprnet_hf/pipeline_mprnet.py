@@ -1,11 +1,10 @@
 """The `image-restoration` pipeline: images in, restored images of the same size out."""
 
-from transformers import Pipeline
+from transformers import AutoModel, Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .inference import DEFAULT_STATISTICS_PASSES, restore_tensor
-from .modeling_mprnet import MPRNetModel
 
 TASK = "image-restoration"
 
@@ -14,12 +13,16 @@ class ImageRestorationPipeline(Pipeline):
     """Restores images with an MPRNet model.
 
     ```python
-    restorer = pipeline("image-restoration", model="org/mprnet-deblur")
+    restorer = pipeline(model="org/mprnet-deblur", trust_remote_code=True)  # the repo's copy of this code
     restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
     restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
     restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
     ```
+
+    A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers
+    pipeline does: the caller's own process reads or downloads it. A server must not pass strings a client sent; it
+    opens uploads itself and passes PIL images (the app does, through `mprnet_hf.serving.open_image_file`).
     """
 
     _load_processor = False
@@ -58,4 +61,6 @@ class ImageRestorationPipeline(Pipeline):
 
 
 def register_pipeline():
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageRestorationPipeline, pt_model=MPRNetModel, type="image")
+    # The auto class, not MPRNetModel: a saved folder's config.json names it, and transformers looks that name up
+    # in its own namespace when the folder is loaded as remote code.
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageRestorationPipeline, pt_model=AutoModel, type="image")

@@ -209,7 +209,8 @@ def test_pipeline_precision_option():
     from mprnet_hf.evaluate import psnr
 
     # device="cpu": on a GPU machine the pipeline would pick the GPU, where fp16 is allowed.
-    restorer = pipeline("image-restoration", model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"), device="cpu")
+    restorer = pipeline(model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"), trust_remote_code=True,
+                        device="cpu")
     photo = Image.open(REPO_ROOT / "examples" / "denoise" / "monarch_noise.png").convert("RGB").crop((0, 0, 96, 80))
     full = restorer(photo)
     half = restorer(photo, precision="bf16")

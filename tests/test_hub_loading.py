@@ -71,10 +71,17 @@ def test_saved_config_carries_remote_code_map(saved_model):
         assert (folder / code).is_file(), code
 
 
+# The checkout is on sys.path of an editable install (a .pth file): scripts that must not see mprnet_hf drop it first.
+WITHOUT_THE_CHECKOUT = f"""
+import os, sys
+sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != {str(REPO_ROOT)!r}]
+"""
+
+
 def run_isolated(script: str, cwd, env_extra: dict) -> str:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(env_extra, HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env,
+    result = subprocess.run([sys.executable, "-c", WITHOUT_THE_CHECKOUT + textwrap.dedent(script)], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -133,3 +140,54 @@ def test_from_pretrained_hub_id_offline_from_cache(saved_model, tmp_path):
         env_extra={"HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "home")},
     )
     assert output.strip() == "derain (13, 9)"
+
+
+def test_saved_folder_records_the_pipeline_for_remote_code(saved_model, tmp_path):
+    from mprnet_hf.remote_code import CUSTOM_PIPELINES, remote_code_files, save_model_folder
+
+    model, _ = saved_model
+    folder = save_model_folder(model, tmp_path / "saved")
+    assert json.loads((folder / "config.json").read_text())["custom_pipelines"] == CUSTOM_PIPELINES
+    for code in remote_code_files():
+        assert (folder / code.name).read_bytes() == code.read_bytes(), code.name
+    assert {"pipeline_mprnet.py", "inference.py", "modeling_mprnet.py"} <= {code.name for code in remote_code_files()}
+
+
+def test_bundled_checkpoints_carry_the_librarys_code():
+    from mprnet_hf.remote_code import bundled_folders, stale_files
+
+    folders = bundled_folders()
+    assert len(folders) == 3
+    for folder in folders:
+        assert stale_files(folder) == [], f"{folder.name} is stale: run `make sync-remote-code`"
+
+
+def test_pipeline_from_a_bundled_folder_without_the_package(tmp_path):
+    """What a Hub user without mprnet_hf runs: no task named, the code comes from the folder."""
+    import shutil
+
+    from mprnet_hf.remote_code import bundled_folders
+
+    folder = shutil.copytree(next(folder for folder in bundled_folders() if folder.name.endswith("denoise-small")),
+                             tmp_path / "mprnet-denoise")
+    photo = Image.fromarray(torch.randint(0, 256, (29, 37, 3), generator=torch.Generator().manual_seed(4),
+                                          dtype=torch.uint8).numpy())
+    photo.save(tmp_path / "odd.png")
+    expected = pipeline("image-restoration", model=str(folder), pipeline_class=ImageRestorationPipeline)(photo)
+    output = run_isolated(
+        f"""
+        import importlib.util
+        assert importlib.util.find_spec("mprnet_hf") is None, "mprnet_hf must not be importable here"
+        from PIL import Image
+        from transformers import pipeline
+        restorer = pipeline(model={str(folder)!r}, trust_remote_code=True)
+        restored = restorer(Image.open("odd.png"))
+        restored.save("restored.png")
+        print(type(restorer).__name__, restored.size, restored.mode)
+        """,
+        cwd=tmp_path,
+        env_extra={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )
+    assert output.strip() == "ImageRestorationPipeline (37, 29) RGB"
+    restored = Image.open(tmp_path / "restored.png")
+    assert list(restored.getdata()) == list(expected.getdata())

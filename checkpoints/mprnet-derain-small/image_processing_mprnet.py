@@ -5,10 +5,11 @@ single images; a batch of differently sized images is padded to a common size an
 """
 
 from collections.abc import Mapping
+from functools import cache
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .modeling_mprnet import mirror_pad
@@ -73,6 +74,11 @@ class _SixteenBitImage:
         self.size = (array.shape[1], array.shape[0])
 
 
+@cache
+def _lab_to_srgb():
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+
+
 def _split_alpha(image) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Returns RGB as float32 (H, W, 3) in [0, 1], the alpha channel as float32 (H, W) or None, and the input's mode."""
     mode = image.mode
@@ -86,9 +92,17 @@ def _split_alpha(image) -> tuple[np.ndarray, np.ndarray | None, str]:
         return np.repeat(gray[..., None], 3, axis=2), None, mode
     if mode == "F":
         gray = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(gray).all():
+            raise ValueError(
+                "The image has NaN or infinite pixel values (a floating-point image with missing data?). "
+                "Replace them with numbers, or export the image as 8- or 16-bit, and try again."
+            )
         scale = 255.0 if gray.max(initial=0) > 1 else 1.0
         gray = np.clip(gray / scale, 0, 1)
         return np.repeat(gray[..., None], 3, axis=2), None, mode
+    if mode == "LAB":
+        # Pillow's plain convert() would copy the L, a, b bands into R, G, B; a colour transform maps them.
+        image = ImageCms.applyTransform(image, _lab_to_srgb())
     if mode == "P":
         # Palette images may carry transparency in their palette.
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")

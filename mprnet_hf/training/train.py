@@ -38,8 +38,8 @@ from tqdm.auto import tqdm
 from ..configuration_mprnet import TASKS, MPRNetConfig
 from ..fast import to_channels_last
 from ..hub import save_model_card, trained_model_card
-from ..image_processing_mprnet import MPRNetImageProcessor
 from ..modeling_mprnet import MPRNetModel
+from ..remote_code import save_model_folder
 from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, validation_pairs
 
 # Compact configuration of the bundled checkpoints: restores a 512x512 photo in about 1.3 s on 2 CPU cores.
@@ -167,8 +167,7 @@ def export_atomically(model, training: dict, output_dir: Path) -> None:
     sees a half-written `model.safetensors`."""
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir.parent))
     try:
-        model.save_pretrained(staging)
-        MPRNetImageProcessor().save_pretrained(staging)
+        save_model_folder(model, staging)
         (staging / "training_summary.json").write_text(json.dumps(training, indent=2))
         save_model_card(trained_model_card(model.config, training), staging)
         for file in staging.iterdir():

@@ -1,0 +1,66 @@
+"""The `image-restoration` pipeline: images in, restored images of the same size out."""
+
+from transformers import AutoModel, Pipeline
+from transformers.image_utils import load_image
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .inference import DEFAULT_STATISTICS_PASSES, restore_tensor
+
+TASK = "image-restoration"
+
+
+class ImageRestorationPipeline(Pipeline):
+    """Restores images with an MPRNet model.
+
+    ```python
+    restorer = pipeline(model="org/mprnet-deblur", trust_remote_code=True)  # the repo's copy of this code
+    restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
+    restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
+    restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
+    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
+    ```
+
+    A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers
+    pipeline does: the caller's own process reads or downloads it. A server must not pass strings a client sent; it
+    opens uploads itself and passes PIL images (the app does, through `mprnet_hf.serving.open_image_file`).
+    """
+
+    _load_processor = False
+    _load_image_processor = True
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None,
+                             **kwargs):
+        forward = {}
+        if statistics_passes is not None:
+            forward["statistics_passes"] = statistics_passes
+        if tile_size is not None:
+            forward["tile_size"] = tile_size
+        if tile_overlap is not None:
+            forward["tile_overlap"] = tile_overlap
+        if precision is not None:
+            forward["precision"] = precision
+        return {}, forward, {}
+
+    def preprocess(self, image):
+        image = load_image(image) if isinstance(image, str) else image
+        return self.image_processor(images=image, return_tensors="pt")
+
+    def _forward(self, model_inputs, tile_size=None, tile_overlap=None, precision="fp32",
+                 statistics_passes=DEFAULT_STATISTICS_PASSES):
+        stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size, tile_overlap=tile_overlap,
+                                precision=precision, return_stages=False,
+                                statistics_passes=statistics_passes)
+        return {"reconstruction": stages[-1], "inputs": model_inputs}
+
+    def postprocess(self, model_outputs):
+        images = self.image_processor.postprocess(model_outputs["reconstruction"], model_outputs["inputs"])
+        return images[0]
+
+
+def register_pipeline():
+    # The auto class, not MPRNetModel: a saved folder's config.json names it, and transformers looks that name up
+    # in its own namespace when the folder is loaded as remote code.
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageRestorationPipeline, pt_model=AutoModel, type="image")
