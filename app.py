@@ -125,20 +125,24 @@ def is_file_payload(payload) -> bool:
     return isinstance(payload, dict) and ("path" in payload or "url" in payload or "meta" in payload)
 
 
+def as_local_upload(payload: dict) -> dict:
+    """The payload naming its uploaded file by local path (an MCP client names it by the URL Gradio serves it at)."""
+    path = uploaded_file(payload, upload_folders())
+    return {**payload, "path": str(path), "url": None}
+
+
 class UploadsOnlyBlocks(gr.Blocks):
     """Blocks whose events read no file but the uploads, and refuse every other payload with one message.
 
     Gradio itself refuses a file payload outside its upload folder, but with a blank error (`{"error": null}`) unlike
     its answer to a payload that is no file at all, and it downloads an http(s) URL sent as a file's path. Every file
-    payload is checked here with `uploaded_file` before Gradio touches it, and what Gradio still refuses gets the same
-    message.
+    payload is checked here with `uploaded_file` before Gradio touches it (an upload named by its URL becomes its
+    local path), and what Gradio still refuses gets the same message.
     """
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
         try:
-            for payload in inputs:
-                if is_file_payload(payload):
-                    uploaded_file(payload, upload_folders())
+            inputs = [as_local_upload(payload) if is_file_payload(payload) else payload for payload in inputs]
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except (InvalidPathError, pydantic.ValidationError, ValueError):
             refuse(UPLOAD_REFUSED)
@@ -259,17 +263,14 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
     """Restores one degraded photo (blurred, rainy or noisy) with MPRNet and returns it at full resolution.
 
     Args:
-        image: the photo to restore, uploaded as a file (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16
-            megapixels, and at most what one request may cost on this server, which the error message states).
-        task: what is wrong with the photo: "deblur" (motion or out-of-focus blur), "derain" (rain streaks) or
-            "denoise" (sensor noise).
-        tile_size: large photos are restored in square tiles of this many pixels (256 to 1024, a multiple of 8);
-            smaller tiles need less memory.
+        image: the photo, uploaded (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16 megapixels and one request's cost).
+        task: "deblur" (motion or out-of-focus blur), "derain" (rain streaks) or "denoise" (sensor noise).
+        tile_size: large photos are restored in square tiles of this side (256 to 1024 pixels, a multiple of 8).
         tile_overlap: pixels over which neighbouring tiles overlap and cross-fade (0 to 96).
 
     Returns:
-        The restored image as a lossless PNG file (same size, mode, ICC profile and EXIF as the upload), the
-        (before, after) pair for the comparison slider, the three stages' outputs (small previews) and a status text.
+        The restored lossless PNG (size, mode, bit depth, ICC profile, EXIF of the upload), the before/after pair,
+        small previews of the three stages, and a status text.
     """
     path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
     try:

@@ -6,6 +6,7 @@ ZeroGPU seconds). `mprnet_hf.image_io` builds on `open_image_file` to keep bit d
 import math
 import os
 import time
+import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,15 +90,18 @@ def short_repr(value, limit: int = ECHO_LIMIT) -> str:
 def uploaded_file(payload, allowed_folders) -> Path | None:
     """The file a request's image payload names, if it lies (links resolved) inside one of `allowed_folders`.
 
-    `payload` is what a client sent: None (nothing uploaded), a path string, or a Gradio FileData dict. Anything else
-    (another folder, `..`, a link out of the folder, a URL, a missing file, a folder, a NUL byte, a huge string)
-    raises ValueError(UPLOAD_REFUSED), the same message whatever the reason, before any file is opened.
+    `payload` is what a client sent: None (nothing uploaded), a path string, or a Gradio FileData dict; a path may be
+    the URL Gradio serves an upload at (see `served_file_path`). Anything else (another folder, `..`, a link out of
+    the folder, any other URL, a missing file, a folder, a NUL byte, a huge string) raises ValueError(UPLOAD_REFUSED),
+    the same message whatever the reason, before any file is opened.
     """
     if payload is None:
         return None
     path = payload.get("path") if isinstance(payload, dict) else payload
     if not isinstance(path, str) or not path or len(path) > LONGEST_PATH or "\0" in path:
         raise ValueError(UPLOAD_REFUSED)
+    if "://" in path:
+        path = served_file_path(path)
     try:
         resolved = Path(os.path.realpath(path))
         inside = any(resolved.is_relative_to(os.path.realpath(folder)) for folder in allowed_folders)
@@ -106,6 +110,16 @@ def uploaded_file(payload, allowed_folders) -> Path | None:
     except (OSError, ValueError):
         pass
     raise ValueError(UPLOAD_REFUSED)
+
+
+def served_file_path(url: str) -> str:
+    """The local path behind a URL of the form `<server>/gradio_api/file=<path>` (how Gradio serves an uploaded file,
+    and how MCP clients name one), so that it is read from disk, never downloaded; any other URL is refused."""
+    parts = urllib.parse.urlsplit(url)
+    prefix = "/gradio_api/file="
+    if parts.scheme not in ("http", "https") or prefix not in parts.path:
+        raise ValueError(UPLOAD_REFUSED)
+    return urllib.parse.unquote(parts.path.split(prefix, 1)[1])
 
 
 def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.Image, list[str]]:

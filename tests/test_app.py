@@ -330,6 +330,9 @@ def hostile_payloads(outside_photo: Path) -> dict:
         "climbing out with ..": {"path": climbing, "meta": meta},
         "link inside the upload folder pointing out": {"path": str(link), "meta": meta},
         "http URL as the path": {"path": "http://127.0.0.1:9/photo.png", "meta": meta},
+        "served-file URL outside the uploads": {"path": f"http://127.0.0.1:9/gradio_api/file={outside_photo}",
+                                                "meta": meta},
+        "served-file URL climbing out": {"path": f"http://127.0.0.1:9/gradio_api/file={climbing}", "meta": meta},
         "file URL as the path": {"path": f"file://{outside_photo}", "meta": meta},
         "URL field only": {"url": "http://127.0.0.1:9/photo.png", "meta": meta},
         "missing file in the upload folder": {"path": str(uploads / "no-such-upload.png"), "meta": meta},
@@ -362,6 +365,61 @@ def test_files_that_were_not_uploaded_are_refused_with_one_message(client, app_m
 def test_the_refused_photo_is_restored_once_uploaded(client, outside_photo):
     restored, *_ = restore(client, outside_photo)
     assert Image.open(restored).size == (32, 24)
+
+
+def upload(url: str, path: Path) -> str:
+    """Uploads `path` as the page does; returns where the server keeps it."""
+    import httpx
+
+    with open(path, "rb") as file:
+        response = httpx.post(f"{url}gradio_api/upload", files={"files": (path.name, file, "image/png")})
+    response.raise_for_status()
+    return response.json()[0]
+
+
+def test_an_upload_named_by_its_served_url_is_read_from_disk(client):
+    """MCP clients name an uploaded file by the URL Gradio serves it at; it is read locally, never downloaded (the
+    host here answers nothing)."""
+    served = upload(client.src, EXAMPLES / "denoise" / "monarch_noise.png")
+    stream = raw_call(client.src, {"path": f"http://127.0.0.1:9/gradio_api/file={served}",
+                                   "meta": {"_type": "gradio.FileData"}})
+    assert refusal_of(stream) is None and "monarch_noise_denoise.png" in stream
+
+
+def test_the_restore_tool_is_listed_for_mcp_clients(client):
+    import httpx
+
+    (tool,) = httpx.get(f"{client.src}gradio_api/mcp/schema").json()
+    assert tool["name"] == "restore" and "MPRNet" in tool["description"]
+    properties = tool["inputSchema"]["properties"]
+    assert list(properties) == ["image", "task", "tile_size", "tile_overlap"]
+    assert properties["task"]["enum"] == ["deblur", "derain", "denoise"]
+    assert all(properties[name]["description"] for name in properties)
+
+
+def test_an_mcp_client_restores_a_photo(client):
+    """The MCP protocol end to end: list the tools, upload, call the tool with the upload's URL."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    served = upload(client.src, EXAMPLES / "derain" / "fruits_rain.png")
+
+    async def call_tool():
+        async with streamablehttp_client(f"{client.src}gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = {tool.name for tool in (await session.list_tools()).tools}
+                result = await session.call_tool(
+                    "restore", {"image": f"{client.src}gradio_api/file={served}", "task": "derain"})
+                return tools, result
+
+    tools, result = asyncio.run(call_tool())
+    assert "restore" in tools
+    assert not result.isError, result.content
+    texts = " ".join(getattr(item, "text", "") for item in result.content)
+    assert "**derain**: restored 256×240" in texts
 
 
 # ------------------------------------------------------------------------------------------------ GPU time
