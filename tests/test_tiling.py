@@ -11,11 +11,13 @@ from PIL import Image
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import passes_over_image, restore_tensor, tile_starts
-from mprnet_hf.modeling_mprnet import ChannelAttention
+from mprnet_hf.inference import blend_window, passes_over_image, restore_tensor, tile_starts
+from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -27,6 +29,90 @@ def tiny_model():
     torch.manual_seed(0)
     config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)
     return MPRNetModel(config).eval()
+
+
+class PointwiseRestorer(torch.nn.Module):
+    """A stand-in for MPRNetModel whose stages restore every pixel from that pixel alone (a 1x1 convolution mixing
+    the channels, a different one per stage): its output cannot depend on how the image is cut into tiles, so any
+    difference between tiled and untiled output is the tiler's."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = MPRNetConfig()
+        self.mix = torch.nn.Conv2d(3, 9, 1)
+        with torch.no_grad():
+            self.mix.weight.copy_(torch.randn(9, 3, 1, 1, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, pixel_values):
+        stages = tuple(torch.tanh(stage) for stage in self.mix(pixel_values).chunk(3, dim=1))
+        return MPRNetOutput(reconstruction=stages[-1], stage_reconstructions=stages)
+
+
+class TileMeanRestorer(PointwiseRestorer):
+    """A stand-in whose every output pixel is its tile's mean colour: tiled, each pixel shows how much of each
+    tile's output the cross-fade gave it."""
+
+    def forward(self, pixel_values):
+        means = pixel_values.mean(dim=(2, 3), keepdim=True).expand_as(pixel_values)
+        return MPRNetOutput(reconstruction=means, stage_reconstructions=(means, means, means))
+
+
+def test_blend_window_is_the_hand_computed_ramp():
+    # Distance to the nearest edge plus half a pixel, over the overlap, at most 1: 0.5/2, 1.5/2, 2.5/2 -> 1, ...
+    ramp_4 = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    ramp_6 = torch.tensor([0.25, 0.75, 1.0, 1.0, 0.75, 0.25])
+    torch.testing.assert_close(blend_window(4, 6, 2, "cpu"), ramp_4[:, None] * ramp_6[None, :], atol=0, rtol=0)
+    third = torch.tensor([0.5, 1.5, 2.5, 3, 3, 2.5, 1.5, 0.5]) / 3
+    torch.testing.assert_close(blend_window(1, 8, 3, "cpu"), (third.clamp(max=1) / 6)[None, :], atol=1e-7, rtol=0)
+    # Without overlap every tile pixel still counts, the outermost ones half.
+    torch.testing.assert_close(blend_window(2, 4, 0, "cpu")[0], torch.tensor([0.25, 0.5, 0.5, 0.25]), atol=0, rtol=0)
+    assert blend_window(3, 5, 4, "cpu", dtype=torch.float64).dtype == torch.float64
+
+
+def test_tiles_cross_fade_linearly_over_the_overlap():
+    """Two tiles side by side (columns 0-31 and 24-55) with different outputs: the restored row goes from the first
+    tile's value to the second's in equal steps over the 8 overlapping columns, and shows each alone elsewhere."""
+    image = torch.zeros(1, 3, 8, 56)
+    image[..., 24:32] = 0.5
+    image[..., 32:] = 1.0
+    left, right = (24 * 0 + 8 * 0.5) / 32, (8 * 0.5 + 24 * 1.0) / 32  # the two tiles' means: 0.125 and 0.875
+    expected = torch.full((56,), left)
+    expected[24:32] = left + (right - left) * (torch.arange(8) + 0.5) / 8
+    expected[32:] = right
+    (restored,) = restore_tensor(TileMeanRestorer(), image, tile_size=32, tile_overlap=8, return_stages=False,
+                                 statistics_passes=0)
+    torch.testing.assert_close(restored, expected.expand(1, 3, 8, 56), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("height,width,tile,overlap", [
+    (70, 90, 48, 8),  # a 2 x 2 grid whose last tiles overlap more than asked
+    (48, 97, 48, 16),  # exactly one tile high; 97 = 48 + 49: three columns
+    (33, 200, 64, 0),  # lower than a tile; tiles that only touch
+    (129, 65, 64, 31),  # one pixel more than two tiles; the largest overlap allowed
+    (16, 16, 16, 4),  # exactly one tile: restored whole
+    (200, 3, 16, 4),  # a strip narrower than a tile
+])
+def test_tiled_output_equals_untiled_for_a_pointwise_model(height, width, tile, overlap):
+    model = PointwiseRestorer()
+    images = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * width))
+    untiled = restore_tensor(model, images)
+    tiled = restore_tensor(model, images, tile_size=tile, tile_overlap=overlap, statistics_passes=0)
+    assert len(tiled) == 3
+    for tiled_stage, untiled_stage in zip(tiled, untiled):
+        torch.testing.assert_close(tiled_stage, untiled_stage, atol=1e-6, rtol=0)
+    assert not torch.allclose(untiled[0], untiled[2], atol=0.1)  # the three stages are told apart
+
+
+def test_batch_is_tiled_like_the_untiled_reference():
+    """Each image of a tiled batch against the model run on that image alone, untiled."""
+    model = PointwiseRestorer()
+    images = torch.rand(3, 3, 70, 90, generator=torch.Generator().manual_seed(9))
+    images[1] *= 0.5  # different content per image, so that a mix-up between batch entries shows
+    (batched,) = restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=0)
+    for index in range(3):
+        with torch.no_grad():
+            alone = model(images[index : index + 1]).reconstruction
+        torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 32), (257, 256, 64), (512, 128, 0), (97, 48, 16)])
@@ -85,6 +171,7 @@ def building():
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["deblur", "denoise"])
 def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(building, task):
     model = MPRNetModel.from_pretrained(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small").eval()
@@ -99,12 +186,18 @@ def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(buildin
 
 
 def test_batch_is_tiled_as_each_image_alone(tiny_model):
+    """With whole-image statistics each image of a batch must get its own: compared with each image alone, tiled,
+    and with the untiled output (which tiles only approximate, and which a batch mix-up would be far from)."""
     images = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(2))
+    images[1] = images[1] * 0.3 + 0.6  # a brighter, flatter image: other channel statistics
     batched = restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, return_stages=False)[0]
+    untiled = restore_tensor(tiny_model, images, return_stages=False)[0]
     for index in range(2):
         alone = restore_tensor(tiny_model, images[index : index + 1], tile_size=48, tile_overlap=8,
                                return_stages=False)[0]
         torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-5, rtol=1e-5)
+        other = 1 - index
+        assert psnr(batched[index], untiled[index]) > psnr(batched[index], untiled[other]) + 10
 
 
 def test_statistics_passes_change_only_tiled_restores(tiny_model):
