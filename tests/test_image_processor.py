@@ -72,14 +72,42 @@ def test_palette_and_cmyk_come_back_rgb():
     assert np.allclose(inputs["pixel_values"][0].permute(1, 2, 0).numpy(), expected)
 
 
-def test_exif_orientation_is_applied():
-    rgb = Image.fromarray(gradient(30, 10))
+# Where each EXIF orientation puts the stored pixels, written from the EXIF specification's wording ("the 0th row
+# is the visual right-hand side and the 0th column the visual top" for 6, ...): stored (H, W, C) -> upright.
+UPRIGHT_FROM_STORED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.transpose(1, 0, 2),  # stored row 0 is the left column, stored column 0 the top row
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],  # stored row 0 is the right column, stored column 0 the top row
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # stored row 0 is the right column, stored column 0 the bottom row
+    8: lambda a: a.transpose(1, 0, 2)[::-1],  # stored row 0 is the left column, stored column 0 the bottom row
+}
+
+
+@pytest.mark.parametrize("orientation", list(UPRIGHT_FROM_STORED))
+def test_exif_orientation_puts_every_pixel_upright(orientation):
+    stored = np.random.default_rng(orientation).integers(0, 256, (10, 30, 3), dtype=np.uint8)
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    exif[0x0112] = orientation
     buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", exif=exif, quality=95)
-    inputs = processor(images=Image.open(buffer))
-    assert inputs["original_sizes"].tolist() == [[30, 10]]
+    Image.fromarray(stored).save(buffer, format="PNG", exif=exif)  # lossless, so every pixel can be compared
+    inputs, restored = round_trip(Image.open(buffer))
+    upright = UPRIGHT_FROM_STORED[orientation](stored)
+    assert inputs["original_sizes"].tolist() == [list(upright.shape[:2])]
+    np.testing.assert_array_equal(np.asarray(restored), upright)
+    np.testing.assert_allclose(inputs["pixel_values"][0].permute(1, 2, 0).numpy(), upright / 255, atol=1e-7)
+
+
+def test_exif_orientation_can_be_ignored():
+    stored = gradient(30, 10)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="PNG", exif=exif)
+    inputs = MPRNetImageProcessor(apply_exif_orientation=False)(images=Image.open(buffer))
+    assert inputs["original_sizes"].tolist() == [[10, 30]]
 
 
 def test_numpy_and_torch_inputs():
