@@ -223,7 +223,9 @@ def test_image_a_few_pixels_wide_is_tiled(tiny_model):
     """Its right half after padding holds no real pixel: no statistics exist for it, and tiles keep their own."""
     strip = torch.rand(1, 3, 200, 3, generator=torch.Generator().manual_seed(5))
     restored = restore_tensor(tiny_model, strip, tile_size=64, tile_overlap=16, return_stages=False)[0]
-    assert restored.shape == strip.shape and torch.isfinite(restored).all()
+    untiled = restore_tensor(tiny_model, strip, return_stages=False)[0]
+    assert restored.shape == strip.shape
+    assert psnr(restored, untiled) > 28  # measured 32.4 dB: tiles 64 rows high see less of the strip's context
 
 
 def test_local_attention_statistics_need_no_extra_pass():
