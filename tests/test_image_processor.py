@@ -108,6 +108,7 @@ def test_exif_orientation_can_be_ignored():
     Image.fromarray(stored).save(buffer, format="PNG", exif=exif)
     inputs = MPRNetImageProcessor(apply_exif_orientation=False)(images=Image.open(buffer))
     assert inputs["original_sizes"].tolist() == [[10, 30]]
+    assert MPRNetImageProcessor()(images=Image.open(buffer))["original_sizes"].tolist() == [[30, 10]]  # the default
 
 
 def test_numpy_and_torch_inputs():
