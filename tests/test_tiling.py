@@ -11,7 +11,7 @@ from PIL import Image
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import blend_window, passes_over_image, restore_tensor, tile_starts
+from mprnet_hf.inference import blend_window, passes_over_image, restore_image, restore_tensor, tile_starts
 from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
@@ -113,6 +113,20 @@ def test_batch_is_tiled_like_the_untiled_reference():
         with torch.no_grad():
             alone = model(images[index : index + 1]).reconstruction
         torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-6, rtol=0)
+
+
+def test_restore_image_tiles_as_asked_and_reports_progress():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 56, 3), dtype=np.uint8))
+    calls = []
+    restored = restore_image(TileMeanRestorer(), image, tile_size=32, tile_overlap=8, statistics_passes=0,
+                             progress=lambda done, total: calls.append((done, total)))
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    (expected,) = restore_tensor(TileMeanRestorer(), pixels, tile_size=32, tile_overlap=8, return_stages=False,
+                                 statistics_passes=0)
+    expected = expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    # To the 8-bit level: a tile mean of exactly 123.5 / 255 rounds either way depending on float32 rounding.
+    np.testing.assert_allclose(np.asarray(restored.image), expected, atol=0.5 + 1e-3, rtol=0)
+    assert calls == [(1, 2), (2, 2)] and restored.input_mode == "RGB" and len(restored.stages) == 3
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 32), (257, 256, 64), (512, 128, 0), (97, 48, 16)])
