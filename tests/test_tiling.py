@@ -127,6 +127,8 @@ def test_restore_image_tiles_as_asked_and_reports_progress():
     # To the 8-bit level: a tile mean of exactly 123.5 / 255 rounds either way depending on float32 rounding.
     np.testing.assert_allclose(np.asarray(restored.image), expected, atol=0.5 + 1e-3, rtol=0)
     assert calls == [(1, 2), (2, 2)] and restored.input_mode == "RGB" and len(restored.stages) == 3
+    with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):  # the precision reaches it too
+        restore_image(TileMeanRestorer(), image, precision="fp16")
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 32), (257, 256, 64), (512, 128, 0), (97, 48, 16)])
