@@ -42,6 +42,8 @@ def test_default_limit_is_sixteen_megapixels_inclusive():
     check_pixel_count(Image.new("1", (4000, 4000)))
     with pytest.raises(ValueError, match=re.escape("4001x4000 (16.0 megapixels), above the limit of 16 megapixels")):
         check_pixel_count(Image.new("1", (4001, 4000)))
+    with pytest.raises(ValueError, match=re.escape("1616x9901 (16.0 megapixels)")):
+        check_pixel_count(Image.new("1", (1616, 9901)))  # 16,000,016 pixels: 16 over the limit
 
 
 def test_uploads_just_under_the_default_limit_are_decoded_and_just_over_refused(tmp_path, monkeypatch):
