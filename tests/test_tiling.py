@@ -1,6 +1,7 @@
 """Tiled restoration: tile layout, and whole-image channel-attention statistics that make tiles agree with the
 untiled output."""
 
+import re
 import threading
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import blend_window, passes_over_image, restore_image, restore_tensor, tile_starts
+from mprnet_hf.inference import blend_window, check_tiling, passes_over_image, restore_image, restore_tensor, tile_starts
 from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
@@ -255,6 +256,28 @@ def test_local_attention_statistics_need_no_extra_pass():
                               progress=lambda done, total: calls.append(total))[0] for passes in (0, 1)]
     torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
     assert set(calls) == {len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))}
+
+
+@pytest.mark.parametrize("height, width", [(48, 40), (40, 48), (48, 48)])
+def test_an_image_exactly_one_tile_high_or_wide_is_restored_whole(tiny_model, height, width):
+    calls = []
+    restore_tensor(tiny_model, torch.rand(1, 3, height, width), tile_size=48, tile_overlap=8,
+                   progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]  # one pass over one tile: no statistics pass
+
+
+@pytest.mark.parametrize("tile_size, tile_overlap, message", [
+    (8, 0, "tile_size must be a multiple of 8 and at least 16, got 8"),
+    (12, 0, "tile_size must be a multiple of 8 and at least 16, got 12"),
+    (52, 0, "tile_size must be a multiple of 8 and at least 16, got 52"),
+    (16, 8, "tile_overlap must be between 0 and tile_size / 2 (8), got 8"),
+    (64, -1, "tile_overlap must be between 0 and tile_size / 2 (32), got -1"),
+])
+def test_unusable_tilings_are_refused(tile_size, tile_overlap, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_tiling(tile_size, tile_overlap)
+    check_tiling(16, 7)
+    check_tiling(512, 255)
 
 
 @pytest.mark.parametrize("passes", [-1, 1.5, True, "1"])
