@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install install-dev browser wheel sync-remote-code
+.PHONY: run test install install-dev browser wheel sync-remote-code mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,11 @@ wheel: install-dev
 # Refresh the code copies the bundled checkpoints carry for trust_remote_code (tests fail while they differ).
 sync-remote-code: install
 	$(BIN)/python -m mprnet_hf.remote_code
+
+# Mutation testing with mutmut (settings in setup.cfg): slow, so not part of `make test` or CI. One module at a time:
+#   make mutation MUTANTS='mprnet_hf.inference.*'
+# Results are cached in mutants/ (delete it after changing the tests); docs/TESTING.md records the scores.
+MUTANTS ?=
+mutation: install-dev
+	nice $(BIN)/mutmut run --max-children 1 $(MUTANTS)
+	$(BIN)/mutmut results

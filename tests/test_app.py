@@ -4,10 +4,11 @@ Every task restores its examples (lossless PNG, input size, PSNR better than the
 upload is handled, and every bad one is refused with a clear message while the server keeps serving.
 """
 
+import io
 import os
 import re
-import time
 import socket
+import time
 import struct
 import zlib
 from pathlib import Path
@@ -225,6 +226,13 @@ def tiny_png_declaring(width: int, height: int) -> bytes:
     return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def blank_png(width: int, height: int) -> bytes:
+    """A real, decodable 1-bit PNG of `width` x `height` pixels: a few kilobytes, whatever its size."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def truncated_png(tmp_path) -> bytes:
     full = tmp_path / "full.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(full)
@@ -238,7 +246,12 @@ BAD_UPLOADS = {
     "truncated": ("cut.png", truncated_png, "corrupt or truncated"),
     "empty": ("empty.png", lambda tmp: b"", "empty (0 bytes)"),
     "decompression bomb": ("bomb.png", lambda tmp: tiny_png_declaring(20000, 20000), "decompression bomb"),
-    "over the megapixel limit": ("huge.png", lambda tmp: tiny_png_declaring(6000, 4000), "above the limit of"),
+    # Real images, so that nothing but the app's own limit can refuse them.
+    "just over the megapixel limit": ("huge.png", lambda tmp: blank_png(4001, 4000),
+                                      "4001x4000 (16.0 megapixels), above the limit of 16 megapixels"),
+    # 81 megapixels, under Pillow's own bomb threshold (89.5): the app's limit must stop it before decoding.
+    "bomb Pillow lets through": ("bomb81.png", lambda tmp: blank_png(9000, 9000),
+                                 "9000x9000 (81.0 megapixels), above the limit of 16 megapixels"),
 }
 
 

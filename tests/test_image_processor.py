@@ -72,14 +72,43 @@ def test_palette_and_cmyk_come_back_rgb():
     assert np.allclose(inputs["pixel_values"][0].permute(1, 2, 0).numpy(), expected)
 
 
-def test_exif_orientation_is_applied():
-    rgb = Image.fromarray(gradient(30, 10))
+# Where each EXIF orientation puts the stored pixels, written from the EXIF specification's wording ("the 0th row
+# is the visual right-hand side and the 0th column the visual top" for 6, ...): stored (H, W, C) -> upright.
+UPRIGHT_FROM_STORED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.transpose(1, 0, 2),  # stored row 0 is the left column, stored column 0 the top row
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],  # stored row 0 is the right column, stored column 0 the top row
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # stored row 0 is the right column, stored column 0 the bottom row
+    8: lambda a: a.transpose(1, 0, 2)[::-1],  # stored row 0 is the left column, stored column 0 the bottom row
+}
+
+
+@pytest.mark.parametrize("orientation", list(UPRIGHT_FROM_STORED))
+def test_exif_orientation_puts_every_pixel_upright(orientation):
+    stored = np.random.default_rng(orientation).integers(0, 256, (10, 30, 3), dtype=np.uint8)
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    exif[0x0112] = orientation
     buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", exif=exif, quality=95)
-    inputs = processor(images=Image.open(buffer))
-    assert inputs["original_sizes"].tolist() == [[30, 10]]
+    Image.fromarray(stored).save(buffer, format="PNG", exif=exif)  # lossless, so every pixel can be compared
+    inputs, restored = round_trip(Image.open(buffer))
+    upright = UPRIGHT_FROM_STORED[orientation](stored)
+    assert inputs["original_sizes"].tolist() == [list(upright.shape[:2])]
+    np.testing.assert_array_equal(np.asarray(restored), upright)
+    np.testing.assert_allclose(inputs["pixel_values"][0].permute(1, 2, 0).numpy(), upright / 255, atol=1e-7)
+
+
+def test_exif_orientation_can_be_ignored():
+    stored = gradient(30, 10)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="PNG", exif=exif)
+    inputs = MPRNetImageProcessor(apply_exif_orientation=False)(images=Image.open(buffer))
+    assert inputs["original_sizes"].tolist() == [[10, 30]]
+    assert MPRNetImageProcessor()(images=Image.open(buffer))["original_sizes"].tolist() == [[30, 10]]  # the default
 
 
 def test_numpy_and_torch_inputs():
@@ -135,3 +164,55 @@ def test_bad_inputs(image, message):
 def test_only_pytorch_tensors():
     with pytest.raises(ValueError, match="return_tensors"):
         processor(images=gradient(), return_tensors="np")
+
+
+def test_sixteen_bit_colour_arrays_keep_precision_and_alpha():
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 65536, (6, 9, 4), dtype=np.uint16)
+    inputs = processor(images=rgba)
+    assert inputs["original_modes"] == ["RGBA;16"] and inputs["pixel_values"].dtype == torch.float32
+    np.testing.assert_allclose(inputs["pixel_values"][0].permute(1, 2, 0).numpy(), rgba[..., :3] / 65535, atol=1e-7)
+    np.testing.assert_allclose(inputs["alpha_channels"][0], rgba[..., 3] / 65535, atol=1e-7)
+    restored = processor.postprocess(inputs["pixel_values"], inputs)[0]
+    # No 16-bit colour mode in PIL: it comes back as 8-bit RGBA, alpha included.
+    assert restored.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(restored), np.round(rgba / 65535 * 255).astype(np.uint8))
+    rgb_only = processor(images=rgba[..., :3])
+    assert rgb_only["original_modes"] == ["RGB;16"] and rgb_only["alpha_channels"] == [None]
+
+
+def test_thirty_two_bit_grayscale_is_clipped_to_the_sixteen_bit_range():
+    values = np.array([[-5, 0, 32768, 65535, 70000]], dtype=np.int32)
+    inputs = processor(images=Image.fromarray(values, mode="I"))
+    assert inputs["pixel_values"].dtype == torch.float32
+    np.testing.assert_allclose(inputs["pixel_values"][0, 0, 0].numpy(), [0, 0, 32768 / 65535, 1, 1], atol=1e-7)
+
+
+def test_postprocess_without_sizes_keeps_the_whole_batch_at_its_size():
+    values = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.4 - 0.2
+    images = processor.postprocess(values)
+    assert [image.size for image in images] == [(7, 5), (7, 5)] and {image.mode for image in images} == {"RGB"}
+    tensors = processor.postprocess(values, output_type="pt")
+    assert len(tensors) == 2 and all(torch.equal(tensor, value.clamp(0, 1)) for tensor, value in zip(tensors, values))
+    arrays = processor.postprocess(values, [[5, 7], [3, 4]], output_type="np")
+    assert [array.shape for array in arrays] == [(5, 7, 3), (3, 4, 3)]
+
+
+@pytest.mark.parametrize("reconstruction, sizes, output_type, message", [
+    (torch.rand(1, 4, 2, 2), None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
+    (torch.rand(3, 2, 2), None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
+    ([[0.5]], None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
+    (torch.rand(2, 3, 2, 2), [[2, 2]], "pil", r"^Got 1 sizes for 2 images$"),
+    (torch.rand(1, 3, 2, 2), None, "jpg", r"^output_type must be 'pil', 'np' or 'pt', got 'jpg'$"),
+])
+def test_postprocess_refuses_what_it_cannot_convert(reconstruction, sizes, output_type, message):
+    with pytest.raises(ValueError, match=message):
+        processor.postprocess(reconstruction, sizes, output_type=output_type)
+
+
+def test_to_pil_clips_out_of_range_values_and_alpha():
+    rgb = np.array([[[-0.5] * 3, [0.5] * 3, [1.5] * 3]], dtype=np.float32)
+    sixteen = MPRNetImageProcessor.to_pil(rgb, "I;16")
+    assert sixteen.mode == "I;16" and np.asarray(sixteen).tolist() == [[0, 32768, 65535]]
+    with_alpha = MPRNetImageProcessor.to_pil(rgb.clip(0, 1), "L", alpha=np.array([[-1.0, 0.5, 2.0]]))
+    assert with_alpha.mode == "LA" and np.asarray(with_alpha)[..., 1].tolist() == [[0, 128, 255]]

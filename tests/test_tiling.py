@@ -1,6 +1,7 @@
 """Tiled restoration: tile layout, and whole-image channel-attention statistics that make tiles agree with the
 untiled output."""
 
+import re
 import threading
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from PIL import Image
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import passes_over_image, restore_tensor, tile_starts
-from mprnet_hf.modeling_mprnet import ChannelAttention
+from mprnet_hf.inference import blend_window, check_tiling, passes_over_image, restore_image, restore_tensor, tile_starts
+from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -27,6 +30,106 @@ def tiny_model():
     torch.manual_seed(0)
     config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)
     return MPRNetModel(config).eval()
+
+
+class PointwiseRestorer(torch.nn.Module):
+    """A stand-in for MPRNetModel whose stages restore every pixel from that pixel alone (a 1x1 convolution mixing
+    the channels, a different one per stage): its output cannot depend on how the image is cut into tiles, so any
+    difference between tiled and untiled output is the tiler's."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = MPRNetConfig()
+        self.mix = torch.nn.Conv2d(3, 9, 1)
+        with torch.no_grad():
+            self.mix.weight.copy_(torch.randn(9, 3, 1, 1, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, pixel_values):
+        stages = tuple(torch.tanh(stage) for stage in self.mix(pixel_values).chunk(3, dim=1))
+        return MPRNetOutput(reconstruction=stages[-1], stage_reconstructions=stages)
+
+
+class TileMeanRestorer(PointwiseRestorer):
+    """A stand-in whose every output pixel is its tile's mean colour: tiled, each pixel shows how much of each
+    tile's output the cross-fade gave it."""
+
+    def forward(self, pixel_values):
+        means = pixel_values.mean(dim=(2, 3), keepdim=True).expand_as(pixel_values)
+        return MPRNetOutput(reconstruction=means, stage_reconstructions=(means, means, means))
+
+
+def test_blend_window_is_the_hand_computed_ramp():
+    # Distance to the nearest edge plus half a pixel, over the overlap, at most 1: 0.5/2, 1.5/2, 2.5/2 -> 1, ...
+    ramp_4 = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    ramp_6 = torch.tensor([0.25, 0.75, 1.0, 1.0, 0.75, 0.25])
+    torch.testing.assert_close(blend_window(4, 6, 2, "cpu"), ramp_4[:, None] * ramp_6[None, :], atol=0, rtol=0)
+    third = torch.tensor([0.5, 1.5, 2.5, 3, 3, 2.5, 1.5, 0.5]) / 3
+    torch.testing.assert_close(blend_window(1, 8, 3, "cpu"), (third.clamp(max=1) / 6)[None, :], atol=1e-7, rtol=0)
+    # Without overlap every tile pixel still counts, the outermost ones half.
+    torch.testing.assert_close(blend_window(2, 4, 0, "cpu")[0], torch.tensor([0.25, 0.5, 0.5, 0.25]), atol=0, rtol=0)
+    assert blend_window(3, 5, 4, "cpu", dtype=torch.float64).dtype == torch.float64
+
+
+def test_tiles_cross_fade_linearly_over_the_overlap():
+    """Two tiles side by side (columns 0-31 and 24-55) with different outputs: the restored row goes from the first
+    tile's value to the second's in equal steps over the 8 overlapping columns, and shows each alone elsewhere."""
+    image = torch.zeros(1, 3, 8, 56)
+    image[..., 24:32] = 0.5
+    image[..., 32:] = 1.0
+    left, right = (24 * 0 + 8 * 0.5) / 32, (8 * 0.5 + 24 * 1.0) / 32  # the two tiles' means: 0.125 and 0.875
+    expected = torch.full((56,), left)
+    expected[24:32] = left + (right - left) * (torch.arange(8) + 0.5) / 8
+    expected[32:] = right
+    (restored,) = restore_tensor(TileMeanRestorer(), image, tile_size=32, tile_overlap=8, return_stages=False,
+                                 statistics_passes=0)
+    torch.testing.assert_close(restored, expected.expand(1, 3, 8, 56), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("height,width,tile,overlap", [
+    (70, 90, 48, 8),  # a 2 x 2 grid whose last tiles overlap more than asked
+    (48, 97, 48, 16),  # exactly one tile high; 97 = 48 + 49: three columns
+    (33, 200, 64, 0),  # lower than a tile; tiles that only touch
+    (129, 65, 64, 31),  # one pixel more than two tiles; the largest overlap allowed
+    (16, 16, 16, 4),  # exactly one tile: restored whole
+    (200, 3, 16, 4),  # a strip narrower than a tile
+])
+def test_tiled_output_equals_untiled_for_a_pointwise_model(height, width, tile, overlap):
+    model = PointwiseRestorer()
+    images = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * width))
+    untiled = restore_tensor(model, images)
+    tiled = restore_tensor(model, images, tile_size=tile, tile_overlap=overlap, statistics_passes=0)
+    assert len(tiled) == 3
+    for tiled_stage, untiled_stage in zip(tiled, untiled):
+        torch.testing.assert_close(tiled_stage, untiled_stage, atol=1e-6, rtol=0)
+    assert not torch.allclose(untiled[0], untiled[2], atol=0.1)  # the three stages are told apart
+
+
+def test_batch_is_tiled_like_the_untiled_reference():
+    """Each image of a tiled batch against the model run on that image alone, untiled."""
+    model = PointwiseRestorer()
+    images = torch.rand(3, 3, 70, 90, generator=torch.Generator().manual_seed(9))
+    images[1] *= 0.5  # different content per image, so that a mix-up between batch entries shows
+    (batched,) = restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=0)
+    for index in range(3):
+        with torch.no_grad():
+            alone = model(images[index : index + 1]).reconstruction
+        torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-6, rtol=0)
+
+
+def test_restore_image_tiles_as_asked_and_reports_progress():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 56, 3), dtype=np.uint8))
+    calls = []
+    restored = restore_image(TileMeanRestorer(), image, tile_size=32, tile_overlap=8, statistics_passes=0,
+                             progress=lambda done, total: calls.append((done, total)))
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    (expected,) = restore_tensor(TileMeanRestorer(), pixels, tile_size=32, tile_overlap=8, return_stages=False,
+                                 statistics_passes=0)
+    expected = expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    # To the 8-bit level: a tile mean of exactly 123.5 / 255 rounds either way depending on float32 rounding.
+    np.testing.assert_allclose(np.asarray(restored.image), expected, atol=0.5 + 1e-3, rtol=0)
+    assert calls == [(1, 2), (2, 2)] and restored.input_mode == "RGB" and len(restored.stages) == 3
+    with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):  # the precision reaches it too
+        restore_image(TileMeanRestorer(), image, precision="fp16")
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 32), (257, 256, 64), (512, 128, 0), (97, 48, 16)])
@@ -85,6 +188,7 @@ def building():
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["deblur", "denoise"])
 def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(building, task):
     model = MPRNetModel.from_pretrained(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small").eval()
@@ -99,12 +203,18 @@ def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(buildin
 
 
 def test_batch_is_tiled_as_each_image_alone(tiny_model):
+    """With whole-image statistics each image of a batch must get its own: compared with each image alone, tiled,
+    and with the untiled output (which tiles only approximate, and which a batch mix-up would be far from)."""
     images = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(2))
+    images[1] = images[1] * 0.3 + 0.6  # a brighter, flatter image: other channel statistics
     batched = restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, return_stages=False)[0]
+    untiled = restore_tensor(tiny_model, images, return_stages=False)[0]
     for index in range(2):
         alone = restore_tensor(tiny_model, images[index : index + 1], tile_size=48, tile_overlap=8,
                                return_stages=False)[0]
         torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-5, rtol=1e-5)
+        other = 1 - index
+        assert psnr(batched[index], untiled[index]) > psnr(batched[index], untiled[other]) + 10
 
 
 def test_statistics_passes_change_only_tiled_restores(tiny_model):
@@ -130,7 +240,9 @@ def test_image_a_few_pixels_wide_is_tiled(tiny_model):
     """Its right half after padding holds no real pixel: no statistics exist for it, and tiles keep their own."""
     strip = torch.rand(1, 3, 200, 3, generator=torch.Generator().manual_seed(5))
     restored = restore_tensor(tiny_model, strip, tile_size=64, tile_overlap=16, return_stages=False)[0]
-    assert restored.shape == strip.shape and torch.isfinite(restored).all()
+    untiled = restore_tensor(tiny_model, strip, return_stages=False)[0]
+    assert restored.shape == strip.shape
+    assert psnr(restored, untiled) > 28  # measured 32.4 dB: tiles 64 rows high see less of the strip's context
 
 
 def test_local_attention_statistics_need_no_extra_pass():
@@ -144,6 +256,28 @@ def test_local_attention_statistics_need_no_extra_pass():
                               progress=lambda done, total: calls.append(total))[0] for passes in (0, 1)]
     torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
     assert set(calls) == {len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))}
+
+
+@pytest.mark.parametrize("height, width", [(48, 40), (40, 48), (48, 48)])
+def test_an_image_exactly_one_tile_high_or_wide_is_restored_whole(tiny_model, height, width):
+    calls = []
+    restore_tensor(tiny_model, torch.rand(1, 3, height, width), tile_size=48, tile_overlap=8,
+                   progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]  # one pass over one tile: no statistics pass
+
+
+@pytest.mark.parametrize("tile_size, tile_overlap, message", [
+    (8, 0, "tile_size must be a multiple of 8 and at least 16, got 8"),
+    (12, 0, "tile_size must be a multiple of 8 and at least 16, got 12"),
+    (52, 0, "tile_size must be a multiple of 8 and at least 16, got 52"),
+    (16, 8, "tile_overlap must be between 0 and tile_size / 2 (8), got 8"),
+    (64, -1, "tile_overlap must be between 0 and tile_size / 2 (32), got -1"),
+])
+def test_unusable_tilings_are_refused(tile_size, tile_overlap, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_tiling(tile_size, tile_overlap)
+    check_tiling(16, 7)
+    check_tiling(512, 255)
 
 
 @pytest.mark.parametrize("passes", [-1, 1.5, True, "1"])

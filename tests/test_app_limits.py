@@ -1,0 +1,125 @@
+"""The upload size limit, with real decodable images just under and just over it: the default 16 megapixels, and
+MPRNET_MAX_MEGAPIXELS, in the library and through a real app server started with a small limit."""
+
+import importlib.util
+import re
+import socket
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO_ROOT
+
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
+from mprnet_hf.serving import max_megapixels, open_image_file
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SMALL_LIMIT = "0.01"  # megapixels: 10,000 pixels, so 100 x 100 is just under and 101 x 100 just over
+
+
+def blank_png(path, width: int, height: int):
+    """A real 1-bit PNG: a few kilobytes whatever its size, and fully decodable."""
+    Image.new("1", (width, height)).save(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------------ library
+def test_default_limit_is_sixteen_megapixels_inclusive():
+    assert DEFAULT_MAX_MEGAPIXELS == 16
+    check_pixel_count(Image.new("1", (4000, 4000)))
+    with pytest.raises(ValueError, match=re.escape("4001x4000 (16.0 megapixels), above the limit of 16 megapixels")):
+        check_pixel_count(Image.new("1", (4001, 4000)))
+    with pytest.raises(ValueError, match=re.escape("1616x9901 (16.0 megapixels)")):
+        check_pixel_count(Image.new("1", (1616, 9901)))  # 16,000,016 pixels: 16 over the limit
+
+
+def test_uploads_just_under_the_default_limit_are_decoded_and_just_over_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("MPRNET_MAX_MEGAPIXELS", raising=False)
+    image, notes = open_image_file(blank_png(tmp_path / "under.png", 4000, 4000))
+    assert image.size == (4000, 4000) and image.getpixel((3999, 3999)) == 0 and notes == []
+    with pytest.raises(ValueError, match=re.escape("above the limit of 16 megapixels")):
+        open_image_file(blank_png(tmp_path / "over.png", 4000, 4001))
+
+
+def test_a_bomb_under_pillows_own_threshold_is_refused_by_the_limit(tmp_path, monkeypatch):
+    """81 megapixels: Pillow opens it without a warning, so only the limit stands between it and 81 MB of pixels."""
+    monkeypatch.delenv("MPRNET_MAX_MEGAPIXELS", raising=False)
+    path = blank_png(tmp_path / "bomb.png", 9000, 9000)
+    assert path.stat().st_size < 50_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as header:
+            assert header.size == (9000, 9000)
+    with pytest.raises(ValueError, match=re.escape("9000x9000 (81.0 megapixels), above the limit of 16 megapixels")):
+        open_image_file(path)
+
+
+def test_environment_variable_sets_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPRNET_MAX_MEGAPIXELS", SMALL_LIMIT)
+    assert max_megapixels() == 0.01
+    image, _ = open_image_file(blank_png(tmp_path / "under.png", 100, 100))
+    assert image.size == (100, 100)
+    over = blank_png(tmp_path / "over.png", 101, 100)
+    with pytest.raises(ValueError, match=re.escape("101x100 (0.0 megapixels), above the limit of 0.01 megapixels")):
+        open_image_file(over)
+    assert open_image_file(over, limit_megapixels=1)[0].size == (101, 100)  # an explicit limit wins
+
+
+@pytest.mark.parametrize("value", ["lots", "16MP"])
+def test_a_limit_that_is_not_a_number_is_refused(monkeypatch, value):
+    monkeypatch.setenv("MPRNET_MAX_MEGAPIXELS", value)
+    with pytest.raises(ValueError, match=re.escape(f"MPRNET_MAX_MEGAPIXELS must be a number, got {value!r}")):
+        max_megapixels()
+
+
+def test_restore_image_checks_the_limit_it_is_given():
+    torch.manual_seed(0)
+    model = MPRNetModel(MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)).eval()
+    assert restore_image(model, Image.new("RGB", (100, 100)), max_megapixels=0.01).image.size == (100, 100)
+    with pytest.raises(ValueError, match=re.escape("above the limit of 0.01 megapixels")):
+        restore_image(model, Image.new("RGB", (101, 100)), max_megapixels=0.01)
+    assert restore_image(model, Image.new("RGB", (101, 100)), max_megapixels=None).image.size == (101, 100)
+
+
+# ------------------------------------------------------------------------------------------------ the app
+@pytest.fixture(scope="module")
+def small_limit_client():
+    """app.py imported anew (as another module) with MPRNET_MAX_MEGAPIXELS set, and served on its own port."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MPRNET_MAX_MEGAPIXELS", SMALL_LIMIT)
+        spec = importlib.util.spec_from_file_location("app_with_a_small_limit", REPO_ROOT / "app.py")
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)
+        port = free_port()
+        app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        **app.LAUNCH_OPTIONS)
+        try:
+            yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+        finally:
+            app.demo.close()
+
+
+def restore(client, path):
+    return client.predict(handle_file(str(path)), "denoise", 512, 64, api_name="/restore")
+
+
+def test_app_restores_just_under_its_configured_limit_and_refuses_just_over(small_limit_client, tmp_path):
+    restored, *_ = restore(small_limit_client, blank_png(tmp_path / "under.png", 100, 100))
+    assert Image.open(restored).size == (100, 100)
+    with pytest.raises(AppError, match=re.escape("101x100 (0.0 megapixels), above the limit of 0.01 megapixels")):
+        restore(small_limit_client, blank_png(tmp_path / "over.png", 101, 100))
+    restored, *_ = restore(small_limit_client, blank_png(tmp_path / "again.png", 50, 200))
+    assert Image.open(restored).size == (50, 200)  # still serving
