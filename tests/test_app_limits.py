@@ -78,10 +78,10 @@ def test_environment_variable_sets_the_limit(tmp_path, monkeypatch):
     assert open_image_file(over, limit_megapixels=1)[0].size == (101, 100)  # an explicit limit wins
 
 
-@pytest.mark.parametrize("value", ["lots", "16MP"])
-def test_a_limit_that_is_not_a_number_is_refused(monkeypatch, value):
+@pytest.mark.parametrize("value", ["lots", "16MP", "0", "-3", "nan", "inf"])
+def test_a_limit_that_is_not_a_positive_number_is_refused(monkeypatch, value):
     monkeypatch.setenv("MPRNET_MAX_MEGAPIXELS", value)
-    with pytest.raises(ValueError, match=re.escape(f"MPRNET_MAX_MEGAPIXELS must be a number, got {value!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"MPRNET_MAX_MEGAPIXELS must be a positive number, got {value!r}")):
         max_megapixels()
 
 
