@@ -297,6 +297,11 @@ class OriginalResolutionSubnetwork(nn.Module):
         return features
 
 
+def _tracing() -> bool:
+    """Whether an exporter or compiler is tracing the forward: parameters must not be swapped under it."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
 def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
     # unflatten/unbind rather than chunk: it keeps the batch size symbolic, so the ONNX export has a dynamic batch.
     return features.unflatten(0, (parts, -1)).unbind(0)
@@ -404,7 +409,7 @@ class MPRNetModel(MPRNetPreTrainedModel):
         NCHW tensors are reordered into its blocked layout and back around each of the ~300 convolutions. Same
         arithmetic up to float rounding. The weights are switched once, in place (parameters keep their identity, so
         optimizers and `save_pretrained` are unaffected); GPUs and training keep the layout they were given."""
-        if self.training or images.device.type != "cpu":
+        if self.training or images.device.type != "cpu" or _tracing():
             return images
         if not self.tail.weight.is_contiguous(memory_format=torch.channels_last):
             # Outside inference mode, or the new weights would be inference tensors that training could not use.
