@@ -118,7 +118,8 @@ class ServingReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f"{task}: {self.backends[task]} ({self.start_up_seconds.get(task, 0):.1f} s)" for task in self.backends]
+        parts = [f"{task}: {backend} ({self.start_up_seconds.get(task, 0):.1f} s)"
+                 for task, backend in self.backends.items()]
         return f"serving on {self.device}: " + ", ".join(parts) + "".join(f"; {note}" for note in self.notes)
 
 
@@ -173,7 +174,8 @@ def prepare_for_serving(models: dict[str, MPRNetModel], device: torch.device | N
         report.reused_freed_memory = reuse_freed_memory()
     use_onnxruntime = backend != "torch" and onnxruntime_available()
     if backend == "onnxruntime" and not use_onnxruntime:
-        raise ValueError("backend='onnxruntime' needs onnxruntime, onnx and onnxscript: pip install -r requirements-cpu.txt")
+        raise ValueError("backend='onnxruntime' needs onnxruntime, onnx and onnxscript installed "
+                         "(pip install -r requirements-cpu.txt), or use backend='torch'")
     to_export = []
     for task, model in models.items():
         started = time.perf_counter()
