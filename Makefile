@@ -18,7 +18,7 @@ $(BIN)/python:
 # Both install the package from pyproject.toml in editable mode (console scripts included: .venv/bin/mprnet-restore),
 # with torch held to the CPU wheel by requirements-cpu.txt.
 $(VENV)/.cpu-installed: pyproject.toml requirements-cpu.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c requirements-cpu.txt -e ".[app]"
+	$(BIN)/python -m pip install -q -c requirements-cpu.txt -e ".[app,onnx]"
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml requirements-dev.txt requirements-cpu.txt $(VENV)/.cpu-installed

@@ -5,7 +5,7 @@ Only UI wiring lives here; accepting uploads, restoring, bounding the cost of a 
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
-API: `Client(url).predict(handle_file(path), "deblur", 512, 64, api_name="/restore")` returns
+API: `Client(url).predict(handle_file(path), "deblur", 0, 64, api_name="/restore")` returns
 (restored PNG path, (before, after) slider image paths, stage gallery, status markdown); see docs/APP.md.
 """
 
@@ -31,6 +31,7 @@ from mprnet_hf.configuration_mprnet import TASKS
 from mprnet_hf.image_io import Photo, read_image, restore_photo, write_image
 from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
 from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
 from mprnet_hf.serving import (
     cpu_cost_bound,
     gpu_duration,
@@ -57,12 +58,20 @@ TASK_LABELS = {
     "denoise": "Denoise (sensor noise)",
 }
 # The API accepts the sliders' ranges only: a huge tile would hold a whole 16-megapixel photo in GPU memory at once.
+# Tile size 0 (the default) means automatic: on a CPU the photo is restored whole when memory allows (the fastest
+# and exact path), on a GPU in tiles of DEFAULT_TILE_SIZE.
+AUTOMATIC_TILES = 0
 TILE_SIZE_RANGE = (256, 1024)
 TILE_OVERLAP_RANGE = (0, 96)
 
 # ZeroGPU needs the weights loaded at import, outside any @spaces.GPU function; it moves them to the GPU per call.
 MODELS = load_models()
 ON_GPU = next(MODELS[TASKS[0]].parameters()).is_cuda
+# Start-up, never inside a request: channels-last weights, glibc keeping freed memory, a warm-up call, and on a CPU
+# onnxruntime sessions for whole-photo restores (exported once in the background and cached on disk; requests are
+# served by PyTorch until then). On ZeroGPU only eval mode (bf16 autocast, no compile).
+SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", "auto"), background=True)
+print(f"MPRNet serving: {SERVING.summary()}", flush=True)
 MAX_MEGAPIXELS = max_megapixels()
 # What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now.
 COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
@@ -172,10 +181,17 @@ def client_gone(request: gr.Request | None) -> bool:
     return bool(events) and not any(event.alive for event in events)
 
 
+def tile_size_for(photo: Photo, task: str, tile_size: int) -> int | None:
+    """The tile size a request restores with: the one it asked for, or when automatic, the serving choice."""
+    if tile_size != AUTOMATIC_TILES:
+        return tile_size
+    return serving_tile_size(MODELS[task], *photo.size, DEFAULT_TILE_SIZE)
+
+
 def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
     width, height = photo.size
-    return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size)
+    return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size_for(photo, task, tile_size))
 
 
 @spaces.GPU(duration=gpu_seconds)
@@ -193,7 +209,7 @@ def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, r
         return restore_photo(
             MODELS[task],
             photo,
-            tile_size=tile_size,
+            tile_size=tile_size_for(photo, task, tile_size),
             tile_overlap=tile_overlap,
             precision="bf16" if ON_GPU else "fp32",
             progress=report_tiles,
@@ -210,14 +226,15 @@ def refuse(message: str):
     raise gr.Error(message, print_exception=False)
 
 
-def whole_number_in(value, bounds: tuple[int, int], name: str) -> int:
+def whole_number_in(value, bounds: tuple[int, int], name: str, also: int | None = None) -> int:
     low, high = bounds
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         number = None
-    if number is None or not number.is_integer() or not low <= number <= high:
-        refuse(f"{name} must be a whole number from {low} to {high}, got {short_repr(value)}.")
+    if number is None or not number.is_integer() or not (low <= number <= high or number == also):
+        allowed = f"{also} (automatic) or " if also is not None else ""
+        refuse(f"{name} must be {allowed}a whole number from {low} to {high}, got {short_repr(value)}.")
     return int(number)
 
 
@@ -250,7 +267,7 @@ def stage_previews(stages: tuple[Photo, ...]) -> list[tuple[Image.Image, str]]:
 def checked_request(image, task, tile_size, tile_overlap) -> tuple[Path | None, str, int, int]:
     if not isinstance(task, str) or task not in MODELS:
         refuse(f"Unknown task {short_repr(task)}: choose one of {', '.join(TASKS)}.")
-    tile_size = whole_number_in(tile_size, TILE_SIZE_RANGE, "Tile size")
+    tile_size = whole_number_in(tile_size, TILE_SIZE_RANGE, "Tile size", also=AUTOMATIC_TILES)
     tile_overlap = whole_number_in(tile_overlap, TILE_OVERLAP_RANGE, "Tile overlap")
     try:
         path = uploaded_file(image, upload_folders())
@@ -263,9 +280,9 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
     """Restores one degraded photo (blurred, rainy or noisy) with MPRNet and returns it at full resolution.
 
     Args:
-        image: the photo, uploaded (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16 megapixels and one request's cost).
+        image: the photo, uploaded (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16 megapixels).
         task: "deblur" (motion or out-of-focus blur), "derain" (rain streaks) or "denoise" (sensor noise).
-        tile_size: large photos are restored in square tiles of this side (256 to 1024 pixels, a multiple of 8).
+        tile_size: 0 for automatic (the default), or the side of square tiles (256 to 1024, a multiple of 8).
         tile_overlap: pixels over which neighbouring tiles overlap and cross-fade (0 to 96).
 
     Returns:
@@ -275,7 +292,7 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
     path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
     try:
         photo = read_image(path, MAX_MEGAPIXELS)
-        COST_BOUNDS[task].check(MODELS[task], *photo.size, tile_size, "on this server")
+        COST_BOUNDS[task].check(MODELS[task], *photo.size, tile_size_for(photo, task, tile_size), "on this server")
     except ValueError as error:
         refuse(str(error))
     for note in photo.notes:
@@ -316,7 +333,7 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
 
 def example_rows(task: str) -> list[list]:
     return [
-        [str(path), task, DEFAULT_TILE_SIZE, DEFAULT_TILE_OVERLAP] for path in sorted((EXAMPLES_DIR / task).glob("*.png"))
+        [str(path), task, AUTOMATIC_TILES, DEFAULT_TILE_OVERLAP] for path in sorted((EXAMPLES_DIR / task).glob("*.png"))
     ]
 
 
@@ -344,8 +361,9 @@ def build_demo() -> gr.Blocks:
                 )
                 with gr.Accordion("Advanced", open=False):
                     tile_size_input = gr.Slider(
-                        *TILE_SIZE_RANGE, value=DEFAULT_TILE_SIZE, step=64, label="Tile size",
-                        info="Large photos are restored tile by tile; smaller tiles need less GPU memory.",
+                        AUTOMATIC_TILES, TILE_SIZE_RANGE[1], value=AUTOMATIC_TILES, step=256, label="Tile size",
+                        info="0: automatic (whole photo when memory allows). Large photos are restored tile by tile; "
+                        "smaller tiles need less memory.",
                     )
                     tile_overlap_input = gr.Slider(
                         *TILE_OVERLAP_RANGE, value=DEFAULT_TILE_OVERLAP, step=8, label="Tile overlap",
@@ -368,8 +386,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(min_width=200):
                     # Cached on first click, so a visitor clicking an example does not spend GPU time twice.
                     gr.Examples(
-                        example_rows(task), inputs=inputs, outputs=outputs, fn=restore, label=f"{task.capitalize()} examples",
-                        cache_examples=True, cache_mode="lazy", api_name=False,
+                        example_rows(task), inputs=inputs, outputs=outputs, fn=restore,
+                        label=f"{task.capitalize()} examples", cache_examples=True, cache_mode="lazy", api_name=False,
                     )
 
         restore_button.click(

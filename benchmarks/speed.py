@@ -4,14 +4,22 @@ Every (config, size, path, precision) case runs in its own subprocess with `torc
 random weights (seed 0) and a random input, batch 1: `--warmup` untimed runs, then `--repeats` timed runs.
 
 Paths:
+  official       the official MPRNet.py from `--official PATH` (its folder), `model(x)` under torch.no_grad; without
+                 `--official` it is not run and the ratios use the eager stand-in below, which the output says
   eager          the official schedule (quarters and halves one at a time), NCHW, torch.no_grad
-                 (benchmarks/eager_baseline.py)
-  library        `model(x)` as shipped: quarters and halves batched, NCHW, torch.no_grad
+                 (benchmarks/eager_baseline.py): a clean-room stand-in for the official code
+  nchw           `model.restore_padded` on NCHW weights and activations: what `model(x)` ran before it switched to
+                 channels-last on CPU by itself
+  library        `model(x)` as shipped, torch.no_grad: the default path of `from_pretrained` + call (channels-last
+                 on CPU, chosen by the model itself)
+  pipeline       `pipeline("image-restoration", model=model)(photo)` as shipped (a PIL photo in and out)
   channels_last  `mprnet_hf.fast.optimize_for_inference(model)` under torch.inference_mode
   fast           channels_last plus `mprnet_hf.fast.reuse_freed_memory()` (the recommended CPU setting)
   compiled       fast plus torch.compile (opt-in; compiles on the first run, which the warm-up absorbs)
 
 Examples:
+  python -m benchmarks.speed --configs deblur --sizes 256,512 --paths official,library,pipeline,fast \
+      --official ../MPRNet/Deblurring
   python -m benchmarks.speed --configs deblur --sizes 256,512 --paths eager,fast
   python -m benchmarks.speed --configs derain,denoise --sizes 1024 --paths eager,fast --warmup 0 --repeats 1
   python -m benchmarks.speed --device cuda --precision fp32,bf16,fp16 --paths eager,fast --sizes 256,512,1024
@@ -40,7 +48,7 @@ from benchmarks.common import (
     summarize_latencies,
 )
 
-PATHS = ("eager", "library", "channels_last", "fast", "compiled")
+PATHS = ("official", "eager", "nchw", "library", "pipeline", "channels_last", "fast", "compiled")
 CONFIGS = ("deblur", "derain", "denoise")
 # Official code on the reference machine (2 cores, /work/shared/reference/README.md): median seconds and peak RSS.
 OFFICIAL_CPU_MEDIAN_S = {("deblur", 256): 8.87, ("deblur", 512): 45.09, ("derain", 256): 2.61,
@@ -58,15 +66,63 @@ def build_model(config_name: str, device: torch.device):
     return MPRNetModel(MPRNetConfig.for_task(config_name)).eval().to(device)
 
 
-def prepare_path(path: str, model):
+def build_official_model(folder: str, config_name: str, device: torch.device):
+    """The official `MPRNet` class from `folder`/MPRNet.py, built with the released configuration (random weights)."""
+    import importlib.util
+
+    from mprnet_hf import MPRNetConfig
+
+    source = Path(folder) / "MPRNet.py"
+    if not source.is_file():
+        raise FileNotFoundError(f"--official {folder}: no MPRNet.py there; give the folder of the official MPRNet.py")
+    module_spec = importlib.util.spec_from_file_location("official_mprnet", source)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = MPRNetConfig.for_task(config_name)
+    torch.manual_seed(0)
+    return module.MPRNet(in_c=3, out_c=3, n_feat=config.n_feat, scale_unetfeats=config.scale_unetfeats,
+                         scale_orsnetfeats=config.scale_orsnetfeats, num_cab=config.num_cab,
+                         kernel_size=config.kernel_size, reduction=config.reduction, bias=config.bias).eval().to(device)
+
+
+def pipeline_forward(model):
+    """The pipeline as users call it: a PIL photo in, a PIL photo out (tensor -> 8-bit photo outside the timing)."""
+    from transformers import pipeline
+
+    from mprnet_hf import MPRNetImageProcessor
+
+    restorer = pipeline("image-restoration", model=model, image_processor=MPRNetImageProcessor())
+    photos = {}
+
+    def forward(images):
+        key = id(images)
+        if key not in photos:
+            from PIL import Image
+
+            pixels = (images[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+            photos[key] = Image.fromarray(pixels)
+        return restorer(photos[key])
+
+    return forward
+
+
+def prepare_path(path: str, model, spec: dict | None = None):
     """Applies the path's settings to the model; returns (model, grad context factory, forward function)."""
     from benchmarks.eager_baseline import official_style_restore
     from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
+    from mprnet_hf.modeling_mprnet import pad_to_multiple
 
+    if path == "official":
+        official = build_official_model(spec["official"], spec["config"], spec["device"])
+        return official, torch.no_grad, lambda images: official(images)[0]
     if path == "eager":
         return model, torch.no_grad, lambda images: official_style_restore(model, images)[-1]
+    if path == "nchw":
+        return model, torch.no_grad, lambda images: model.restore_padded(pad_to_multiple(images))[-1]
     if path == "library":
         return model, torch.no_grad, lambda images: model(images).reconstruction
+    if path == "pipeline":
+        return model, torch.no_grad, pipeline_forward(model)
     if path in ("fast", "compiled"):
         if model.device.type == "cpu" and not reuse_freed_memory():
             print("warning: reuse_freed_memory() is not available here (not glibc)")
@@ -95,8 +151,9 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     configure_device(device, spec["precision"])
-    model = build_model(spec["config"], device)
-    model, grad_context, forward = prepare_path(spec["path"], model)
+    # The official path builds its own model: a second one would only add to its peak memory.
+    model = build_model(spec["config"], device) if spec["path"] != "official" else None
+    model, grad_context, forward = prepare_path(spec["path"], model, dict(spec, device=device))
     rss_after_model = current_rss_mib()
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(1, 3, spec["size"], spec["size"], generator=generator).to(device)
@@ -116,7 +173,7 @@ def worker(spec: dict) -> dict:
         synchronize(device)
         elapsed = time.perf_counter() - started
         # Random weights can overflow in fp16; the time still counts, but the row says so.
-        finite.append(bool(torch.isfinite(output).all()))
+        finite.append(True if spec["path"] == "pipeline" else bool(torch.isfinite(output).all()))
         return elapsed
 
     warmup_s = [timed_run() for _ in range(spec["warmup"])]
@@ -151,13 +208,32 @@ def add_speedups_vs_eager(rows: list[dict]) -> None:
         row["speedup_vs_eager"] = round(baseline / row["median_s"], 3) if baseline else None
 
 
+def add_side_by_side_ratios(rows: list[dict], run_started: str) -> str:
+    """Sets `x_side_by_side` on the rows of this run: official median / row median, against the official code run
+    in this same run, else against the eager stand-in of this run. Returns what the baseline was."""
+    def case(row):
+        return row["device"], row["config"], row["size"], row["precision"], row["threads"], row.get("env", "")
+
+    this_run = [row for row in rows if row.get("run_started") == run_started]
+    official = {case(row): row["median_s"] for row in this_run if row["path"] == "official"}
+    eager = {case(row): row["median_s"] for row in this_run if row["path"] == "eager"}
+    for row in this_run:
+        baseline = official.get(case(row)) or eager.get(case(row))
+        row["x_side_by_side"] = round(baseline / row["median_s"], 3) if baseline else None
+    if official:
+        return "the official code (--official), run in this run"
+    return ("the eager stand-in (benchmarks/eager_baseline.py) run in this run: no --official PATH was given"
+            if eager else "nothing: add --paths official (with --official PATH) or eager for side-by-side ratios")
+
+
 TABLE_COLUMNS = [
     ("config", "config", ""), ("size", "size", ""), ("path", "path", ""), ("env", "env", ""),
     ("precision", "precision", ""),
     ("median s", "median_s", ".3f"), ("min s", "min_s", ".3f"), ("MP/s", "megapixels_per_s", ".4f"),
     ("GFLOP/s", "achieved_gflops_per_s", ".1f"), ("peak RSS MiB", "peak_rss_mib", ".0f"),
     ("peak GPU MiB", "peak_gpu_mib", ".0f"), ("x eager", "speedup_vs_eager", ".2f"),
-    ("x official", "speedup_vs_official", ".2f"), ("load", "load_before", ".2f"),
+    ("x side by side", "x_side_by_side", ".2f"), ("x official (ref. machine)", "speedup_vs_official", ".2f"),
+    ("load", "load_before", ".2f"),
     ("others' CPU", "other_cpu_share", ".0%"),
 ]
 
@@ -176,6 +252,7 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
     parser.add_argument("--env", default="", help="NAME=VALUE[,NAME=VALUE] set in each worker before torch loads, "
                                                    "e.g. THP_MEM_ALLOC_ENABLE=1 (recorded with the row)")
+    parser.add_argument("--official", help="folder holding the official MPRNet.py, for the 'official' path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -194,6 +271,11 @@ def main(argv=None):
         parser.error("--device cuda: no CUDA device is available")
     if args.device == "cpu" and "fp16" in precisions:
         parser.error("fp16 autocast is GPU-only; use bf16 on CPU")
+    if "official" in paths and not args.official:
+        print("note: no --official PATH given: the official code is not run, and 'x side by side' compares with the "
+              "eager stand-in (benchmarks/eager_baseline.py) instead")
+        paths = [path for path in paths if path != "official"] + ([] if "eager" in paths else ["eager"])
+        paths.sort(key=PATHS.index)
 
     worker_env = dict(item.split("=", 1) for item in parse_list(args.env))
     busy = other_busy_processes()
@@ -208,19 +290,23 @@ def main(argv=None):
             for precision in precisions:
                 for path in paths:
                     spec = dict(device=args.device, config=config_name, size=size, path=path, precision=precision,
-                                threads=args.threads, warmup=args.warmup, repeats=args.repeats, env=args.env)
+                                threads=args.threads, warmup=args.warmup, repeats=args.repeats, env=args.env,
+                                official=args.official)
                     row = add_derived_numbers(run_worker("benchmarks.speed", spec, timeout=args.timeout,
                                                          env=worker_env), flops)
+                    row["run_started"] = meta["started_utc"]
                     new_rows.append(row)
                     print(f"{config_name} {size}x{size} {path} {precision}: median {row['median_s']:.3f} s, "
                           f"peak RSS {row['peak_rss_mib']:.0f} MiB, load {row['load_before']}", flush=True)
     rows = merge_results(output, new_rows, RESULT_KEY, meta)
     add_speedups_vs_eager(rows)
+    baseline = add_side_by_side_ratios(rows, meta["started_utc"])
     merge_results(output, rows, RESULT_KEY, meta)
     shown = [row for row in rows if (row["config"], row["size"]) in {(c, s) for c in configs for s in sizes}]
     shown.sort(key=lambda r: (r["device"], CONFIGS.index(r["config"]), r["size"], r["precision"],
                               PATHS.index(r["path"]), r.get("env", "")))
     print(format_table(shown, TABLE_COLUMNS))
+    print(f"'x side by side' is against {baseline}.")
     print(f"results: {output}")
 
 

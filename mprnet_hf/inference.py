@@ -89,6 +89,65 @@ def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
     return tile_size is None or (height <= tile_size and width <= tile_size)
 
 
+# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width): 31-36 bytes
+# measured for the bundled and the three released configurations, about 1.6x that with `fast.reuse_freed_memory`
+# (the mprnet_hf project's performance docs); rounded up for safety.
+PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 64
+# Share of the free memory one restore may plan to use: the app restores two requests at once, and the rest of the
+# process (and of the machine) needs some too.
+MEMORY_SHARE_PER_RESTORE = 0.4
+SMALLEST_AUTOMATIC_TILE = 256
+
+
+def peak_bytes_per_pixel(model: MPRNetModel) -> int:
+    return PEAK_BYTES_PER_PIXEL_AND_CHANNEL * (model.config.n_feat + model.config.orsnet_width)
+
+
+def estimated_peak_bytes(model: MPRNetModel, height: int, width: int) -> int:
+    """A generous estimate of the memory an untiled fp32 restore of a `height` x `width` image needs."""
+    padded_pixels = (height + -height % SIZE_MULTIPLE) * (width + -width % SIZE_MULTIPLE)
+    return peak_bytes_per_pixel(model) * padded_pixels
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory a restore on `device` can use now: free GPU memory on CUDA, else the system's available memory."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 4 * 2**30  # unknown: assume a small machine
+
+
+def choose_tile_size(model: MPRNetModel, height: int, width: int, device: torch.device | None = None,
+                     available_bytes: int | None = None) -> int | None:
+    """The tile size for restoring a `height` x `width` image from the memory available, or None to restore it
+    whole (the fastest and exact path: no seams, no statistics pass).
+
+    Whole when the estimated peak (`estimated_peak_bytes`) fits in `MEMORY_SHARE_PER_RESTORE` of the free memory of
+    `device` (the model's device by default) or `available_bytes`; else the largest square tile, a multiple of 64
+    and at least `SMALLEST_AUTOMATIC_TILE`, that does.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be at least 1, got {height}x{width}")
+    device = device or next(model.parameters()).device
+    available = free_memory_bytes(device) if available_bytes is None else available_bytes
+    budget = MEMORY_SHARE_PER_RESTORE * available
+    if estimated_peak_bytes(model, height, width) <= budget:
+        return None
+    side = int((budget / peak_bytes_per_pixel(model)) ** 0.5) // 64 * 64
+    return max(SMALLEST_AUTOMATIC_TILE, side)
+
+
 def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: int | None,
                       statistics_passes: int = DEFAULT_STATISTICS_PASSES) -> int:
     """How many times `restore_tensor` runs `model` over every pixel of a `height` x `width` image: once untiled or
@@ -119,8 +178,8 @@ def restore_tensor(
     Tiled, each channel-attention block would average over the tile only; `statistics_passes` first runs that many
     passes over the tiles to record the whole-image averages the untiled model uses, and the final pass uses them
     (see `mprnet_hf.whole_image_statistics`). One pass (the default) doubles the time of a tiled restore and brings it
-    to within 49+ dB of the untiled output on the README's photo; 0 restores each tile on its own statistics (faster,
-    40-48 dB); more passes help only with tiles much smaller than the image.
+    much closer to the untiled output; 0 restores each tile on its own statistics (faster, less exact); more passes
+    help only with tiles much smaller than the image. The mprnet_hf project's performance docs measure it.
     """
     MPRNetModel._check_pixel_values(pixel_values)
     device = next(model.parameters()).device
@@ -131,7 +190,15 @@ def restore_tensor(
         check_tiling(tile_size, tile_overlap)
     check_statistics_passes(statistics_passes)
 
-    def run(images):
+    # A whole-image runtime attached by `serving_speed.prepare_for_serving` (onnxruntime on CPU) runs the same
+    # arithmetic faster, but without the hooks that record or replay whole-image statistics in tiled passes.
+    runtime = getattr(model, "whole_image_runtime", None) if precision == "fp32" else None
+
+    def run(images, hooks_needed=False):
+        if runtime is not None and not hooks_needed:
+            stages = runtime(images)
+            stages = stages if return_stages else stages[-1:]
+            return [stage.float().to(pixel_values.device) for stage in stages]
         with autocast:
             stages = model(images.to(device)).stage_reconstructions
         stages = stages if return_stages else stages[-1:]
@@ -165,7 +232,7 @@ def restore_tensor(
                 for left, column_span in zip(columns, owned_columns):
                     statistics.start_tile(top, left, tile_h, tile_w, row_span, column_span)
                     tile = pixel_values[:, :, top : top + tile_h, left : left + tile_w]
-                    outputs = run(tile)
+                    outputs = run(tile, hooks_needed=statistics_passes > 0)
                     if final:
                         for buffer, output in zip(accumulated, outputs):
                             buffer[:, :, top : top + tile_h, left : left + tile_w] += output * window
@@ -227,4 +294,6 @@ __all__ = [
     "autocast_context",
     "tile_starts",
     "passes_over_image",
+    "choose_tile_size",
+    "estimated_peak_bytes",
 ]

@@ -9,6 +9,9 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 # The app bounds each request by CPU seconds measured at start-up; on a machine busy with the tests themselves that
 # measure would refuse the larger test photos. Tests of the bound set their own.
 os.environ.setdefault("MPRNET_MAX_SECONDS", "3600")
+# The app serves with PyTorch in tests: the onnxruntime export it would start in the background takes minutes of CPU
+# (tests/test_serving_speed.py covers that backend).
+os.environ.setdefault("MPRNET_BACKEND", "torch")
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -297,6 +297,11 @@ class OriginalResolutionSubnetwork(nn.Module):
         return features
 
 
+def _tracing() -> bool:
+    """Whether an exporter or compiler is tracing the forward: parameters must not be swapped under it."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
 def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
     # unflatten/unbind rather than chunk: it keeps the batch size symbolic, so the ONNX export has a dynamic batch.
     return features.unflatten(0, (parts, -1)).unbind(0)
@@ -392,12 +397,25 @@ class MPRNetModel(MPRNetPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         height, width = pixel_values.shape[-2:]
-        stages = self.restore_padded(pad_to_multiple(pixel_values))
+        stages = self.restore_padded(self._in_fastest_layout(pad_to_multiple(pixel_values)))
         stages = tuple(stage[:, :, :height, :width] for stage in stages)
         loss = self.restoration_loss(stages, labels) if labels is not None else None
         if not return_dict:
             return (loss, stages[-1], stages) if loss is not None else (stages[-1], stages)
         return MPRNetOutput(loss=loss, reconstruction=stages[-1], stage_reconstructions=stages)
+
+    def _in_fastest_layout(self, images: torch.Tensor) -> torch.Tensor:
+        """Inference on CPU runs channels-last, weights and activations: oneDNN then convolves NHWC directly, where
+        NCHW tensors are reordered into its blocked layout and back around each of the ~300 convolutions. Same
+        arithmetic up to float rounding. The weights are switched once, in place (parameters keep their identity, so
+        optimizers and `save_pretrained` are unaffected); GPUs and training keep the layout they were given."""
+        if self.training or images.device.type != "cpu" or _tracing():
+            return images
+        if not self.tail.weight.is_contiguous(memory_format=torch.channels_last):
+            # Outside inference mode, or the new weights would be inference tensors that training could not use.
+            with torch.inference_mode(False):
+                self.to(memory_format=torch.channels_last)
+        return images.contiguous(memory_format=torch.channels_last)
 
     def restore_padded(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three-stage forward pass on images whose height and width are multiples of 8.

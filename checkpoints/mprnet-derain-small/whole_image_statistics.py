@@ -16,7 +16,7 @@ differently from the whole photo.
   quarter that straddles two image quarters gets a per-pixel map of means).
 
 The first recording pass runs with each tile's own gates, so its means are slightly off; each further recording pass
-replays the previous one's means and records again. Measured in the README ("Tiled against untiled output").
+replays the previous one's means and records again (measured in the project's performance docs).
 Test-time local statistics (`config.local_attention_window`) need none of this: their means are local already.
 """
 

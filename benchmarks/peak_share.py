@@ -1,0 +1,216 @@
+"""How close each way of running the bundled models comes to the machine's fp32 matrix-multiply peak on CPU.
+
+Every (model, size, path) case runs in its own process (so peak RSS and the process-wide allocator setting belong to
+that path alone), which measures the fp32 matmul peak (2048² products, best of 5) right before and right after its
+timed runs: on a shared machine the share of peak is then taken against the capacity the case actually had.
+Time counts the model's work once (convolution FLOPs of one untiled pass), so a path that tiles, or runs a statistics
+pass, shows a lower share for the same model.
+
+Paths:
+  model_nchw       `model.restore_padded` on NCHW weights and activations: what `model(x)` ran before it switched
+                   to channels-last on CPU by itself (the "before" of the plain model call)
+  model_call       `MPRNetModel.from_pretrained(...)` then `model(pixel_values)` under torch.no_grad (the default)
+  pipeline         `pipeline("image-restoration", model=...)(photo)`, untiled (its default)
+  restore_before   `inference.restore_image(model, photo, tile_size=512, tile_overlap=64)`: the app's call before
+                   serving preparation (tiles of 512 and the whole-image statistics pass)
+  served_torch     `serving_speed.prepare_for_serving(models, backend="torch")`, then `restore_image` with
+                   `serving_tile_size` (channels-last, reused freed memory, tiles only when memory requires)
+  served           the same with onnxruntime (the default backend when installed): the app's and the CLI's path
+
+The app and CLI add file decoding and PNG encoding around `restore_image`; register them in `EXTRA_PATHS`
+(name -> function(task, model) returning a function of a PIL photo) to add their rows.
+
+    python -m benchmarks.peak_share --sizes 1024 --models deblur,derain,denoise
+    python -m benchmarks.peak_share --sizes 512,1024,2048 --paths model_call,served --repeats 1
+Results go to benchmarks/results/peak_share.json (same case replaced) and a table is printed.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import (
+    RESULTS_DIR,
+    count_conv_flops,
+    emit_result,
+    format_table,
+    merge_results,
+    other_busy_processes,
+    parse_list,
+    peak_rss_mib,
+    run_metadata,
+    run_worker,
+    summarize_latencies,
+)
+
+MODELS = ("deblur", "derain", "denoise")
+PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch", "served")
+# Hook for the app's and the CLI's own restore functions: name -> builder(task, model) -> function(PIL image).
+EXTRA_PATHS: dict = {}
+RESULT_KEY = ("model", "size", "path", "threads")
+MATMUL_SIZE = 2048
+
+
+def matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """Best fp32 matrix-multiply rate of this process's threads, in GFLOP/s."""
+    left, right = torch.randn(size, size), torch.randn(size, size)
+    left @ right
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        left @ right
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+# ---------------------------------------------------------------------------------------------------- worker side
+def model_folder(task: str) -> str:
+    from mprnet_hf.serving import BUNDLED_CHECKPOINTS
+
+    return str(BUNDLED_CHECKPOINTS / f"mprnet-{task}-small")
+
+
+def build_path(path: str, task: str, model, spec: dict):
+    """Returns (function of a PIL photo, start-up report or None)."""
+    from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
+    from mprnet_hf.inference import restore_image
+    from mprnet_hf.modeling_mprnet import pad_to_multiple
+
+    processor = MPRNetImageProcessor()
+
+    def pixel_values(photo):
+        return processor(images=photo, return_tensors="pt")["pixel_values"]
+
+    if path == "model_nchw":
+        return lambda photo: _no_grad(lambda: model.restore_padded(pad_to_multiple(pixel_values(photo)))), None
+    if path == "model_call":
+        return lambda photo: _no_grad(lambda: model(pixel_values(photo))), None
+    if path == "pipeline":
+        from transformers import pipeline
+
+        restorer = pipeline("image-restoration", model=model, image_processor=processor)
+        return restorer, None
+    if path == "restore_before":
+        return lambda photo: restore_image(model, photo, tile_size=512, tile_overlap=64), None
+    if path in ("served", "served_torch"):
+        from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
+
+        report = prepare_for_serving({task: model}, backend="torch" if path == "served_torch" else "auto",
+                                     cache_dir=spec.get("cache_dir"))
+
+        def served(photo):
+            tile_size = serving_tile_size(model, photo.width, photo.height)
+            return restore_image(model, photo, tile_size=tile_size, tile_overlap=64)
+
+        return served, report
+    return EXTRA_PATHS[path](task, model), None
+
+
+def _no_grad(function):
+    with torch.no_grad():
+        return function()
+
+
+def worker(spec: dict) -> dict:
+    from PIL import Image
+
+    from mprnet_hf import MPRNetModel
+    from mprnet_hf.inference import choose_tile_size
+
+    torch.set_num_threads(spec["threads"])
+    model = MPRNetModel.from_pretrained(model_folder(spec["model"])).eval()
+    pixels = np.random.default_rng(1).integers(0, 256, (spec["size"], spec["size"], 3), dtype=np.uint8)
+    photo = Image.fromarray(pixels)
+    started = time.perf_counter()
+    restore, report = build_path(spec["path"], spec["model"], model, spec)
+    start_up_s = time.perf_counter() - started
+    peak_before = matmul_peak_gflops()
+    warmup_s, latencies = [], []
+    for index in range(spec["warmup"] + spec["repeats"]):
+        started = time.perf_counter()
+        restore(photo)
+        (warmup_s if index < spec["warmup"] else latencies).append(time.perf_counter() - started)
+    peak_after = matmul_peak_gflops()
+    result = dict(spec, **summarize_latencies(latencies), warmup_s=[round(value, 2) for value in warmup_s],
+                  start_up_s=round(start_up_s, 2), peak_rss_mib=round(peak_rss_mib(), 1),
+                  matmul_gflops_before=round(peak_before, 1), matmul_gflops_after=round(peak_after, 1),
+                  auto_tile=choose_tile_size(model, spec["size"], spec["size"]))
+    if report is not None:
+        result.update(backend=report.backends[spec["model"]], reused_freed_memory=report.reused_freed_memory)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- parent side
+def add_derived_numbers(row: dict, flops: int) -> dict:
+    row["conv_gflop"] = round(flops / 1e9, 1)
+    row["achieved_gflops_per_s"] = round(flops / 1e9 / row["median_s"], 1)
+    # The better of the two matmul measurements: the capacity the machine offered around this case.
+    row["matmul_peak_gflops"] = max(row["matmul_gflops_before"], row["matmul_gflops_after"])
+    row["share_of_peak"] = round(row["achieved_gflops_per_s"] / row["matmul_peak_gflops"], 3)
+    return row
+
+
+TABLE_COLUMNS = [
+    ("model", "model", ""), ("size", "size", ""), ("path", "path", ""), ("backend", "backend", ""),
+    ("median s", "median_s", ".2f"), ("GFLOP", "conv_gflop", ".0f"), ("GFLOP/s", "achieved_gflops_per_s", ".1f"),
+    ("matmul peak GFLOP/s", "matmul_peak_gflops", ".0f"), ("share of peak", "share_of_peak", ".0%"),
+    ("peak RSS MiB", "peak_rss_mib", ".0f"), ("start-up s", "start_up_s", ".1f"), ("load", "load_before", ".1f"),
+    ("others' CPU", "other_cpu_share", ".0%"),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated bundled models")
+    parser.add_argument("--sizes", default="512,1024,2048", help="comma-separated square sizes")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, from {','.join(PATHS)}")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cache-dir", help="ONNX export cache for the served path (default: the serving default)")
+    parser.add_argument("--output", default=str(RESULTS_DIR / "peak_share.json"))
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        emit_result(worker(json.loads(args.worker)))
+        return
+
+    from mprnet_hf import MPRNetConfig
+
+    models, sizes, paths = parse_list(args.models), parse_list(args.sizes, int), parse_list(args.paths)
+    for name, values, allowed in (("models", models, MODELS), ("paths", paths, PATHS + tuple(EXTRA_PATHS))):
+        if unknown := sorted(set(values) - set(allowed)):
+            parser.error(f"unknown {name}: {', '.join(unknown)}")
+    busy = other_busy_processes()
+    if busy:
+        print("warning: other processes are using the CPU; shares are taken against the matmul rate measured "
+              "beside each case, but timings stay noisy:\n  " + "\n  ".join(busy))
+    meta = run_metadata("benchmarks.peak_share", argv, busy=busy)
+    new_rows = []
+    for task in models:
+        config = MPRNetConfig.from_pretrained(model_folder(task))
+        for size in sizes:
+            flops = count_conv_flops(config, size, size)
+            for path in paths:
+                spec = dict(model=task, size=size, path=path, threads=args.threads, warmup=args.warmup,
+                            repeats=args.repeats, cache_dir=args.cache_dir)
+                row = add_derived_numbers(run_worker("benchmarks.peak_share", spec, timeout=args.timeout), flops)
+                new_rows.append(row)
+                print(f"{task} {size}² {path}: {row['median_s']:.2f} s, {row['share_of_peak']:.0%} of "
+                      f"{row['matmul_peak_gflops']:.0f} GFLOP/s, peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+    rows = merge_results(Path(args.output), new_rows, RESULT_KEY, meta)
+    shown = [row for row in rows if row["model"] in models and row["size"] in sizes]
+    order = PATHS + tuple(EXTRA_PATHS)
+    shown.sort(key=lambda r: (MODELS.index(r["model"]), r["size"],
+                              order.index(r["path"]) if r["path"] in order else len(order)))
+    print(format_table(shown, TABLE_COLUMNS))
+    print(f"results: {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Start-up preparation that makes the serving processes (the app, the CLI) fast, and the tile size they restore with.
+
+    models = load_models()
+    report = prepare_for_serving(models)            # once, at start-up, before the first request
+    tile = serving_tile_size(model, width, height, requested_tile_size)
+    restore_image(model, photo, tile_size=tile, ...)
+
+What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
+
+* process-wide: `fast.reuse_freed_memory()` (glibc keeps freed memory for reuse instead of re-faulting fresh pages).
+  It belongs to the serving process, never to `import mprnet_hf`: it raises the peak memory of every later
+  allocation and is never undone;
+* per model: `fast.optimize_for_inference` (eval, no gradients, channels-last weights);
+* per model, with onnxruntime installed: the model is exported to ONNX once (cached on disk, keyed by the weights, the
+  config and the library versions) and whole-image restores run through an onnxruntime session, which fuses the
+  element-wise work into the convolutions. Tiled restores that record whole-image statistics keep using PyTorch
+  (they need its hooks). Same arithmetic up to float rounding (tests/test_serving_speed.py);
+* a warm-up restore per model, so no request pays for a first call's set-up.
+
+On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as it is, uncompiled.
+"""
+
+import copy
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .fast import optimize_for_inference, reuse_freed_memory
+from .inference import DEFAULT_TILE_SIZE, choose_tile_size, restore_tensor
+from .modeling_mprnet import MPRNetModel
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "torch")
+WARM_UP_SIZE = 64
+
+
+def onnx_cache_dir() -> Path:
+    """`MPRNET_ONNX_CACHE` if set, else `$XDG_CACHE_HOME/mprnet_hf/onnx` (~/.cache/mprnet_hf/onnx)."""
+    if os.environ.get("MPRNET_ONNX_CACHE"):
+        return Path(os.environ["MPRNET_ONNX_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mprnet_hf" / "onnx"
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401  (the exporter writes with it)
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401  (torch.onnx's dynamo exporter needs it)
+    except ImportError:
+        return False
+    return True
+
+
+def model_fingerprint(model: MPRNetModel) -> str:
+    """Identifies what an exported graph depends on: weights, config and the versions of the exporting libraries."""
+    import onnxruntime
+
+    digest = hashlib.sha256()
+    digest.update(model.config.to_json_string(use_diff=False).encode())
+    digest.update(f"torch {torch.__version__} onnxruntime {onnxruntime.__version__}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def exported_model_path(model: MPRNetModel, cache_dir: Path | None = None) -> Path:
+    """The cached ONNX export of `model` with its stage outputs, exporting it first if it is not cached."""
+    from .export_onnx import export_onnx
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    path = cache_dir / f"mprnet-{model.config.task or 'model'}-{model_fingerprint(model)}.onnx"
+    if path.is_file():
+        return path
+    # Written under another name and renamed, so that a crash or a second process never leaves half a file behind.
+    partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
+    # A copy: tracing must not touch the model that may be serving requests meanwhile (background=True).
+    export_onnx(copy.deepcopy(model), partial, return_stages=True)
+    partial.replace(path)
+    return path
+
+
+class OnnxRuntimeRestorer:
+    """Runs an exported MPRNet graph: (N, 3, H, W) float32 images in, the stage-1, stage-2 and stage-3 images out,
+    as `MPRNetModel.restore_padded` returns them but at any size (the graph pads and crops itself)."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = path
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feed = images.detach().float().cpu().contiguous().numpy()
+        reconstruction, stage1, stage2 = self.session.run(["reconstruction", "stage1", "stage2"],
+                                                          {"pixel_values": feed})
+        return torch.from_numpy(stage1), torch.from_numpy(stage2), torch.from_numpy(reconstruction)
+
+
+@dataclass
+class ServingReport:
+    """What `prepare_for_serving` did: the backend of each task and the seconds each model's preparation took."""
+
+    device: str
+    reused_freed_memory: bool = False
+    backends: dict[str, str] = field(default_factory=dict)
+    start_up_seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{task}: {backend} ({self.start_up_seconds.get(task, 0):.1f} s)"
+                 for task, backend in self.backends.items()]
+        return f"serving on {self.device}: " + ", ".join(parts) + "".join(f"; {note}" for note in self.notes)
+
+
+def _warm_up(model: MPRNetModel) -> None:
+    images = torch.rand(1, 3, WARM_UP_SIZE, WARM_UP_SIZE, generator=torch.Generator().manual_seed(0))
+    restore_tensor(model, images.to(next(model.parameters()).device), return_stages=True)
+
+
+def _attach_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport) -> None:
+    started = time.perf_counter()
+    try:
+        restorer = OnnxRuntimeRestorer(exported_model_path(model, cache_dir))
+    except Exception as error:  # an export or session failure must leave the PyTorch path serving
+        report.notes.append(f"{task}: onnxruntime unavailable ({type(error).__name__}: {error}); serving with PyTorch")
+        logger.warning(report.notes[-1])
+        return
+    model.whole_image_runtime = restorer
+    _warm_up(model)
+    report.backends[task] = "onnxruntime"
+    report.start_up_seconds[task] = round(report.start_up_seconds.get(task, 0) + time.perf_counter() - started, 2)
+    logger.info(f"{task}: whole-image restores now run on onnxruntime ({restorer.path})")
+
+
+def prepare_for_serving(models: dict[str, MPRNetModel], device: torch.device | None = None, backend: str = "auto",
+                        cache_dir: str | Path | None = None, background: bool = False,
+                        allocator: bool = True) -> ServingReport:
+    """Makes `models` (task -> model, as `serving.load_models` returns) fast to serve; call once at start-up.
+
+    Args:
+        device: where the models run (default: the first model's device). On CUDA only eval mode is set.
+        backend: "auto" (onnxruntime on CPU when installed, else PyTorch), "onnxruntime" (the same, but a missing
+            onnxruntime is an error) or "torch" (channels-last PyTorch only).
+        cache_dir: where ONNX exports are kept (`onnx_cache_dir()` by default). Exporting takes about a minute per
+            model on 2 cores, once per weights and library versions.
+        background: export and load the onnxruntime sessions in a background thread; requests are served by the
+            channels-last PyTorch path until each session is ready. The returned report is updated as they are.
+        allocator: apply the process-wide `fast.reuse_freed_memory()` on CPU.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not models:
+        raise ValueError("prepare_for_serving needs at least one model")
+    device = torch.device(device) if device is not None else next(next(iter(models.values())).parameters()).device
+    report = ServingReport(device=str(device))
+    if device.type != "cpu":
+        for task, model in models.items():
+            model.eval()
+            report.backends[task] = "torch (unchanged on GPU)"
+        return report
+
+    if allocator:
+        report.reused_freed_memory = reuse_freed_memory()
+    use_onnxruntime = backend != "torch" and onnxruntime_available()
+    if backend == "onnxruntime" and not use_onnxruntime:
+        raise ValueError("backend='onnxruntime' needs onnxruntime, onnx and onnxscript installed "
+                         "(pip install -r requirements-cpu.txt), or use backend='torch'")
+    to_export = []
+    for task, model in models.items():
+        started = time.perf_counter()
+        optimize_for_inference(model)
+        _warm_up(model)
+        report.backends[task] = "torch channels-last"
+        report.start_up_seconds[task] = round(time.perf_counter() - started, 2)
+        if not use_onnxruntime:
+            continue
+        if model.config.local_attention_window:
+            report.notes.append(f"{task}: test-time local statistics cannot be exported; serving with PyTorch")
+            continue
+        to_export.append((task, model))
+
+    def export_all():
+        for task, model in to_export:
+            _attach_onnxruntime(task, model, cache_dir, report)
+
+    if background and to_export:
+        threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True).start()
+    else:
+        export_all()
+    return report
+
+
+def serving_tile_size(model: MPRNetModel, width: int, height: int, requested_tile_size: int | None = DEFAULT_TILE_SIZE,
+                      available_bytes: int | None = None) -> int | None:
+    """The tile size a serving process restores a `width` x `height` photo with.
+
+    On CUDA, `requested_tile_size` (the app's slider: GPU memory is the constraint the user can see). On CPU, the
+    memory available decides (`inference.choose_tile_size`): None (whole, the fastest and exact path) whenever the
+    photo fits, else the largest tile that does; a fixed 512 would tile every 1-megapixel photo and double its cost
+    with the statistics pass.
+    """
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return requested_tile_size
+    return choose_tile_size(model, height, width, device=device, available_bytes=available_bytes)
+
+
+__all__ = [
+    "prepare_for_serving",
+    "serving_tile_size",
+    "ServingReport",
+    "OnnxRuntimeRestorer",
+    "exported_model_path",
+    "onnx_cache_dir",
+    "onnxruntime_available",
+]

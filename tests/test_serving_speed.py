@@ -1,0 +1,102 @@
+"""The fast default paths and the serving preparation: channels-last by default on CPU, tile sizes from memory, and
+the onnxruntime backend, all within 1e-5 of the official fixtures."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import assert_within_tolerance, fixture_errors, fixture_model
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
+from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
+
+TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+BUNDLED_SIZE = dict(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_cab=2)
+GIB = 2**30
+
+
+def tiny_model(**overrides):
+    torch.manual_seed(0)
+    return MPRNetModel(MPRNetConfig(**{**TINY, **overrides})).eval()
+
+
+def test_model_call_on_cpu_switches_to_channels_last_and_still_trains():
+    model = tiny_model()
+    images = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        nchw = model.restore_padded(images)[-1]
+    assert not model.tail.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fast = model(images).reconstruction
+    assert model.tail.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, nchw, atol=1e-5, rtol=0)
+    # The switched weights were made outside inference mode: training after an inference call still works.
+    model.train()
+    loss = model(images, labels=torch.rand(1, 3, 24, 32)).loss
+    loss.backward()
+    assert model.tail.weight.grad is not None
+
+
+def test_training_mode_keeps_the_layout_it_was_given():
+    model = tiny_model().train()
+    model(torch.rand(1, 3, 16, 16))
+    assert not model.tail.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_megapixel_photo_on_a_cpu_with_gigabytes_free_is_not_tiled():
+    model = tiny_model(**BUNDLED_SIZE)
+    assert choose_tile_size(model, 1024, 1024, available_bytes=8 * GIB) is None
+    assert serving_tile_size(model, 1024, 1024, requested_tile_size=512, available_bytes=8 * GIB) is None
+
+
+@pytest.mark.parametrize("available_gib", [0.25, 1, 4])
+def test_tiles_are_the_largest_that_fit_the_memory(available_gib):
+    model = tiny_model(**BUNDLED_SIZE)
+    available = int(available_gib * GIB)
+    tile = choose_tile_size(model, 8000, 6000, available_bytes=available)
+    assert tile is not None and tile % 64 == 0 and tile >= 256
+    if tile > 256:
+        assert estimated_peak_bytes(model, tile, tile) <= 0.4 * available < estimated_peak_bytes(model, tile + 64,
+                                                                                                  tile + 64)
+
+
+def test_bad_sizes_and_backends_are_refused():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="at least 1"):
+        choose_tile_size(model, 0, 10, available_bytes=GIB)
+    with pytest.raises(ValueError, match="backend"):
+        prepare_for_serving({"deblur": model}, backend="tensorrt")
+    with pytest.raises(ValueError, match="at least one model"):
+        prepare_for_serving({})
+
+
+def test_torch_serving_path_matches_fixtures(reference_dir):
+    model = fixture_model(reference_dir, "deblur")
+    # allocator=False: the glibc setting is process-wide, and test_fast_paths covers it in a child process.
+    report = prepare_for_serving({"deblur": model}, backend="torch", allocator=False)
+    assert report.backends == {"deblur": "torch channels-last"} and not report.reused_freed_memory
+    io = load_file(reference_dir / "fixture_deblur_io.safetensors")
+    assert_within_tolerance(fixture_errors(lambda images: tuple(restore_tensor(model, images)), io))
+
+
+@pytest.mark.slow
+def test_onnxruntime_serving_path_matches_fixtures_and_is_cached(reference_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = fixture_model(reference_dir, "derain")
+    untiled_reference = restore_tensor(model, torch.rand(1, 3, 72, 88, generator=torch.Generator().manual_seed(2)))
+    tiled_images = torch.rand(1, 3, 72, 88, generator=torch.Generator().manual_seed(2))
+    tiled_reference = restore_tensor(model, tiled_images, tile_size=48, tile_overlap=8)
+    report = prepare_for_serving({"derain": model}, backend="onnxruntime", cache_dir=tmp_path, allocator=False)
+    assert report.backends == {"derain": "onnxruntime"}
+    assert len(list(tmp_path.glob("*.onnx"))) == 1 and not list(tmp_path.glob("*.partial"))
+    io = load_file(reference_dir / "fixture_derain_io.safetensors")
+    assert_within_tolerance(fixture_errors(lambda images: tuple(restore_tensor(model, images)), io))
+    torch.testing.assert_close(restore_tensor(model, tiled_images.clone())[-1], untiled_reference[-1], atol=1e-5,
+                               rtol=0)
+    # Tiled restores with the statistics pass need PyTorch's hooks, and get them.
+    tiled = restore_tensor(model, tiled_images, tile_size=48, tile_overlap=8)
+    torch.testing.assert_close(tiled[-1], tiled_reference[-1], atol=1e-5, rtol=0)
+    # A second start-up reuses the export.
+    again = fixture_model(reference_dir, "derain")
+    prepare_for_serving({"derain": again}, backend="onnxruntime", cache_dir=tmp_path, allocator=False)
+    assert len(list(tmp_path.glob("*.onnx"))) == 1
