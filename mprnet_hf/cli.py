@@ -25,14 +25,16 @@ from transformers.utils import logging as transformers_logging
 from .bundled import bundled_checkpoint
 from .configuration_mprnet import TASKS, MPRNetConfig
 from .image_io import format_for_path, read_image, restore_photo, write_image
-from .inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, check_tiling
+from .inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, SMALLEST_AUTOMATIC_TILE, check_tiling
 from .modeling_mprnet import MPRNetModel
 from .serving import max_megapixels
+from .serving_speed import prepare_for_serving, serving_tile_size
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FORMATS = ("png", "same")
 GLOB_CHARACTERS = set("*?[")
 STAGE_SUFFIXES = (".stage1", ".stage2")
+ONNX_EXPORT_WORTH_IT = 10  # files in a run
 
 
 class UsageError(Exception):
@@ -59,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", required=True, choices=TASKS, help="what to undo")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the results to")
     parser.add_argument("--model", help="model folder or Hugging Face Hub id (default: the bundled small checkpoint)")
-    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                        help=f"restore larger images tile by tile (default {DEFAULT_TILE_SIZE}; 0: whole images)")
+    parser.add_argument("--tile-size", type=int, default=None,
+                        help="restore larger images tile by tile (default: automatic, whole images when memory allows "
+                             f"on a CPU, tiles of {DEFAULT_TILE_SIZE} on a GPU; 0: always whole images)")
     parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP,
                         help=f"pixels neighbouring tiles share and cross-fade over (default {DEFAULT_TILE_OVERLAP})")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, else MPS, else CPU")
@@ -88,9 +91,9 @@ def choose_device(name: str) -> torch.device:
 
 
 def check_settings(args, device: torch.device) -> None:
-    if args.tile_size:
+    if args.tile_size != 0:
         try:
-            check_tiling(args.tile_size, args.tile_overlap)
+            check_tiling(args.tile_size or SMALLEST_AUTOMATIC_TILE, args.tile_overlap)
         except ValueError as error:
             raise UsageError(f"--tile-size/--tile-overlap: {error}") from None
     if args.precision == "fp16" and device.type == "cpu":
@@ -213,7 +216,8 @@ def restore_file(model, job: Job, args) -> None:
             tiles.update(done - tiles.n)
 
     try:
-        restored, stages = restore_photo(model, photo, tile_size=args.tile_size or None,
+        tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
+        restored, stages = restore_photo(model, photo, tile_size=tile_size,
                                          tile_overlap=args.tile_overlap, precision=args.precision,
                                          progress=tile_progress)
     finally:
@@ -238,6 +242,10 @@ def run(args) -> int:
     check_settings(args, device)
     jobs = plan_jobs(expand_inputs(args.inputs, args.output), args.output, args.format)
     model = load_model(args.model, args.task, device)
+    # Process-wide speed-ups belong to the command, not to the library import; an onnxruntime export (once per
+    # weights, cached) pays off over a folder of photos, not over a few.
+    prepare_for_serving({args.task: model}, device=device, background=True,
+                        backend="auto" if len(jobs) >= ONNX_EXPORT_WORTH_IT else "torch")
     input_paths = {job.source.resolve() for job in jobs}
     args.output.mkdir(parents=True, exist_ok=True)
     restored = skipped = 0
