@@ -78,6 +78,7 @@ def start_server(port: int, log, temp_dir: Path) -> subprocess.Popen:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "TMPDIR": str(temp_dir),
         "GRADIO_TEMP_DIR": str(gradio_cache(temp_dir)),
+        "PYTHONFAULTHANDLER": "1",  # a crash in native code leaves its stack in the log
     }
     return subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -110,8 +111,11 @@ def stop_server(server: subprocess.Popen):
 
 
 def server_rss(process: psutil.Process) -> int:
-    """Resident memory of the server and any children it started."""
-    total = process.memory_info().rss
+    """Resident memory of the server and any children it started (0 once it has exited)."""
+    try:
+        total = process.memory_info().rss
+    except psutil.Error:
+        return 0
     for child in process.children(recursive=True):
         try:
             total += child.memory_info().rss
@@ -335,17 +339,18 @@ def send(client, http, url: str, probe: Probe, timeout_s: float) -> dict:
 
 
 class RequestPlan:
-    """Hands out request ids to the clients until `total` are sent or, in a soak, until `until` (monotonic)."""
+    """Hands out request ids to the clients until `total` are sent or, in a soak, until `until` (monotonic); none
+    once the server has exited, whose every later request would fail the same way."""
 
-    def __init__(self, total: int | None, until: float):
-        self.total, self.until = total, until
+    def __init__(self, total: int | None, until: float, server: subprocess.Popen):
+        self.total, self.until, self.server = total, until, server
         self.ids = itertools.count()
         self.lock = threading.Lock()
 
     def next_id(self) -> int | None:
         with self.lock:
             request_id = next(self.ids)
-        if self.total is not None and request_id >= self.total:
+        if self.total is not None and request_id >= self.total or self.server.poll() is not None:
             return None
         return request_id if time.monotonic() < self.until else None
 
@@ -451,7 +456,7 @@ def main():
 
         started = time.monotonic()
         soak_s = args.soak_minutes * 60 if args.soak_minutes is not None else None
-        plan = RequestPlan(None if soak_s else args.requests, started + (soak_s or args.deadline))
+        plan = RequestPlan(None if soak_s else args.requests, started + (soak_s or args.deadline), server)
         timeout_s = min(args.request_timeout, args.deadline)
 
         def choose(request_id: int) -> Probe:
@@ -467,11 +472,11 @@ def main():
         rss["peak"] = max(memory.peak(), rss["after warm-up"])
         rss["at the end"] = server_rss(process)
         disk["after the run"] = measure_disk(temp_dir)
-        if args.settle_seconds:
+        if args.settle_seconds and server.poll() is None:
             time.sleep(args.settle_seconds)
             rss[f"after {args.settle_seconds:.0f} s idle"] = server_rss(process)
             disk[f"after {args.settle_seconds:.0f} s idle"] = measure_disk(temp_dir)
-        server_alive = server.poll() is None
+        exit_code = server.poll()
     finally:
         stop_server(server)
 
@@ -506,7 +511,7 @@ def main():
         ("RSS growth, second half", f"{(rss['at the end'] - rss['half-way']) / mib:+.0f} MiB"),
         *((f"results folder {moment}", disk_cell(value, "results")) for moment, value in disk.items()),
         *((f"Gradio cache {moment}", disk_cell(value, "gradio")) for moment, value in disk.items()),
-        ("server alive at the end", "yes" if server_alive else "no"),
+        ("server alive at the end", "yes" if exit_code is None else f"no: it exited with code {exit_code}"),
         ("tracebacks in the server log", str(tracebacks)),
     ]
     print(format_table(rows))
@@ -521,8 +526,8 @@ def main():
         )
     if len(not_uploaded) > 1:
         failed.append({"probe": "raw paths", "status": "failed", "detail": f"{len(not_uploaded)} different messages"})
-    if not server_alive:
-        failed.append({"probe": "server", "status": "failed", "detail": "the server died during the run"})
+    if exit_code is not None:
+        failed.append({"probe": "server", "status": "failed", "detail": f"the server exited (code {exit_code})"})
     for outcome in failed[:15]:
         print(f"{outcome.get('id', '-')} {outcome['probe']}: {outcome['status']}: {outcome['detail']}")
     if failed or tracebacks:
