@@ -327,7 +327,7 @@ def send_raw(http, url: str, probe: Probe, timeout_s: float) -> tuple[str, str]:
 
 
 def send(client, http, url: str, probe: Probe, timeout_s: float) -> dict:
-    started = time.perf_counter()
+    sent_at, started = time.monotonic(), time.perf_counter()
     try:
         if probe.raw_image is not None:
             status, detail = send_raw(http, url, probe, timeout_s)
@@ -335,7 +335,10 @@ def send(client, http, url: str, probe: Probe, timeout_s: float) -> dict:
             status, detail = send_with_client(client, probe, timeout_s)
     except Exception as error:  # the load test reports every failure instead of stopping at the first
         status, detail = ("lost" if "timeout" in type(error).__name__.lower() else "failed"), repr(error)[:300]
-    return {"probe": probe.name, "status": status, "detail": detail, "seconds": time.perf_counter() - started}
+    return {
+        "probe": probe.name, "status": status, "detail": detail, "seconds": time.perf_counter() - started,
+        "sent_at": sent_at,
+    }
 
 
 class RequestPlan:
@@ -540,6 +543,8 @@ def main():
             "outcomes": outcomes,
             "warm_up": warm_outcomes,
             "rss_bytes": rss,
+            "rss_timeline": [(round(seconds, 1), value) for seconds, value in memory.samples[::4]],
+            "run_started_monotonic": started,
             "disk": {moment: value for moment, value in disk.items()},
         }
         args.json.write_text(json.dumps(results, indent=2) + "\n")
