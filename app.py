@@ -181,17 +181,18 @@ def client_gone(request: gr.Request | None) -> bool:
     return bool(events) and not any(event.alive for event in events)
 
 
-def tile_size_for(photo: Photo, task: str, tile_size: int) -> int | None:
-    """The tile size a request restores with: the one it asked for, or when automatic, the serving choice."""
+def tile_size_for(size: tuple[int, int], task: str, tile_size: int) -> int | None:
+    """The tile size a request restores a photo of `size` (width, height) with: the one it asked for, or when
+    automatic, the serving choice."""
     if tile_size != AUTOMATIC_TILES:
         return tile_size
-    return serving_tile_size(MODELS[task], *photo.size, DEFAULT_TILE_SIZE)
+    return serving_tile_size(MODELS[task], *size, DEFAULT_TILE_SIZE)
 
 
 def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
     width, height = photo.size
-    return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size_for(photo, task, tile_size))
+    return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size_for(photo.size, task, tile_size))
 
 
 @spaces.GPU(duration=gpu_seconds)
@@ -209,7 +210,7 @@ def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, r
         return restore_photo(
             MODELS[task],
             photo,
-            tile_size=tile_size_for(photo, task, tile_size),
+            tile_size=tile_size_for(photo.size, task, tile_size),
             tile_overlap=tile_overlap,
             precision="bf16" if ON_GPU else "fp32",
             progress=report_tiles,
@@ -290,9 +291,13 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
         small previews of the three stages, and a status text.
     """
     path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
+    def within_cost_bound(width: int, height: int):
+        tile = tile_size_for((width, height), task, tile_size)
+        COST_BOUNDS[task].check(MODELS[task], width, height, tile, "on this server")
+
     try:
-        photo = read_image(path, MAX_MEGAPIXELS)
-        COST_BOUNDS[task].check(MODELS[task], *photo.size, tile_size_for(photo, task, tile_size), "on this server")
+        # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.
+        photo = await asyncio.to_thread(read_image, path, MAX_MEGAPIXELS, within_cost_bound)
     except ValueError as error:
         refuse(str(error))
     for note in photo.notes:

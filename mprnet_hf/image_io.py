@@ -77,10 +77,12 @@ class Photo:
         return 8
 
 
-def read_image(path, max_megapixels: float | None = None) -> Photo:
+def read_image(path, max_megapixels: float | None = None,
+               check_size: Callable[[int, int], None] | None = None) -> Photo:
     """Reads a photo file at its own bit depth, upright, with its EXIF and ICC profile, or raises ValueError saying
-    what is wrong with it (missing, empty, not an image, corrupt, more pixels than `max_megapixels`)."""
-    image, notes = open_image_file(path, max_megapixels)
+    what is wrong with it (missing, empty, not an image, corrupt, more pixels than `max_megapixels`, or refused by
+    `check_size(width, height)`, which runs on the header before any pixel is decoded)."""
+    image, notes = open_image_file(path, max_megapixels, check_size)
     exif = image.getexif()
     orientation = exif.get(ORIENTATION, 1)
     sixteen_bit = read_sixteen_bit_colour(Path(path), image)

@@ -8,6 +8,7 @@ import os
 import time
 import urllib.parse
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,11 +123,13 @@ def served_file_path(url: str) -> str:
     return urllib.parse.unquote(parts.path.split(prefix, 1)[1])
 
 
-def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.Image, list[str]]:
+def open_image_file(path, limit_megapixels: float | None = None,
+                    check_size: Callable[[int, int], None] | None = None) -> tuple[Image.Image, list[str]]:
     """Opens an uploaded file as a fully decoded PIL image, or raises ValueError saying what is wrong.
 
-    Only `ALLOWED_FORMATS` are tried. Returns the image and notes for the user (e.g. that only the first frame of an
-    animation was used).
+    Only `ALLOWED_FORMATS` are tried. The pixel limit, and `check_size(width, height)` when given (e.g. a
+    `CostBound.check`), run on the header, before any pixel is decoded. Returns the image and notes for the user
+    (e.g. that only the first frame of an animation was used).
     """
     limit_megapixels = max_megapixels() if limit_megapixels is None else limit_megapixels
     if path is None:
@@ -148,6 +151,8 @@ def open_image_file(path, limit_megapixels: float | None = None) -> tuple[Image.
                 notes.append(f"{name} is animated ({image.n_frames} frames); only the first frame was restored.")
                 image.seek(0)
             check_pixel_count(image, limit_megapixels)
+            if check_size is not None:
+                check_size(*image.size)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(

@@ -574,6 +574,11 @@ def test_photos_costing_more_than_a_request_may_are_refused_naming_the_largest_s
                                            r" one request may use on this server\. The largest photo accepted is about "
                                            r"0\.5 megapixels"):
             restore(client, just_over, tile_size=512)
+        # The bound is checked on the header, before any pixel is decoded: this file has no pixels to decode.
+        header_only = tmp_path / "header-only.png"
+        header_only.write_bytes(tiny_png_declaring(2000, 2000))
+        with pytest.raises(AppError, match=r"2000x2000 \(4\.0 megapixels\): restoring it would take longer"):
+            restore(client, header_only, tile_size=512)
         # Untiled (one pass) it fits: the bound counts the statistics pass of tiled restores.
         restored, *_ = restore(client, just_under, tile_size=1024)
         assert Image.open(restored).size == (1000, 990)
@@ -585,10 +590,10 @@ def test_automatic_tiles_restore_a_megapixel_photo_whole_on_a_cpu(app_module):
     """Tiling a photo that fits in memory would only add seams and a statistics pass; asked-for tiles stay."""
     photo = Image.new("RGB", (1024, 1024))
     if app_module.ON_GPU:
-        assert app_module.tile_size_for(photo, "deblur", app_module.AUTOMATIC_TILES) == 512
+        assert app_module.tile_size_for(photo.size, "deblur", app_module.AUTOMATIC_TILES) == 512
     else:
-        assert app_module.tile_size_for(photo, "deblur", app_module.AUTOMATIC_TILES) is None
-    assert app_module.tile_size_for(photo, "deblur", 256) == 256
+        assert app_module.tile_size_for(photo.size, "deblur", app_module.AUTOMATIC_TILES) is None
+    assert app_module.tile_size_for(photo.size, "deblur", 256) == 256
 
 
 def test_concurrency_follows_the_device(app_module):
