@@ -191,8 +191,7 @@ def tile_size_for(size: tuple[int, int], task: str, tile_size: int) -> int | Non
 
 def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
-    width, height = photo.size
-    return gpu_duration(COST_BOUNDS[task], MODELS[task], width, height, tile_size_for(photo.size, task, tile_size))
+    return gpu_duration(COST_BOUNDS[task], MODELS[task], *photo.size, tile_size_for(photo.size, task, tile_size))
 
 
 @spaces.GPU(duration=gpu_seconds)

@@ -93,8 +93,8 @@ def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
 # measured for the bundled and the three released configurations, about 1.6x that with `fast.reuse_freed_memory`
 # (the mprnet_hf project's performance docs); rounded up for safety.
 PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 64
-# Share of the free memory one restore may plan to use: the app restores two requests at once, and the rest of the
-# process (and of the machine) needs some too.
+# Share of the free memory one restore may plan to use: a server may restore two requests at once (the app does on a
+# GPU, or with MPRNET_CONCURRENCY=2), and the rest of the process (and of the machine) needs some too.
 MEMORY_SHARE_PER_RESTORE = 0.4
 SMALLEST_AUTOMATIC_TILE = 256
 
