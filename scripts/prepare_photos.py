@@ -227,7 +227,7 @@ def copyright_licence(package_folder: Path, package: str, paths: list) -> tuple:
 
 
 def read_qt_resources(blob: bytes) -> dict:
-    """Files of a Qt resource file (.rcc), by their resource path. Qt has no tool that unpacks one."""
+    """Files of a Qt resource file (.rcc), by their resource path (Qt's rcc lists such a file but cannot unpack it)."""
     magic, version, tree, data, names = struct.unpack(">4sIIII", blob[:20])
     if magic != b"qres":
         raise ValueError("not a Qt resource file")
@@ -264,6 +264,8 @@ def debian_photos(workdir: Path) -> list:
     for source in DEBIAN_SOURCES:
         folder, version = download_debian_package(source.package, workdir)
         for name in source.photos:
+            if not (folder / source.folder / name).is_file():
+                raise ValueError(f"{source.package} {version} has no /{source.folder}/{name}: update DEBIAN_SOURCES")
             if source.licence:
                 licence, licence_source = source.licence, "debian/copyright (not machine-readable), package licence"
             else:
@@ -285,6 +287,8 @@ def gcompris_photos(workdir: Path) -> list:
             resource = f"/gcompris/src/activities/{source.activity}/resource/{name}"
             target = workdir / "gcompris" / source.activity / name
             target.parent.mkdir(parents=True, exist_ok=True)
+            if resource not in resources:
+                raise ValueError(f"gcompris-qt-data {version} has no {resource}: update GCOMPRIS_SOURCES")
             target.write_bytes(resources[resource])
             # debian/copyright names the upstream sources, which were JPEG or PNG before the build made them WebP.
             source_path = resource.removeprefix("/gcompris/")
