@@ -208,7 +208,7 @@ def download_wheel(package: str, workdir: Path) -> tuple:
 def copyright_licence(package_folder: Path, package: str, paths: list) -> tuple:
     """Licence of the first of `paths` that a Files paragraph of the package's DEP-5 copyright file names more
     precisely than `*`, else of `*`; returns (licence, where it was read)."""
-    from debian.copyright import Copyright
+    from debian.copyright import Copyright, globs_to_re
 
     copyright_file = package_folder / "usr/share/doc" / package / "copyright"
     with open(copyright_file, encoding="utf-8") as handle:
@@ -219,7 +219,8 @@ def copyright_licence(package_folder: Path, package: str, paths: list) -> tuple:
         if paragraph is None:
             continue
         if tuple(paragraph.files) != ("*",):
-            return paragraph.license.synopsis, f"debian/copyright, Files: {' '.join(paragraph.files)}"
+            pattern = next(glob for glob in paragraph.files if globs_to_re([glob]).match(path))
+            return paragraph.license.synopsis, f"debian/copyright, Files: {pattern}"
         fallback = fallback or (paragraph.license.synopsis, "debian/copyright, Files: *")
     if fallback is None:
         raise ValueError(f"{copyright_file} names no licence for {paths[0]}")
