@@ -5,7 +5,7 @@
 # version (a handful of steps of each task), as tests/test_train_all.py does; without $OUT it writes to
 # runs/train-gpu/out.
 #   BUNDLE            photo folder holding train/ and val/ (default runs/gpu-bundle)
-#   MINUTES_PER_TASK  training budget of each task (default 2.4: about 9 minutes for the whole call)
+#   MINUTES_PER_TASK  training budget of each task (default 2.2: about 8.5 minutes for the whole call)
 #   WORK              work folder (default: a fresh one under /tmp)
 #   PYTHON            the interpreter (default python3, the one that holds torch on the device machine)
 #   TRAIN_ALL_ARGS    more arguments of python -m mprnet_hf.training.train_all (e.g. --smoke)
@@ -29,4 +29,4 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 # shellcheck disable=SC2086  # TRAIN_ALL_ARGS is a list of arguments
 "$PYTHON" -m mprnet_hf.training.train_all --train-dir "$BUNDLE/train" --val-dir "$BUNDLE/val" \
     --output-dir "$WORK" --report-dir "$OUT" --archive "$OUT/checkpoints.tar" \
-    --minutes-per-task "${MINUTES_PER_TASK:-2.4}" ${TRAIN_ALL_ARGS:-} 2>&1 | tee "$OUT/train_on_gpu.log"
+    --minutes-per-task "${MINUTES_PER_TASK:-2.2}" ${TRAIN_ALL_ARGS:-} 2>&1 | tee "$OUT/train_on_gpu.log"

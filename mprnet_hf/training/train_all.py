@@ -143,14 +143,22 @@ def pack(work_dir: Path, tasks, archive: Path) -> None:
             tar.add(work_dir / f"mprnet-{task}-small", arcname=f"mprnet-{task}-small")
 
 
-def run_all(settings: dict, tasks, train_dir, val_dir, work_dir: Path, device: torch.device) -> tuple[list, dict]:
-    """Trains every task, then scores each; returns the training measurements and the quality results."""
+def run_all(settings: dict, tasks, train_dir, val_dir, work_dir: Path, device: torch.device,
+            archive: Path | None = None, report_dir: Path | None = None) -> tuple[list, dict]:
+    """Trains every task, then scores each; returns the training measurements and the quality results. The archive
+    and training_runs.json are rewritten after each task, so a call cut short by its time limit still returns the
+    tasks it finished."""
     runs = []
     for task in tasks:
         print(f"== training {task} ({settings['preset']} preset, {settings['patch_size']}² patches, batch "
               f"{settings['batch_size']}, {settings['num_workers']} data workers)", flush=True)
         runs.append(train_task(task, settings, train_dir, val_dir, work_dir))
         print(f"== {task}: {json.dumps(runs[-1])}", flush=True)
+        if archive:
+            pack(work_dir, [run["task"] for run in runs], archive)
+        if report_dir:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            (report_dir / "training_runs.json").write_text(json.dumps(runs, indent=2))
     results = {}
     for task in tasks:
         results.update(score_task(task, work_dir / f"mprnet-{task}-small", val_dir, device, settings["eval_limit"]))
@@ -191,7 +199,7 @@ def parse_args(argv=None):
                         "the pipeline (the default where there is no GPU)")
     parser.add_argument("--preflight", action=argparse.BooleanOptionalAction, default=None,
                         help="run the pipeline in smoke mode on the GPU first (default: on a GPU, unless --smoke)")
-    parser.add_argument("--minutes-per-task", type=float, default=2.4, help="training budget of each task")
+    parser.add_argument("--minutes-per-task", type=float, default=2.2, help="training budget of each task")
     parser.add_argument("--batch-size", type=int, default=GPU_SETTINGS["batch_size"])
     parser.add_argument("--patch-size", type=int, default=GPU_SETTINGS["patch_size"])
     parser.add_argument("--lr", type=float, default=GPU_SETTINGS["lr"], help="peak learning rate")
@@ -211,7 +219,9 @@ def settings_from(args, smoke: bool) -> dict:
     settings = {"preset": args.preset, "from_scratch": args.from_scratch, "seed": args.seed,
                 "eval_limit": args.eval_limit}
     if smoke:
-        return {**settings, **SMOKE_SETTINGS, "num_workers": min(args.num_workers or 0, 2), "minutes_per_task": None,
+        # Two data workers on a GPU, so that the preflight goes through the worker processes too.
+        workers = min(2 if args.num_workers is None and torch.cuda.is_available() else args.num_workers or 0, 2)
+        return {**settings, **SMOKE_SETTINGS, "num_workers": workers, "minutes_per_task": None,
                 "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
                 "eval_limit": args.eval_limit or SMOKE_SETTINGS["eval_limit"]}
     workers = default_workers() if args.num_workers is None else args.num_workers
@@ -235,11 +245,11 @@ def main(argv=None) -> dict:
                     device)
         print(f"== preflight passed in {time.perf_counter() - start:.0f} s", flush=True)
     settings = settings_from(args, smoke)
-    runs, results = run_all(settings, args.tasks, args.train_dir, args.val_dir, work_dir, device)
+    archive = Path(args.archive) if args.archive else None
+    runs, results = run_all(settings, args.tasks, args.train_dir, args.val_dir, work_dir, device, archive, report_dir)
     print(write_report(report_dir, settings, runs, results, environment), flush=True)
-    if args.archive:
-        pack(work_dir, args.tasks, Path(args.archive))
-        print(f"Model folders packed into {args.archive}", flush=True)
+    if archive:
+        print(f"Model folders packed into {archive}", flush=True)
     return {"training": runs, "quality": results}
 
 
