@@ -25,7 +25,7 @@ done
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 # The checkout's package, not an installed one (the device machine has none).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; }
 # shellcheck disable=SC2086  # TRAIN_ALL_ARGS is a list of arguments
 "$PYTHON" -m mprnet_hf.training.train_all --train-dir "$BUNDLE/train" --val-dir "$BUNDLE/val" \
     --output-dir "$WORK" --report-dir "$OUT" --archive "$OUT/checkpoints.tar" \
