@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install install-dev browser wheel sync-remote-code mutation
+.PHONY: run test install install-dev browser wheel sync-remote-code mutation gpu-bundle train-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,14 @@ MUTANTS ?=
 mutation: install-dev
 	nice $(BIN)/mutmut run --max-children 1 $(MUTANTS)
 	$(BIN)/mutmut results
+
+# Training on a lent GPU (docs/TRAINING.md, "Training on a lent GPU"). gpu-bundle packs the photos into the ignored
+# folder runs/gpu-bundle that the device call carries (PHOTOS holds train/ and val/); train-gpu is the command the
+# device runs (there with the machine's own python3: PYTHON=python3). Without a GPU, train-gpu runs a handful of steps.
+PHOTOS ?= data/dev
+ANY_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-bundle:
+	$(ANY_PYTHON) scripts/make_gpu_bundle.py --train $(PHOTOS)/train --val $(PHOTOS)/val --output runs/gpu-bundle
+
+train-gpu:
+	PYTHON=$(ANY_PYTHON) bash scripts/train_on_gpu.sh

@@ -93,7 +93,7 @@ def test_adam_steps_reduce_the_loss_on_a_fixed_batch(task):
 
 
 def run_cli(photo_dirs, output_dir, state_dir, *extra):
-    main(["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
+    return main(["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
           "--output-dir", str(output_dir), "--state-dir", str(state_dir), "--preset", "tiny", "--steps", "4",
           "--patch-size", "32", "--batch-size", "2", "--warmup-steps", "1", "--lr", "1e-3", "--val-every", "2",
           "--num-threads", "1", *extra])
@@ -166,6 +166,18 @@ def test_channels_last_changes_the_memory_layout_not_the_training(photo_dirs, tm
     assert channels_last.keys() == contiguous.keys()
     for name, weight in contiguous.items():
         torch.testing.assert_close(channels_last[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_data_workers_change_who_degrades_the_patches_not_the_training(photo_dirs, tmp_path):
+    # Each patch is seeded by its index, so two worker processes draw the same batches as the training process.
+    serial = run_cli(photo_dirs, tmp_path / "serial", tmp_path / "serial-state")
+    parallel = run_cli(photo_dirs, tmp_path / "workers", tmp_path / "workers-state", "--num-workers", "2")
+    assert parallel.steps == serial.steps == 4 and parallel.samples == serial.samples == 8
+    assert 0 <= parallel.data_wait_seconds <= parallel.seconds
+    assert read_log(tmp_path / "workers") == [{**record, "seconds": record_w["seconds"]} for record, record_w in
+                                               zip(read_log(tmp_path / "serial"), read_log(tmp_path / "workers"))]
+    for name, weight in load_file(tmp_path / "serial" / "model.safetensors").items():
+        torch.testing.assert_close(load_file(tmp_path / "workers" / "model.safetensors")[name], weight, msg=name)
 
 
 def test_default_state_dir_never_is_the_output_dir(tmp_path, monkeypatch):

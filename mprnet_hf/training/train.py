@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast, set_seed
+from accelerate.utils import DataLoaderConfiguration, broadcast, set_seed
 from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -52,11 +52,16 @@ LR_SCALINGS = {"none": lambda processes: 1.0, "linear": float, "sqrt": math.sqrt
 
 
 class TrainingRun(NamedTuple):
-    """What `main` ran on this process: its optimizer steps (counting those before --resume) and its final model."""
+    """What `main` ran on this process: its optimizer steps (counting those before --resume) and its final model;
+    the patches of the global batch trained on in this run, its seconds in the training loop (validation and export
+    included) and those of them spent waiting for batches."""
 
     steps: int
     stopped_early: bool
     model: MPRNetModel
+    samples: int = 0
+    seconds: float = 0.0
+    data_wait_seconds: float = 0.0
 
 
 def build_config(task: str, preset: str) -> MPRNetConfig:
@@ -224,6 +229,8 @@ def parse_args(argv=None):
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--num-threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--num-workers", type=int, default=0, help="processes that cut and degrade the training "
+                        "patches (DataLoader workers; 0: the training process itself); on a GPU, one per spare core")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="keep weights and batches channels-last (1.4x faster training steps on CPU, measured on "
@@ -239,30 +246,34 @@ def parse_args(argv=None):
         parser.error("--patch-size must be a multiple of 8")
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch-size must be at least 1")
+    if args.num_workers < 0:
+        parser.error("--num-workers must be 0 or more")
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    check_launched_world_size(accelerator)
-    processes = accelerator.num_processes
-    global_batch = args.batch_size * processes
-    peak_lr = args.lr * LR_SCALINGS[args.lr_scaling](processes)
-    set_seed(args.seed)
-    output_dir = Path(args.output_dir)
-    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(output_dir)
+class Progress(NamedTuple):
+    """Where a run starts: its optimizer step, best validation PSNR and training seconds so far (0 unless resumed)."""
 
+    step: int
+    best_psnr: float
+    seconds: float
+
+
+def build_model(args) -> tuple[MPRNetModel, dict]:
+    """The model to train (fresh, or --init-from exported weights) and the training summary of those weights."""
     previous = {"steps": 0, "seconds": 0.0}
-    if args.init_from:
-        model = MPRNetModel.from_pretrained(args.init_from)
-        summary = Path(args.init_from) / "training_summary.json"
-        if summary.exists():
-            previous = json.loads(summary.read_text())
-    else:
-        model = MPRNetModel(build_config(args.task, args.preset))
+    if not args.init_from:
+        return MPRNetModel(build_config(args.task, args.preset)), previous
+    summary = Path(args.init_from) / "training_summary.json"
+    if summary.exists():
+        previous = json.loads(summary.read_text())
+    return MPRNetModel.from_pretrained(args.init_from), previous
+
+
+def build_data(args, global_batch: int) -> tuple[DataLoader, list[dict]]:
+    """The training batches and the fixed validation pairs. With --num-workers, patches are cut and degraded in that
+    many worker processes (each item is seeded by its index, so the batches are the same as without them) and, on a
+    GPU, pinned for an asynchronous copy."""
     # Each process gets every num_processes-th batch, so --steps batches per process.
     length = args.steps * global_batch
     if args.train_dir:
@@ -270,13 +281,176 @@ def main(argv=None):
     else:
         dataset = PairedFolder(args.paired_dir, args.layout, args.patch_size, seed=args.seed, length=length)
     val_pairs = validation_pairs(args.val_dir, args.task)
+    workers = {}
+    if args.num_workers:
+        workers = {"num_workers": args.num_workers, "persistent_workers": True, "prefetch_factor": 4,
+                   "pin_memory": torch.cuda.is_available()}
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, drop_last=True, **workers)
+    return loader, val_pairs
 
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=0, drop_last=True)
+
+def build_optimizer(args, model, peak_lr: float):
+    """Adam and the warm-up + cosine schedule over --steps (which --time-schedule replaces by one over time)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr, betas=(0.9, 0.999), eps=1e-8,
                                  weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, args.warmup_steps, args.steps, args.min_lr / peak_lr)
     )
+    return optimizer, scheduler
+
+
+def resume(args, accelerator: Accelerator, state_dir: Path, global_batch: int, loader):
+    """The saved state of --resume (weights, optimizer, scheduler, random states) and the loader past its batches;
+    a fresh start when there is none."""
+    if not (args.resume and (state_dir / "progress.json").exists()):
+        return Progress(0, -math.inf, 0.0), loader
+    progress = json.loads((state_dir / "progress.json").read_text())
+    # Earlier states were saved by single-process runs.
+    saved_batch = progress.get("global_batch", args.batch_size)
+    if saved_batch != global_batch:
+        raise ValueError(
+            f"{state_dir} was saved by a run with a global batch of {saved_batch}, this one has {global_batch} "
+            f"({accelerator.num_processes} processes x --batch-size {args.batch_size}): resume with the same number of "
+            "processes and --batch-size, or start anew with --init-from an exported model"
+        )
+    accelerator.load_state(str(state_dir))
+    step = progress["step"]
+    accelerator.print(f"Resumed at step {step} (best validation PSNR {progress['best_psnr']:.2f} dB)")
+    return Progress(step, progress["best_psnr"], progress["seconds"]), accelerator.skip_first_batches(loader, step)
+
+
+class Trainer:
+    """The training loop of `main`: one optimizer step per batch, validation, export of the best weights and the
+    saved state every --val-every steps, and the time budget."""
+
+    def __init__(self, args, accelerator, model, optimizer, scheduler, val_pairs, progress: Progress,
+                 previous: dict, output_dir: Path, state_dir: Path, peak_lr: float):
+        self.args, self.accelerator = args, accelerator
+        self.model, self.optimizer, self.scheduler, self.val_pairs = model, optimizer, scheduler, val_pairs
+        self.unwrapped = accelerator.unwrap_model(model)
+        self.step, self.best_psnr, self.elapsed_before = progress
+        self.previous, self.output_dir, self.state_dir, self.peak_lr = previous, output_dir, state_dir, peak_lr
+        self.log_path = output_dir / "training_log.jsonl"
+        self.global_batch = args.batch_size * accelerator.num_processes
+        self.running_loss, self.steps_since_log = 0.0, 0
+        self.start = time.time()
+
+    def seconds_so_far(self) -> float:
+        """Training seconds, resumed runs included, by the main process's clock (the same on every process)."""
+        return main_process_clock(self.accelerator, self.elapsed_before + time.time() - self.start)
+
+    def set_time_based_lr(self, seconds: float) -> None:
+        args = self.args
+        fraction = seconds / (args.max_minutes * 60)
+        warmup_fraction = args.warmup_steps / max(args.steps, 1)
+        ratio = warmup_cosine(int(fraction * 10_000), int(warmup_fraction * 10_000), 10_000, args.min_lr / self.peak_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.peak_lr * ratio
+
+    def train_step(self, batch: dict) -> None:
+        args, accelerator = self.args, self.accelerator
+        if args.time_schedule:
+            self.set_time_based_lr(self.seconds_so_far())
+        if args.channels_last:
+            batch = {key: to_channels_last(value) for key, value in batch.items()}
+        with accelerator.autocast():
+            loss = self.model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+        accelerator.backward(loss)
+        self.optimizer.step()
+        if not args.time_schedule and not accelerator.optimizer_step_was_skipped:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.running_loss += loss.item()
+        self.steps_since_log += 1
+
+    def validate_and_export(self) -> dict:
+        """Validates, logs, exports the weights when they validate best so far, and saves the training state."""
+        accelerator = self.accelerator
+        psnr = validate(accelerator, self.unwrapped, self.val_pairs)
+        seconds = self.seconds_so_far()
+        # Averaged over the steps actually run since the last record (fewer than val_every at the end,
+        # after --resume or when stopping early), and over the processes' batches.
+        record = {"step": self.previous["steps"] + self.step,
+                  "loss": mean_over_processes(accelerator, self.running_loss / self.steps_since_log),
+                  "val_psnr": psnr, "lr": self.optimizer.param_groups[0]["lr"],
+                  "seconds": round(self.previous["seconds"] + seconds, 1)}
+        self.running_loss, self.steps_since_log = 0.0, 0
+        improved, self.best_psnr = psnr > self.best_psnr, max(psnr, self.best_psnr)
+        if accelerator.is_main_process:
+            with self.log_path.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            if improved:
+                summary = training_summary(self.args, self.previous, self.step, seconds, psnr,
+                                           accelerator.num_processes)
+                export_atomically(self.unwrapped, summary, self.output_dir)
+        self.save_state(seconds)
+        return record
+
+    def save_state(self, seconds: float) -> None:
+        self.accelerator.save_state(str(self.state_dir))
+        if self.accelerator.is_main_process:
+            progress = {"step": self.step, "best_psnr": self.best_psnr, "seconds": seconds,
+                        "global_batch": self.global_batch}
+            (self.state_dir / "progress.json").write_text(json.dumps(progress))
+
+    def run(self, loader) -> TrainingRun:
+        args, accelerator = self.args, self.accelerator
+        first_step = self.step
+        bar = tqdm(total=args.steps, initial=self.step, disable=not accelerator.is_local_main_process, mininterval=30)
+        if self.step == 0:
+            initial_psnr = validate(accelerator, self.unwrapped, self.val_pairs)
+            accelerator.print(f"Validation PSNR before training: {initial_psnr:.2f} dB")
+        self.model.train()
+        stopped_early, data_wait, loop_start = False, 0.0, time.perf_counter()
+        batches = iter(loader)
+        while True:
+            # Time spent waiting for the next batch: the share of the run the data loading could not hide.
+            fetch_start = time.perf_counter()
+            batch = next(batches, None)
+            data_wait += time.perf_counter() - fetch_start
+            if batch is None:
+                break
+            self.train_step(batch)
+            bar.update(1)
+            # The budget covers resumed runs too, like the time-based schedule.
+            out_of_time = args.max_minutes is not None and self.seconds_so_far() > args.max_minutes * 60
+            if self.step % args.val_every == 0 or self.step == args.steps or out_of_time:
+                record = self.validate_and_export()
+                bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['val_psnr']:.2f}")
+            if out_of_time:
+                stopped_early = True
+                break
+        bar.close()
+        accelerator.print(
+            f"{'Stopped early' if stopped_early else 'Finished'} at step {self.step}; best validation PSNR "
+            f"{self.best_psnr:.2f} dB; model in {self.output_dir}"
+        )
+        return TrainingRun(steps=self.step, stopped_early=stopped_early, model=self.unwrapped,
+                           samples=(self.step - first_step) * self.global_batch,
+                           seconds=time.perf_counter() - loop_start, data_wait_seconds=data_wait)
+
+
+def main(argv=None) -> TrainingRun:
+    args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    # Pinned batches (--num-workers on a GPU) are copied to the device without blocking the training step.
+    pinned = bool(args.num_workers) and torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=args.mixed_precision,
+                              dataloader_config=DataLoaderConfiguration(non_blocking=pinned))
+    check_launched_world_size(accelerator)
+    # Every batch has the same shape: let cuDNN pick its fastest convolution algorithms once.
+    torch.backends.cudnn.benchmark = accelerator.device.type == "cuda"
+    global_batch = args.batch_size * accelerator.num_processes
+    peak_lr = args.lr * LR_SCALINGS[args.lr_scaling](accelerator.num_processes)
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(output_dir)
+
+    model, previous = build_model(args)
+    loader, val_pairs = build_data(args, global_batch)
+    optimizer, scheduler = build_optimizer(args, model, peak_lr)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     # The scheduler is not prepared: accelerate would step it once per process at every step. It is stepped here,
@@ -284,97 +458,17 @@ def main(argv=None):
     # hold a scheduler.bin, which loading ignores).
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     accelerator.register_for_checkpointing(scheduler)
-
-    step, best_psnr, elapsed_before = 0, -math.inf, 0.0
-    log_path = output_dir / "training_log.jsonl"
-    if args.resume and (state_dir / "progress.json").exists():
-        progress = json.loads((state_dir / "progress.json").read_text())
-        # Earlier states were saved by single-process runs.
-        saved_batch = progress.get("global_batch", args.batch_size)
-        if saved_batch != global_batch:
-            raise ValueError(
-                f"{state_dir} was saved by a run with a global batch of {saved_batch}, this one has {global_batch} "
-                f"({processes} processes x --batch-size {args.batch_size}): resume with the same number of processes "
-                "and --batch-size, or start anew with --init-from an exported model"
-            )
-        accelerator.load_state(str(state_dir))
-        step, best_psnr, elapsed_before = progress["step"], progress["best_psnr"], progress["seconds"]
-        loader = accelerator.skip_first_batches(loader, step)
-        accelerator.print(f"Resumed at step {step} (best validation PSNR {best_psnr:.2f} dB)")
+    progress, loader = resume(args, accelerator, state_dir, global_batch, loader)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if args.init_from and step == 0 and accelerator.is_main_process:
-        carry_earlier_log(Path(args.init_from) / "training_log.jsonl", log_path, up_to_step=previous["steps"])
-    unwrapped = accelerator.unwrap_model(model)
-    start = time.time()
-    bar = tqdm(total=args.steps, initial=step, disable=not accelerator.is_local_main_process, mininterval=30)
-    initial_psnr = validate(accelerator, unwrapped, val_pairs) if step == 0 else None
-    if initial_psnr is not None:
-        accelerator.print(f"Validation PSNR before training: {initial_psnr:.2f} dB")
-
-    def save_state(seconds):
-        accelerator.save_state(str(state_dir))
-        if accelerator.is_main_process:
-            progress = {"step": step, "best_psnr": best_psnr, "seconds": seconds, "global_batch": global_batch}
-            (state_dir / "progress.json").write_text(json.dumps(progress))
-
-    def seconds_so_far():
-        """Training seconds, resumed runs included, by the main process's clock (the same on every process)."""
-        return main_process_clock(accelerator, elapsed_before + time.time() - start)
-
-    def set_time_based_lr(seconds):
-        fraction = seconds / (args.max_minutes * 60)
-        warmup_fraction = args.warmup_steps / max(args.steps, 1)
-        ratio = warmup_cosine(int(fraction * 10_000), int(warmup_fraction * 10_000), 10_000, args.min_lr / peak_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = peak_lr * ratio
-
-    model.train()
-    running_loss, steps_since_log, stopped_early = 0.0, 0, False
-    for batch in loader:
-        if args.time_schedule:
-            set_time_based_lr(seconds_so_far())
-        if args.channels_last:
-            batch = {key: to_channels_last(value) for key, value in batch.items()}
-        with accelerator.autocast():
-            loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        if not args.time_schedule and not accelerator.optimizer_step_was_skipped:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        running_loss += loss.item()
-        steps_since_log += 1
-        bar.update(1)
-        # The budget covers resumed runs too, like the time-based schedule.
-        out_of_time = args.max_minutes is not None and seconds_so_far() > args.max_minutes * 60
-        if step % args.val_every == 0 or step == args.steps or out_of_time:
-            psnr = validate(accelerator, unwrapped, val_pairs)
-            seconds = seconds_so_far()
-            # Averaged over the steps actually run since the last record (fewer than val_every at the end,
-            # after --resume or when stopping early), and over the processes' batches.
-            record = {"step": previous["steps"] + step,
-                      "loss": mean_over_processes(accelerator, running_loss / steps_since_log), "val_psnr": psnr,
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": round(previous["seconds"] + seconds, 1)}
-            running_loss, steps_since_log = 0.0, 0
-            bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{psnr:.2f}")
-            improved, best_psnr = psnr > best_psnr, max(psnr, best_psnr)
-            if accelerator.is_main_process:
-                with log_path.open("a") as log:
-                    log.write(json.dumps(record) + "\n")
-                if improved:
-                    export_atomically(unwrapped, training_summary(args, previous, step, seconds, psnr, processes),
-                                      output_dir)
-            save_state(seconds)
-        if out_of_time:
-            stopped_early = True
-            break
-    bar.close()
-    accelerator.print(
-        f"{'Stopped early' if stopped_early else 'Finished'} at step {step}; best validation PSNR {best_psnr:.2f} dB; "
-        f"model in {output_dir}"
-    )
-    return TrainingRun(steps=step, stopped_early=stopped_early, model=unwrapped)
+    if args.init_from and progress.step == 0 and accelerator.is_main_process:
+        carry_earlier_log(Path(args.init_from) / "training_log.jsonl", output_dir / "training_log.jsonl",
+                          up_to_step=previous["steps"])
+    trainer = Trainer(args, accelerator, model, optimizer, scheduler, val_pairs, progress, previous, output_dir,
+                      state_dir, peak_lr)
+    try:
+        return trainer.run(loader)
+    finally:
+        torch.backends.cudnn.benchmark = False
 
 
 if __name__ == "__main__":
