@@ -143,13 +143,16 @@ training code. It is the offline default of the `mprnet_hf` demo. For paper-qual
 weights with `python -m mprnet_hf.convert`.
 
 ## Training
-- Data: {training.get("data", "")}. The clean photos are the colour photos shipped in scikit-image, the five PNGs of
-  the `sporco` wheel and natural photos from Debian's `opencv-doc` examples; six of them are held out for validation.
-- Degradation ({task}): {_DEGRADATION_TEXT[task]}
+- Data: {training.get("data", "")}. The clean photos come from Debian and PyPI packages (scikit-image, the `sporco`
+  wheel, Debian's `opencv-doc` and, for the larger set, GCompris, KPhotoAlbum, Tux Paint and desktop wallpapers), each
+  listed with its licence in the project's `data_sources/photos.json`; validation photos are held out.
+- Degradation ({task}): {_DEGRADATION_TEXT[task]} 40 % of samples re-encoded as JPEG (quality 60-95) afterwards.
+  Phases that name no data (the first ones) trained on the 30 development photos with the earlier degradations:
+  no JPEG, camera shake up to 15 px, no demosaiced noise.
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
   Adam with warm-up and cosine decay, random patches, 8-way flips and rotations.
-- Length: {training.get("steps")} steps, {minutes:.0f} minutes on CPU{_phases_text(training)}.
-- Best validation PSNR during training (256x256 centre crops of the held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}
+- Length: {training.get("steps")} steps, {minutes:.0f} minutes on {_devices_text(training)}{_phases_text(training)}.
+- Best validation PSNR during the last phase (256x256 centre crops of its held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}
 
 ## Evaluation
 {evaluation or "See the project README for PSNR/SSIM against classical baselines on the held-out photos."}
@@ -158,8 +161,8 @@ weights with `python -m mprnet_hf.convert`.
 {USAGE.format(repo=repo)}
 
 ## Limitations
-Trained for minutes on a few dozen photos with synthetic degradations: it generalises far less than the paper's
-models and is meant as a working demo, not as a state-of-the-art restorer.
+Trained for a few CPU-hours on at most a couple of hundred photos with synthetic degradations: it generalises far
+less than the paper's models and is meant as a working demo, not as a state-of-the-art restorer.
 """
     return ModelCard(content)
 
@@ -188,13 +191,23 @@ def _phases_text(training: dict) -> str:
                 text += f" ({phase['lr_scaling']}-scaled with the number of processes)"
         if phase.get("mixed_precision") not in (None, "no"):
             text += f", {phase['mixed_precision']} autocast"
+        if phase.get("data"):
+            text += f", on {phase['data'].removeprefix('synthetic degradations of ')}"
         parts.append(f"{text} ({phase['seconds'] / 60:.0f} min)")
     return ": " + "; then ".join(parts) if len(parts) > 1 else f": {parts[0]}"
 
 
+def _devices_text(training: dict) -> str:
+    """Where the phases ran: phases recorded before devices were recorded ran on CPU."""
+    devices = sorted({phase.get("device", "cpu") for phase in training.get("phases") or [{}]})
+    return " and ".join("GPU" if device == "cuda" else device.upper() for device in devices)
+
+
 _DEGRADATION_TEXT = {
-    "denoise": "blind additive Gaussian noise with sigma uniform in [0, 55]/255, or Poisson-Gaussian sensor noise.",
-    "deblur": "random camera-shake trajectories (2/3), Gaussian or defocus blur (1/3), then Gaussian noise up to 2/255.",
+    "denoise": "blind additive Gaussian noise with sigma uniform in [0, 55]/255 (half the samples), Poisson-Gaussian "
+               "sensor noise, or that noise demosaiced from a Bayer mosaic and colour-corrected (spatially correlated).",
+    "deblur": "random camera-shake trajectories up to 31 px, smooth, jerky or doubling back (2/3), Gaussian or defocus "
+              "blur (1/3), then Gaussian noise up to 2/255.",
     "derain": "one or two layers of synthetic rain streaks of random density, length, angle, width and brightness.",
 }
 

@@ -40,7 +40,7 @@ from ..fast import to_channels_last
 from ..hub import save_model_card, trained_model_card
 from ..modeling_mprnet import MPRNetModel
 from ..remote_code import save_model_folder
-from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, validation_pairs
+from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, list_images, validation_pairs
 
 # Compact configuration of the bundled checkpoints: restores a 512x512 photo in about 1.3 s on 2 CPU cores.
 SMALL = {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2}
@@ -181,19 +181,26 @@ def export_atomically(model, training: dict, output_dir: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def training_summary(args, previous: dict, step: int, seconds: float, psnr: float, processes: int) -> dict:
+def training_data_text(args) -> str:
+    """What a phase trained on, for its summary and model card."""
+    if args.paired_dir:
+        return f"paired folder ({args.layout} layout)"
+    return f"synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
+
+
+def training_summary(args, previous: dict, step: int, seconds: float, psnr: float, processes: int,
+                     device: str = "cpu") -> dict:
     """training_summary.json of the checkpoint exported at `step`: batch sizes are global (all processes together),
-    `lr` is the peak learning rate applied, after any --lr-scaling."""
+    `lr` is the peak learning rate applied, after any --lr-scaling; each phase says what it trained on and where."""
     global_batch = args.batch_size * processes
+    data = training_data_text(args)
     phase = {"steps": step, "seconds": round(seconds, 1), "patch_size": args.patch_size, "batch_size": global_batch,
              "processes": processes, "batch_size_per_process": args.batch_size,
              "lr": args.lr * LR_SCALINGS[args.lr_scaling](processes), "lr_scaling": args.lr_scaling,
-             "mixed_precision": args.mixed_precision}
+             "mixed_precision": args.mixed_precision, "data": data, "device": device}
     return {"task": args.task, "steps": previous["steps"] + step, "seconds": previous["seconds"] + seconds,
             "best_val_psnr": psnr, "patch_size": args.patch_size, "batch_size": global_batch, "processes": processes,
-            "phases": earlier_phases(previous) + [phase],
-            "data": "synthetic degradations of development photos" if args.train_dir
-            else f"paired folder ({args.layout} layout)"}
+            "phases": earlier_phases(previous) + [phase], "data": data}
 
 
 def parse_args(argv=None):
@@ -382,7 +389,7 @@ class Trainer:
                 log.write(json.dumps(record) + "\n")
             if improved:
                 summary = training_summary(self.args, self.previous, self.step, seconds, psnr,
-                                           accelerator.num_processes)
+                                           accelerator.num_processes, accelerator.device.type)
                 export_atomically(self.unwrapped, summary, self.output_dir)
         self.save_state(seconds)
         return record
