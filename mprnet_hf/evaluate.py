@@ -20,16 +20,20 @@ Synthetic degradations (`--synthetic`), on the clean photo as loaded (8-bit), re
 saved to PNG so that model, baselines and the "input" row see the same pixels:
   denoise  additive white Gaussian noise of `--sigma` (8-bit scale, default 25), clipped;
   deblur   a random camera-shake kernel (`motion_blur_kernel`, 17x17) applied with `blur`; the kernel is kept so the
-           Wiener baseline can use it;
+           Wiener baseline can use it. With `--shake-extent MIN-MAX` the extent is drawn in [MIN, MAX] pixels, the
+           trajectory style at random, on a grid just large enough to hold it;
   derain   `add_rain` with random streaks.
+`--jpeg Q` then re-encodes every degraded input as a JPEG of quality Q (`jpeg_compress`), as photos arrive from
+phones and browsers; the baselines are still told the true sigma or kernel of the degradation before it.
 """
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +42,17 @@ from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .baselines import BASELINES, NEEDS_KERNEL
+from .baselines import BASELINES, NEEDS_KERNEL, SLOW_BASELINES
 from .configuration_mprnet import TASKS
-from .degradations import add_gaussian_noise, add_rain, blur, motion_blur_kernel
+from .degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
 from .inference import DEFAULT_TILE_OVERLAP, restore_tensor
 from .modeling_mprnet import MPRNetModel
-from .training.data import IMAGE_SUFFIXES, PAIRED_LAYOUTS, list_images
+from .training.data import FOLDER_PAIRS, find_pairs, list_images
 
 PROTOCOLS = ("rgb", "y")
 DEFAULT_PROTOCOL = {"deblur": "rgb", "denoise": "rgb", "derain": "y"}
 DEFAULT_SIGMA = 25.0
-MOTION_KERNEL_SIZE = 17  # the size of the training blur kernels (degradations.random_blur)
-# Degraded/clean folder names: the training layouts, plus 'groundtruth', which the official SIDD patch script writes.
-FOLDER_PAIRS = tuple(dict.fromkeys([*PAIRED_LAYOUTS.values(), ("input", "groundtruth")]))
+MOTION_KERNEL_SIZE = 17  # the size of the first training blur kernels, kept so the "deblur" row stays comparable
 # The original SSIM index (Wang et al. 2004): 11x11 Gaussian window (sigma 1.5, truncated at 3.5 sigma -> radius 5).
 SSIM_SETTINGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "K1": 0.01, "K2": 0.03}
 DATA_RANGE = 255.0
@@ -114,37 +116,6 @@ def ssim(result: np.ndarray, reference: np.ndarray, protocol: str = "rgb") -> fl
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def _clean_counterpart(clean_folder: Path, relative: Path) -> Path | None:
-    """The clean image at the same relative path, or failing that with the same stem (e.g. .jpg input, .png target)."""
-    exact = clean_folder / relative
-    if exact.is_file():
-        return exact
-    for suffix in sorted(IMAGE_SUFFIXES):
-        candidate = (clean_folder / relative).with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_pairs(root) -> list[tuple[str, Path, Path]]:
-    """(name, degraded, clean) for every degraded image under `root` whose clean twin exists, in any layout of
-    `FOLDER_PAIRS`, at any depth: `root/input/x.png` + `root/target/x.png`, or `root/scene/blur/x.png` +
-    `root/scene/sharp/x.png`. The name is the relative path without the degraded folder."""
-    root = Path(root)
-    pairs = []
-    for degraded_path in list_images(root):
-        parts = degraded_path.relative_to(root).parts
-        for degraded_name, clean_name in FOLDER_PAIRS:
-            if degraded_name not in parts[:-1]:
-                continue
-            position = len(parts) - 1 - parts[::-1].index(degraded_name)
-            clean_path = _clean_counterpart(root.joinpath(*parts[:position], clean_name), Path(*parts[position + 1 :]))
-            if clean_path is not None:
-                pairs.append(("/".join(parts[:position] + parts[position + 1 :]), degraded_path, clean_path))
-                break
-    return pairs
-
-
 def paired_samples(root, sigma: float | None = None, limit: int | None = None) -> Iterator[Sample]:
     """The pairs under `root`, loaded one at a time (a test set of full-HD pairs does not fit in memory at once)."""
     pairs = find_pairs(root)
@@ -162,24 +133,47 @@ def paired_samples(root, sigma: float | None = None, limit: int | None = None) -
     return (load(*pair) for pair in pairs[:limit])
 
 
-def synthetic_degradation(clean: torch.Tensor, task: str, seed: int, sigma: float = DEFAULT_SIGMA
-                          ) -> tuple[torch.Tensor, np.ndarray | None]:
+def shake_kernel(rng: np.random.Generator, extent: tuple[float, float]) -> np.ndarray:
+    """A camera-shake kernel of an extent drawn in [min, max] pixels and a random trajectory style, on the smallest
+    odd grid that holds the largest extent (motion_blur_kernel keeps a pixel of margin on each side)."""
+    low, high = extent
+    length = rng.uniform(low, high)
+    style = str(rng.choice(TRAJECTORY_STYLES))
+    size = 2 * math.ceil((high + 2) / 2) + 1
+    return motion_blur_kernel(size, rng, length=length, style=style)
+
+
+def parse_extent(text: str) -> tuple[float, float]:
+    """'MIN-MAX' in pixels, 1 <= MIN <= MAX <= 64."""
+    try:
+        low, high = (float(value) for value in text.split("-"))
+    except ValueError:
+        raise ValueError(f"Shake extent {text!r} is not MIN-MAX in pixels, e.g. 10-17") from None
+    if not 1 <= low <= high <= 64:
+        raise ValueError(f"Shake extent {text!r}: need 1 <= MIN <= MAX <= 64 pixels")
+    return low, high
+
+
+def synthetic_degradation(clean: torch.Tensor, task: str, seed: int, sigma: float = DEFAULT_SIGMA,
+                          shake_extent: tuple[float, float] | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
     """The evaluation degradation of a clean (3, H, W) image and the blur kernel (None unless deblurring).
 
-    `sigma` is on the 8-bit scale. Same seed, same result.
+    `sigma` is on the 8-bit scale; `shake_extent` (deblurring) draws the shake's extent in that range of pixels
+    instead of the 17x17 kernels. Same seed, same result.
     """
     rng = np.random.default_rng(seed)
     if task == "denoise":
         return add_gaussian_noise(clean, sigma / 255, rng), None
     if task == "deblur":
-        kernel = motion_blur_kernel(MOTION_KERNEL_SIZE, rng)
+        kernel = shake_kernel(rng, shake_extent) if shake_extent else motion_blur_kernel(MOTION_KERNEL_SIZE, rng)
         return blur(clean, kernel), kernel
     if task == "derain":
         return add_rain(clean, rng), None
     raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
 
 
-def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: int | None = None) -> Iterator[Sample]:
+def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: int | None = None,
+                      shake_extent: tuple[float, float] | None = None) -> Iterator[Sample]:
     """The clean photos in `folder` with their seeded degradation (seed = index in sorted order), one at a time."""
     paths = list_images(folder)[:limit]
     if not paths:
@@ -189,11 +183,19 @@ def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: in
 
     def load(index, path) -> Sample:
         clean = load_uint8(path)
-        degraded, kernel = synthetic_degradation(to_tensor(clean), task, seed=index, sigma=sigma)
+        degraded, kernel = synthetic_degradation(to_tensor(clean), task, seed=index, sigma=sigma,
+                                                 shake_extent=shake_extent)
         known_sigma = sigma / 255 if task == "denoise" else None
         return Sample(str(path.relative_to(folder)), to_uint8(degraded), clean, known_sigma, kernel)
 
     return (load(index, path) for index, path in enumerate(paths))
+
+
+def as_jpeg(samples: Iterable[Sample], quality: int) -> Iterator[Sample]:
+    """The samples with their degraded image re-encoded as a JPEG of `quality`; what is known of the degradation
+    before it (sigma, kernel) is kept."""
+    for sample in samples:
+        yield replace(sample, degraded=to_uint8(jpeg_compress(to_tensor(sample.degraded), quality)))
 
 
 # ---------------------------------------------------------------------------------------------------- methods
@@ -219,14 +221,32 @@ def baseline_method(name: str, function) -> Method:
     return restore
 
 
+def first_images_only(method: Method, limit: int) -> Method:
+    """`method` on the first `limit` samples it is given, None (not scored) after that: bounds a slow baseline."""
+    calls = 0
+
+    def restore(sample: Sample) -> np.ndarray | None:
+        nonlocal calls
+        calls += 1
+        return method(sample) if calls <= limit else None
+
+    return restore
+
+
 def methods_for(task: str, model=None, model_name: str = "mprnet", baselines: bool = False,
-                tile_size: int | None = None, tile_overlap: int | None = None) -> dict[str, Method]:
-    """The rows of the table in order: the degraded input, the model, then the task's baselines."""
+                tile_size: int | None = None, tile_overlap: int | None = None, slow_baselines: bool = False,
+                slow_limit: int | None = None) -> dict[str, Method]:
+    """The rows of the table in order: the degraded input, the model, the task's baselines, then its slow baselines
+    (BM3D: about a minute per photo and channel), on the first `slow_limit` images when given."""
     methods: dict[str, Method] = {"input": lambda sample: sample.degraded}
     if model is not None:
         methods[model_name] = model_method(model, tile_size, tile_overlap)
     if baselines:
         methods.update({name: baseline_method(name, function) for name, function in BASELINES[task].items()})
+    if slow_baselines:
+        for name, function in SLOW_BASELINES[task].items():
+            method = baseline_method(name, function)
+            methods[name] = first_images_only(method, slow_limit) if slow_limit is not None else method
     return methods
 
 
@@ -312,7 +332,14 @@ def parse_args(argv=None):
     parser.add_argument("--sigma", type=float, help=f"noise level on the 8-bit scale: with --synthetic the Gaussian "
                         f"noise added (default {DEFAULT_SIGMA:g}); on paired data the level given to the denoising "
                         "baselines (default: estimated per image)")
+    parser.add_argument("--shake-extent", help="with --synthetic --task deblur: camera shake of an extent drawn in "
+                        "MIN-MAX pixels (e.g. 10-17) and a random trajectory style, instead of the 17x17 kernels")
+    parser.add_argument("--jpeg", type=int, metavar="QUALITY", help="re-encode every degraded input as a JPEG of "
+                        "this quality (1-95) before restoring it")
     parser.add_argument("--baselines", action="store_true", help="also run the classical baselines of the task")
+    parser.add_argument("--bm3d", action="store_true", help="also run BM3D (CBM3D with the true or estimated sigma "
+                        "for denoising, BM3D deblurring with the true kernel): slow, needs `pip install bm3d`")
+    parser.add_argument("--bm3d-limit", type=int, metavar="N", help="run BM3D on the first N images only")
     parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8)")
     parser.add_argument("--tile-overlap", type=int, help=f"overlap of neighbouring tiles (default "
                         f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile)")
@@ -324,6 +351,17 @@ def parse_args(argv=None):
         parser.error("give --task (or --model, whose config names the task)")
     if args.sigma is not None and args.sigma <= 0:
         parser.error("--sigma must be positive")
+    if args.jpeg is not None and not 1 <= args.jpeg <= 95:
+        parser.error("--jpeg must be a quality between 1 and 95")
+    if args.bm3d_limit is not None and args.bm3d_limit < 0:
+        parser.error("--bm3d-limit must be 0 or more")
+    if args.shake_extent:
+        if not args.synthetic:
+            parser.error("--shake-extent needs --synthetic (it chooses how the clean photos are blurred)")
+        try:
+            args.shake_extent = parse_extent(args.shake_extent)
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 
@@ -337,22 +375,29 @@ def main(argv=None) -> Evaluation:
     task = args.task or model.config.task
     if model is not None and model.config.task != task:
         print(f"warning: the model was trained for {model.config.task!r}, evaluated on {task!r}", file=sys.stderr)
+    if args.shake_extent and task != "deblur":
+        raise ValueError(f"--shake-extent is a deblurring protocol, the task is {task!r}")
     if args.synthetic:
-        samples = synthetic_samples(args.data, task, args.sigma or DEFAULT_SIGMA, args.limit)
+        samples = synthetic_samples(args.data, task, args.sigma or DEFAULT_SIGMA, args.limit, args.shake_extent)
     else:
         samples = paired_samples(args.data, args.sigma / 255 if args.sigma else None, args.limit)
+    if args.jpeg:
+        samples = as_jpeg(samples, args.jpeg)
     model_name = Path(args.model.rstrip("/")).name if args.model else "mprnet"
     tile_overlap = args.tile_overlap
     if tile_overlap is None and args.tile_size:
         tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile_size // 4)
-    methods = methods_for(task, model, model_name, args.baselines, args.tile_size, tile_overlap)
+    methods = methods_for(task, model, model_name, args.baselines, args.tile_size, tile_overlap, args.bm3d,
+                          args.bm3d_limit)
     evaluation = evaluate(samples, methods, task, args.protocol,
                           progress=lambda name: print(f"  scored {name}", file=sys.stderr))
     print(format_tables(evaluation))
     if args.json:
         extra = {"model": args.model, "data": str(args.data), "synthetic": args.synthetic,
                  "sigma": (args.sigma or DEFAULT_SIGMA) if args.synthetic and task == "denoise" else args.sigma,
-                 "tile_size": args.tile_size, "tile_overlap": tile_overlap}
+                 "tile_size": args.tile_size, "tile_overlap": tile_overlap, "jpeg_quality": args.jpeg,
+                 "shake_extent": list(args.shake_extent) if args.shake_extent else None,
+                 "bm3d_limit": args.bm3d_limit if args.bm3d else None}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(evaluation.to_json(**extra), indent=2))
     return evaluation

@@ -1,11 +1,20 @@
-"""Scores the bundled checkpoints against the degraded input and the classical baselines on the held-out development
-photos, writes the JSON results, prints the README's quality table and puts each task's rows into its model card.
+"""Scores restoration weights against the degraded input and the classical baselines on held-out photos, writes one
+JSON result per row and prints the quality table (docs/EVALUATION.md); with --update-cards it also puts each task's
+rows into its model card.
 
     python scripts/prepare_dev_photos.py --output data/dev      # once
-    python scripts/quality_report.py [--data data/dev/val] [--reuse]
+    python scripts/quality_report.py [--data data/dev/val] [--reuse] [--rows 'deblur-shake-*'] [--bm3d-limit 1]
+    # new weights (a folder of mprnet-{task}-small folders) on the same photos, without touching the bundled cards
+    python scripts/quality_report.py --checkpoints runs/candidates --output runs/candidates/evaluation
+
+Rows: each task's protocol (Gaussian noise of three levels, 17x17 camera shake, rain streaks), camera shake by extent
+(5-10, 10-17, 17-25 px, and 5-25 px), and every one of them again with its degraded input re-encoded as JPEG at
+quality 90 and 70. BM3D (`--bm3d-limit N`, the first N photos) runs on the rows without JPEG of the four main
+protocols only: it takes minutes per photo on a CPU core.
 """
 
 import argparse
+import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -14,71 +23,154 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetConfig  # noqa: E402
+from mprnet_hf.configuration_mprnet import TASKS  # noqa: E402
 from mprnet_hf.evaluate import main as evaluate  # noqa: E402
 from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
 
-RUNS = [  # (name, task, extra evaluate arguments)
-    ("denoise-sigma15", "denoise", ["--sigma", "15"]),
-    ("denoise-sigma25", "denoise", ["--sigma", "25"]),
-    ("denoise-sigma50", "denoise", ["--sigma", "50"]),
-    ("deblur", "deblur", []),
-    ("derain", "derain", []),
+BUNDLED_CHECKPOINTS = "checkpoints"
+BUNDLED_OUTPUT = "benchmarks/evaluation"
+JPEG_QUALITIES = (90, 70)
+SHAKE_BINS = ("5-10", "10-17", "17-25")
+SHAKE_RANGE = "5-25"
+# (name, task, label, extra evaluate arguments) of each protocol before JPEG re-encoding; BM3D runs on these names.
+PROTOCOLS = [
+    ("denoise-sigma15", "denoise", "denoise, Gaussian σ=15 (RGB)", ["--sigma", "15"]),
+    ("denoise-sigma25", "denoise", "denoise, Gaussian σ=25 (RGB)", ["--sigma", "25"]),
+    ("denoise-sigma50", "denoise", "denoise, Gaussian σ=50 (RGB)", ["--sigma", "50"]),
+    ("deblur", "deblur", "deblur, random camera shake (RGB)", []),
+    *[(f"deblur-shake-{extent}", "deblur", f"deblur, camera shake {extent} px (RGB)", ["--shake-extent", extent])
+      for extent in (*SHAKE_BINS, SHAKE_RANGE)],
+    ("derain", "derain", "derain, synthetic streaks (Y)", []),
 ]
-LABELS = {
-    "denoise-sigma15": "denoise, Gaussian σ=15 (RGB)",
-    "denoise-sigma25": "denoise, Gaussian σ=25 (RGB)",
-    "denoise-sigma50": "denoise, Gaussian σ=50 (RGB)",
-    "deblur": "deblur, random camera shake (RGB)",
-    "derain": "derain, synthetic streaks (Y)",
-}
+BM3D_ROWS = {"denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "deblur"}
 BASELINE_NAMES = {"nlm": "non-local means (true σ)", "tv": "TV (true σ)", "wiener": "Wiener (true kernel)",
-                  "unsharp": "unsharp masking", "median": "median", "opening": "grey opening"}
+                  "unsharp": "unsharp masking", "median": "median", "opening": "grey opening",
+                  "cbm3d": "CBM3D (true σ)", "bm3d": "BM3D deblurring (true kernel)"}
 
 
-def run(name, task, extra, data, output, checkpoints, reuse):
-    path = output / f"{name}.json"
-    if not (reuse and path.exists()):
-        evaluate(["--model", str(checkpoints / f"mprnet-{task}-small"), "--task", task, "--data", str(data),
-                  "--synthetic", "--baselines", "--json", str(path), *extra])
+def all_rows() -> list[dict]:
+    """Every row of the table in order: each protocol, then the same with JPEG at each quality."""
+    rows = []
+    for name, task, label, extra in PROTOCOLS:
+        rows.append({"name": name, "task": task, "label": label, "extra": extra, "bm3d": name in BM3D_ROWS})
+        for quality in JPEG_QUALITIES:
+            rows.append({"name": f"{name}-jpeg{quality}", "task": task, "label": f"{label} + JPEG {quality}",
+                         "extra": [*extra, "--jpeg", str(quality)], "bm3d": False})
+    return rows
+
+
+def select_rows(rows: list[dict], tasks: list[str] | None, patterns: list[str] | None) -> list[dict]:
+    """The rows of the given tasks whose names match any of the shell-style patterns (all rows when not given)."""
+    selected = [row for row in rows if (not tasks or row["task"] in tasks)
+                and (not patterns or any(fnmatch.fnmatchcase(row["name"], pattern) for pattern in patterns))]
+    if not selected:
+        names = ", ".join(row["name"] for row in rows)
+        raise SystemExit(f"No row matches --tasks/--rows; the rows are: {names}")
+    return selected
+
+
+def run(row: dict, data: str, output: Path, checkpoints: Path, reuse: bool, bm3d_limit: int, threads: int | None
+        ) -> dict:
+    """The JSON result of one row, computed unless --reuse finds one for the same weights and photos."""
+    path = output / f"{row['name']}.json"
+    model = str(checkpoints / f"mprnet-{row['task']}-small")
+    if reuse and path.exists():
+        result = json.loads(path.read_text())
+        if result.get("model") == model and result.get("data") == str(data):
+            return result
+        print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
+    arguments = ["--model", model, "--task", row["task"], "--data", str(data), "--synthetic", "--baselines",
+                 "--json", str(path), *row["extra"]]
+    if row["bm3d"] and bm3d_limit > 0:
+        arguments += ["--bm3d", "--bm3d-limit", str(bm3d_limit)]
+    if threads:
+        arguments += ["--num-threads", str(threads)]
+    print(f"row {row['name']}", file=sys.stderr, flush=True)
+    evaluate(arguments)
     return json.loads(path.read_text())
 
 
-def cell(score):
+def cell(score: dict) -> str:
     return f"{score['psnr']:.2f} / {score['ssim']:.3f}"
 
 
-def table(results: dict) -> str:
+def subset_mean(result: dict, method: str, names: set[str]) -> dict:
+    scores = [image["scores"][method] for image in result["images"] if image["name"] in names]
+    return {key: sum(score[key] for score in scores) / len(scores) for key in ("psnr", "ssim")}
+
+
+def baseline_cell(result: dict, name: str, model: str) -> str:
+    """A baseline's mean; one scored on fewer photos than the others (BM3D) says on how many, the model's mean on
+    the same photos and its seconds per photo."""
+    item = result["summary"][name]
+    text = f"{BASELINE_NAMES.get(name, name)} {cell(item)}"
+    if item["images"] < len(result["images"]):
+        scored = {image["name"] for image in result["images"] if name in image["scores"]}
+        text += (f" (on {item['images']} of {len(result['images'])} photos, where ours is "
+                 f"{cell(subset_mean(result, model, scored))}; {item['seconds_per_image']:.0f} s per photo)")
+    return text
+
+
+def table(results: dict, labels: dict) -> str:
     lines = ["| task (protocol) | degraded input | MPRNet small (ours) | classical baselines |", "|---|---|---|---|"]
     for name, result in results.items():
         summary = result["summary"]
         model = next(key for key in summary if key.startswith("mprnet-"))
-        baselines = "; ".join(f"{BASELINE_NAMES.get(key, key)} {cell(value)}" for key, value in summary.items()
-                              if key not in ("input", model))
-        lines.append(f"| {LABELS[name]} | {cell(summary['input'])} | **{cell(summary[model])}** | {baselines} |")
+        baselines = "; ".join(baseline_cell(result, key, model) for key in summary if key not in ("input", model))
+        lines.append(f"| {labels[name]} | {cell(summary['input'])} | **{cell(summary[model])}** | {baselines} |")
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="data/dev/val")
-    parser.add_argument("--output", default="benchmarks/evaluation")
-    parser.add_argument("--checkpoints", default="checkpoints")
-    parser.add_argument("--reuse", action="store_true", help="reuse JSON results that already exist")
-    args = parser.parse_args()
-    output, checkpoints = Path(args.output), Path(args.checkpoints)
-    results = {name: run(name, task, extra, args.data, output, checkpoints, args.reuse) for name, task, extra in RUNS}
-    print("\nPSNR (dB) / SSIM, mean over the held-out development photos at full resolution:\n")
-    print(table(results))
-    for task in ("deblur", "derain", "denoise"):
-        folder = checkpoints / f"mprnet-{task}-small"
+def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> None:
+    """Each task's rows into the quality section of its model card."""
+    for task in TASKS:
         rows = {name: result for name, result in results.items() if result["task"] == task}
+        if not rows:
+            continue
+        folder = checkpoints / f"mprnet-{task}-small"
         evaluation = (
-            "PSNR (dB) / SSIM on the six held-out development photos at full resolution, degraded with the library's "
-            "seeded degradations (`python scripts/quality_report.py`):\n\n" + table(rows)
+            f"PSNR (dB) / SSIM on the held-out development photos (`{data}`) at full resolution, degraded with the "
+            "library's seeded degradations (`python scripts/quality_report.py`):\n\n" + table(rows, labels)
         )
         config = MPRNetConfig.from_pretrained(folder)
         training = json.loads((folder / "training_summary.json").read_text())
         save_model_card(trained_model_card(config, training, evaluation), folder)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/dev/val", help="the clean held-out photos")
+    parser.add_argument("--checkpoints", default=BUNDLED_CHECKPOINTS,
+                        help="folder holding mprnet-{task}-small model folders (default: the bundled weights)")
+    parser.add_argument("--output", help=f"folder of the JSON results, one per row (default: {BUNDLED_OUTPUT} for "
+                                          "the bundled weights, CHECKPOINTS/evaluation for others)")
+    parser.add_argument("--tasks", help="comma-separated tasks to run (default: all)")
+    parser.add_argument("--rows", help="comma-separated row names or shell patterns, e.g. 'deblur-shake-*,*-jpeg70'")
+    parser.add_argument("--bm3d-limit", type=int, default=1, metavar="N",
+                        help="run BM3D on the first N photos of its rows (0: not at all; default 1)")
+    parser.add_argument("--num-threads", type=int, help="CPU threads of the model (torch.set_num_threads)")
+    parser.add_argument("--reuse", action="store_true", help="reuse JSON results of the same weights and photos")
+    parser.add_argument("--update-cards", action="store_true",
+                        help="write each task's rows into its model card in --checkpoints (not with --rows: a card "
+                             "gets all of its task's rows)")
+    args = parser.parse_args(argv)
+    tasks = args.tasks.split(",") if args.tasks else None
+    unknown = set(tasks or []) - set(TASKS)
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(sorted(unknown))}: expected some of {', '.join(TASKS)}")
+    if args.update_cards and args.rows:
+        parser.error("--update-cards writes each task's whole quality section: run it without --rows")
+    checkpoints = Path(args.checkpoints)
+    bundled = checkpoints.resolve() == Path(BUNDLED_CHECKPOINTS).resolve()
+    output = Path(args.output or (BUNDLED_OUTPUT if bundled else checkpoints / "evaluation"))
+    rows = select_rows(all_rows(), tasks, args.rows.split(",") if args.rows else None)
+    labels = {row["name"]: row["label"] for row in rows}
+    results = {row["name"]: run(row, args.data, output, checkpoints, args.reuse, args.bm3d_limit, args.num_threads)
+               for row in rows}
+    print(f"\nPSNR (dB) / SSIM, mean over the photos in {args.data} at full resolution ({checkpoints}):\n")
+    print(table(results, labels))
+    if args.update_cards:
+        update_cards(results, labels, checkpoints, args.data)
 
 
 if __name__ == "__main__":

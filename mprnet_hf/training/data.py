@@ -17,10 +17,44 @@ PAIRED_LAYOUTS = {
     "rain": ("input", "target"),  # the combined deraining set: input/ and target/
     "sidd": ("input", "target"),  # SIDD patches: input/ and target/
 }
+# Every degraded/clean folder pair a paired folder may use: the layouts above, plus 'groundtruth', which the official
+# SIDD patch script writes.
+FOLDER_PAIRS = tuple(dict.fromkeys([*PAIRED_LAYOUTS.values(), ("input", "groundtruth")]))
 
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(path for path in Path(folder).rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _clean_counterpart(clean_folder: Path, relative: Path) -> Path | None:
+    """The clean image at the same relative path, or failing that with the same stem (e.g. .jpg input, .png target)."""
+    exact = clean_folder / relative
+    if exact.is_file():
+        return exact
+    for suffix in sorted(IMAGE_SUFFIXES):
+        candidate = (clean_folder / relative).with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_pairs(root, folder_pairs=FOLDER_PAIRS) -> list[tuple[str, Path, Path]]:
+    """(name, degraded, clean) for every degraded image under `root` whose clean twin exists, in any of the
+    (degraded, clean) folder names of `folder_pairs`, at any depth: `root/input/x.png` + `root/target/x.png`, or
+    `root/scene/blur/x.png` + `root/scene/sharp/x.png`. The name is the relative path without the degraded folder."""
+    root = Path(root)
+    pairs = []
+    for degraded_path in list_images(root):
+        parts = degraded_path.relative_to(root).parts
+        for degraded_name, clean_name in folder_pairs:
+            if degraded_name not in parts[:-1]:
+                continue
+            position = len(parts) - 1 - parts[::-1].index(degraded_name)
+            clean_path = _clean_counterpart(root.joinpath(*parts[:position], clean_name), Path(*parts[position + 1 :]))
+            if clean_path is not None:
+                pairs.append(("/".join(parts[:position] + parts[position + 1 :]), degraded_path, clean_path))
+                break
+    return pairs
 
 
 def load_rgb(path: Path) -> torch.Tensor:
@@ -90,22 +124,13 @@ class SyntheticPairs(Dataset):
 
 
 class PairedFolder(Dataset):
-    """Degraded/clean pairs in a standard layout (see `PAIRED_LAYOUTS`), matched by relative path."""
+    """Degraded/clean pairs in a standard layout (see `PAIRED_LAYOUTS`), matched by relative path (`find_pairs`)."""
 
     def __init__(self, root, layout: str, patch_size: int | None, seed: int = 1234, length: int | None = None):
         if layout not in PAIRED_LAYOUTS:
             raise ValueError(f"Unknown layout {layout!r}: expected one of {', '.join(PAIRED_LAYOUTS)}")
         degraded_name, clean_name = PAIRED_LAYOUTS[layout]
-        root = Path(root)
-        self.pairs = []
-        for degraded_path in list_images(root):
-            parts = degraded_path.relative_to(root).parts
-            if degraded_name not in parts:
-                continue
-            position = len(parts) - 1 - parts[::-1].index(degraded_name)
-            clean_path = root.joinpath(*parts[:position], clean_name, *parts[position + 1 :])
-            if clean_path.exists():
-                self.pairs.append((degraded_path, clean_path))
+        self.pairs = [(degraded, clean) for _, degraded, clean in find_pairs(root, [PAIRED_LAYOUTS[layout]])]
         if not self.pairs:
             raise ValueError(f"No {degraded_name}/{clean_name} pairs found under {root} (layout {layout!r})")
         self.patch_size, self.seed = patch_size, seed

@@ -1,0 +1,122 @@
+"""scripts/quality_report.py: every row of the quality table (protocols, shake by extent, JPEG re-encoding) is
+computed for weights in any folder, one JSON per row, reused when it is for the same weights and photos, and the model
+cards are rewritten only on request."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from mprnet_hf import MPRNetConfig, MPRNetModel
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("quality_report", REPO_ROOT / "scripts" / "quality_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+quality_report = load_script()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """A folder of tiny mprnet-{task}-small models, with the bundled training summaries (the cards read them)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    for task in ("deblur", "denoise", "derain"):
+        config = MPRNetConfig.for_task(task, n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+        MPRNetModel(config).save_pretrained(folder / f"mprnet-{task}-small")
+        shutil.copy(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small" / "training_summary.json",
+                    folder / f"mprnet-{task}-small")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two 40x40 crops of committed example photos."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("coffee.png", "fruits.png"):
+        with Image.open(REPO_ROOT / "examples" / "clean" / name) as photo:
+            photo.convert("RGB").crop((100, 60, 140, 100)).save(folder / name)
+    return folder
+
+
+def test_rows_cover_every_protocol_shake_extent_and_jpeg_quality():
+    names = [row["name"] for row in quality_report.all_rows()]
+    assert len(names) == len(set(names)) == 9 * 3
+    for base in ("denoise-sigma15", "deblur", "derain", "deblur-shake-5-10", "deblur-shake-10-17",
+                 "deblur-shake-17-25", "deblur-shake-5-25"):
+        assert {base, f"{base}-jpeg90", f"{base}-jpeg70"} <= set(names)
+    selected = quality_report.select_rows(quality_report.all_rows(), ["deblur"], ["deblur-shake-*", "*-jpeg70"])
+    assert all(row["task"] == "deblur" for row in selected)
+    assert {row["name"] for row in selected} >= {"deblur-shake-5-10", "deblur-jpeg70", "deblur-shake-5-25-jpeg70"}
+    with pytest.raises(SystemExit, match="No row"):
+        quality_report.select_rows(quality_report.all_rows(), ["derain"], ["deblur*"])
+
+
+def test_report_writes_a_json_per_row_for_other_weights_and_reuses_it(tiny_checkpoints, photos, tmp_path, capsys):
+    output = tmp_path / "results"
+    arguments = ["--checkpoints", str(tiny_checkpoints), "--data", str(photos), "--output", str(output),
+                 "--rows", "deblur-shake-17-25*", "--bm3d-limit", "0"]
+    quality_report.main(arguments)
+    table = capsys.readouterr().out
+    assert sorted(path.name for path in output.iterdir()) == [
+        "deblur-shake-17-25-jpeg70.json", "deblur-shake-17-25-jpeg90.json", "deblur-shake-17-25.json"]
+    for suffix in ("", " + JPEG 90", " + JPEG 70"):
+        assert f"| deblur, camera shake 17-25 px (RGB){suffix} |" in table
+    plain = json.loads((output / "deblur-shake-17-25.json").read_text())
+    jpeg70 = json.loads((output / "deblur-shake-17-25-jpeg70.json").read_text())
+    assert plain["model"] == str(tiny_checkpoints / "mprnet-deblur-small") and plain["shake_extent"] == [17, 25]
+    assert jpeg70["jpeg_quality"] == 70 and plain["jpeg_quality"] is None
+    assert jpeg70["summary"]["input"]["psnr"] != plain["summary"]["input"]["psnr"]
+    assert set(plain["summary"]) == {"input", "mprnet-deblur-small", "wiener", "unsharp"}
+
+    # --reuse takes the JSON as it is (a marked one shows it was not recomputed) ...
+    plain["summary"]["input"]["psnr"] = 99.0
+    (output / "deblur-shake-17-25.json").write_text(json.dumps(plain))
+    quality_report.main([*arguments, "--reuse"])
+    assert "| deblur, camera shake 17-25 px (RGB) | 99.00 /" in capsys.readouterr().out
+    # ... but not one computed on other photos.
+    other_photos = tmp_path / "other"
+    shutil.copytree(photos, other_photos)
+    quality_report.main([*arguments[:2], "--data", str(other_photos), *arguments[4:], "--reuse"])
+    assert "99.00" not in capsys.readouterr().out
+
+
+def test_bm3d_runs_on_its_rows_within_the_limit(tiny_checkpoints, photos, tmp_path, capsys):
+    pytest.importorskip("bm3d")
+    quality_report.main(["--checkpoints", str(tiny_checkpoints), "--data", str(photos), "--output", str(tmp_path),
+                         "--rows", "denoise-sigma50,denoise-sigma50-jpeg90", "--bm3d-limit", "1"])
+    table = capsys.readouterr().out
+    result = json.loads((tmp_path / "denoise-sigma50.json").read_text())
+    assert result["summary"]["cbm3d"]["images"] == 1 and result["summary"]["nlm"]["images"] == 2
+    cbm3d = result["images"][0]["scores"]["cbm3d"]["psnr"]
+    assert cbm3d > result["images"][0]["scores"]["input"]["psnr"] + 5
+    assert "CBM3D (true σ)" in table and "on 1 of 2 photos, where ours is" in table
+    assert "cbm3d" not in json.loads((tmp_path / "denoise-sigma50-jpeg90.json").read_text())["summary"]
+
+
+def test_cards_are_rewritten_only_with_update_cards(tiny_checkpoints, photos, tmp_path):
+    card = tiny_checkpoints / "mprnet-derain-small" / "README.md"
+    card.unlink(missing_ok=True)
+    arguments = ["--checkpoints", str(tiny_checkpoints), "--data", str(photos), "--output", str(tmp_path),
+                 "--bm3d-limit", "0"]
+    quality_report.main([*arguments, "--tasks", "derain"])
+    assert not card.exists()
+    with pytest.raises(SystemExit):
+        quality_report.main([*arguments, "--rows", "derain", "--update-cards"])
+    quality_report.main([*arguments, "--tasks", "derain", "--reuse", "--update-cards"])
+    evaluation = card.read_text().split("## Evaluation")[1].split("## Usage")[0]
+    for label in ("derain, synthetic streaks (Y) |", "derain, synthetic streaks (Y) + JPEG 70 |"):
+        assert label in evaluation
+    assert "deblur" not in evaluation and str(photos) in evaluation
+    assert not (tiny_checkpoints / "mprnet-deblur-small" / "README.md").exists()
