@@ -41,7 +41,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from .baselines import BASELINES, NEEDS_KERNEL
 from .configuration_mprnet import TASKS
 from .degradations import add_gaussian_noise, add_rain, blur, motion_blur_kernel
-from .inference import DEFAULT_TILE_OVERLAP, restore_tensor
+from .inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
 from .modeling_mprnet import MPRNetModel
 from .training.data import IMAGE_SUFFIXES, PAIRED_LAYOUTS, list_images
 
@@ -200,7 +200,7 @@ def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: in
 Method = Callable[[Sample], np.ndarray | None]  # returns the restored uint8 image, or None when it cannot run
 
 
-def model_method(model, tile_size: int | None = None, tile_overlap: int | None = None,
+def model_method(model, tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None,
                  precision: str = "fp32") -> Method:
     def restore(sample: Sample) -> np.ndarray:
         (restored,) = restore_tensor(model, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision,
@@ -220,7 +220,7 @@ def baseline_method(name: str, function) -> Method:
 
 
 def methods_for(task: str, model=None, model_name: str = "mprnet", baselines: bool = False,
-                tile_size: int | None = None, tile_overlap: int | None = None) -> dict[str, Method]:
+                tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None) -> dict[str, Method]:
     """The rows of the table in order: the degraded input, the model, then the task's baselines."""
     methods: dict[str, Method] = {"input": lambda sample: sample.degraded}
     if model is not None:
@@ -313,9 +313,10 @@ def parse_args(argv=None):
                         f"noise added (default {DEFAULT_SIGMA:g}); on paired data the level given to the denoising "
                         "baselines (default: estimated per image)")
     parser.add_argument("--baselines", action="store_true", help="also run the classical baselines of the task")
-    parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8)")
+    parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8; default: "
+                        "automatic, whole images when memory allows; 0: always whole images)")
     parser.add_argument("--tile-overlap", type=int, help=f"overlap of neighbouring tiles (default "
-                        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile)")
+                        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile: inference.default_tile_overlap)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--json", help="write the per-image and mean scores to this file")
     parser.add_argument("--num-threads", type=int, help="CPU threads (torch.set_num_threads)")
@@ -342,10 +343,11 @@ def main(argv=None) -> Evaluation:
     else:
         samples = paired_samples(args.data, args.sigma / 255 if args.sigma else None, args.limit)
     model_name = Path(args.model.rstrip("/")).name if args.model else "mprnet"
+    tile_size = AUTOMATIC if args.tile_size is None else args.tile_size or None
     tile_overlap = args.tile_overlap
     if tile_overlap is None and args.tile_size:
-        tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile_size // 4)
-    methods = methods_for(task, model, model_name, args.baselines, args.tile_size, tile_overlap)
+        tile_overlap = default_tile_overlap(args.tile_size)
+    methods = methods_for(task, model, model_name, args.baselines, tile_size, tile_overlap)
     evaluation = evaluate(samples, methods, task, args.protocol,
                           progress=lambda name: print(f"  scored {name}", file=sys.stderr))
     print(format_tables(evaluation))

@@ -44,8 +44,9 @@ def optimize_for_inference(
         compile: wrap the three-stage forward in `torch.compile` (inductor, weights frozen into the graph on CPU).
             Shapes are static: the first call at each new padded input size compiles (tens of seconds to minutes),
             so use it with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics:
-            the hooks that record whole-image ones do not run inside a compiled graph). (Dynamic-shape compilation
-            failed with torch 2.13 inside inductor's handling of the symbolic sizes, so it is not offered.)
+            the override that records whole-image ones does not run inside a compiled graph). (Dynamic-shape
+            compilation failed with torch 2.13 inside inductor's handling of the symbolic sizes, so it is not
+            offered.) See `MPRNetModel.compile_forward`.
         compile_options: inductor options passed to `torch.compile`, overriding the defaults chosen here.
     """
     model.eval()
@@ -58,11 +59,7 @@ def optimize_for_inference(
         # work into the convolutions; it requires inference_mode or no_grad at call time.
         options = {"freezing": True} if device_type == "cpu" else {}
         options.update(compile_options or {})
-        # Only the tensor part is compiled: forward()'s input checks read values (isfinite) and would break the graph.
-        model.restore_padded = torch.compile(model.restore_padded, dynamic=False, options=options)
-        # A compiled graph ignores forward hooks registered after it was traced, so tiled restores must not rely on
-        # them to record whole-image statistics (inference.takes_recorded_statistics reads this).
-        model.restore_padded_is_compiled = True
+        model.compile_forward(options)
     return model
 
 

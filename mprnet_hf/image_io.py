@@ -23,7 +23,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from .image_processing_mprnet import MPRNetImageProcessor
-from .inference import DEFAULT_STATISTICS_PASSES, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, restore_image, restore_tensor
+from .inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image, restore_tensor
 from .modeling_mprnet import MPRNetModel
 from .serving import open_image_file
 
@@ -159,8 +159,8 @@ def portable_exif(exif: Image.Exif, source_format: str | None) -> bytes | None:
 def restore_photo(
     model: MPRNetModel,
     photo: Photo,
-    tile_size: int | None = DEFAULT_TILE_SIZE,
-    tile_overlap: int | None = DEFAULT_TILE_OVERLAP,
+    tile_size: int | str | None = AUTOMATIC,
+    tile_overlap: int | None = None,
     precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,

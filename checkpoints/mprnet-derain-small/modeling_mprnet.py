@@ -6,6 +6,8 @@ the whole image. Supervised attention modules pass features from one stage to th
 feeds the encoder-decoder features of one stage into the next.
 """
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 
@@ -21,6 +23,11 @@ from .losses import MPRNetLoss
 
 # The patch split and the two x0.5 resizes inside each quarter need sizes divisible by 8.
 SIZE_MULTIPLE = 8
+
+# What gates the channel-attention blocks of the forward running in this thread (or asyncio task) instead of their own
+# statistics: set by `MPRNetModel.channel_statistics` for tiled restores (see `whole_image_statistics`). A context
+# variable rather than an attribute of the blocks, because a server restores several requests with one model at once.
+_STATISTICS_OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("mprnet_channel_statistics", default=None)
 
 
 @dataclass
@@ -88,6 +95,13 @@ def box_mean(features: torch.Tensor, window_h: int, window_w: int) -> torch.Tens
     return sums.div_(window_h * window_w).to(features.dtype)
 
 
+def _tracing() -> bool:
+    """Whether an exporter or compiler is tracing the forward: parameters must not be swapped and
+    per-call overrides must not be baked in under it."""
+    # is_compiling first: torch.compile folds it to a constant, so the rest is never traced.
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: average each channel, squeeze, expand, sigmoid, and rescale the channels.
 
@@ -117,6 +131,10 @@ class ChannelAttention(nn.Module):
         return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # Tracers (ONNX export, torch.compile) never see the override: it is a per-call Python object.
+        override = None if _tracing() else _STATISTICS_OVERRIDE.get()
+        if override is not None:
+            return override.channel_attention(self, features)
         return features * self.gate(self.pooled(features))
 
 
@@ -297,11 +315,6 @@ class OriginalResolutionSubnetwork(nn.Module):
         return features
 
 
-def _tracing() -> bool:
-    """Whether an exporter or compiler is tracing the forward: parameters must not be swapped under it."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-
-
 def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
     # unflatten/unbind rather than chunk: it keeps the batch size symbolic, so the ONNX export has a dynamic batch.
     return features.unflatten(0, (parts, -1)).unbind(0)
@@ -342,7 +355,16 @@ class MPRNetPreTrainedModel(PreTrainedModel):
 
 
 class MPRNetModel(MPRNetPreTrainedModel):
-    """MPRNet image restoration model: degraded RGB images in [0, 1] in, restored images out, at any size."""
+    """MPRNet image restoration model: degraded RGB images in [0, 1] in, restored images out, at any size.
+
+    Optional inference features are declared here, each switched by one call: `compile_forward()` (torch.compile of
+    the three-stage forward; `forward_is_compiled` says whether it ran) and `channel_statistics(override)` (what a
+    tiled restore gates the channel-attention blocks with). Test-time local statistics are a config field
+    (`local_attention_window`), because they change what the weights compute and are saved with them.
+    """
+
+    # Set by `compile_forward`: a compiled graph does not run the per-call statistics override.
+    forward_is_compiled: bool = False
 
     def __init__(self, config: MPRNetConfig):
         super().__init__(config)
@@ -416,6 +438,24 @@ class MPRNetModel(MPRNetPreTrainedModel):
             with torch.inference_mode(False):
                 self.to(memory_format=torch.channels_last)
         return images.contiguous(memory_format=torch.channels_last)
+
+    def compile_forward(self, options: dict | None = None) -> None:
+        """Wraps the three-stage forward (`restore_padded`) in `torch.compile` with static shapes and the inductor
+        `options`. Only the tensor part is compiled: `forward`'s input checks read values (isfinite) and would break
+        the graph. Tiled restores of a compiled model keep each tile's own channel statistics."""
+        self.restore_padded = torch.compile(self.restore_padded, dynamic=False, options=options or {})
+        self.forward_is_compiled = True
+
+    @contextlib.contextmanager
+    def channel_statistics(self, override):
+        """Within the block, every channel-attention block of a forward run by the calling thread returns
+        `override.channel_attention(block, features)` instead of gating `features` by their own mean; other threads
+        running the model meanwhile are unaffected. For `whole_image_statistics.WholeImageStatistics`."""
+        token = _STATISTICS_OVERRIDE.set(override)
+        try:
+            yield override
+        finally:
+            _STATISTICS_OVERRIDE.reset(token)
 
     def restore_padded(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three-stage forward pass on images whose height and width are multiples of 8.
