@@ -32,8 +32,9 @@ from benchmarks.common import (
     run_metadata,
     run_worker,
 )
+from mprnet_hf.configuration_mprnet import TASKS, checkpoint_name
 
-SMALL_CHECKPOINTS = {task: f"checkpoints/mprnet-{task}-small" for task in ("deblur", "derain", "denoise")}
+SMALL_CHECKPOINTS = {task: f"checkpoints/{checkpoint_name(task)}" for task in TASKS}
 
 
 def load_model(model: str | None, config: str | None, **config_overrides):

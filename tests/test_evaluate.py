@@ -234,7 +234,7 @@ def test_baselines_improve_every_channel(task, name, gain):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    config = MPRNetConfig.for_task("denoise", n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+    config = MPRNetConfig.for_task("denoise", size="tiny")
     folder = tmp_path_factory.mktemp("model")
     MPRNetModel(config).save_pretrained(folder)
     return folder

@@ -14,7 +14,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelFor
 from conftest import REPO_ROOT
 from mprnet_hf import ImageRestorationPipeline, MPRNetConfig, MPRNetImageProcessor, MPRNetModel
 
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+from conftest import TINY
+
 
 
 @pytest.fixture(scope="module")

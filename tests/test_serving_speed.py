@@ -10,8 +10,9 @@ from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
 from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
 
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
-BUNDLED_SIZE = dict(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_cab=2)
+from conftest import TINY
+
+BUNDLED_SIZE = MPRNetConfig.size_widths("small")
 GIB = 2**30
 
 

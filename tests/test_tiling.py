@@ -16,6 +16,8 @@ from mprnet_hf.inference import blend_window, check_tiling, passes_over_image, r
 from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
+from conftest import TINY
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,7 +30,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)
+    config = MPRNetConfig(**TINY, reduction=2)
     return MPRNetModel(config).eval()
 
 
@@ -247,8 +249,7 @@ def test_image_a_few_pixels_wide_is_tiled(tiny_model):
 
 def test_local_attention_statistics_need_no_extra_pass():
     torch.manual_seed(0)
-    config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
-                          local_attention_window=32)
+    config = MPRNetConfig(**TINY, reduction=2, local_attention_window=32)
     model = MPRNetModel(config).eval()
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(6))
     calls = []
@@ -295,8 +296,7 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
                        progress=lambda done, total: calls.append(total))
         tiles = 1 if tile_size in (None, 96) else len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
         assert calls[-1] == tiles * passes_over_image(tiny_model, 70, 90, tile_size, statistics_passes)
-    local = MPRNetModel(MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
-                                     local_attention_window=32))
+    local = MPRNetModel(MPRNetConfig(**TINY, reduction=2, local_attention_window=32))
     assert passes_over_image(local, 70, 90, 48) == 1
 
 

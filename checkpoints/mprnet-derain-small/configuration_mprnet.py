@@ -11,6 +11,19 @@ _RELEASED_WIDTHS = {
     "derain": {"n_feat": 40, "scale_unetfeats": 20, "scale_orsnetfeats": 16},
     "denoise": {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
 }
+# The variants this project trains, the same widths for every task: "small" is the bundled checkpoints' size, "tiny"
+# the smallest sensible network (tests and smoke runs of the training loop). docs/PERFORMANCE.md measures them.
+_SMALLER_WIDTHS = {
+    "small": {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2},
+    "tiny": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
+}
+SIZES = ("released", *_SMALLER_WIDTHS)
+BUNDLED_SIZE = "small"
+
+
+def checkpoint_name(task: str, size: str = BUNDLED_SIZE) -> str:
+    """The folder (and Hub repo) name of a trained variant: `mprnet-deblur-small` for the bundled deblurring model."""
+    return f"mprnet-{task}-{size}"
 
 
 class MPRNetConfig(PreTrainedConfig):
@@ -104,11 +117,14 @@ class MPRNetConfig(PreTrainedConfig):
             raise ValueError("Invalid MPRNetConfig: " + "; ".join(problems))
 
     @classmethod
-    def for_task(cls, task: str, **overrides) -> "MPRNetConfig":
-        """The released configuration for `task` ("deblur", "derain" or "denoise"), with optional overrides."""
+    def for_task(cls, task: str, size: str = "released", **overrides) -> "MPRNetConfig":
+        """The configuration of `task` ("deblur", "derain" or "denoise") at `size` ("released": the official widths,
+        "small": the bundled checkpoints', "tiny"), with optional overrides."""
         if task not in _RELEASED_WIDTHS:
             raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
-        values = dict(_RELEASED_WIDTHS[task], task=task)
+        if size not in SIZES:
+            raise ValueError(f"Unknown size {size!r}: expected one of {', '.join(SIZES)}")
+        values = dict(_RELEASED_WIDTHS[task] if size == "released" else _SMALLER_WIDTHS[size], task=task)
         if task == "denoise":
             # The official denoising recipe clamps the outputs and drops the edge loss (ARCHITECTURE.md section 6).
             values.update(edge_loss_weight=0.0, clamp_outputs_in_loss=True)
@@ -126,4 +142,12 @@ class MPRNetConfig(PreTrainedConfig):
         return self.n_feat + self.scale_orsnetfeats
 
 
-__all__ = ["MPRNetConfig", "TASKS"]
+    @staticmethod
+    def size_widths(size: str) -> dict:
+        """The widths `for_task` sets for a smaller `size` ("small" or "tiny"), the same for every task."""
+        if size not in _SMALLER_WIDTHS:
+            raise ValueError(f"Unknown size {size!r}: expected one of {', '.join(_SMALLER_WIDTHS)}")
+        return dict(_SMALLER_WIDTHS[size])
+
+
+__all__ = ["MPRNetConfig", "TASKS", "SIZES", "BUNDLED_SIZE", "checkpoint_name"]
