@@ -86,10 +86,7 @@ def read_image(path, max_megapixels: float | None = None,
     exif = image.getexif()
     orientation = exif.get(ORIENTATION, 1)
     sixteen_bit = read_sixteen_bit_colour(Path(path), image)
-    if sixteen_bit is not None:
-        pixels = orient(sixteen_bit, orientation)
-    else:
-        pixels = ImageOps.exif_transpose(image)
+    pixels = ImageOps.exif_transpose(image) if sixteen_bit is None else orient(sixteen_bit, orientation)
     return Photo(pixels, image.format, image.info.get("icc_profile") or None, portable_exif(exif, image.format), notes)
 
 

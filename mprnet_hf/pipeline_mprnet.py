@@ -18,7 +18,7 @@ class ImageRestorationPipeline(Pipeline):
     restored = restorer("huge.png")                        # tiled only when memory requires (tile_size="auto")
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
     restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
-    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
+    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU, or a CPU with bf16 instructions)
     ```
 
     A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers

@@ -8,14 +8,12 @@ import warnings
 
 import pytest
 import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from conftest import REPO_ROOT
-
-from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
-
-from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf import MPRNetModel
 from mprnet_hf.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
 from mprnet_hf.serving import max_megapixels, open_image_file
 

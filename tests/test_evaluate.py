@@ -16,7 +16,6 @@ from mprnet_hf import baselines as baseline_functions
 from mprnet_hf import evaluate as ev
 from mprnet_hf.inference import restore_tensor
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

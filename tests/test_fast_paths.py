@@ -25,7 +25,6 @@ from mprnet_hf.inference import autocast_context, restore_tensor
 from mprnet_hf.modeling_mprnet import ChannelAttention, box_mean
 
 
-
 @pytest.mark.parametrize("name", FIXTURES)
 def test_channels_last_fast_path_matches_fixtures(reference_dir, name):
     model = optimize_for_inference(fixture_model(reference_dir, name))

@@ -3,13 +3,11 @@
 import pytest
 import torch
 
+from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.configuration_mprnet import checkpoint_name
 from mprnet_hf.losses import MPRNetLoss
 from mprnet_hf.modeling_mprnet import mirror_pad, pad_to_multiple
-
-from conftest import TINY
-
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,8 @@ def test_presets_match_the_released_models(task, widths):
     assert (config.n_feat, config.scale_unetfeats, config.scale_orsnetfeats) == widths
     assert (config.num_cab, config.kernel_size, config.reduction, config.bias) == (8, 3, 4, False)
     assert config.task == task
-    assert (config.edge_loss_weight, config.clamp_outputs_in_loss) == ((0.0, True) if task == "denoise" else (0.05, False))
+    expected = (0.0, True) if task == "denoise" else (0.05, False)
+    assert (config.edge_loss_weight, config.clamp_outputs_in_loss) == expected
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.export_onnx import ExportableMPRNet, mirror_indices
 from mprnet_hf.modeling_mprnet import pad_to_multiple
-
-from conftest import TINY
 
 ONNX_TOLERANCE = 1e-4
 

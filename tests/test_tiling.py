@@ -10,13 +10,19 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import blend_window, check_tiling, passes_over_image, restore_image, restore_tensor, tile_starts
+from mprnet_hf.inference import (
+    blend_window,
+    check_tiling,
+    passes_over_image,
+    restore_image,
+    restore_tensor,
+    tile_starts,
+)
 from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
-
-from conftest import TINY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -221,7 +227,8 @@ def test_batch_is_tiled_as_each_image_alone(tiny_model):
 
 def test_statistics_passes_change_only_tiled_restores(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
-    one_tile = [restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1] for passes in (0, 1)]
+    one_tile = [restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1]
+                for passes in (0, 1)]
     torch.testing.assert_close(one_tile[0], one_tile[1], atol=0, rtol=0)
     tiled = [restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, statistics_passes=passes)
              for passes in (0, 1, 2)]
@@ -233,7 +240,8 @@ def test_statistics_passes_change_only_tiled_restores(tiny_model):
 def test_progress_counts_every_pass(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(4))
     calls = []
-    restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, progress=lambda done, total: calls.append((done, total)))
+    restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8,
+                   progress=lambda done, total: calls.append((done, total)))
     tiles = len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
     assert calls == [(done, 2 * tiles) for done in range(1, 2 * tiles + 1)]
 
@@ -253,8 +261,9 @@ def test_local_attention_statistics_need_no_extra_pass():
     model = MPRNetModel(config).eval()
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(6))
     calls = []
-    outputs = [restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=passes,
-                              progress=lambda done, total: calls.append(total))[0] for passes in (0, 1)]
+    outputs = [restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False,
+                              statistics_passes=passes, progress=lambda done, total: calls.append(total))[0]
+               for passes in (0, 1)]
     torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
     assert set(calls) == {len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))}
 
@@ -293,7 +302,7 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
     for tile_size, statistics_passes in [(None, 1), (96, 1), (48, 0), (48, 1), (48, 2)]:
         calls = []
         restore_tensor(tiny_model, images, tile_size=tile_size, tile_overlap=8, statistics_passes=statistics_passes,
-                       progress=lambda done, total: calls.append(total))
+                       progress=lambda done, total, calls=calls: calls.append(total))
         tiles = 1 if tile_size in (None, 96) else len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
         assert calls[-1] == tiles * passes_over_image(tiny_model, 70, 90, tile_size, statistics_passes)
     local = MPRNetModel(MPRNetConfig(**TINY, reduction=2, local_attention_window=32))

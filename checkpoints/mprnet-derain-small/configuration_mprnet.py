@@ -12,7 +12,8 @@ _RELEASED_WIDTHS = {
     "denoise": {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
 }
 # The variants this project trains, the same widths for every task: "small" is the bundled checkpoints' size, "tiny"
-# the smallest sensible network (tests and smoke runs of the training loop). docs/PERFORMANCE.md measures them.
+# the smallest sensible network (tests and smoke runs of the training loop). The mprnet_hf project's performance docs
+# measure them.
 _SMALLER_WIDTHS = {
     "small": {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2},
     "tiny": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
@@ -40,13 +41,16 @@ class MPRNetConfig(PreTrainedConfig):
         n_feat (`int`, *optional*, defaults to 96):
             Width of the full-resolution features (U-Net level 1, the supervised attention modules, shallow features).
         scale_unetfeats (`int`, *optional*, defaults to 48):
-            Channels added per U-Net level: level 2 has `n_feat + scale_unetfeats`, level 3 `n_feat + 2 * scale_unetfeats`.
+            Channels added per U-Net level: level 2 has `n_feat + scale_unetfeats`, level 3
+            `n_feat + 2 * scale_unetfeats`.
         scale_orsnetfeats (`int`, *optional*, defaults to 32):
-            Channels added in the original-resolution subnetwork of stage 3, whose width is `n_feat + scale_orsnetfeats`.
+            Channels added in the original-resolution subnetwork of stage 3, whose width is
+            `n_feat + scale_orsnetfeats`.
         num_cab (`int`, *optional*, defaults to 8):
             Channel attention blocks inside each original-resolution block.
         kernel_size (`int`, *optional*, defaults to 3):
-            Kernel size of every spatial convolution (odd). The supervised attention modules always use 1x1 convolutions.
+            Kernel size of every spatial convolution (odd). The supervised attention modules always use 1x1
+            convolutions.
         reduction (`int`, *optional*, defaults to 4):
             Squeeze ratio of channel attention: a block of width C squeezes to `C // reduction` channels.
         bias (`bool`, *optional*, defaults to `False`):
@@ -103,7 +107,8 @@ class MPRNetConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{name}={value!r}: must be a non-negative integer")
-        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+        kernel_size = self.kernel_size
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             problems.append(f"kernel_size={self.kernel_size!r}: must be a positive odd integer")
         if not isinstance(self.bias, bool):
             problems.append(f"bias={self.bias!r}: must be True or False")

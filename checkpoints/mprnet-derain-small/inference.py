@@ -78,7 +78,8 @@ def why_no_recorded_statistics(model: MPRNetModel) -> str | None:
         return "test-time local statistics are local already"
     if not callable(getattr(model, "channel_statistics", None)):
         # Stand-ins, and remote code saved before MPRNetModel declared its optional inference features.
-        return "its code has no MPRNetModel.channel_statistics() (remote code saved before it existed; install mprnet_hf)"
+        return ("its code has no MPRNetModel.channel_statistics() (remote code saved before it existed; "
+                "install mprnet_hf)")
     if model.forward_is_compiled:
         return "its forward is compiled with torch.compile, which does not run the override that records them"
     return None
