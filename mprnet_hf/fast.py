@@ -8,10 +8,10 @@ measurements are in docs/PERFORMANCE.md and the README's "Speed and memory" sect
   activation into oneDNN's blocked layout and back, around each of the ~300 convolutions.
 * `reuse_freed_memory()`: process-wide glibc setting. By default glibc hands every large tensor (> 32 MiB) back to the
   kernel when it is freed and maps fresh pages for the next one; the kernel then zeroes and faults in every page
-  again. At 512x512 this page-fault work takes about 40% of the CPU time. Keeping freed memory in the heap removes
+  again, a large share of the CPU time of a restore (docs/PERFORMANCE.md). Keeping freed memory in the heap removes
   it, at the price of a higher peak resident memory (fragmentation) that is never returned to the system.
-* `compile=True`: `torch.compile` of the three-stage forward. Off by default: ZeroGPU forbids it, the first call
-  compiles for minutes on a small CPU, and it needs a C++ compiler.
+* `compile=True`: `torch.compile` of the three-stage forward. Off by default: ZeroGPU forbids it, the first call at
+  each input size compiles for a long time on a small CPU, and it needs a C++ compiler.
 """
 
 import ctypes
@@ -42,9 +42,9 @@ def optimize_for_inference(
         channels_last: store the convolution weights channels-last (the main CPU speed-up; also right for GPUs
             with tensor cores under bf16/fp16).
         compile: wrap the three-stage forward in `torch.compile` (inductor, weights frozen into the graph on CPU).
-            Shapes are static: the first call at each new padded input size compiles (tens of seconds to minutes),
-            so use it with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics:
-            the override that records whole-image ones does not run inside a compiled graph). (Dynamic-shape
+            Shapes are static: the first call at each new padded input size compiles again (slowly), so use it
+            with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics: the
+            override that records whole-image ones does not run inside a compiled graph). (Dynamic-shape
             compilation failed with torch 2.13 inside inductor's handling of the symbolic sizes, so it is not
             offered.) See `MPRNetModel.compile_forward`.
         compile_options: inductor options passed to `torch.compile`, overriding the defaults chosen here.

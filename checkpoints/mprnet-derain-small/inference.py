@@ -94,9 +94,9 @@ def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
     return tile_size is None or (height <= tile_size and width <= tile_size)
 
 
-# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width): 31-36 bytes
-# measured for the bundled and the three released configurations, about 1.6x that with `fast.reuse_freed_memory`
-# (the mprnet_hf project's performance docs); rounded up for safety.
+# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width): about twice what
+# the mprnet_hf project's performance docs measure for the bundled and the released configurations, a margin that
+# also covers the higher peak under `fast.reuse_freed_memory`.
 PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 64
 # Share of the free memory one restore may plan to use: a server may restore two requests at once (the app does on a
 # GPU, or with MPRNET_CONCURRENCY=2), and the rest of the process (and of the machine) needs some too.
