@@ -191,9 +191,12 @@ class Tiling:
                                                                  or not isinstance(self.size, int)):
             raise ValueError(f"tile_size must be a whole number, None (whole images) or {AUTOMATIC!r}, "
                              f"got {self.size!r}")
-        if self.size is not None:
+        if self.size == AUTOMATIC and self.overlap is not None and not 0 <= self.overlap < SMALLEST_AUTOMATIC_TILE // 2:
             # An automatic size is at least SMALLEST_AUTOMATIC_TILE: an overlap valid for it is valid for any.
-            self.check_size(SMALLEST_AUTOMATIC_TILE if self.size == AUTOMATIC else self.size)
+            raise ValueError(f"tile_overlap must be between 0 and {SMALLEST_AUTOMATIC_TILE // 2} with automatic tiles "
+                             f"(at least {SMALLEST_AUTOMATIC_TILE} pixels), got {self.overlap}; or give a tile_size")
+        if self.size not in (None, AUTOMATIC):
+            self.check_size(self.size)
         check_statistics_passes(self.statistics_passes)
 
     def check_size(self, tile_size: int) -> None:

@@ -14,6 +14,7 @@ from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
 from mprnet_hf.inference import (
+    Tiling,
     blend_window,
     check_tiling,
     passes_over_image,
@@ -288,6 +289,38 @@ def test_unusable_tilings_are_refused(tile_size, tile_overlap, message):
         check_tiling(tile_size, tile_overlap)
     check_tiling(16, 7)
     check_tiling(512, 255)
+
+
+@pytest.mark.parametrize("tiling, message", [
+    (dict(size="512"), "tile_size must be a whole number, None (whole images) or 'auto', got '512'"),
+    (dict(size=True), "tile_size must be a whole number"),
+    (dict(size=64, overlap=32), "tile_overlap must be between 0 and tile_size / 2 (32), got 32"),
+    (dict(overlap=128), "tile_overlap must be between 0 and 128 with automatic tiles (at least 256 pixels), got 128"),
+    (dict(size=None, statistics_passes=-1), "statistics_passes must be a whole number"),
+])
+def test_tiling_options_are_checked_when_made(tiling, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Tiling(**tiling)
+
+
+def test_every_tile_size_has_a_valid_default_overlap(tiny_model):
+    assert [Tiling(size=size).overlap_for(size) for size in (16, 128, 200, 256, 1024)] == [4, 32, 50, 64, 64]
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(9))
+    calls = []
+    restore_tensor(tiny_model, images, tile_size=48, statistics_passes=0,
+                   progress=lambda done, total: calls.append(total))
+    assert calls[-1] == len(tile_starts(70, 48, 12)) * len(tile_starts(90, 48, 12))
+
+
+def test_automatic_tiles_restore_whole_when_memory_allows(tiny_model):
+    """The default of restore_tensor, restore_image and the pipeline: a small image on this machine is not tiled."""
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(10))
+    calls = []
+    automatic = restore_tensor(tiny_model, images, progress=lambda done, total: calls.append((done, total)))
+    whole = restore_tensor(tiny_model, images, tile_size=None)
+    assert calls == [(1, 1)]
+    torch.testing.assert_close(automatic[-1], whole[-1], atol=0, rtol=0)
+    assert not tiny_model.forward_is_compiled
 
 
 @pytest.mark.parametrize("passes", [-1, 1.5, True, "1"])
