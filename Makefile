@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install install-dev browser wheel sync-remote-code mutation gpu-bundle train-gpu
+.PHONY: run test lint install install-dev browser wheel sync-remote-code mutation gpu-bundle train-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ browser:
 run: install
 	$(BIN)/python app.py
 
-test: install-dev
+# Lint first (settings in pyproject.toml's [tool.ruff]): a finding fails `make test`, and so CI, before any test runs.
+lint: install-dev
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest
 
 # The wheel (dist/mprnet_hf-*.whl, bundled weights inside), built offline with the dev venv's hatchling.

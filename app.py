@@ -11,6 +11,7 @@ API: `Client(url).predict(handle_file(path), "deblur", 0, 64, api_name="/restore
 
 import asyncio
 import collections
+import contextlib
 import os
 import tempfile
 import threading
@@ -19,29 +20,29 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pydantic
 import spaces
 import torch
 from gradio.exceptions import InvalidPathError
 from gradio.utils import get_upload_folder
-import numpy as np
 from PIL import Image
 
 from mprnet_hf.configuration_mprnet import TASKS
 from mprnet_hf.image_io import Photo, read_image, restore_photo, write_image
 from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
 from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
-from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
 from mprnet_hf.serving import (
+    UPLOAD_REFUSED,
     cpu_cost_bound,
     gpu_duration,
     load_models,
     max_megapixels,
     short_repr,
-    UPLOAD_REFUSED,
     uploaded_file,
     zerogpu_cost_bound,
 )
+from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Gradio copies every returned file into its own cache, so our copies only need to outlive one response.
@@ -115,10 +116,8 @@ class ResultFolder:
                 del self.written[path]
         for path in expired:
             path.unlink(missing_ok=True)
-            try:
+            with contextlib.suppress(OSError):
                 path.parent.rmdir()
-            except OSError:
-                pass
         return len(expired)
 
     def _prune_forever(self, every_s: float):

@@ -1,6 +1,7 @@
 """Shared benchmark plumbing: one subprocess per measurement, machine and load records, FLOP counts, JSON results
 and plain-text tables."""
 
+import contextlib
 import json
 import os
 import platform
@@ -72,10 +73,8 @@ def other_busy_processes(threshold_percent: float = 20.0) -> list[str]:
     own = {os.getpid()}
     processes = list(psutil.process_iter(["pid", "cmdline"]))
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.cpu_percent(None)
-        except psutil.Error:
-            pass
     time.sleep(0.5)
     busy = []
     for process in processes:

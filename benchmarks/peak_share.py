@@ -69,9 +69,9 @@ def matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
 
 # ---------------------------------------------------------------------------------------------------- worker side
 def model_folder(task: str) -> str:
-    from mprnet_hf.serving import BUNDLED_CHECKPOINTS
+    from mprnet_hf.bundled import bundled_checkpoint
 
-    return str(BUNDLED_CHECKPOINTS / f"mprnet-{task}-small")
+    return str(bundled_checkpoint(task))
 
 
 def build_path(path: str, task: str, model, spec: dict):

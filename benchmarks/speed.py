@@ -123,9 +123,8 @@ def prepare_path(path: str, model, spec: dict | None = None):
         return model, torch.no_grad, lambda images: model(images).reconstruction
     if path == "pipeline":
         return model, torch.no_grad, pipeline_forward(model)
-    if path in ("fast", "compiled"):
-        if model.device.type == "cpu" and not reuse_freed_memory():
-            print("warning: reuse_freed_memory() is not available here (not glibc)")
+    if path in ("fast", "compiled") and model.device.type == "cpu" and not reuse_freed_memory():
+        print("warning: reuse_freed_memory() is not available here (not glibc)")
     optimize_for_inference(model, channels_last=True, compile=path == "compiled")
     return model, torch.inference_mode, lambda images: model(images).reconstruction
 

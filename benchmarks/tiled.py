@@ -32,8 +32,9 @@ from benchmarks.common import (
     run_metadata,
     run_worker,
 )
+from mprnet_hf.configuration_mprnet import TASKS, checkpoint_name
 
-SMALL_CHECKPOINTS = {task: f"checkpoints/mprnet-{task}-small" for task in ("deblur", "derain", "denoise")}
+SMALL_CHECKPOINTS = {task: f"checkpoints/{checkpoint_name(task)}" for task in TASKS}
 
 
 def load_model(model: str | None, config: str | None, **config_overrides):
@@ -116,7 +117,8 @@ def run_scaling(args) -> None:
             print(f"{model_name} {size}x{size} tiled={tiled}: {row['seconds']:.2f} s, "
                   f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
     output = RESULTS_DIR / args.output
-    rows = merge_results(output, new_rows, ("model_name", "size", "tiled", "tiling", "fast", "threads", "statistics_passes"),
+    key = ("model_name", "size", "tiled", "tiling", "fast", "threads", "statistics_passes")
+    rows = merge_results(output, new_rows, key,
                          run_metadata("benchmarks.tiled", args.argv))
     shown = sorted((row for row in rows if row["model_name"] == model_name),
                    key=lambda row: (not row["tiled"], row["size"]))
@@ -159,7 +161,8 @@ def psnr_worker(spec: dict) -> dict:
 
 
 PSNR_COLUMNS = [
-    ("model", "task", ""), ("tile", "tile", ""), ("overlap", "overlap", ""), ("TLC window", "local_attention_window", ""),
+    ("model", "task", ""), ("tile", "tile", ""), ("overlap", "overlap", ""),
+    ("TLC window", "local_attention_window", ""),
     ("statistics passes", "statistics_passes", ""),
     ("PSNR tiled vs untiled dB", "psnr_tiled_vs_untiled", ".2f"), ("max abs diff", "max_abs_diff", ".4f"),
     ("PSNR vs clean: tiled", "psnr_tiled_vs_clean", ".2f"), ("untiled", "psnr_untiled_vs_clean", ".2f"),
@@ -216,7 +219,8 @@ def main(argv=None):
     psnr_parser.add_argument("--local-attention-window", type=int, default=0,
                              help="TLC window for both runs (default: the checkpoint's own setting)")
     psnr_parser.add_argument("--statistics-passes", default="1",
-                             help="comma-separated passes recording whole-image statistics (restore_tensor's default: 1)")
+                             help="comma-separated passes recording whole-image statistics "
+                                  "(restore_tensor's default: 1)")
     scaling.add_argument("--statistics-passes", type=int, default=1,
                          help="passes recording whole-image statistics before the tiled restore (default 1)")
     scaling.add_argument("--output", default="tiled_scaling.json",

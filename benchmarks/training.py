@@ -15,7 +15,15 @@ import time
 
 import torch
 
-from benchmarks.common import RESULTS_DIR, emit_result, format_table, merge_results, parse_list, run_metadata, run_worker
+from benchmarks.common import (
+    RESULTS_DIR,
+    emit_result,
+    format_table,
+    merge_results,
+    parse_list,
+    run_metadata,
+    run_worker,
+)
 from mprnet_hf.inference import autocast_context
 
 LAYOUTS = ("contiguous", "channels_last")

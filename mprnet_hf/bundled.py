@@ -6,7 +6,7 @@ A checkout keeps them in `checkpoints/` beside the package; the wheel carries th
 
 from pathlib import Path
 
-from .configuration_mprnet import TASKS
+from .configuration_mprnet import TASKS, checkpoint_name
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 INSTALLED_CHECKPOINTS = PACKAGE_DIR / "checkpoints"
@@ -22,7 +22,7 @@ def bundled_checkpoint(task: str) -> Path:
     """The bundled small checkpoint of `task`, or ValueError when the task is unknown or its folder is missing."""
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}")
-    folder = bundled_checkpoints_dir() / f"mprnet-{task}-small"
+    folder = bundled_checkpoints_dir() / checkpoint_name(task)
     if not (folder / "config.json").is_file():
         raise ValueError(f"The bundled {task} checkpoint is missing ({folder}); reinstall mprnet-hf, or pass --model "
                          "with a model folder or Hub id")

@@ -25,7 +25,7 @@ from transformers.utils import logging as transformers_logging
 from .bundled import bundled_checkpoint
 from .configuration_mprnet import TASKS, MPRNetConfig
 from .image_io import format_for_path, read_image, restore_photo, write_image
-from .inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, SMALLEST_AUTOMATIC_TILE, check_tiling
+from .inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, Tiling
 from .modeling_mprnet import MPRNetModel
 from .serving import max_megapixels
 from .serving_speed import prepare_for_serving, serving_tile_size
@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile-size", type=int, default=None,
                         help="restore larger images tile by tile (default: automatic, whole images when memory allows "
                              f"on a CPU, tiles of {DEFAULT_TILE_SIZE} on a GPU; 0: always whole images)")
-    parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP,
-                        help=f"pixels neighbouring tiles share and cross-fade over (default {DEFAULT_TILE_OVERLAP})")
+    parser.add_argument("--tile-overlap", type=int, default=None,
+                        help=f"pixels neighbouring tiles share and cross-fade over (default {DEFAULT_TILE_OVERLAP}, "
+                             "at most a quarter of the tile)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, else MPS, else CPU")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                         help="autocast precision (fp16 needs a GPU)")
@@ -91,11 +92,10 @@ def choose_device(name: str) -> torch.device:
 
 
 def check_settings(args, device: torch.device) -> None:
-    if args.tile_size != 0:
-        try:
-            check_tiling(args.tile_size or SMALLEST_AUTOMATIC_TILE, args.tile_overlap)
-        except ValueError as error:
-            raise UsageError(f"--tile-size/--tile-overlap: {error}") from None
+    try:
+        Tiling(AUTOMATIC if args.tile_size is None else args.tile_size or None, args.tile_overlap)
+    except ValueError as error:
+        raise UsageError(f"--tile-size/--tile-overlap: {error}") from None
     if args.precision == "fp16" and device.type == "cpu":
         raise UsageError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
     if args.max_megapixels is not None and args.max_megapixels <= 0:

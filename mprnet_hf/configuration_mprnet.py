@@ -11,6 +11,20 @@ _RELEASED_WIDTHS = {
     "derain": {"n_feat": 40, "scale_unetfeats": 20, "scale_orsnetfeats": 16},
     "denoise": {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
 }
+# The variants this project trains, the same widths for every task: "small" is the bundled checkpoints' size, "tiny"
+# the smallest sensible network (tests and smoke runs of the training loop). The mprnet_hf project's performance docs
+# measure them.
+_SMALLER_WIDTHS = {
+    "small": {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2},
+    "tiny": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
+}
+SIZES = ("released", *_SMALLER_WIDTHS)
+BUNDLED_SIZE = "small"
+
+
+def checkpoint_name(task: str, size: str = BUNDLED_SIZE) -> str:
+    """The folder (and Hub repo) name of a trained variant: `mprnet-deblur-small` for the bundled deblurring model."""
+    return f"mprnet-{task}-{size}"
 
 
 class MPRNetConfig(PreTrainedConfig):
@@ -27,13 +41,16 @@ class MPRNetConfig(PreTrainedConfig):
         n_feat (`int`, *optional*, defaults to 96):
             Width of the full-resolution features (U-Net level 1, the supervised attention modules, shallow features).
         scale_unetfeats (`int`, *optional*, defaults to 48):
-            Channels added per U-Net level: level 2 has `n_feat + scale_unetfeats`, level 3 `n_feat + 2 * scale_unetfeats`.
+            Channels added per U-Net level: level 2 has `n_feat + scale_unetfeats`, level 3
+            `n_feat + 2 * scale_unetfeats`.
         scale_orsnetfeats (`int`, *optional*, defaults to 32):
-            Channels added in the original-resolution subnetwork of stage 3, whose width is `n_feat + scale_orsnetfeats`.
+            Channels added in the original-resolution subnetwork of stage 3, whose width is
+            `n_feat + scale_orsnetfeats`.
         num_cab (`int`, *optional*, defaults to 8):
             Channel attention blocks inside each original-resolution block.
         kernel_size (`int`, *optional*, defaults to 3):
-            Kernel size of every spatial convolution (odd). The supervised attention modules always use 1x1 convolutions.
+            Kernel size of every spatial convolution (odd). The supervised attention modules always use 1x1
+            convolutions.
         reduction (`int`, *optional*, defaults to 4):
             Squeeze ratio of channel attention: a block of width C squeezes to `C // reduction` channels.
         bias (`bool`, *optional*, defaults to `False`):
@@ -90,7 +107,8 @@ class MPRNetConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{name}={value!r}: must be a non-negative integer")
-        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+        kernel_size = self.kernel_size
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             problems.append(f"kernel_size={self.kernel_size!r}: must be a positive odd integer")
         if not isinstance(self.bias, bool):
             problems.append(f"bias={self.bias!r}: must be True or False")
@@ -104,11 +122,14 @@ class MPRNetConfig(PreTrainedConfig):
             raise ValueError("Invalid MPRNetConfig: " + "; ".join(problems))
 
     @classmethod
-    def for_task(cls, task: str, **overrides) -> "MPRNetConfig":
-        """The released configuration for `task` ("deblur", "derain" or "denoise"), with optional overrides."""
+    def for_task(cls, task: str, size: str = "released", **overrides) -> "MPRNetConfig":
+        """The configuration of `task` ("deblur", "derain" or "denoise") at `size` ("released": the official widths,
+        "small": the bundled checkpoints', "tiny"), with optional overrides."""
         if task not in _RELEASED_WIDTHS:
             raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
-        values = dict(_RELEASED_WIDTHS[task], task=task)
+        if size not in SIZES:
+            raise ValueError(f"Unknown size {size!r}: expected one of {', '.join(SIZES)}")
+        values = dict(_RELEASED_WIDTHS[task] if size == "released" else _SMALLER_WIDTHS[size], task=task)
         if task == "denoise":
             # The official denoising recipe clamps the outputs and drops the edge loss (ARCHITECTURE.md section 6).
             values.update(edge_loss_weight=0.0, clamp_outputs_in_loss=True)
@@ -126,4 +147,12 @@ class MPRNetConfig(PreTrainedConfig):
         return self.n_feat + self.scale_orsnetfeats
 
 
-__all__ = ["MPRNetConfig", "TASKS"]
+    @staticmethod
+    def size_widths(size: str) -> dict:
+        """The widths `for_task` sets for a smaller `size` ("small" or "tiny"), the same for every task."""
+        if size not in _SMALLER_WIDTHS:
+            raise ValueError(f"Unknown size {size!r}: expected one of {', '.join(_SMALLER_WIDTHS)}")
+        return dict(_SMALLER_WIDTHS[size])
+
+
+__all__ = ["MPRNetConfig", "TASKS", "SIZES", "BUNDLED_SIZE", "checkpoint_name"]

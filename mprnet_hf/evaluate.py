@@ -45,7 +45,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from .baselines import BASELINES, NEEDS_KERNEL, SLOW_BASELINES
 from .configuration_mprnet import TASKS
 from .degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
-from .inference import DEFAULT_TILE_OVERLAP, restore_tensor
+from .inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
 from .modeling_mprnet import MPRNetModel
 from .training.data import FOLDER_PAIRS, find_pairs, list_images
 
@@ -202,7 +202,7 @@ def as_jpeg(samples: Iterable[Sample], quality: int) -> Iterator[Sample]:
 Method = Callable[[Sample], np.ndarray | None]  # returns the restored uint8 image, or None when it cannot run
 
 
-def model_method(model, tile_size: int | None = None, tile_overlap: int | None = None,
+def model_method(model, tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None,
                  precision: str = "fp32") -> Method:
     def restore(sample: Sample) -> np.ndarray:
         (restored,) = restore_tensor(model, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision,
@@ -234,7 +234,7 @@ def first_images_only(method: Method, limit: int) -> Method:
 
 
 def methods_for(task: str, model=None, model_name: str = "mprnet", baselines: bool = False,
-                tile_size: int | None = None, tile_overlap: int | None = None, slow_baselines: bool = False,
+                tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None, slow_baselines: bool = False,
                 slow_limit: int | None = None) -> dict[str, Method]:
     """The rows of the table in order: the degraded input, the model, the task's baselines, then its slow baselines
     (BM3D: about a minute per photo and channel), on the first `slow_limit` images when given."""
@@ -340,9 +340,10 @@ def parse_args(argv=None):
     parser.add_argument("--bm3d", action="store_true", help="also run BM3D (CBM3D with the true or estimated sigma "
                         "for denoising, BM3D deblurring with the true kernel): slow, needs `pip install bm3d`")
     parser.add_argument("--bm3d-limit", type=int, metavar="N", help="run BM3D on the first N images only")
-    parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8)")
+    parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8; default: "
+                        "automatic, whole images when memory allows; 0: always whole images)")
     parser.add_argument("--tile-overlap", type=int, help=f"overlap of neighbouring tiles (default "
-                        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile)")
+                        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile: inference.default_tile_overlap)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--json", help="write the per-image and mean scores to this file")
     parser.add_argument("--num-threads", type=int, help="CPU threads (torch.set_num_threads)")
@@ -384,10 +385,11 @@ def main(argv=None) -> Evaluation:
     if args.jpeg:
         samples = as_jpeg(samples, args.jpeg)
     model_name = Path(args.model.rstrip("/")).name if args.model else "mprnet"
+    tile_size = AUTOMATIC if args.tile_size is None else args.tile_size or None
     tile_overlap = args.tile_overlap
     if tile_overlap is None and args.tile_size:
-        tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile_size // 4)
-    methods = methods_for(task, model, model_name, args.baselines, args.tile_size, tile_overlap, args.bm3d,
+        tile_overlap = default_tile_overlap(args.tile_size)
+    methods = methods_for(task, model, model_name, args.baselines, tile_size, tile_overlap, args.bm3d,
                           args.bm3d_limit)
     evaluation = evaluate(samples, methods, task, args.protocol,
                           progress=lambda name: print(f"  scored {name}", file=sys.stderr))

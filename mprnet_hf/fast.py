@@ -8,10 +8,10 @@ measurements are in docs/PERFORMANCE.md and the README's "Speed and memory" sect
   activation into oneDNN's blocked layout and back, around each of the ~300 convolutions.
 * `reuse_freed_memory()`: process-wide glibc setting. By default glibc hands every large tensor (> 32 MiB) back to the
   kernel when it is freed and maps fresh pages for the next one; the kernel then zeroes and faults in every page
-  again. At 512x512 this page-fault work takes about 40% of the CPU time. Keeping freed memory in the heap removes
+  again, a large share of the CPU time of a restore (docs/PERFORMANCE.md). Keeping freed memory in the heap removes
   it, at the price of a higher peak resident memory (fragmentation) that is never returned to the system.
-* `compile=True`: `torch.compile` of the three-stage forward. Off by default: ZeroGPU forbids it, the first call
-  compiles for minutes on a small CPU, and it needs a C++ compiler.
+* `compile=True`: `torch.compile` of the three-stage forward. Off by default: ZeroGPU forbids it, the first call at
+  each input size compiles for a long time on a small CPU, and it needs a C++ compiler.
 """
 
 import ctypes
@@ -42,10 +42,11 @@ def optimize_for_inference(
         channels_last: store the convolution weights channels-last (the main CPU speed-up; also right for GPUs
             with tensor cores under bf16/fp16).
         compile: wrap the three-stage forward in `torch.compile` (inductor, weights frozen into the graph on CPU).
-            Shapes are static: the first call at each new padded input size compiles (tens of seconds to minutes),
-            so use it with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics:
-            the hooks that record whole-image ones do not run inside a compiled graph). (Dynamic-shape compilation
-            failed with torch 2.13 inside inductor's handling of the symbolic sizes, so it is not offered.)
+            Shapes are static: the first call at each new padded input size compiles again (slowly), so use it
+            with a fixed size, e.g. tiled inference (whose tiles then keep their own channel statistics: the
+            override that records whole-image ones does not run inside a compiled graph). (Dynamic-shape
+            compilation failed with torch 2.13 inside inductor's handling of the symbolic sizes, so it is not
+            offered.) See `MPRNetModel.compile_forward`.
         compile_options: inductor options passed to `torch.compile`, overriding the defaults chosen here.
     """
     model.eval()
@@ -58,11 +59,7 @@ def optimize_for_inference(
         # work into the convolutions; it requires inference_mode or no_grad at call time.
         options = {"freezing": True} if device_type == "cpu" else {}
         options.update(compile_options or {})
-        # Only the tensor part is compiled: forward()'s input checks read values (isfinite) and would break the graph.
-        model.restore_padded = torch.compile(model.restore_padded, dynamic=False, options=options)
-        # A compiled graph ignores forward hooks registered after it was traced, so tiled restores must not rely on
-        # them to record whole-image statistics (inference.takes_recorded_statistics reads this).
-        model.restore_padded_is_compiled = True
+        model.compile_forward(options)
     return model
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .configuration_mprnet import MPRNetConfig
+from .configuration_mprnet import MPRNetConfig, checkpoint_name
 
 OFFICIAL_LICENSE_NAME = "academic-public-license"
 OFFICIAL_LICENSE_LINK = "https://github.com/swz30/MPRNet/blob/main/LICENSE.md"
@@ -128,7 +128,7 @@ def trained_model_card(config: MPRNetConfig, training: dict, evaluation: str | N
         tags=["mprnet", "image-restoration", TASK_NAMES[task].lower().replace(" ", "-"), PAPER.lower()],
         model_name=f"MPRNet small ({TASK_NAMES[task].lower()}, trained on development photos)",
     )
-    repo = repo_id or f"checkpoints/mprnet-{task}-small"
+    repo = repo_id or f"checkpoints/{checkpoint_name(task)}"
     parameters = _count_parameters(config)
     minutes = training.get("seconds", 0) / 60
     content = f"""---

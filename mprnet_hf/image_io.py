@@ -23,7 +23,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from .image_processing_mprnet import MPRNetImageProcessor
-from .inference import DEFAULT_STATISTICS_PASSES, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, restore_image, restore_tensor
+from .inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image, restore_tensor
 from .modeling_mprnet import MPRNetModel
 from .serving import open_image_file
 
@@ -86,10 +86,7 @@ def read_image(path, max_megapixels: float | None = None,
     exif = image.getexif()
     orientation = exif.get(ORIENTATION, 1)
     sixteen_bit = read_sixteen_bit_colour(Path(path), image)
-    if sixteen_bit is not None:
-        pixels = orient(sixteen_bit, orientation)
-    else:
-        pixels = ImageOps.exif_transpose(image)
+    pixels = ImageOps.exif_transpose(image) if sixteen_bit is None else orient(sixteen_bit, orientation)
     return Photo(pixels, image.format, image.info.get("icc_profile") or None, portable_exif(exif, image.format), notes)
 
 
@@ -159,8 +156,8 @@ def portable_exif(exif: Image.Exif, source_format: str | None) -> bytes | None:
 def restore_photo(
     model: MPRNetModel,
     photo: Photo,
-    tile_size: int | None = DEFAULT_TILE_SIZE,
-    tile_overlap: int | None = DEFAULT_TILE_OVERLAP,
+    tile_size: int | str | None = AUTOMATIC,
+    tile_overlap: int | None = None,
     precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,

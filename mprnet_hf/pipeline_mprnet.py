@@ -4,7 +4,7 @@ from transformers import AutoModel, Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .inference import DEFAULT_STATISTICS_PASSES, restore_tensor
+from .inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_tensor
 
 TASK = "image-restoration"
 
@@ -15,9 +15,10 @@ class ImageRestorationPipeline(Pipeline):
     ```python
     restorer = pipeline(model="org/mprnet-deblur", trust_remote_code=True)  # the repo's copy of this code
     restored = restorer("blurry.png")                      # a PIL image of the input's size and mode
+    restored = restorer("huge.png")                        # tiled only when memory requires (tile_size="auto")
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
     restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
-    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; on CPU fast only with bf16 instructions)
+    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU, or a CPU with bf16 instructions)
     ```
 
     A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers
@@ -48,10 +49,10 @@ class ImageRestorationPipeline(Pipeline):
         image = load_image(image) if isinstance(image, str) else image
         return self.image_processor(images=image, return_tensors="pt")
 
-    def _forward(self, model_inputs, tile_size=None, tile_overlap=None, precision="fp32",
+    def _forward(self, model_inputs, tile_size=AUTOMATIC, tile_overlap=None, precision="fp32",
                  statistics_passes=DEFAULT_STATISTICS_PASSES):
-        stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size, tile_overlap=tile_overlap,
-                                precision=precision, return_stages=False,
+        stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size,
+                                tile_overlap=tile_overlap, precision=precision, return_stages=False,
                                 statistics_passes=statistics_passes)
         return {"reconstruction": stages[-1], "inputs": model_inputs}
 

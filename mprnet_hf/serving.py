@@ -20,7 +20,6 @@ from .configuration_mprnet import TASKS
 from .inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, passes_over_image
 from .modeling_mprnet import MPRNetModel
 
-
 # Raster formats Pillow decodes itself. Everything else (EPS, PDF, ...) would hand the upload to an external
 # interpreter such as Ghostscript, so it is never even tried. MPO is how Pillow names many phone JPEGs.
 ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF", "PPM")

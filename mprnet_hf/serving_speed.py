@@ -152,8 +152,8 @@ def prepare_for_serving(models: dict[str, MPRNetModel], device: torch.device | N
         device: where the models run (default: the first model's device). On CUDA only eval mode is set.
         backend: "auto" (onnxruntime on CPU when installed, else PyTorch), "onnxruntime" (the same, but a missing
             onnxruntime is an error) or "torch" (channels-last PyTorch only).
-        cache_dir: where ONNX exports are kept (`onnx_cache_dir()` by default). Exporting takes about a minute per
-            model on 2 cores, once per weights and library versions.
+        cache_dir: where ONNX exports are kept (`onnx_cache_dir()` by default). Each model is exported once per
+            weights and library versions (docs/PERFORMANCE.md gives how long it takes).
         background: export and load the onnxruntime sessions in a background thread; requests are served by the
             channels-last PyTorch path until each session is ready. The returned report is updated as they are.
         allocator: apply the process-wide `fast.reuse_freed_memory()` on CPU.

@@ -21,7 +21,6 @@ Test-time local statistics (`config.local_attention_window`) need none of this: 
 """
 
 import contextlib
-import threading
 
 import torch
 
@@ -60,19 +59,12 @@ def _feature_span(start: int, stop: int, origin: int, scale: int, length: int) -
     return first, max(first, last)
 
 
-def channel_attention_blocks(model: MPRNetModel) -> list[ChannelAttention]:
-    """The channel-attention modules whose gates can take recorded means. Duck-typed, so that models loaded with
-    trust_remote_code (their own copy of the classes) work too; remote code saved before `gate()` existed has none."""
-    return [module for module in model.modules() if callable(getattr(module, "gate", None))
-            and callable(getattr(module, "pooled", None))]
-
-
 class WholeImageStatistics:
     """Records and replays the whole-image means of every channel-attention call while `restore_tensor` tiles an
     image of `height` x `width` pixels in batches of `batch_size` (see the module docstring)."""
 
     def __init__(self, model: MPRNetModel, height: int, width: int, batch_size: int):
-        self.blocks = channel_attention_blocks(model)
+        self.model = model
         self.padded_height, self.padded_width = _round_up(height), _round_up(width)
         self.batch_size = batch_size
         self.recording = False
@@ -82,7 +74,6 @@ class WholeImageStatistics:
         self._known: list[list[bool]] = []
         self._tile = None
         self._call = 0
-        self._thread = None
 
     def start_pass(self, record: bool) -> None:
         """Replays what the previous pass recorded (if it did), and records anew if `record`."""
@@ -95,15 +86,11 @@ class WholeImageStatistics:
 
     @contextlib.contextmanager
     def attached(self):
-        """Hooks every channel-attention block for the calling thread only: the app restores several requests with
-        the same model at once, and each request's statistics must gate its own tiles alone."""
-        self._thread = threading.get_ident()
-        handles = [block.register_forward_hook(self._on_channel_attention) for block in self.blocks]
-        try:
+        """Gates the model's channel-attention blocks through `channel_attention` for the calling thread only
+        (`MPRNetModel.channel_statistics`): a server restores several requests with the same model at once, and each
+        request's statistics must gate its own tiles alone."""
+        with self.model.channel_statistics(self):
             yield self
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def start_tile(self, top: int, left: int, height: int, width: int, owned_rows: range, owned_columns: range) -> None:
         self._tile = (top, left, _round_up(height), _round_up(width), owned_rows, owned_columns)
@@ -114,10 +101,9 @@ class WholeImageStatistics:
         return [(top, top + part_height, left, left + part_width)
                 for top, left in part_origins(self.padded_height, self.padded_width, parts)]
 
-    def _on_channel_attention(self, block: ChannelAttention, inputs, output):
-        if threading.get_ident() != self._thread:
-            return None
-        features = inputs[0]
+    def channel_attention(self, block: ChannelAttention, features: torch.Tensor) -> torch.Tensor:
+        """The block's output on this tile: its features gated by the recorded whole-image means (after a recording
+        pass), else by their own; recording the features' sums on the way when this pass records."""
         call, self._call = self._call, self._call + 1
         top, left, tile_height, tile_width, owned_rows, owned_columns = self._tile
         parts = features.shape[0] // self.batch_size
@@ -132,7 +118,7 @@ class WholeImageStatistics:
         if self.recording:
             self._record(call, chunks, origins, scale, owned_rows, owned_columns)
         if self.means is None:
-            return None
+            return features * block.gate(block.pooled(features))
         return torch.cat([chunk * block.gate(self._pooled(block, call, chunk, origin, scale, parts))
                           for chunk, origin in zip(chunks, origins)])
 

@@ -22,6 +22,7 @@ deadline; the server is stopped at the end. Exits non-zero if any request failed
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -117,10 +118,8 @@ def server_rss(process: psutil.Process) -> int:
     except psutil.Error:
         return 0
     for child in process.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

@@ -27,9 +27,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
 import prepare_dev_photos
+from PIL import Image, ImageOps
 
 # Reserved for an independent evaluation set: no photo of theirs may ever be trained on.
 FORBIDDEN_PACKAGES = frozenset({"palapeli-data", "plasma-workspace-wallpapers", "mate-backgrounds"})

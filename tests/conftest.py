@@ -25,10 +25,29 @@ FIXTURES = ("deblur", "derain", "denoise", "variant")
 PARITY_TOLERANCE = 1e-5  # max abs error allowed against the official fixtures
 
 
+def _tiny_widths() -> dict:
+    from mprnet_hf.configuration_mprnet import MPRNetConfig
+
+    return MPRNetConfig.size_widths("tiny")
+
+
+# The widths of the tiny variant (`MPRNetConfig.for_task(task, size="tiny")`), which most tests build models from.
+TINY = _tiny_widths()
+
+
+@pytest.fixture
+def tiny_config():
+    """Makes a tiny-variant config with overrides: `tiny_config(reduction=2, task="derain")`."""
+    from mprnet_hf.configuration_mprnet import MPRNetConfig
+
+    return lambda **overrides: MPRNetConfig(**{**TINY, **overrides})
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not (REFERENCE_DIR / "README.md").is_file():
-        pytest.skip(f"official reference fixtures not found at {REFERENCE_DIR} (they live beside the repo in ../shared)")
+        pytest.skip(f"official reference fixtures not found at {REFERENCE_DIR} "
+                    "(they live beside the repo in ../shared)")
     return REFERENCE_DIR
 
 

@@ -8,21 +8,19 @@ import io
 import os
 import re
 import socket
-import time
 import struct
+import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from conftest import REPO_ROOT
-
-from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
-
 from mprnet_hf.inference import restore_image
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -421,13 +419,15 @@ def test_an_mcp_client_restores_a_photo(client):
     served = upload(client.src, EXAMPLES / "derain" / "fruits_rain.png")
 
     async def call_tool():
-        async with streamablehttp_client(f"{client.src}gradio_api/mcp/") as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                tools = {tool.name for tool in (await session.list_tools()).tools}
-                result = await session.call_tool(
-                    "restore", {"image": f"{client.src}gradio_api/file={served}", "task": "derain"})
-                return tools, result
+        async with (
+            streamablehttp_client(f"{client.src}gradio_api/mcp/") as (read, write, _),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            tools = {tool.name for tool in (await session.list_tools()).tools}
+            result = await session.call_tool(
+                "restore", {"image": f"{client.src}gradio_api/file={served}", "task": "derain"})
+            return tools, result
 
     tools, result = asyncio.run(call_tool())
     assert "restore" in tools

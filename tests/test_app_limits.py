@@ -8,14 +8,12 @@ import warnings
 
 import pytest
 import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from conftest import REPO_ROOT
-
-from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
-
-from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf import MPRNetModel
 from mprnet_hf.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
 from mprnet_hf.serving import max_megapixels, open_image_file
 
@@ -85,9 +83,9 @@ def test_a_limit_that_is_not_a_positive_number_is_refused(monkeypatch, value):
         max_megapixels()
 
 
-def test_restore_image_checks_the_limit_it_is_given():
+def test_restore_image_checks_the_limit_it_is_given(tiny_config):
     torch.manual_seed(0)
-    model = MPRNetModel(MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)).eval()
+    model = MPRNetModel(tiny_config(reduction=2)).eval()
     assert restore_image(model, Image.new("RGB", (100, 100)), max_megapixels=0.01).image.size == (100, 100)
     with pytest.raises(ValueError, match=re.escape("above the limit of 0.01 megapixels")):
         restore_image(model, Image.new("RGB", (101, 100)), max_megapixels=0.01)

@@ -5,9 +5,9 @@ Saves screenshots to test-artifacts/ (git-ignored): browser.png after a restorat
 refused upload.
 """
 
+import os
 import re
 import socket
-import os
 from pathlib import Path
 
 import pytest

@@ -19,7 +19,6 @@ from mprnet_hf import evaluate as ev
 from mprnet_hf.inference import restore_tensor
 from mprnet_hf.training.data import PairedFolder
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "clean"
 
@@ -245,7 +244,7 @@ def test_baselines_improve_every_channel(task, name, gain):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    config = MPRNetConfig.for_task("denoise", n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+    config = MPRNetConfig.for_task("denoise", size="tiny")
     folder = tmp_path_factory.mktemp("model")
     MPRNetModel(config).save_pretrained(folder)
     return folder

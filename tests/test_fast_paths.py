@@ -14,6 +14,7 @@ from conftest import (
     FIXTURES,
     PARITY_TOLERANCE,
     REPO_ROOT,
+    TINY,
     assert_within_tolerance,
     fixture_errors,
     fixture_model,
@@ -22,8 +23,6 @@ from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
 from mprnet_hf.inference import autocast_context, restore_tensor
 from mprnet_hf.modeling_mprnet import ChannelAttention, box_mean
-
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
 
 
 @pytest.mark.parametrize("name", FIXTURES)

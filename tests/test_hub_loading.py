@@ -11,10 +11,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageToImage, pipeline
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY
 from mprnet_hf import ImageRestorationPipeline, MPRNetConfig, MPRNetImageProcessor, MPRNetModel
-
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +123,9 @@ def test_from_pretrained_hub_id_offline_from_cache(saved_model, tmp_path):
     (cache / "models--org--mprnet-deblur" / "refs").mkdir()
     (cache / "models--org--mprnet-deblur" / "refs" / "main").write_text(commit)
     output = run_isolated(
-        """
+        f"""
         import sys
-        sys.path.insert(0, %r)
+        sys.path.insert(0, {str(REPO_ROOT)!r})
         from mprnet_hf import MPRNetModel, MPRNetImageProcessor
         from transformers import pipeline
         from PIL import Image
@@ -135,7 +133,7 @@ def test_from_pretrained_hub_id_offline_from_cache(saved_model, tmp_path):
         processor = MPRNetImageProcessor.from_pretrained("org/mprnet-deblur")
         restored = pipeline("image-restoration", model="org/mprnet-deblur")(Image.new("RGB", (13, 9)))
         print(model.config.task, restored.size)
-        """ % str(REPO_ROOT),
+        """,
         cwd=tmp_path,
         env_extra={"HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "home")},
     )

@@ -29,7 +29,7 @@ def test_rgb_round_trip_is_lossless():
     inputs, restored = round_trip(Image.fromarray(rgb))
     assert inputs["pixel_values"].shape == (1, 3, 12, 20)
     assert inputs["pixel_values"].dtype == torch.float32
-    assert 0 <= inputs["pixel_values"].min() and inputs["pixel_values"].max() <= 1
+    assert inputs["pixel_values"].min() >= 0 and inputs["pixel_values"].max() <= 1
     assert inputs["original_sizes"].tolist() == [[12, 20]]
     assert restored.mode == "RGB" and np.array_equal(np.asarray(restored), rgb)
 

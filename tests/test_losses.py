@@ -123,7 +123,7 @@ def test_denoising_variant_clamps_outputs_and_drops_the_edge_loss():
 @pytest.mark.parametrize("task", ["deblur", "denoise"])
 def test_model_loss_is_the_configured_mprnet_loss_of_its_stages(task):
     torch.manual_seed(0)
-    config = MPRNetConfig.for_task(task, n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+    config = MPRNetConfig.for_task(task, size="tiny")
     model = MPRNetModel(config).eval()
     pixel_values, labels = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     with torch.no_grad():

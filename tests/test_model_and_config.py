@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.configuration_mprnet import checkpoint_name
 from mprnet_hf.losses import MPRNetLoss
 from mprnet_hf.modeling_mprnet import mirror_pad, pad_to_multiple
-
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,8 @@ def test_presets_match_the_released_models(task, widths):
     assert (config.n_feat, config.scale_unetfeats, config.scale_orsnetfeats) == widths
     assert (config.num_cab, config.kernel_size, config.reduction, config.bias) == (8, 3, 4, False)
     assert config.task == task
-    assert (config.edge_loss_weight, config.clamp_outputs_in_loss) == ((0.0, True) if task == "denoise" else (0.05, False))
+    expected = (0.0, True) if task == "denoise" else (0.05, False)
+    assert (config.edge_loss_weight, config.clamp_outputs_in_loss) == expected
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,18 @@ def test_invalid_configs_are_refused(overrides, message):
 def test_unknown_task_preset():
     with pytest.raises(ValueError, match="Unknown task"):
         MPRNetConfig.for_task("colorize")
+
+
+def test_sizes_share_widths_across_tasks_and_keep_the_task_recipe():
+    small = MPRNetConfig.for_task("denoise", size="small")
+    assert (small.n_feat, small.scale_unetfeats, small.scale_orsnetfeats, small.num_cab) == (16, 8, 8, 2)
+    assert small.task == "denoise" and small.edge_loss_weight == 0.0 and small.clamp_outputs_in_loss
+    tiny = MPRNetConfig.for_task("derain", size="tiny", reduction=2)
+    assert (tiny.n_feat, tiny.num_cab, tiny.reduction) == (8, 1, 2)
+    assert MPRNetConfig.for_task("deblur", size="released").to_dict() == MPRNetConfig.for_task("deblur").to_dict()
+    assert checkpoint_name("derain") == "mprnet-derain-small"
+    with pytest.raises(ValueError, match="Unknown size 'huge': expected one of released, small, tiny"):
+        MPRNetConfig.for_task("deblur", size="huge")
 
 
 def test_config_round_trip(tmp_path):

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.export_onnx import ExportableMPRNet, mirror_indices
 from mprnet_hf.modeling_mprnet import pad_to_multiple
 
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
 ONNX_TOLERANCE = 1e-4
 
 

@@ -5,13 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import assert_within_tolerance, fixture_errors, fixture_model
+from conftest import TINY, assert_within_tolerance, fixture_errors, fixture_model
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
 from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
 
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
-BUNDLED_SIZE = dict(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_cab=2)
+BUNDLED_SIZE = MPRNetConfig.size_widths("small")
 GIB = 2**30
 
 

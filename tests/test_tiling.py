@@ -10,9 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import blend_window, check_tiling, passes_over_image, restore_image, restore_tensor, tile_starts
+from mprnet_hf.inference import (
+    Tiling,
+    blend_window,
+    check_tiling,
+    passes_over_image,
+    restore_image,
+    restore_tensor,
+    tile_starts,
+)
 from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
 from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
@@ -28,7 +37,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2)
+    config = MPRNetConfig(**TINY, reduction=2)
     return MPRNetModel(config).eval()
 
 
@@ -219,7 +228,8 @@ def test_batch_is_tiled_as_each_image_alone(tiny_model):
 
 def test_statistics_passes_change_only_tiled_restores(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
-    one_tile = [restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1] for passes in (0, 1)]
+    one_tile = [restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1]
+                for passes in (0, 1)]
     torch.testing.assert_close(one_tile[0], one_tile[1], atol=0, rtol=0)
     tiled = [restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, statistics_passes=passes)
              for passes in (0, 1, 2)]
@@ -231,7 +241,8 @@ def test_statistics_passes_change_only_tiled_restores(tiny_model):
 def test_progress_counts_every_pass(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(4))
     calls = []
-    restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, progress=lambda done, total: calls.append((done, total)))
+    restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8,
+                   progress=lambda done, total: calls.append((done, total)))
     tiles = len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
     assert calls == [(done, 2 * tiles) for done in range(1, 2 * tiles + 1)]
 
@@ -247,13 +258,13 @@ def test_image_a_few_pixels_wide_is_tiled(tiny_model):
 
 def test_local_attention_statistics_need_no_extra_pass():
     torch.manual_seed(0)
-    config = MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
-                          local_attention_window=32)
+    config = MPRNetConfig(**TINY, reduction=2, local_attention_window=32)
     model = MPRNetModel(config).eval()
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(6))
     calls = []
-    outputs = [restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=passes,
-                              progress=lambda done, total: calls.append(total))[0] for passes in (0, 1)]
+    outputs = [restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False,
+                              statistics_passes=passes, progress=lambda done, total: calls.append(total))[0]
+               for passes in (0, 1)]
     torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
     assert set(calls) == {len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))}
 
@@ -280,6 +291,38 @@ def test_unusable_tilings_are_refused(tile_size, tile_overlap, message):
     check_tiling(512, 255)
 
 
+@pytest.mark.parametrize("tiling, message", [
+    (dict(size="512"), "tile_size must be a whole number, None (whole images) or 'auto', got '512'"),
+    (dict(size=True), "tile_size must be a whole number"),
+    (dict(size=64, overlap=32), "tile_overlap must be between 0 and tile_size / 2 (32), got 32"),
+    (dict(overlap=128), "tile_overlap must be between 0 and 128 with automatic tiles (at least 256 pixels), got 128"),
+    (dict(size=None, statistics_passes=-1), "statistics_passes must be a whole number"),
+])
+def test_tiling_options_are_checked_when_made(tiling, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Tiling(**tiling)
+
+
+def test_every_tile_size_has_a_valid_default_overlap(tiny_model):
+    assert [Tiling(size=size).overlap_for(size) for size in (16, 128, 200, 256, 1024)] == [4, 32, 50, 64, 64]
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(9))
+    calls = []
+    restore_tensor(tiny_model, images, tile_size=48, statistics_passes=0,
+                   progress=lambda done, total: calls.append(total))
+    assert calls[-1] == len(tile_starts(70, 48, 12)) * len(tile_starts(90, 48, 12))
+
+
+def test_automatic_tiles_restore_whole_when_memory_allows(tiny_model):
+    """The default of restore_tensor, restore_image and the pipeline: a small image on this machine is not tiled."""
+    images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(10))
+    calls = []
+    automatic = restore_tensor(tiny_model, images, progress=lambda done, total: calls.append((done, total)))
+    whole = restore_tensor(tiny_model, images, tile_size=None)
+    assert calls == [(1, 1)]
+    torch.testing.assert_close(automatic[-1], whole[-1], atol=0, rtol=0)
+    assert not tiny_model.forward_is_compiled
+
+
 @pytest.mark.parametrize("passes", [-1, 1.5, True, "1"])
 def test_bad_statistics_passes_are_refused(tiny_model, passes):
     with pytest.raises(ValueError, match="statistics_passes must be a whole number"):
@@ -292,11 +335,10 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
     for tile_size, statistics_passes in [(None, 1), (96, 1), (48, 0), (48, 1), (48, 2)]:
         calls = []
         restore_tensor(tiny_model, images, tile_size=tile_size, tile_overlap=8, statistics_passes=statistics_passes,
-                       progress=lambda done, total: calls.append(total))
+                       progress=lambda done, total, calls=calls: calls.append(total))
         tiles = 1 if tile_size in (None, 96) else len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
         assert calls[-1] == tiles * passes_over_image(tiny_model, 70, 90, tile_size, statistics_passes)
-    local = MPRNetModel(MPRNetConfig(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1, reduction=2,
-                                     local_attention_window=32))
+    local = MPRNetModel(MPRNetConfig(**TINY, reduction=2, local_attention_window=32))
     assert passes_over_image(local, 70, 90, 48) == 1
 
 

@@ -82,8 +82,8 @@ def test_bundle_shrinks_the_training_photos_to_fit_its_budget(tmp_path):
 def test_train_on_gpu_script_runs_end_to_end_on_cpu(bundle, tmp_path):
     out = tmp_path / "out"
     # The smoke version (a handful of steps of each task), as where there is no GPU; one thread, as on a busy CI box.
-    env = {**os.environ, "OUT": str(out), "BUNDLE": str(bundle), "PYTHON": sys.executable, "WORK": str(tmp_path / "work"),
-           "TRAIN_ALL_ARGS": "--smoke", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OUT": str(out), "BUNDLE": str(bundle), "PYTHON": sys.executable,
+           "WORK": str(tmp_path / "work"), "TRAIN_ALL_ARGS": "--smoke", "OMP_NUM_THREADS": "1"}
     subprocess.run(["bash", "scripts/train_on_gpu.sh"], cwd=REPO, env=env, check=True, capture_output=True, text=True)
 
     # What comes back from the device: at most 8 files, none in a folder.

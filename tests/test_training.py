@@ -29,7 +29,6 @@ from mprnet_hf.training.train import (
     warmup_cosine,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

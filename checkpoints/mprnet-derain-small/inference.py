@@ -12,7 +12,7 @@ from PIL import Image
 
 from .image_processing_mprnet import MPRNetImageProcessor
 from .modeling_mprnet import SIZE_MULTIPLE, MPRNetModel
-from .whole_image_statistics import WholeImageStatistics, channel_attention_blocks, owned_spans
+from .whole_image_statistics import WholeImageStatistics, owned_spans
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,8 @@ DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 64
 DEFAULT_STATISTICS_PASSES = 1
 DEFAULT_MAX_MEGAPIXELS = 16.0
+# The tile size meaning "let the memory available decide" (`choose_tile_size`): the default of every entry point.
+AUTOMATIC = "auto"
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -58,7 +60,8 @@ def blend_window(tile_h: int, tile_w: int, overlap: int, device, dtype=torch.flo
 def check_tiling(tile_size: int, tile_overlap: int) -> None:
     """Raises ValueError unless the tile size and overlap can be used by `restore_tensor`."""
     if tile_size < 2 * SIZE_MULTIPLE or tile_size % SIZE_MULTIPLE:
-        raise ValueError(f"tile_size must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, got {tile_size}")
+        raise ValueError(f"tile_size must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, "
+                         f"got {tile_size}")
     if not 0 <= tile_overlap < tile_size // 2:
         raise ValueError(f"tile_overlap must be between 0 and tile_size / 2 ({tile_size // 2}), got {tile_overlap}")
 
@@ -73,10 +76,12 @@ def why_no_recorded_statistics(model: MPRNetModel) -> str | None:
     """Why tiled restores of `model` cannot take recorded whole-image statistics, or None when they can."""
     if model.config.local_attention_window:
         return "test-time local statistics are local already"
-    if getattr(model, "restore_padded_is_compiled", False):
-        return "its forward is compiled with torch.compile, which does not run the hooks that record them"
-    if not channel_attention_blocks(model):
-        return "its code has no ChannelAttention.gate() (remote code saved before it existed; install mprnet_hf)"
+    if not callable(getattr(model, "channel_statistics", None)):
+        # Stand-ins, and remote code saved before MPRNetModel declared its optional inference features.
+        return ("its code has no MPRNetModel.channel_statistics() (remote code saved before it existed; "
+                "install mprnet_hf)")
+    if model.forward_is_compiled:
+        return "its forward is compiled with torch.compile, which does not run the override that records them"
     return None
 
 
@@ -89,9 +94,9 @@ def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
     return tile_size is None or (height <= tile_size and width <= tile_size)
 
 
-# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width): 31-36 bytes
-# measured for the bundled and the three released configurations, about 1.6x that with `fast.reuse_freed_memory`
-# (the mprnet_hf project's performance docs); rounded up for safety.
+# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width): about twice what
+# the mprnet_hf project's performance docs measure for the bundled and the released configurations, a margin that
+# also covers the higher peak under `fast.reuse_freed_memory`.
 PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 64
 # Share of the free memory one restore may plan to use: a server may restore two requests at once (the app does on a
 # GPU, or with MPRNET_CONCURRENCY=2), and the rest of the process (and of the machine) needs some too.
@@ -158,11 +163,164 @@ def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: in
     return 1 + statistics_passes
 
 
+def default_tile_overlap(tile_size: int) -> int:
+    """The overlap every entry point uses when none is given: `DEFAULT_TILE_OVERLAP`, at most a quarter of the tile
+    (so every valid tile size has a valid default)."""
+    return min(DEFAULT_TILE_OVERLAP, tile_size // 4)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How `restore_tensor` cuts an image into tiles, checked once when made (ValueError saying what is wrong).
+
+    Args:
+        size: the side of square tiles (a multiple of 8, at least 16); None restores images whole; `AUTOMATIC` (the
+            default of every entry point) lets `choose_tile_size` decide from the memory available: whole when the
+            image fits, else the largest tile that does.
+        overlap: pixels over which neighbouring tiles cross-fade; None: `default_tile_overlap(size)`.
+        statistics_passes: passes over the tiles that record the whole-image channel statistics the untiled model
+            uses, before the final pass that uses them (see `restore_tensor`).
+    """
+
+    size: int | str | None = AUTOMATIC
+    overlap: int | None = None
+    statistics_passes: int = DEFAULT_STATISTICS_PASSES
+
+    def __post_init__(self):
+        if self.size is not None and self.size != AUTOMATIC and (isinstance(self.size, bool)
+                                                                 or not isinstance(self.size, int)):
+            raise ValueError(f"tile_size must be a whole number, None (whole images) or {AUTOMATIC!r}, "
+                             f"got {self.size!r}")
+        if self.size == AUTOMATIC and self.overlap is not None and not 0 <= self.overlap < SMALLEST_AUTOMATIC_TILE // 2:
+            # An automatic size is at least SMALLEST_AUTOMATIC_TILE: an overlap valid for it is valid for any.
+            raise ValueError(f"tile_overlap must be between 0 and {SMALLEST_AUTOMATIC_TILE // 2} with automatic tiles "
+                             f"(at least {SMALLEST_AUTOMATIC_TILE} pixels), got {self.overlap}; or give a tile_size")
+        if self.size not in (None, AUTOMATIC):
+            self.check_size(self.size)
+        check_statistics_passes(self.statistics_passes)
+
+    def check_size(self, tile_size: int) -> None:
+        check_tiling(tile_size, self.overlap_for(tile_size))
+
+    def overlap_for(self, tile_size: int) -> int:
+        return default_tile_overlap(tile_size) if self.overlap is None else self.overlap
+
+    def tile_size_for(self, model: MPRNetModel, height: int, width: int) -> int | None:
+        """The tile size for a `height` x `width` image, or None to restore it whole."""
+        return choose_tile_size(model, height, width) if self.size == AUTOMATIC else self.size
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles of one image lie, and how many statistics passes run over them."""
+
+    tile_height: int
+    tile_width: int
+    overlap: int
+    rows: list[int]
+    columns: list[int]
+    owned_rows: list[range]
+    owned_columns: list[range]
+    statistics_passes: int
+
+    @property
+    def tiles(self) -> int:
+        return len(self.rows) * len(self.columns)
+
+    def tile_windows(self):
+        """(top, left, owned rows, owned columns) of every tile, row by row."""
+        for top, row_span in zip(self.rows, self.owned_rows):
+            for left, column_span in zip(self.columns, self.owned_columns):
+                yield top, left, row_span, column_span
+
+
+def plan_tiles(model: MPRNetModel, tiling: Tiling, height: int, width: int) -> TilePlan | None:
+    """The tiles `restore_tensor` restores a `height` x `width` image in, or None when it restores it whole."""
+    tile_size = tiling.tile_size_for(model, height, width)
+    if fits_in_one_tile(height, width, tile_size):
+        return None
+    overlap = tiling.overlap_for(tile_size)
+    tile_height, tile_width = min(tile_size, height), min(tile_size, width)
+    rows, columns = tile_starts(height, tile_height, overlap), tile_starts(width, tile_width, overlap)
+    statistics_passes = tiling.statistics_passes
+    reason = why_no_recorded_statistics(model)
+    if statistics_passes and reason:
+        if not model.config.local_attention_window:
+            logger.warning(f"Tiles are restored on their own channel statistics (statistics_passes=0): {reason}.")
+        statistics_passes = 0
+    return TilePlan(tile_height, tile_width, overlap, rows, columns, owned_spans(rows, tile_height, height),
+                    owned_spans(columns, tile_width, width), statistics_passes)
+
+
+StageRunner = Callable[[torch.Tensor, bool], list[torch.Tensor]]
+
+
+def stage_runner(model: MPRNetModel, precision: str, return_stages: bool, output_device) -> StageRunner:
+    """A function restoring a batch to its stage images (or the last only), float32 on `output_device`.
+
+    It runs through the whole-image runtime `serving_speed.prepare_for_serving` may attach (onnxruntime on CPU: the
+    same arithmetic, faster) unless asked for PyTorch: only PyTorch runs the whole-image statistics override.
+    """
+    device = next(model.parameters()).device
+    autocast = autocast_context(device, precision)
+    runtime = getattr(model, "whole_image_runtime", None) if precision == "fp32" else None
+
+    def run(images: torch.Tensor, needs_pytorch: bool = False) -> list[torch.Tensor]:
+        if runtime is not None and not needs_pytorch:
+            stages = runtime(images)
+        else:
+            with autocast:
+                stages = model(images.to(device)).stage_reconstructions
+        stages = stages if return_stages else stages[-1:]
+        return [stage.float().to(output_device) for stage in stages]
+
+    return run
+
+
+def restore_whole(run: StageRunner, pixel_values: torch.Tensor, progress=None) -> tuple[torch.Tensor, ...]:
+    outputs = run(pixel_values)
+    if progress:
+        progress(1, 1)
+    return tuple(outputs)
+
+
+def restore_tiled(model: MPRNetModel, run: StageRunner, pixel_values: torch.Tensor, plan: TilePlan,
+                  progress=None) -> tuple[torch.Tensor, ...]:
+    """Restores tile by tile, after `plan.statistics_passes` passes recording whole-image statistics, and
+    cross-fades the final pass's tiles."""
+    batch, _, height, width = pixel_values.shape
+    tile_height, tile_width = plan.tile_height, plan.tile_width
+    window = blend_window(tile_height, tile_width, plan.overlap, pixel_values.device)
+    accumulated = None
+    weights = torch.zeros(1, 1, height, width, device=pixel_values.device)
+    statistics = WholeImageStatistics(model, height, width, batch)
+    total, done = plan.tiles * (plan.statistics_passes + 1), 0
+    with statistics.attached() if plan.statistics_passes else contextlib.nullcontext():
+        for pass_index in range(plan.statistics_passes + 1):
+            final = pass_index == plan.statistics_passes
+            statistics.start_pass(record=not final)
+            for top, left, row_span, column_span in plan.tile_windows():
+                statistics.start_tile(top, left, tile_height, tile_width, row_span, column_span)
+                tile = pixel_values[:, :, top : top + tile_height, left : left + tile_width]
+                outputs = run(tile, plan.statistics_passes > 0)
+                if final:
+                    if accumulated is None:
+                        accumulated = [torch.zeros(batch, 3, height, width, device=pixel_values.device)
+                                       for _ in outputs]
+                    for buffer, output in zip(accumulated, outputs):
+                        buffer[:, :, top : top + tile_height, left : left + tile_width] += output * window
+                    weights[:, :, top : top + tile_height, left : left + tile_width] += window
+                done += 1
+                if progress:
+                    progress(done, total)
+    return tuple(buffer / weights for buffer in accumulated)
+
+
 @torch.inference_mode()
 def restore_tensor(
     model: MPRNetModel,
     pixel_values: torch.Tensor,
-    tile_size: int | None = None,
+    tile_size: int | str | None = AUTOMATIC,
     tile_overlap: int | None = None,
     precision: str = "fp32",
     return_stages: bool = True,
@@ -171,9 +329,9 @@ def restore_tensor(
 ) -> tuple[torch.Tensor, ...]:
     """Restores a (N, 3, H, W) batch in [0, 1]; returns the stage images (stage 1, 2, 3) or only the final one.
 
-    With `tile_size`, images larger than a tile are processed tile by tile and the tiles cross-faded over
-    `tile_overlap` pixels, so peak memory depends on the tile size, not on the image size. Outputs are float32 on the
-    CPU-side device of the input, not clamped.
+    Images larger than a tile (`Tiling`: automatic by default, None for whole) are processed tile by tile and the
+    tiles cross-faded over `tile_overlap` pixels, so peak memory depends on the tile size, not on the image size.
+    Outputs are float32 on the CPU-side device of the input, not clamped.
 
     Tiled, each channel-attention block would average over the tile only; `statistics_passes` first runs that many
     passes over the tiles to record the whole-image averages the untiled model uses, and the final pass uses them
@@ -182,65 +340,12 @@ def restore_tensor(
     help only with tiles much smaller than the image. The mprnet_hf project's performance docs measure it.
     """
     MPRNetModel._check_pixel_values(pixel_values)
-    device = next(model.parameters()).device
-    tile_overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap
-    batch, _, height, width = pixel_values.shape
-    autocast = autocast_context(device, precision)
-    if tile_size is not None:
-        check_tiling(tile_size, tile_overlap)
-    check_statistics_passes(statistics_passes)
-
-    # A whole-image runtime attached by `serving_speed.prepare_for_serving` (onnxruntime on CPU) runs the same
-    # arithmetic faster, but without the hooks that record or replay whole-image statistics in tiled passes.
-    runtime = getattr(model, "whole_image_runtime", None) if precision == "fp32" else None
-
-    def run(images, hooks_needed=False):
-        if runtime is not None and not hooks_needed:
-            stages = runtime(images)
-            stages = stages if return_stages else stages[-1:]
-            return [stage.float().to(pixel_values.device) for stage in stages]
-        with autocast:
-            stages = model(images.to(device)).stage_reconstructions
-        stages = stages if return_stages else stages[-1:]
-        return [stage.float().to(pixel_values.device) for stage in stages]
-
-    if fits_in_one_tile(height, width, tile_size):
-        outputs = run(pixel_values)
-        if progress:
-            progress(1, 1)
-        return tuple(outputs)
-
-    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-    rows, columns = tile_starts(height, tile_h, tile_overlap), tile_starts(width, tile_w, tile_overlap)
-    owned_rows, owned_columns = owned_spans(rows, tile_h, height), owned_spans(columns, tile_w, width)
-    window = blend_window(tile_h, tile_w, tile_overlap, pixel_values.device)
-    count = 3 if return_stages else 1
-    accumulated = [torch.zeros(batch, 3, height, width, device=pixel_values.device) for _ in range(count)]
-    weights = torch.zeros(1, 1, height, width, device=pixel_values.device)
-    statistics = WholeImageStatistics(model, height, width, batch)
-    reason = why_no_recorded_statistics(model)
-    if statistics_passes and reason:
-        if not model.config.local_attention_window:
-            logger.warning(f"Tiles are restored on their own channel statistics (statistics_passes=0): {reason}.")
-        statistics_passes = 0
-    total, done = len(rows) * len(columns) * (statistics_passes + 1), 0
-    with statistics.attached() if statistics_passes else contextlib.nullcontext():
-        for pass_index in range(statistics_passes + 1):
-            final = pass_index == statistics_passes
-            statistics.start_pass(record=not final)
-            for top, row_span in zip(rows, owned_rows):
-                for left, column_span in zip(columns, owned_columns):
-                    statistics.start_tile(top, left, tile_h, tile_w, row_span, column_span)
-                    tile = pixel_values[:, :, top : top + tile_h, left : left + tile_w]
-                    outputs = run(tile, hooks_needed=statistics_passes > 0)
-                    if final:
-                        for buffer, output in zip(accumulated, outputs):
-                            buffer[:, :, top : top + tile_h, left : left + tile_w] += output * window
-                        weights[:, :, top : top + tile_h, left : left + tile_w] += window
-                    done += 1
-                    if progress:
-                        progress(done, total)
-    return tuple(buffer / weights for buffer in accumulated)
+    tiling = Tiling(tile_size, tile_overlap, statistics_passes)
+    run = stage_runner(model, precision, return_stages, pixel_values.device)
+    plan = plan_tiles(model, tiling, *pixel_values.shape[-2:])
+    if plan is None:
+        return restore_whole(run, pixel_values, progress)
+    return restore_tiled(model, run, pixel_values, plan, progress)
 
 
 @dataclass
@@ -266,8 +371,8 @@ def restore_image(
     model: MPRNetModel,
     image,
     processor: MPRNetImageProcessor | None = None,
-    tile_size: int | None = DEFAULT_TILE_SIZE,
-    tile_overlap: int | None = DEFAULT_TILE_OVERLAP,
+    tile_size: int | str | None = AUTOMATIC,
+    tile_overlap: int | None = None,
     precision: str = "fp32",
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     progress: Callable[[int, int], None] | None = None,
@@ -291,6 +396,8 @@ __all__ = [
     "Restoration",
     "check_pixel_count",
     "check_tiling",
+    "Tiling",
+    "AUTOMATIC",
     "autocast_context",
     "tile_starts",
     "passes_over_image",

@@ -6,6 +6,8 @@ the whole image. Supervised attention modules pass features from one stage to th
 feeds the encoder-decoder features of one stage into the next.
 """
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 
@@ -21,6 +23,11 @@ from .losses import MPRNetLoss
 
 # The patch split and the two x0.5 resizes inside each quarter need sizes divisible by 8.
 SIZE_MULTIPLE = 8
+
+# What gates the channel-attention blocks of the forward running in this thread (or asyncio task) instead of their own
+# statistics: set by `MPRNetModel.channel_statistics` for tiled restores (see `whole_image_statistics`). A context
+# variable rather than an attribute of the blocks, because a server restores several requests with one model at once.
+_STATISTICS_OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("mprnet_channel_statistics", default=None)
 
 
 @dataclass
@@ -88,6 +95,13 @@ def box_mean(features: torch.Tensor, window_h: int, window_w: int) -> torch.Tens
     return sums.div_(window_h * window_w).to(features.dtype)
 
 
+def _tracing() -> bool:
+    """Whether an exporter or compiler is tracing the forward: parameters must not be swapped and
+    per-call overrides must not be baked in under it."""
+    # is_compiling first: torch.compile folds it to a constant, so the rest is never traced.
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: average each channel, squeeze, expand, sigmoid, and rescale the channels.
 
@@ -117,6 +131,10 @@ class ChannelAttention(nn.Module):
         return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # Tracers (ONNX export, torch.compile) never see the override: it is a per-call Python object.
+        override = None if _tracing() else _STATISTICS_OVERRIDE.get()
+        if override is not None:
+            return override.channel_attention(self, features)
         return features * self.gate(self.pooled(features))
 
 
@@ -297,11 +315,6 @@ class OriginalResolutionSubnetwork(nn.Module):
         return features
 
 
-def _tracing() -> bool:
-    """Whether an exporter or compiler is tracing the forward: parameters must not be swapped under it."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-
-
 def _split_batch(features: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
     # unflatten/unbind rather than chunk: it keeps the batch size symbolic, so the ONNX export has a dynamic batch.
     return features.unflatten(0, (parts, -1)).unbind(0)
@@ -342,7 +355,16 @@ class MPRNetPreTrainedModel(PreTrainedModel):
 
 
 class MPRNetModel(MPRNetPreTrainedModel):
-    """MPRNet image restoration model: degraded RGB images in [0, 1] in, restored images out, at any size."""
+    """MPRNet image restoration model: degraded RGB images in [0, 1] in, restored images out, at any size.
+
+    Optional inference features are declared here, each switched by one call: `compile_forward()` (torch.compile of
+    the three-stage forward; `forward_is_compiled` says whether it ran) and `channel_statistics(override)` (what a
+    tiled restore gates the channel-attention blocks with). Test-time local statistics are a config field
+    (`local_attention_window`), because they change what the weights compute and are saved with them.
+    """
+
+    # Set by `compile_forward`: a compiled graph does not run the per-call statistics override.
+    forward_is_compiled: bool = False
 
     def __init__(self, config: MPRNetConfig):
         super().__init__(config)
@@ -368,7 +390,8 @@ class MPRNetModel(MPRNetPreTrainedModel):
     @staticmethod
     def _check_pixel_values(pixel_values, name="pixel_values") -> None:
         if not isinstance(pixel_values, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape (batch, 3, height, width), got {type(pixel_values).__name__}")
+            raise ValueError(f"{name} must be a torch.Tensor of shape (batch, 3, height, width), "
+                             f"got {type(pixel_values).__name__}")
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(
                 f"{name} must have shape (batch, 3, height, width) with RGB channels, got {tuple(pixel_values.shape)}; "
@@ -377,11 +400,13 @@ class MPRNetModel(MPRNetPreTrainedModel):
         if pixel_values.numel() == 0:
             raise ValueError(f"{name} is empty (shape {tuple(pixel_values.shape)}); every dimension must be at least 1")
         if not pixel_values.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, 1], got {pixel_values.dtype}; divide 8-bit images by 255")
+            raise ValueError(f"{name} must be floating point in [0, 1], got {pixel_values.dtype}; "
+                             "divide 8-bit images by 255")
         if not torch.isfinite(pixel_values).all():
             raise ValueError(f"{name} contains NaN or infinite values")
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs):
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None,
+                **kwargs):
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
             Degraded RGB images in [0, 1]. Any height and width: the model pads to a multiple of 8 as the official
@@ -393,7 +418,8 @@ class MPRNetModel(MPRNetPreTrainedModel):
         if labels is not None:
             self._check_pixel_values(labels, "labels")
             if labels.shape != pixel_values.shape:
-                raise ValueError(f"labels shape {tuple(labels.shape)} differs from pixel_values shape {tuple(pixel_values.shape)}")
+                raise ValueError(f"labels shape {tuple(labels.shape)} differs from pixel_values shape "
+                                 f"{tuple(pixel_values.shape)}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         height, width = pixel_values.shape[-2:]
@@ -417,6 +443,24 @@ class MPRNetModel(MPRNetPreTrainedModel):
                 self.to(memory_format=torch.channels_last)
         return images.contiguous(memory_format=torch.channels_last)
 
+    def compile_forward(self, options: dict | None = None) -> None:
+        """Wraps the three-stage forward (`restore_padded`) in `torch.compile` with static shapes and the inductor
+        `options`. Only the tensor part is compiled: `forward`'s input checks read values (isfinite) and would break
+        the graph. Tiled restores of a compiled model keep each tile's own channel statistics."""
+        self.restore_padded = torch.compile(self.restore_padded, dynamic=False, options=options or {})
+        self.forward_is_compiled = True
+
+    @contextlib.contextmanager
+    def channel_statistics(self, override):
+        """Within the block, every channel-attention block of a forward run by the calling thread returns
+        `override.channel_attention(block, features)` instead of gating `features` by their own mean; other threads
+        running the model meanwhile are unaffected. For `whole_image_statistics.WholeImageStatistics`."""
+        token = _STATISTICS_OVERRIDE.set(override)
+        try:
+            yield override
+        finally:
+            _STATISTICS_OVERRIDE.reset(token)
+
     def restore_padded(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three-stage forward pass on images whose height and width are multiples of 8.
 
@@ -431,7 +475,8 @@ class MPRNetModel(MPRNetPreTrainedModel):
                               bottom[..., :half_width], bottom[..., half_width:]], dim=0)
 
         # Stage 1: encode each quarter, decode each half.
-        stage1_encoder = [_merge_quarters_into_halves(level) for level in self.stage1_encoder(self.stage1_shallow(quarters))]
+        stage1_encoder = [_merge_quarters_into_halves(level)
+                          for level in self.stage1_encoder(self.stage1_shallow(quarters))]
         stage1_decoder = self.stage1_decoder(stage1_encoder)
         stage1_features, stage1_images = self.sam12(stage1_decoder[0], halves)
 

@@ -42,10 +42,9 @@ from ..modeling_mprnet import MPRNetModel
 from ..remote_code import save_model_folder
 from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, list_images, validation_pairs
 
-# Compact configuration of the bundled checkpoints: restores a 512x512 photo in about 1.3 s on 2 CPU cores.
-SMALL = {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2}
-# The smallest sensible network, for tests and smoke runs of the training loop (seconds per step on CPU).
-TINY = {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1}
+# The model sizes (configuration_mprnet.SIZES), small first: the default.
+SMALL = MPRNetConfig.size_widths("small")
+TINY = MPRNetConfig.size_widths("tiny")
 PRESETS = ("small", "released", "tiny")
 # How --lr-scaling turns --lr (the peak learning rate of one process's batch) into the peak of the global batch.
 LR_SCALINGS = {"none": lambda processes: 1.0, "linear": float, "sqrt": math.sqrt}
@@ -65,13 +64,9 @@ class TrainingRun(NamedTuple):
 
 
 def build_config(task: str, preset: str) -> MPRNetConfig:
-    if preset == "released":
-        return MPRNetConfig.for_task(task)
-    if preset == "small":
-        return MPRNetConfig.for_task(task, **SMALL)
-    if preset == "tiny":
-        return MPRNetConfig.for_task(task, **TINY)
-    raise ValueError(f"Unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    return MPRNetConfig.for_task(task, size=preset)
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
