@@ -4,10 +4,10 @@
     python scripts/make_gpu_bundle.py [--train data/dev/train] [--val data/dev/val] [--output runs/gpu-bundle]
 
 Training photos become JPEG, quality 95 without chroma subsampling (4:4:4), which keeps them close to the originals,
-far closer than the degradations trained on (docs/TRAINING.md gives the error). Validation photos stay lossless PNG,
-so the scores compare with those of scripts/quality_report.py, unless they alone would take more than half the budget (then JPEG
-too). When the photos still do not fit in --max-mib, every training photo is shrunk by one common factor until they
-do. `manifest.json` records what was done.
+far closer than the degradations trained on (docs/TRAINING.md gives the error). Validation photos stay lossless
+PNG, so the scores compare with those of scripts/quality_report.py, unless they alone would take more than half the
+budget (then JPEG too). When the photos still do not fit in --max-mib, every training photo is shrunk by one common
+factor until they do. `manifest.json` records what was done.
 """
 
 import argparse
