@@ -62,7 +62,7 @@ mutation: install-dev
 # Training on a lent GPU (docs/TRAINING.md, "Training on a lent GPU"). gpu-bundle packs the photos into the ignored
 # folder runs/gpu-bundle that the device call carries (PHOTOS holds train/ and val/); train-gpu is the command the
 # device runs (there with the machine's own python3: PYTHON=python3). Without a GPU, train-gpu runs a handful of steps.
-PHOTOS ?= data/dev
+PHOTOS ?= data/photos
 ANY_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-bundle:
 	$(ANY_PYTHON) scripts/make_gpu_bundle.py --train $(PHOTOS)/train --val $(PHOTOS)/val --output runs/gpu-bundle
