@@ -4,8 +4,10 @@ rows into its model card.
 
     python scripts/prepare_dev_photos.py --output data/dev      # once
     python scripts/quality_report.py [--data data/dev/val] [--reuse] [--rows 'deblur-shake-*'] [--bm3d-limit 1]
-    # new weights (a folder of mprnet-{task}-small folders) on the same photos, without touching the bundled cards
-    python scripts/quality_report.py --checkpoints runs/candidates --output runs/candidates/evaluation
+    # new weights (a folder of mprnet-{task}-small folders) on the same photos, without touching the bundled cards;
+    # the baselines' scores taken from the bundled weights' results, and the change against them printed
+    python scripts/quality_report.py --checkpoints runs/candidates --output runs/candidates/evaluation \
+        --baselines-from benchmarks/evaluation --compare-with benchmarks/evaluation
 
 Rows: each task's protocol (Gaussian noise of three levels, 17x17 camera shake, rain streaks), camera shake by extent
 (5-10, 10-17, 17-25 px, and 5-25 px), and every one of them again with its degraded input re-encoded as JPEG at
@@ -69,9 +71,36 @@ def select_rows(rows: list[dict], tasks: list[str] | None, patterns: list[str] |
     return selected
 
 
-def run(row: dict, data: str, output: Path, checkpoints: Path, reuse: bool, bm3d_limit: int, threads: int | None
-        ) -> dict:
-    """The JSON result of one row, computed unless --reuse finds one for the same weights and photos."""
+def earlier_baselines(row: dict, data: str, folder: Path | None) -> dict | None:
+    """The row's result in `folder` when it scored the same photos: its baselines need not run again, since the
+    degraded inputs depend only on the photos and the seeds."""
+    if folder is None:
+        return None
+    path = folder / f"{row['name']}.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("data") == str(data) else None
+
+
+def with_baselines_of(result: dict, earlier: dict) -> dict:
+    """`result` (the input and the model) with the baseline scores of `earlier`, per photo and in the summary."""
+    model = next(key for key in result["summary"] if key.startswith("mprnet-"))
+    baselines = [key for key in earlier["summary"] if key not in ("input", model) and not key.startswith("mprnet-")]
+    earlier_images = {image["name"]: image for image in earlier["images"]}
+    for image in result["images"]:
+        for name in baselines:
+            if name in earlier_images[image["name"]]["scores"]:
+                image["scores"][name] = earlier_images[image["name"]]["scores"][name]
+    result["summary"].update({name: earlier["summary"][name] for name in baselines})
+    result["baselines_from"] = earlier.get("model")
+    return result
+
+
+def run(row: dict, data: str, output: Path, checkpoints: Path, reuse: bool, bm3d_limit: int, threads: int | None,
+        baselines_from: Path | None = None) -> dict:
+    """The JSON result of one row, computed unless --reuse finds one for the same weights and photos; with
+    `baselines_from`, only the model runs and the baselines' scores are taken from the earlier result of the row."""
     path = output / f"{row['name']}.json"
     model = str(checkpoints / f"mprnet-{row['task']}-small")
     if reuse and path.exists():
@@ -79,15 +108,37 @@ def run(row: dict, data: str, output: Path, checkpoints: Path, reuse: bool, bm3d
         if result.get("model") == model and result.get("data") == str(data):
             return result
         print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
-    arguments = ["--model", model, "--task", row["task"], "--data", str(data), "--synthetic", "--baselines",
+    earlier = earlier_baselines(row, data, baselines_from)
+    arguments = ["--model", model, "--task", row["task"], "--data", str(data), "--synthetic",
                  "--json", str(path), *row["extra"]]
-    if row["bm3d"] and bm3d_limit > 0:
-        arguments += ["--bm3d", "--bm3d-limit", str(bm3d_limit)]
+    if earlier is None:
+        arguments.append("--baselines")
+        if row["bm3d"] and bm3d_limit > 0:
+            arguments += ["--bm3d", "--bm3d-limit", str(bm3d_limit)]
     if threads:
         arguments += ["--num-threads", str(threads)]
     print(f"row {row['name']}", file=sys.stderr, flush=True)
     evaluate(arguments)
-    return json.loads(path.read_text())
+    result = json.loads(path.read_text())
+    if earlier is not None:
+        result = with_baselines_of(result, earlier)
+        path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def comparison(results: dict, labels: dict, earlier_folder: Path, data: str) -> str:
+    """Each row's model PSNR against the same row's earlier result (other weights, same photos and seeds)."""
+    lines = ["| task (protocol) | degraded input | earlier weights | these weights | change |", "|---|---|---|---|---|"]
+    for name, result in results.items():
+        path = earlier_folder / f"{name}.json"
+        earlier = json.loads(path.read_text()) if path.exists() else None
+        if earlier is None or earlier.get("data") != str(data):
+            continue
+        model = next(key for key in result["summary"] if key.startswith("mprnet-"))
+        before, after = earlier["summary"][model]["psnr"], result["summary"][model]["psnr"]
+        lines.append(f"| {labels[name]} | {result['summary']['input']['psnr']:.2f} | {before:.2f} | {after:.2f} | "
+                     f"{after - before:+.2f} |")
+    return "\n".join(lines)
 
 
 def cell(score: dict) -> str:
@@ -150,6 +201,11 @@ def main(argv=None):
                         help="run BM3D on the first N photos of its rows (0: not at all; default 1)")
     parser.add_argument("--num-threads", type=int, help="CPU threads of the model (torch.set_num_threads)")
     parser.add_argument("--reuse", action="store_true", help="reuse JSON results of the same weights and photos")
+    parser.add_argument("--baselines-from", metavar="DIR", help="take the classical baselines' scores from the "
+                        "JSON results in DIR (the same rows on the same photos, e.g. benchmarks/evaluation) and run "
+                        "only the model")
+    parser.add_argument("--compare-with", metavar="DIR", help="also print each row's PSNR change against the JSON "
+                        "results in DIR (other weights on the same photos, e.g. benchmarks/evaluation)")
     parser.add_argument("--update-cards", action="store_true",
                         help="write each task's rows into its model card in --checkpoints (not with --rows: a card "
                              "gets all of its task's rows)")
@@ -165,10 +221,15 @@ def main(argv=None):
     output = Path(args.output or (BUNDLED_OUTPUT if bundled else checkpoints / "evaluation"))
     rows = select_rows(all_rows(), tasks, args.rows.split(",") if args.rows else None)
     labels = {row["name"]: row["label"] for row in rows}
-    results = {row["name"]: run(row, args.data, output, checkpoints, args.reuse, args.bm3d_limit, args.num_threads)
+    baselines_from = Path(args.baselines_from) if args.baselines_from else None
+    results = {row["name"]: run(row, args.data, output, checkpoints, args.reuse, args.bm3d_limit, args.num_threads,
+                                baselines_from)
                for row in rows}
     print(f"\nPSNR (dB) / SSIM, mean over the photos in {args.data} at full resolution ({checkpoints}):\n")
     print(table(results, labels))
+    if args.compare_with:
+        print(f"\nPSNR (dB) of these weights against those of {args.compare_with}, same photos and seeds:\n")
+        print(comparison(results, labels, Path(args.compare_with), args.data))
     if args.update_cards:
         update_cards(results, labels, checkpoints, args.data)
 
