@@ -1,29 +1,49 @@
-"""Synthetic degradations for training and evaluating on clean photos: noise, blur and rain.
+"""Synthetic degradations for training and evaluating on clean photos: noise, blur, rain and JPEG re-encoding.
 
 Every function takes a `numpy.random.Generator`, so a degradation is reproducible from its seed
 (`degrade(image, task, seed)` gives the same result every time). Images are float32 tensors (3, H, W) in [0, 1].
 """
 
+import io
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .configuration_mprnet import TASKS
 
 
+# Kernels with more taps than this are applied through the FFT: direct depthwise convolution with a 33x33 camera-shake
+# kernel costs a thousand multiply-adds per pixel and would stall the training data pipeline.
+DIRECT_CONVOLUTION_MAX_TAPS = 15 * 15
+
+
 def _filter(image: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
     """Convolves each channel with `kernel`, mirroring at the borders so the size is unchanged."""
-    kernel_tensor = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32))
     pad_h, pad_w = kernel.shape[0] // 2, kernel.shape[1] // 2
     batch = image[None]
     if pad_h or pad_w:
         mode = "reflect" if pad_h < image.shape[-2] and pad_w < image.shape[-1] else "replicate"
         batch = F.pad(batch, (pad_w, pad_w, pad_h, pad_h), mode=mode)
+    if kernel.size > DIRECT_CONVOLUTION_MAX_TAPS:
+        return _convolve_valid_fft(batch[0], kernel)
+    kernel_tensor = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32))
     channels = image.shape[0]
     weight = kernel_tensor.flip(0, 1).expand(channels, 1, *kernel.shape)
     return F.conv2d(batch, weight, groups=channels)[0]
+
+
+def _convolve_valid_fft(padded: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """The 'valid' part of the convolution of a padded (C, H, W) image with `kernel`, through a circular convolution
+    of the padded size: its last H - kh + 1 rows and W - kw + 1 columns are the ones no wrap-around reaches."""
+    height, width = padded.shape[-2:]
+    kernel_height, kernel_width = kernel.shape
+    spectrum = torch.fft.rfft2(padded.double(), s=(height, width))
+    kernel_spectrum = torch.fft.rfft2(torch.from_numpy(kernel.astype(np.float64)), s=(height, width))
+    full = torch.fft.irfft2(spectrum * kernel_spectrum, s=(height, width))
+    return full[:, kernel_height - 1 :, kernel_width - 1 :].float().contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------- noise
@@ -43,39 +63,104 @@ def add_poisson_gaussian_noise(
     return (image + std * noise).clamp(0, 1)
 
 
+# A typical camera colour-correction matrix (sensor RGB to sRGB; rows sum to 1, so grey stays grey).
+COLOUR_CORRECTION = torch.tensor([[1.6, -0.45, -0.15], [-0.25, 1.55, -0.3], [-0.05, -0.55, 1.6]])
+
+
+def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rng: np.random.Generator
+                         ) -> torch.Tensor:
+    """Sensor noise as a camera's JPEG shows it: Poisson-Gaussian noise drawn on an RGGB Bayer mosaic (one colour per
+    photosite), bilinearly demosaiced (so correlated between neighbouring pixels), then mixed by a colour-correction
+    matrix (so correlated between channels)."""
+    _, height, width = image.shape
+    mosaic = torch.zeros(3, height, width)
+    mosaic[0, 0::2, 0::2] = 1
+    mosaic[1, 0::2, 1::2] = 1
+    mosaic[1, 1::2, 0::2] = 1
+    mosaic[2, 1::2, 1::2] = 1
+    std = torch.sqrt(shot * image.clamp(min=0) + read_sigma**2)
+    samples = torch.from_numpy(rng.standard_normal((1, height, width), dtype=np.float32))
+    sparse_noise = samples * std * mosaic
+    # Bilinear demosaicing: green has twice the photosites of red and blue, hence its tighter kernel.
+    red_blue = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
+    green = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+    weight = torch.stack([red_blue, green, red_blue])[:, None]
+    mode = "reflect" if height > 1 and width > 1 else "replicate"
+    noise = F.conv2d(F.pad(sparse_noise[None], (1, 1, 1, 1), mode=mode), weight, groups=3)[0]
+    noise = torch.einsum("ij,jhw->ihw", COLOUR_CORRECTION, noise)
+    return (image + noise).clamp(0, 1)
+
+
+NOISE_KINDS = ("gaussian", "poisson-gaussian", "demosaiced")
+
+
 def random_noise(image: torch.Tensor, rng: np.random.Generator, max_sigma: float = 55 / 255) -> torch.Tensor:
-    """Blind denoising training noise: Gaussian of a random level, or Poisson-Gaussian, one time in three."""
-    if rng.random() < 1 / 3:
-        return add_poisson_gaussian_noise(image, shot=rng.uniform(0, 0.03), read_sigma=rng.uniform(0, 0.04), rng=rng)
-    return add_gaussian_noise(image, sigma=rng.uniform(0, max_sigma), rng=rng)
+    """Blind denoising training noise: white Gaussian of a random level (half the time), the signal-dependent
+    noise of a sensor, or that noise demosaiced (spatially correlated, as in a phone's photo)."""
+    kind = rng.choice(NOISE_KINDS, p=[0.5, 0.25, 0.25])
+    if kind == "gaussian":
+        return add_gaussian_noise(image, sigma=rng.uniform(0, max_sigma), rng=rng)
+    shot, read_sigma = rng.uniform(0, 0.03), rng.uniform(0, 0.04)
+    if kind == "poisson-gaussian":
+        return add_poisson_gaussian_noise(image, shot=shot, read_sigma=read_sigma, rng=rng)
+    # Demosaicing averages photosites, which lowers the noise level: drawn higher so the range stays comparable.
+    return add_demosaiced_noise(image, shot=2 * shot, read_sigma=2 * read_sigma, rng=rng)
 
 
 # ---------------------------------------------------------------------------------------------------- blur
-def motion_blur_kernel(size: int, rng: np.random.Generator, length: float | None = None) -> np.ndarray:
-    """A camera-shake kernel: a random trajectory with inertia, drawn into a `size` x `size` grid, summing to 1."""
-    steps = 256
+TRAJECTORY_STYLES = ("smooth", "jerky", "reversal")
+# The largest camera-shake kernel of training: trajectories up to 31 px long, past the 25 px of the quality bars.
+MAX_SHAKE_KERNEL = 33
+
+
+def shake_trajectory(rng: np.random.Generator, style: str = "smooth", steps: int = 256) -> np.ndarray:
+    """(steps, 2) positions of a hand-held camera during the exposure, centred on zero, of arbitrary scale.
+
+    smooth: a path with inertia that slowly turns; jerky: sharp turns and uneven speed, with pauses;
+    reversal: a smooth path that doubles back one to three times (a hand correcting itself).
+    """
+    if style not in TRAJECTORY_STYLES:
+        raise ValueError(f"Unknown trajectory style {style!r}: expected one of {', '.join(TRAJECTORY_STYLES)}")
+    inertia, turn_noise, speed_noise = {"smooth": (0.7, 0.15, 0.5), "jerky": (0.3, 0.7, 0.9),
+                                        "reversal": (0.7, 0.15, 0.5)}[style]
+    reversals = set(rng.integers(steps // 8, steps, size=int(rng.integers(1, 4))).tolist()) if style == "reversal" \
+        else set()
     direction = rng.uniform(0, 2 * math.pi)
     turn_rate = 0.0
     points = np.zeros((steps, 2))
     for index in range(1, steps):
-        turn_rate = 0.7 * turn_rate + rng.normal(0, 0.15)
+        turn_rate = inertia * turn_rate + rng.normal(0, turn_noise)
         direction += turn_rate
-        speed = 1 + 0.5 * rng.normal()
+        if index in reversals:
+            direction += math.pi + rng.normal(0, 0.3)
+        speed = 1 + speed_noise * rng.normal()
+        if style != "smooth":  # smooth keeps the occasional step backwards of the original kernels
+            speed = abs(speed)
+        if style == "jerky":
+            speed *= 0.1 if rng.random() < 0.15 else 1.0
         points[index] = points[index - 1] + speed * np.array([math.cos(direction), math.sin(direction)])
-    points -= points.mean(axis=0)
+    return points - points.mean(axis=0)
+
+
+def motion_blur_kernel(size: int, rng: np.random.Generator, length: float | None = None, style: str = "smooth"
+                       ) -> np.ndarray:
+    """A camera-shake kernel: a random trajectory (see `shake_trajectory`) drawn into a `size` x `size` grid, summing
+    to 1. `length` is its extent in pixels, twice the largest distance of the path from its centroid (so no side of
+    its bounding box is longer), random in [3, size - 2] if not given."""
+    points = shake_trajectory(rng, style)
     extent = np.abs(points).max() * 2 + 1e-6
     length = length if length is not None else rng.uniform(3, size - 2)
-    points *= min(length, size - 2) / extent
-    points += (size - 1) / 2
-    kernel = np.zeros((size, size), dtype=np.float64)
+    points = points * (min(length, size - 2) / extent) + (size - 1) / 2
     # Bilinear splatting keeps sub-pixel positions.
-    for y, x in points[:, ::-1]:
-        y0, x0 = int(math.floor(y)), int(math.floor(x))
-        dy, dx = y - y0, x - x0
-        for oy, wy in ((0, 1 - dy), (1, dy)):
-            for ox, wx in ((0, 1 - dx), (1, dx)):
-                if 0 <= y0 + oy < size and 0 <= x0 + ox < size:
-                    kernel[y0 + oy, x0 + ox] += wy * wx
+    y, x = points[:, 1], points[:, 0]
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    dy, dx = y - y0, x - x0
+    kernel = np.zeros((size, size), dtype=np.float64)
+    for oy, wy in ((0, 1 - dy), (1, dy)):
+        for ox, wx in ((0, 1 - dx), (1, dx)):
+            rows, columns = y0 + oy, x0 + ox
+            inside = (rows >= 0) & (rows < size) & (columns >= 0) & (columns < size)
+            np.add.at(kernel, (rows[inside], columns[inside]), (wy * wx)[inside])
     return (kernel / kernel.sum()).astype(np.float32)
 
 
@@ -100,17 +185,23 @@ def blur(image: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
     return _filter(image, kernel)
 
 
-def random_blur(image: torch.Tensor, rng: np.random.Generator, max_kernel: int = 17) -> torch.Tensor:
-    """Deblurring training blur: camera shake (two times in three) or Gaussian/defocus, then slight sensor noise."""
+def random_blur(image: torch.Tensor, rng: np.random.Generator, max_kernel: int = MAX_SHAKE_KERNEL) -> torch.Tensor:
+    """Deblurring training blur: camera shake of any trajectory style (two times in three) or Gaussian/defocus, then
+    slight sensor noise."""
     choice = rng.random()
     if choice < 2 / 3:
-        kernel = motion_blur_kernel(max_kernel, rng)
+        kernel = motion_blur_kernel(max_kernel, rng, style=rng.choice(TRAJECTORY_STYLES))
     elif choice < 5 / 6:
         kernel = gaussian_kernel(rng.uniform(0.8, 2.5))
     else:
         kernel = defocus_kernel(rng.uniform(1.5, 4.0))
     blurred = blur(image, kernel)
     return add_gaussian_noise(blurred, sigma=rng.uniform(0, 2 / 255), rng=rng)
+
+
+def blur_margin(max_kernel: int = MAX_SHAKE_KERNEL) -> int:
+    """Pixels to crop on each side of a blurred training patch so that no output pixel saw the mirrored border."""
+    return max(max_kernel, defocus_kernel(4.0).shape[0], gaussian_kernel(2.5).shape[0]) // 2 + 1
 
 
 # ---------------------------------------------------------------------------------------------------- rain
@@ -155,31 +246,67 @@ def add_rain(image: torch.Tensor, rng: np.random.Generator, density: float | Non
     return rainy.clamp(0, 1)
 
 
+# ---------------------------------------------------------------------------------------------------- JPEG
+def jpeg_compress(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """The image as a JPEG of `quality` (1-95) decodes: quantised to 8 bits, 4:2:0 chroma subsampling as phones and
+    browsers save, encoded and decoded with Pillow."""
+    if not 1 <= quality <= 95:
+        raise ValueError(f"JPEG quality must be between 1 and 95, got {quality}")
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality), subsampling="4:2:0")
+    with Image.open(buffer) as decoded:
+        restored = np.asarray(decoded.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(restored).permute(2, 0, 1).contiguous()
+
+
+# The share of training samples re-encoded as JPEG after their degradation, and the range of qualities: uploads
+# from phones and browsers are JPEGs more often than not.
+JPEG_SHARE = 0.4
+JPEG_QUALITIES = (60, 95)
+
+
+def maybe_jpeg(image: torch.Tensor, rng: np.random.Generator, share: float = JPEG_SHARE) -> torch.Tensor:
+    """`image` re-encoded as JPEG of a random quality in JPEG_QUALITIES, for a `share` of the calls."""
+    if rng.random() >= share:
+        return image
+    return jpeg_compress(image, int(rng.integers(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1)))
+
+
 # ---------------------------------------------------------------------------------------------------- dispatch
-def degrade(image: torch.Tensor, task: str, seed: int | np.random.Generator) -> torch.Tensor:
-    """Applies the training degradation of `task` to a clean (3, H, W) image; the same seed gives the same result."""
+def degrade(image: torch.Tensor, task: str, seed: int | np.random.Generator, jpeg_share: float = JPEG_SHARE
+            ) -> torch.Tensor:
+    """Applies the training degradation of `task` to a clean (3, H, W) image, then re-encodes it as JPEG for a
+    `jpeg_share` of the seeds; the same seed gives the same result."""
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"Expected a (3, H, W) image, got shape {tuple(image.shape)}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if task == "denoise":
-        return random_noise(image, rng)
-    if task == "deblur":
-        return random_blur(image, rng)
-    return add_rain(image, rng)
+        degraded = random_noise(image, rng)
+    elif task == "deblur":
+        degraded = random_blur(image, rng)
+    else:
+        degraded = add_rain(image, rng)
+    return maybe_jpeg(degraded, rng, jpeg_share)
 
 
 __all__ = [
     "add_gaussian_noise",
     "add_poisson_gaussian_noise",
+    "add_demosaiced_noise",
     "random_noise",
+    "shake_trajectory",
     "motion_blur_kernel",
     "gaussian_kernel",
     "defocus_kernel",
     "blur",
     "random_blur",
+    "blur_margin",
     "line_kernel",
     "add_rain",
+    "jpeg_compress",
+    "maybe_jpeg",
     "degrade",
 ]

@@ -6,15 +6,23 @@ import torch
 
 from mprnet_hf.configuration_mprnet import TASKS
 from mprnet_hf.degradations import (
+    DIRECT_CONVOLUTION_MAX_TAPS,
+    MAX_SHAKE_KERNEL,
+    TRAJECTORY_STYLES,
+    add_demosaiced_noise,
     add_gaussian_noise,
     add_poisson_gaussian_noise,
     add_rain,
     blur,
+    blur_margin,
     defocus_kernel,
     degrade,
     gaussian_kernel,
+    jpeg_compress,
     line_kernel,
+    maybe_jpeg,
     motion_blur_kernel,
+    shake_trajectory,
 )
 
 
@@ -62,12 +70,14 @@ def test_degrade_rejects_unknown_tasks_and_bad_shapes():
     [
         motion_blur_kernel(17, np.random.default_rng(0)),
         motion_blur_kernel(9, np.random.default_rng(1), length=5),
+        motion_blur_kernel(33, np.random.default_rng(2), style="jerky"),
+        motion_blur_kernel(33, np.random.default_rng(3), length=31, style="reversal"),
         gaussian_kernel(1.5),
         gaussian_kernel(0.8, size=7),
         defocus_kernel(3.0),
         line_kernel(20, 30, 1.0),
     ],
-    ids=["motion17", "motion9", "gauss1.5", "gauss0.8", "defocus3", "line"],
+    ids=["motion17", "motion9", "jerky33", "reversal33", "gauss1.5", "gauss0.8", "defocus3", "line"],
 )
 def test_kernels_are_normalised_and_non_negative(kernel):
     assert kernel.ndim == 2 and kernel.shape[0] % 2 == 1 and kernel.shape[1] % 2 == 1
@@ -139,3 +149,109 @@ def test_rain_parameters_are_respected():
     assert (dense - image).mean() > (sparse - image).mean()
     # Screen blending with strength 0.5 never lifts a pixel above 1 - (1 - x)(1 - 0.5) per layer (two at most).
     assert (dense <= 1 - (1 - image) * 0.25 + 1e-6).all()
+
+
+# ---------------------------------------------------------------------------------------------------- long shake
+def support_extent(kernel: np.ndarray) -> int:
+    """The larger side of the bounding box of the kernel's non-zero taps."""
+    rows, columns = np.nonzero(kernel > 1e-6)
+    return max(rows.max() - rows.min(), columns.max() - columns.min()) + 1
+
+
+@pytest.mark.parametrize("style", TRAJECTORY_STYLES)
+@pytest.mark.parametrize("length", [5, 17, 25, 31])
+def test_shake_kernels_have_the_requested_extent(style, length):
+    kernel = motion_blur_kernel(MAX_SHAKE_KERNEL, np.random.default_rng(length), length=length, style=style)
+    # The extent bounds the path's bounding box (bilinear splatting spreads each end over one more pixel); a path
+    # is never much shorter than it.
+    assert 0.6 * length <= support_extent(kernel) <= length + 2
+
+
+def test_trajectory_styles_differ_in_shape():
+    def turning(style):
+        """Mean absolute change of direction between steps, over many trajectories."""
+        angles = []
+        for seed in range(20):
+            steps = np.diff(shake_trajectory(np.random.default_rng(seed), style), axis=0)
+            heading = np.arctan2(steps[:, 1], steps[:, 0])
+            angles.append(np.abs(np.angle(np.exp(1j * np.diff(heading)))).mean())
+        return float(np.mean(angles))
+
+    assert turning("jerky") > 1.5 * turning("smooth")
+
+    def largest_turn(style, seed):
+        steps = np.diff(shake_trajectory(np.random.default_rng(seed), style), axis=0)
+        heading = np.arctan2(steps[:, 1], steps[:, 0])
+        return np.abs(np.angle(np.exp(1j * np.diff(heading)))).max()
+
+    # Steps never go backwards in the reversal style, so a turn of about half a circle is a reversal.
+    assert all(largest_turn("reversal", seed) > 2.5 for seed in range(10))
+    with pytest.raises(ValueError, match="trajectory style"):
+        shake_trajectory(np.random.default_rng(0), "wobbly")
+
+
+def test_training_blur_reaches_the_long_shakes_and_the_margin_covers_them():
+    extents = []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        extents.append(support_extent(motion_blur_kernel(MAX_SHAKE_KERNEL, rng)))
+    assert max(extents) >= 27 and min(extents) <= 8
+    assert blur_margin() >= MAX_SHAKE_KERNEL // 2 + 1
+
+
+def test_large_kernels_through_the_fft_match_direct_convolution():
+    kernel = motion_blur_kernel(MAX_SHAKE_KERNEL, np.random.default_rng(9), length=29)
+    assert kernel.size > DIRECT_CONVOLUTION_MAX_TAPS
+    image = photo_like(70, 61)
+    padded = torch.nn.functional.pad(image[None], [MAX_SHAKE_KERNEL // 2] * 4, mode="reflect")
+    weight = torch.from_numpy(kernel).flip(0, 1).expand(3, 1, *kernel.shape)
+    direct = torch.nn.functional.conv2d(padded, weight, groups=3)[0]
+    torch.testing.assert_close(blur(image, kernel), direct, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------------- correlated noise
+def neighbour_correlation(noise: torch.Tensor) -> float:
+    """Correlation of each pixel's noise with its right-hand neighbour's, averaged over channels."""
+    left, right = noise[..., :-1].flatten(), noise[..., 1:].flatten()
+    return float(torch.corrcoef(torch.stack([left, right]))[0, 1])
+
+
+def test_demosaiced_noise_is_spatially_and_cross_channel_correlated():
+    grey = torch.full((3, 96, 96), 0.5)
+    demosaiced = add_demosaiced_noise(grey, shot=0.02, read_sigma=0.01, rng=np.random.default_rng(0)) - grey
+    white = add_poisson_gaussian_noise(grey, shot=0.02, read_sigma=0.01, rng=np.random.default_rng(0)) - grey
+    assert neighbour_correlation(demosaiced) > 0.3
+    assert abs(neighbour_correlation(white)) < 0.05
+    # The colour correction mixes the channels' noise, which independent noise per channel never shows.
+    channels = torch.corrcoef(demosaiced.flatten(1))
+    assert channels[0, 1].abs() > 0.1 and channels[1, 2].abs() > 0.1
+    assert torch.corrcoef(white.flatten(1))[0, 1].abs() < 0.05
+    brighter = add_demosaiced_noise(torch.full((3, 96, 96), 0.9), 0.02, 0.01, np.random.default_rng(0)) - 0.9
+    assert brighter.std() > demosaiced.std()
+
+
+# ---------------------------------------------------------------------------------------------------- JPEG
+def test_jpeg_compress_adds_block_artefacts_that_grow_as_quality_falls():
+    image = photo_like(64, 64) + 0.05 * torch.from_numpy(np.random.default_rng(0).random((3, 64, 64))).float()
+    image = image.clamp(0, 1)
+    errors = {quality: (jpeg_compress(image, quality) - image).abs().mean().item() for quality in (95, 70, 30)}
+    assert 0 < errors[95] < errors[70] < errors[30]
+    decoded = jpeg_compress(image, 70)
+    assert decoded.shape == image.shape and decoded.dtype == torch.float32
+    # The decoded values are 8-bit levels.
+    torch.testing.assert_close(decoded * 255, (decoded * 255).round(), atol=1e-4, rtol=0)
+    for quality in (0, 96):
+        with pytest.raises(ValueError, match="JPEG quality"):
+            jpeg_compress(image, quality)
+
+
+def test_a_share_of_degraded_samples_is_re_encoded_as_jpeg():
+    image = photo_like(32, 32)
+    reencoded = sum(not torch.equal(maybe_jpeg(image, np.random.default_rng(seed)), image) for seed in range(200))
+    assert 0.3 * 200 < reencoded < 0.5 * 200
+    for task in TASKS:
+        plain = degrade(image, task, 3, jpeg_share=0.0)
+        always = degrade(image, task, 3, jpeg_share=1.0)
+        assert not torch.equal(plain, always)
+        # Only 8-bit levels survive a JPEG round trip.
+        torch.testing.assert_close(always * 255, (always * 255).round(), atol=1e-4, rtol=0)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..degradations import degrade
+from ..degradations import blur_margin, degrade
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Folder names of the degraded and clean images in the layouts of the standard datasets.
@@ -59,7 +59,8 @@ def random_crop(images: list[torch.Tensor], size: int, rng: np.random.Generator)
 class SyntheticPairs(Dataset):
     """Random patches of clean photos with a freshly drawn degradation; item `i` is the same for a given `seed`.
 
-    Blur is applied to a larger crop and the centre is kept, so patch borders hold real blurred content.
+    Blur is applied to a larger crop and the centre is kept, so patch borders hold real blurred content (the margin
+    covers the largest training kernel: no output pixel saw the mirrored border).
     """
 
     def __init__(self, folder, task: str, patch_size: int, length: int, seed: int = 1234):
@@ -71,7 +72,7 @@ class SyntheticPairs(Dataset):
         areas = np.array([image.shape[-1] * image.shape[-2] for image in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.task, self.patch_size, self.length, self.seed = task, patch_size, length, seed
-        self.margin = 16 if task == "deblur" else 0
+        self.margin = blur_margin() if task == "deblur" else 0
 
     def __len__(self):
         return self.length
