@@ -382,7 +382,8 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(
             "# MPRNet photo restoration\n"
             "Upload a blurred, rainy or noisy photo (drag and drop, paste, or pick an example) and press **Restore**: "
-            "**Auto** finds out what degrades it, or choose the task yourself. Drag the slider to compare before and after; the three stages of the multi-stage "
+            "**Auto** finds out what degrades it, or choose the task yourself. Drag the slider to compare before and "
+            "after; the three stages of the multi-stage "
             "network are shown below it. The download is a lossless PNG at full resolution."
         )
         with gr.Row():

@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from transformers import ResNetForImageClassification, pipeline
 
 from conftest import REPO_ROOT
-from mprnet_hf import cli
+from mprnet_hf import ImageRestorationPipeline, cli
 from mprnet_hf.auto import auto_message, bundled_models
 from mprnet_hf.detection import LABELS, Detection, DegradationDetector, bundled_detector_path
 from mprnet_hf.detection.detector import crop_positions, cut_crops
@@ -132,7 +132,8 @@ def test_unknown_task_is_refused(models):
 
 
 def test_pipeline_auto():
-    restorer = pipeline("image-restoration", model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"))
+    restorer = pipeline("image-restoration", model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"),
+                        pipeline_class=ImageRestorationPipeline)
     degraded = EXAMPLES / "derain" / "fruits_rain.png"
     restored = restorer(Image.open(degraded), task="auto")
     clean = rgb(EXAMPLES / "clean" / "fruits.png")

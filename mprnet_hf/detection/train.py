@@ -170,6 +170,13 @@ def train(args) -> dict:
     return metrics
 
 
+def as_in_checkout(folder: Path) -> str:
+    """The development photos' folder as a checkout names it (data/dev/train), wherever this run read it from."""
+    folder = Path(folder)
+    return f"data/dev/{folder.name}" if folder.parent.name == "dev" and folder.parent.parent.name == "data" \
+        else str(folder)
+
+
 def save(model, args, metrics, minutes, epochs, train_crops, val_crops) -> None:
     from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, list_photos
 
@@ -177,8 +184,9 @@ def save(model, args, metrics, minutes, epochs, train_crops, val_crops) -> None:
     model.save_pretrained(args.output_dir, safe_serialization=True)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     config = model.config
-    command = (f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir {args.train_dir} "
-               f"--val-dir {args.val_dir} --output-dir {args.output_dir} --epochs {args.epochs} --seed {args.seed}")
+    command = (f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
+               f"{as_in_checkout(args.train_dir)} --val-dir {as_in_checkout(args.val_dir)} --output-dir "
+               f"checkpoints/{args.output_dir.name} --epochs {args.epochs} --seed {args.seed}")
     card = CARD_TEMPLATE.format(
         parameters=parameters, megabytes=(args.output_dir / "model.safetensors").stat().st_size / 2**20,
         crop=config.crop_size, crops=config.crops_per_photo, train_photos=len(list_photos(args.train_dir)),
