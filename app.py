@@ -28,7 +28,7 @@ from gradio.utils import get_upload_folder
 import numpy as np
 from PIL import Image
 
-from mprnet_hf.auto import AUTO, auto_message, detect
+from mprnet_hf.auto import AUTO, auto_message, detect, looks_again_after, next_task
 from mprnet_hf.configuration_mprnet import TASKS
 from mprnet_hf.detection import DegradationDetector
 from mprnet_hf.image_io import Photo, read_image, restore_photo, write_image
@@ -346,14 +346,18 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
 
     started = time.perf_counter()
     if task == AUTO:
-        detection = await asyncio.to_thread(detect, photo.pixels, DETECTOR)
-        steps, current = [], photo
-        for step_task in detection.tasks:
-            current, stages = await restore_watched(current, step_task, tile_size, tile_overlap, request, progress)
-            steps.append((step_task, current, stages))
-        restored = current
+        # auto.run_steps' loop, each step awaited so that a client going away stops it.
+        detections = [await asyncio.to_thread(detect, photo.pixels, DETECTOR)]
+        steps, restored, step_task = [], photo, next_task(detections[0])
+        while step_task is not None:
+            restored, stages = await restore_watched(restored, step_task, tile_size, tile_overlap, request, progress)
+            steps.append((step_task, restored, stages))
+            if not looks_again_after(step_task):
+                break
+            detections.append(await asyncio.to_thread(detect, restored.pixels, DETECTOR))
+            step_task = next_task(detections[-1], after=step_task)
         previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
-        summary = f"**auto**: {auto_message(detection, tuple(detection.tasks))}"
+        summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps))}"
     else:
         restored, stages = await restore_watched(photo, task, tile_size, tile_overlap, request, progress)
         previews, summary = stage_previews(stages), f"**{task}**:"

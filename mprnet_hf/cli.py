@@ -26,9 +26,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
-from .auto import AUTO, restore_photo_auto
+from .auto import AUTO, auto_message, restore_photo_auto
 from .bundled import bundled_checkpoint
-from .detection import LABEL_WORDS, DegradationDetector
+from .detection import DegradationDetector
 from .configuration_mprnet import TASKS, MPRNetConfig
 from .image_io import format_for_path, read_image, restore_photo, write_image
 from .inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, SMALLEST_AUTOMATIC_TILE, check_tiling
@@ -221,17 +221,14 @@ def restore_file_auto(models, detector, job: Job, args) -> None:
     photo = read_image(job.source, args.max_megapixels)
     model = next(iter(models.values()))
     tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
-    restored, steps, detection = restore_photo_auto(models, photo, detector, tile_size=tile_size,
-                                                    tile_overlap=args.tile_overlap, precision=args.precision)
+    restored, steps, detections = restore_photo_auto(models, photo, detector, tile_size=tile_size,
+                                                     tile_overlap=args.tile_overlap, precision=args.precision)
     job.output.parent.mkdir(parents=True, exist_ok=True)
     if args.stages and len(steps) > 1:
         for number, (task, step_photo, _stages) in enumerate(steps[:-1], start=1):
             write_image(step_photo, step_path(job.output, number, task))
     write_image(restored, job.output)
-    found = ", ".join(f"{LABEL_WORDS[label]} {detection.probabilities[label]:.2f}" for label in detection.found)
-    done = f"ran {', then '.join(task for task, *_ in steps)}" if steps else "written unchanged"
-    tqdm.write(f"{job.source}: {found or 'looks clean ' + format(detection.probabilities['clean'], '.2f')}; {done}",
-               file=sys.stderr)
+    tqdm.write(f"{job.source}: {auto_message(detections, tuple(task for task, *_ in steps))}", file=sys.stderr)
     for note in photo.notes:
         tqdm.write(f"note: {note}", file=sys.stderr)
 

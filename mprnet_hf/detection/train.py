@@ -86,10 +86,10 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/detector-crops"))
     parser.add_argument("--variants-per-photo", type=int, default=64)
     parser.add_argument("--crops-per-variant", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--max-minutes", type=float, default=20.0, help="stop after the epoch that passes this")
+    parser.add_argument("--max-minutes", type=float, default=30.0, help="stop after the epoch that passes this")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
