@@ -446,7 +446,7 @@ def test_the_restore_tool_is_listed_for_mcp_clients(client):
     assert tool["name"] == "restore" and "MPRNet" in tool["description"]
     properties = tool["inputSchema"]["properties"]
     assert list(properties) == ["image", "task", "tile_size", "tile_overlap"]
-    assert properties["task"]["enum"] == ["deblur", "derain", "denoise"]
+    assert properties["task"]["enum"] == ["auto", "deblur", "derain", "denoise"]
     assert all(properties[name]["description"] for name in properties)
 
 
