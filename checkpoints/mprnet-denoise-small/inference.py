@@ -292,9 +292,9 @@ def restore_image(
     bundled), and the result an `AutoRestoration` saying what was detected and done.
     """
     if task == "auto":
-        return auto_module().restore_image_auto(model, image, processor=processor, tile_size=tile_size, tile_overlap=tile_overlap,
-                                  precision=precision, max_megapixels=max_megapixels, progress=progress,
-                                  statistics_passes=statistics_passes)
+        return auto_module().restore_image_auto(
+            model, image, processor=processor, tile_size=tile_size, tile_overlap=tile_overlap, precision=precision,
+            max_megapixels=max_megapixels, progress=progress, statistics_passes=statistics_passes)
     if task is not None and task not in TASKS:
         raise ValueError(f"Unknown task {task!r}: 'auto', or the model's own task ({', '.join(TASKS)})")
     processor = processor or MPRNetImageProcessor()
