@@ -29,6 +29,7 @@ GRID_SIDE = 10
 PIXEL_MEAN, PIXEL_SCALE = 0.5, 0.25
 DETECTION_THRESHOLD = 0.5
 DETECTOR_FOLDER = "mprnet-detector"
+EXIF_ORIENTATION = 0x0112
 
 
 def detector_config() -> ResNetConfig:
@@ -84,20 +85,29 @@ def grid_starts(length: int, crop: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, length - crop, count).round().astype(int).tolist()))
 
 
+def candidate_positions(height: int, width: int, crop: int = CROP_SIZE, grid_side: int = GRID_SIDE
+                        ) -> list[tuple[int, int]]:
+    return [(top, left) for top in grid_starts(height, crop, grid_side) for left in grid_starts(width, crop, grid_side)]
+
+
+def most_contrasted(crops: np.ndarray, count: int) -> np.ndarray:
+    """Indices, in order, of the `count` crops (N, h, w, 3) of most contrast: the spread of the green channel on
+    every fourth pixel. It puts the crops on edges and texture, where blur shows, rather than on flat areas that look
+    the same sharp or blurred."""
+    if len(crops) <= count:
+        return np.arange(len(crops))
+    spread = crops[:, ::4, ::4, 1].reshape(len(crops), -1).std(axis=1)
+    return np.sort(np.argsort(spread, kind="stable")[::-1][:count])
+
+
 def crop_positions(pixels: np.ndarray, crop: int = CROP_SIZE, count: int = CROPS_PER_PHOTO,
                    grid_side: int = GRID_SIDE) -> list[tuple[int, int]]:
-    """(top, left) of the `count` most contrasted crops of a grid over the photo (all of them when fewer).
-
-    Contrast is the spread of the green channel on every fourth pixel: cheap on a 12-megapixel photo, and it puts the
-    crops on edges and texture, where blur shows, rather than on flat areas that look the same sharp or blurred."""
-    height, width = pixels.shape[:2]
-    candidates = [(top, left) for top in grid_starts(height, crop, grid_side)
-                  for left in grid_starts(width, crop, grid_side)]
+    """(top, left) of the `count` most contrasted crops of a grid over the photo (all of them when fewer)."""
+    candidates = candidate_positions(*pixels.shape[:2], crop, grid_side)
     if len(candidates) <= count:
         return candidates
-    spread = [float(pixels[top : top + crop : 4, left : left + crop : 4, 1].std()) for top, left in candidates]
-    chosen = np.argsort(spread, kind="stable")[::-1][:count]
-    return [candidates[index] for index in sorted(chosen)]
+    crops = np.stack([pixels[top : top + crop, left : left + crop] for top, left in candidates])
+    return [candidates[index] for index in most_contrasted(crops, count)]
 
 
 def cut_crops(pixels: np.ndarray, positions, crop: int = CROP_SIZE) -> np.ndarray:
@@ -179,13 +189,26 @@ class DegradationDetector:
         batch = crops_to_batch(crops, self.pixel_mean, self.pixel_scale).to(self.model.device)
         return self.model(pixel_values=batch).logits.float().cpu()
 
-    def detect(self, image) -> Detection:
-        """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1])."""
+    def read_crops(self, image) -> np.ndarray:
+        """The crops the detector reads, (N, crop, crop, 3) uint8. A large RGB PIL image is cropped as it is, without
+        converting all of its pixels (a 12-megapixel photo would take longer to convert than to detect)."""
+        if isinstance(image, Image.Image):
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            width, height = image.size
+            if image.mode == "RGB" and min(width, height) >= self.crop_size:
+                candidates = candidate_positions(height, width, self.crop_size)
+                crops = np.stack([np.asarray(image.crop((left, top, left + self.crop_size, top + self.crop_size)))
+                                  for top, left in candidates])
+                return crops[most_contrasted(crops, self.crops_per_photo)]
         pixels = as_rgb_array(image)
         if pixels.shape[0] < 1 or pixels.shape[1] < 1:
             raise ValueError(f"The image is empty ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
-        positions = crop_positions(pixels, self.crop_size, self.crops_per_photo)
-        logits = self.crop_logits(cut_crops(pixels, positions, self.crop_size)).mean(dim=0)
+        return cut_crops(pixels, crop_positions(pixels, self.crop_size, self.crops_per_photo), self.crop_size)
+
+    def detect(self, image) -> Detection:
+        """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1])."""
+        logits = self.crop_logits(self.read_crops(image)).mean(dim=0)
         probabilities = torch.sigmoid(logits).tolist()
         return Detection(dict(zip(LABELS, probabilities)), self.threshold)
 
