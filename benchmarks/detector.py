@@ -2,8 +2,8 @@
 
 Reading the crops (choosing the most contrasted squares of a grid and cutting them out of the PIL image) and the
 network on them are also timed apart. The photo is an example photo enlarged to the size (a 12-megapixel 4000x3000
-by default) and held as a PIL image, as the app and the CLI hold a decoded upload; decoding the file is not counted. Each thread count is timed after a
-warm-up call, the best and the median of `--repeats` calls.
+by default) and held as a PIL image, as the app and the CLI hold a decoded upload; decoding the file is not counted.
+Each thread count is timed after a warm-up call, the best and the median of `--repeats` calls.
 
     python -m benchmarks.detector                       # 12 megapixels, 1 and 2 threads
     python -m benchmarks.detector --sizes 4000x3000,6000x4000 --threads 2
