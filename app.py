@@ -5,7 +5,8 @@ Only UI wiring lives here; accepting uploads, restoring, bounding the cost of a 
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
-API: `Client(url).predict(handle_file(path), "deblur", 0, 64, api_name="/restore")` returns
+API: `Client(url).predict(handle_file(path), "auto", 0, 64, api_name="/restore")` (or "deblur", "derain",
+"denoise") returns
 (restored PNG path, (before, after) slider image paths, stage gallery, status markdown); see docs/APP.md.
 """
 
@@ -28,7 +29,9 @@ from gradio.exceptions import InvalidPathError
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from mprnet_hf.auto import AUTO, auto_message, detect, looks_again_after, next_task
 from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.detection import DegradationDetector
 from mprnet_hf.image_io import Photo, read_image, restore_photo, write_image
 from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
 from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
@@ -54,6 +57,7 @@ STAGE_PREVIEW_SIDE = 512
 GRADIO_CACHE_CLEANUP = (3600, 3600)
 
 TASK_LABELS = {
+    AUTO: "Auto (detect)",
     "deblur": "Deblur (motion or out-of-focus blur)",
     "derain": "Derain (rain streaks)",
     "denoise": "Denoise (sensor noise)",
@@ -67,6 +71,8 @@ TILE_OVERLAP_RANGE = (0, 96)
 
 # ZeroGPU needs the weights loaded at import, outside any @spaces.GPU function; it moves them to the GPU per call.
 MODELS = load_models()
+# Auto mode's detector: a small classifier that stays on the CPU (it reads a few crops, well under a second).
+DETECTOR = DegradationDetector.from_pretrained()
 ON_GPU = next(MODELS[TASKS[0]].parameters()).is_cuda
 # Start-up, never inside a request: channels-last weights, glibc keeping freed memory, a warm-up call, and on a CPU
 # onnxruntime sessions for whole-photo restores (exported once in the background and cached on disk; requests are
@@ -264,8 +270,8 @@ def stage_previews(stages: tuple[Photo, ...]) -> list[tuple[Image.Image, str]]:
 
 
 def checked_request(image, task, tile_size, tile_overlap) -> tuple[Path | None, str, int, int]:
-    if not isinstance(task, str) or task not in MODELS:
-        refuse(f"Unknown task {short_repr(task)}: choose one of {', '.join(TASKS)}.")
+    if not isinstance(task, str) or (task not in MODELS and task != AUTO):
+        refuse(f"Unknown task {short_repr(task)}: choose one of {AUTO}, {', '.join(TASKS)}.")
     tile_size = whole_number_in(tile_size, TILE_SIZE_RANGE, "Tile size", also=AUTOMATIC_TILES)
     tile_overlap = whole_number_in(tile_overlap, TILE_OVERLAP_RANGE, "Tile overlap")
     try:
@@ -275,12 +281,45 @@ def checked_request(image, task, tile_size, tile_overlap) -> tuple[Path | None, 
     return path, task, tile_size, tile_overlap
 
 
+def step_previews(steps) -> list[tuple[Image.Image, str]]:
+    """The result of every step of an auto restore, captioned with its task."""
+    previews = []
+    for number, (task, photo, _stages) in enumerate(steps, start=1):
+        preview = display_image(photo)
+        preview.thumbnail((STAGE_PREVIEW_SIDE, STAGE_PREVIEW_SIDE))
+        previews.append((preview, f"Step {number}: {task}" + (" (final)" if number == len(steps) else "")))
+    return previews
+
+
+async def restore_watched(photo: Photo, task: str, tile_size: int, tile_overlap: int, request, progress):
+    """Restores `photo` with the model of `task` in a worker thread, stopping it when the client goes away."""
+    request_id, stop = uuid.uuid4().hex, threading.Event()
+    STOPS[request_id] = stop
+    restoring = asyncio.ensure_future(
+        asyncio.to_thread(restore_on_gpu, photo, task, tile_size, tile_overlap, request_id, progress)
+    )
+    try:
+        while not restoring.done():
+            await asyncio.wait([restoring], timeout=CLIENT_CHECK_EVERY_S)
+            if client_gone(request):
+                stop.set()
+        return restoring.result()
+    except (asyncio.CancelledError, RequestStopped) as stopped:
+        stop.set()  # the worker thread stops at its next tile and frees the CPU or GPU
+        if isinstance(stopped, RequestStopped):
+            refuse("The request was stopped: its client went away.")
+        raise
+    finally:
+        STOPS.pop(request_id, None)
+
+
 async def restore(image, task, tile_size, tile_overlap, request: gr.Request, progress=gr.Progress()):
     """Restores one degraded photo (blurred, rainy or noisy) with MPRNet and returns it at full resolution.
 
     Args:
         image: the photo, uploaded (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16 megapixels).
-        task: "deblur" (motion or out-of-focus blur), "derain" (rain streaks) or "denoise" (sensor noise).
+        task: "auto" (detect what degrades the photo and undo it: derain, denoise, then deblur as needed), "deblur"
+            (motion or out-of-focus blur), "derain" (rain streaks) or "denoise" (sensor noise).
         tile_size: 0 for automatic (the default), or the side of square tiles (256 to 1024, a multiple of 8).
         tile_overlap: pixels over which neighbouring tiles overlap and cross-fade (0 to 96).
 
@@ -289,9 +328,12 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
         small previews of the three stages, and a status text.
     """
     path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
+
     def within_cost_bound(width: int, height: int):
-        tile = tile_size_for((width, height), task, tile_size)
-        COST_BOUNDS[task].check(MODELS[task], width, height, tile, "on this server")
+        # Auto runs each step as its own call, each held to the bound of a request for that task.
+        for bounded in TASKS if task == AUTO else (task,):
+            tile = tile_size_for((width, height), bounded, tile_size)
+            COST_BOUNDS[bounded].check(MODELS[bounded], width, height, tile, "on this server")
 
     try:
         # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.
@@ -301,37 +343,35 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
     for note in photo.notes:
         gr.Info(note)
 
-    request_id, stop = uuid.uuid4().hex, threading.Event()
-    STOPS[request_id] = stop
     started = time.perf_counter()
-    restoring = asyncio.ensure_future(
-        asyncio.to_thread(restore_on_gpu, photo, task, tile_size, tile_overlap, request_id, progress)
-    )
-    try:
-        while not restoring.done():
-            await asyncio.wait([restoring], timeout=CLIENT_CHECK_EVERY_S)
-            if client_gone(request):
-                stop.set()
-        restored, stages = restoring.result()
-    except (asyncio.CancelledError, RequestStopped) as stopped:
-        stop.set()  # the worker thread stops at its next tile and frees the CPU or GPU
-        if isinstance(stopped, RequestStopped):
-            refuse("The request was stopped: its client went away.")
-        raise
-    finally:
-        STOPS.pop(request_id, None)
+    if task == AUTO:
+        # auto.run_steps' loop, each step awaited so that a client going away stops it.
+        detections = [await asyncio.to_thread(detect, photo.pixels, DETECTOR)]
+        steps, restored, step_task = [], photo, next_task(detections[0])
+        while step_task is not None:
+            restored, stages = await restore_watched(restored, step_task, tile_size, tile_overlap, request, progress)
+            steps.append((step_task, restored, stages))
+            if not looks_again_after(step_task):
+                break
+            detections.append(await asyncio.to_thread(detect, restored.pixels, DETECTOR))
+            step_task = next_task(detections[-1], after=step_task)
+        previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
+        summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps))}"
+    else:
+        restored, stages = await restore_watched(photo, task, tile_size, tile_overlap, request, progress)
+        previews, summary = stage_previews(stages), f"**{task}**:"
     seconds = time.perf_counter() - started
 
     result_path = write_image(restored, RESULTS.new_file(Path(path).stem, task), "PNG")
     width, height = restored.size
     status = "\n\n".join(
         [
-            f"**{task}**: restored {width}×{height} ({describe(photo)} in, {describe(restored)} out) "
-            f"in {seconds:.1f} s. Download the full-resolution PNG above.",
+            f"{summary} {'Restored' if task == AUTO else 'restored'} {width}×{height} ({describe(photo)} in, "
+            f"{describe(restored)} out) in {seconds:.1f} s. Download the full-resolution PNG above.",
             *(f"Note: {note}" for note in photo.notes),
         ]
     )
-    return str(result_path), (display_image(photo), str(result_path)), stage_previews(stages), status
+    return str(result_path), (display_image(photo), str(result_path)), previews, status
 
 
 def example_rows(task: str) -> list[list]:
@@ -344,8 +384,9 @@ def build_demo() -> gr.Blocks:
     with UploadsOnlyBlocks(title="MPRNet photo restoration", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(
             "# MPRNet photo restoration\n"
-            "Upload a blurred, rainy or noisy photo (drag and drop, paste, or pick an example), choose the task and "
-            "press **Restore**. Drag the slider to compare before and after; the three stages of the multi-stage "
+            "Upload a blurred, rainy or noisy photo (drag and drop, paste, or pick an example) and press **Restore**: "
+            "**Auto** finds out what degrades it, or choose the task yourself. Drag the slider to compare before and "
+            "after; the three stages of the multi-stage "
             "network are shown below it. The download is a lossless PNG at full resolution."
         )
         with gr.Row():
@@ -360,7 +401,8 @@ def build_demo() -> gr.Blocks:
                     elem_id="input-image",
                 )
                 task_input = gr.Radio(
-                    choices=[(TASK_LABELS[task], task) for task in TASKS], value=TASKS[0], label="Task", elem_id="task"
+                    choices=[(TASK_LABELS[task], task) for task in (AUTO, *TASKS)], value=AUTO, label="Task",
+                    elem_id="task", info="Auto detects blur, noise and rain (several at once too) and undoes them.",
                 )
                 with gr.Accordion("Advanced", open=False):
                     tile_size_input = gr.Slider(
@@ -385,7 +427,7 @@ def build_demo() -> gr.Blocks:
         inputs = [image_input, task_input, tile_size_input, tile_overlap_input]
         outputs = [result_file, comparison, stage_gallery, status]
         with gr.Row():
-            for task in TASKS:
+            for task in (AUTO, *TASKS):
                 with gr.Column(min_width=200):
                     # Cached on first click, so a visitor clicking an example does not spend GPU time twice.
                     gr.Examples(

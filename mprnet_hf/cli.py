@@ -2,6 +2,10 @@
 
     mprnet-restore photo.jpg --task denoise --output out/
     mprnet-restore scans/ "more/**/*.tif" --task deblur --output restored/ --format same
+    mprnet-restore photos/ --task auto --output restored/     # detect blur / noise / rain per photo, undo each
+
+With --task auto each photo goes through the degradation detector and the restorations it finds (derain, denoise,
+then deblur); what was detected and done is printed per photo, and a photo that looks clean is written unchanged.
 
 Folders are walked recursively and their tree is mirrored under the output folder (a glob's tree from its first
 wildcard on). Finished outputs are skipped unless --overwrite, so an interrupted run resumes where it stopped; an input
@@ -22,8 +26,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
+from .auto import AUTO, auto_message, restore_photo_auto
 from .bundled import bundled_checkpoint
 from .configuration_mprnet import TASKS, MPRNetConfig
+from .detection import DegradationDetector
 from .image_io import format_for_path, read_image, restore_photo, write_image
 from .inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, Tiling
 from .modeling_mprnet import MPRNetModel
@@ -58,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="mprnet-restore", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
-    parser.add_argument("--task", required=True, choices=TASKS, help="what to undo")
+    parser.add_argument("--task", required=True, choices=(*TASKS, AUTO),
+                        help="what to undo; auto: detect it per photo with the bundled detector")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the results to")
     parser.add_argument("--model", help="model folder or Hugging Face Hub id (default: the bundled small checkpoint)")
     parser.add_argument("--tile-size", type=int, default=None,
@@ -100,6 +107,8 @@ def check_settings(args, device: torch.device) -> None:
         raise UsageError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
     if args.max_megapixels is not None and args.max_megapixels <= 0:
         raise UsageError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    if args.task == AUTO and args.model is not None:
+        raise UsageError("--model names one task's model; --task auto uses the bundled model of every task")
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"--output {args.output} is a file, not a folder; name a folder (it is created if missing)")
 
@@ -202,6 +211,28 @@ def stage_path(output: Path, stage: int) -> Path:
     return output.with_name(output.stem + STAGE_SUFFIXES[stage] + output.suffix)
 
 
+def step_path(output: Path, step: int, task: str) -> Path:
+    return output.with_name(f"{output.stem}.step{step}-{task}{output.suffix}")
+
+
+def restore_file_auto(models, detector, job: Job, args) -> None:
+    """Auto mode on one file: detects, restores with each task found, says what it saw and did."""
+    format_for_path(job.output)
+    photo = read_image(job.source, args.max_megapixels)
+    model = next(iter(models.values()))
+    tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
+    restored, steps, detections = restore_photo_auto(models, photo, detector, tile_size=tile_size,
+                                                     tile_overlap=args.tile_overlap, precision=args.precision)
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.stages and len(steps) > 1:
+        for number, (task, step_photo, _stages) in enumerate(steps[:-1], start=1):
+            write_image(step_photo, step_path(job.output, number, task))
+    write_image(restored, job.output)
+    tqdm.write(f"{job.source}: {auto_message(detections, tuple(task for task, *_ in steps))}", file=sys.stderr)
+    for note in photo.notes:
+        tqdm.write(f"note: {note}", file=sys.stderr)
+
+
 def restore_file(model, job: Job, args) -> None:
     """Restores one file; raises ValueError (or OSError, RuntimeError) saying why it could not."""
     format_for_path(job.output)
@@ -241,10 +272,20 @@ def run(args) -> int:
     device = choose_device(args.device)
     check_settings(args, device)
     jobs = plan_jobs(expand_inputs(args.inputs, args.output), args.output, args.format)
-    model = load_model(args.model, args.task, device)
+    if args.task == AUTO:
+        models = {task: load_model(None, task, device) for task in TASKS}
+        detector = DegradationDetector.from_pretrained()
+
+        def restore_one(job):
+            restore_file_auto(models, detector, job, args)
+    else:
+        models = {args.task: load_model(args.model, args.task, device)}
+
+        def restore_one(job):
+            restore_file(models[args.task], job, args)
     # Process-wide speed-ups belong to the command, not to the library import; an onnxruntime export (once per
     # weights, cached) pays off over a folder of photos, not over a few.
-    prepare_for_serving({args.task: model}, device=device, background=True,
+    prepare_for_serving(models, device=device, background=True,
                         backend="auto" if len(jobs) >= ONNX_EXPORT_WORTH_IT else "torch")
     input_paths = {job.source.resolve() for job in jobs}
     args.output.mkdir(parents=True, exist_ok=True)
@@ -262,7 +303,7 @@ def run(args) -> int:
                 skipped += 1
                 continue
             try:
-                restore_file(model, job, args)
+                restore_one(job)
                 restored += 1
             except (ValueError, OSError, RuntimeError, MemoryError) as error:
                 failed.append(job.source)

@@ -69,7 +69,10 @@ def sync_folder(folder) -> list[str]:
 
 
 def bundled_folders() -> list[Path]:
-    return sorted(path.parent for path in bundled_checkpoints_dir().glob("*/config.json"))
+    """The bundled MPRNet folders (the degradation detector beside them is a plain transformers ResNet, no code)."""
+    configs = bundled_checkpoints_dir().glob("*/config.json")
+    return sorted(path.parent for path in configs
+                  if json.loads(path.read_text()).get("model_type") == MPRNetModel.config_class.model_type)
 
 
 def main(argv=None) -> None:

@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mprnet_hf.degradations import add_gaussian_noise, add_rain, blur, motion_blur_kernel  # noqa: E402
+from mprnet_hf.degradations import add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel  # noqa: E402
 
 MAX_SIDE = 256
 
@@ -40,13 +40,25 @@ def noisy(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return add_gaussian_noise(image, sigma=25 / 255, rng=rng)
 
 
-# (task, development photo, example name, degradation, seed)
+def noisy_and_shaken(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    # A low-light hand-held shot: shaken, then the sensor's noise on top.
+    return add_gaussian_noise(blur(image, motion_blur_kernel(17, rng, length=9)), sigma=15 / 255, rng=rng)
+
+
+def jpeg_artefacts(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    return jpeg_compress(image, quality=15)
+
+
+# (task, development photo, example name, degradation, seed); "auto" holds mixed degradations for auto mode, and
+# "detector" the kinds no restoration undoes (only the detector's tests use them).
 SYNTHETIC = [
     ("deblur", "coffee", "coffee_motion", motion_blurred, 11),
     ("derain", "fruits", "fruits_rain", rainy, 21),
     ("derain", "building", "building_rain", rainy, 22),
     ("denoise", "monarch", "monarch_noise", noisy, 31),
     ("denoise", "squirrel_cls", "squirrel_noise", noisy, 32),
+    ("auto", "coffee", "coffee_noise_motion", noisy_and_shaken, 41),
+    ("detector", "fruits", "fruits_jpeg", jpeg_artefacts, 51),
 ]
 # (task, OpenCV sample, example name, crop box): real degradations, so there is no clean source.
 REAL = [
@@ -95,6 +107,7 @@ def main():
     parser.add_argument("--dev-dir", default="data/dev/val", help="folder of the clean development photos")
     parser.add_argument("--opencv-data", help="folder of OpenCV's samples/data (default: find or apt-get download)")
     parser.add_argument("--output", default="examples")
+    parser.add_argument("--synthetic-only", action="store_true", help="leave the real photos (OpenCV's) as they are")
     args = parser.parse_args()
     output = Path(args.output)
 
@@ -104,6 +117,8 @@ def main():
         save_png(clean, output / "clean" / f"{photo}.png")
         save_png(to_image(degraded), output / task / f"{name}.png")
 
+    if args.synthetic_only:
+        return
     with tempfile.TemporaryDirectory() as temp:
         folder = opencv_data_folder(args.opencv_data, Path(temp))
         for task, sample, name, box in REAL:

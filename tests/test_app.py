@@ -118,6 +118,45 @@ def test_restoration_improves_psnr(client, task, degraded_name, clean_name):
     assert psnr_after > psnr_before, f"{task} made {degraded_name} worse: {psnr_before:.2f} -> {psnr_after:.2f} dB"
 
 
+# ------------------------------------------------------------------------------------------------ auto mode
+def test_auto_names_both_degradations_runs_both_steps_and_raises_psnr(client):
+    degraded = EXAMPLES / "auto" / "coffee_noise_motion.png"
+    restored, _, stages, status = restore(client, degraded, "auto")
+    assert "**auto**" in status and "noise (" in status and "blur (" in status
+    assert "Ran denoise, then deblur" in status
+    # Several steps: the gallery shows each step's result, not one model's stages.
+    assert [stage["caption"] for stage in stages] == ["Step 1: denoise", "Step 2: deblur (final)"]
+    clean = np.asarray(Image.open(EXAMPLES / "clean" / "coffee.png").convert("RGB"))
+    before = peak_signal_noise_ratio(clean, np.asarray(Image.open(degraded).convert("RGB")))
+    after = peak_signal_noise_ratio(clean, np.asarray(Image.open(restored).convert("RGB")))
+    assert after > before, f"auto made the photo worse: {before:.2f} -> {after:.2f} dB"
+
+
+@pytest.mark.parametrize("example, word", [("derain/fruits_rain", "rain"), ("denoise/squirrel_noise", "noise")])
+def test_auto_names_a_single_degradation_and_shows_its_stages(client, example, word):
+    restored, _, stages, status = restore(client, EXAMPLES / f"{example}.png", "auto")
+    assert f"Detected {word} (" in status
+    assert [stage["caption"] for stage in stages] == ["Stage 1", "Stage 2", "Stage 3 (final)"]
+    task, name = example.split("/")
+    clean = np.asarray(Image.open(EXAMPLES / "clean" / f"{'fruits' if task == 'derain' else 'squirrel_cls'}.png")
+                       .convert("RGB"))
+    before = peak_signal_noise_ratio(clean, np.asarray(Image.open(EXAMPLES / f"{example}.png").convert("RGB")))
+    assert peak_signal_noise_ratio(clean, np.asarray(Image.open(restored).convert("RGB"))) > before
+
+
+def test_auto_returns_a_clean_photo_unchanged(client):
+    clean = EXAMPLES / "clean" / "building.png"
+    restored, _, stages, status = restore(client, clean, "auto")
+    assert np.array_equal(np.asarray(Image.open(restored)), np.asarray(Image.open(clean)))
+    assert "looks clean" in status and "returned unchanged" in status and stages == []
+
+
+def test_auto_is_the_default_task(app_module):
+    demo = app_module.demo
+    radio = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "task")
+    assert radio.value == "auto" and radio.choices[0] == ("Auto (detect)", "auto")
+
+
 def test_real_blurred_photo(client):
     degraded = EXAMPLES / "deblur" / "licenseplate_motion.png"
     restored, *_ = restore(client, degraded, "deblur")
@@ -270,7 +309,7 @@ def test_no_image_is_refused(client, tmp_path):
 
 
 def test_unknown_task_is_refused_naming_the_valid_ones(client, tmp_path):
-    with pytest.raises(AppError, match=re.escape("Unknown task 'dehaze': choose one of deblur, derain, denoise")):
+    with pytest.raises(AppError, match=re.escape("Unknown task 'dehaze': choose one of auto, deblur, derain, denoise")):
         restore(client, EXAMPLES / "denoise" / "monarch_noise.png", "dehaze")
     assert_still_serving(client, tmp_path)
 
@@ -405,7 +444,7 @@ def test_the_restore_tool_is_listed_for_mcp_clients(client):
     assert tool["name"] == "restore" and "MPRNet" in tool["description"]
     properties = tool["inputSchema"]["properties"]
     assert list(properties) == ["image", "task", "tile_size", "tile_overlap"]
-    assert properties["task"]["enum"] == ["deblur", "derain", "denoise"]
+    assert properties["task"]["enum"] == ["auto", "deblur", "derain", "denoise"]
     assert all(properties[name]["description"] for name in properties)
 
 
@@ -454,8 +493,8 @@ def test_gpu_time_asked_for_stays_within_zerogpu_bounds(app_module):
 @pytest.mark.parametrize(
     "task, tile_size, message",
     [
-        (["deblur"], 512, "Unknown task ['deblur']: choose one of deblur, derain, denoise."),
-        ({"task": "deblur"}, 512, "Unknown task {'task': 'deblur'}: choose one of deblur, derain, denoise."),
+        (["deblur"], 512, "Unknown task ['deblur']: choose one of auto, deblur, derain, denoise."),
+        ({"task": "deblur"}, 512, "Unknown task {'task': 'deblur'}: choose one of auto, deblur, derain, denoise."),
         ("denoise", 10**400, "Tile size must be 0 (automatic) or a whole number from 256 to 1024, got 10000000000000"),
         ("x" * 10_000, 512, "Unknown task 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…: choose one of"),
         ("<b>deblur</b>", 512, "Unknown task '&lt;b&gt;deblur&lt;/b&gt;': choose one of"),

@@ -4,7 +4,7 @@ from transformers import AutoModel, Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_tensor
+from .inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, auto_module, restore_tensor
 
 TASK = "image-restoration"
 
@@ -18,8 +18,12 @@ class ImageRestorationPipeline(Pipeline):
     restored = restorer("huge.png")                        # tiled only when memory requires (tile_size="auto")
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
     restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
-    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU, or a CPU with bf16 instructions)
+    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; CPU: fast only with bf16 instructions)
+    restored = restorer("photo.png", task="auto")          # detect blur / noise / rain and run what undoes them
     ```
+
+    With `task="auto"` the pipeline's model serves its own task and the bundled models of the `mprnet_hf` package the
+    others (`mprnet_hf.auto`); a photo that looks clean comes back unchanged.
 
     A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers
     pipeline does: the caller's own process reads or downloads it. A server must not pass strings a client sent; it
@@ -33,8 +37,13 @@ class ImageRestorationPipeline(Pipeline):
     _load_tokenizer = False
 
     def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None,
-                             **kwargs):
+                             task=None, **kwargs):
         forward = {}
+        if task is not None:
+            if task != "auto" and task != self.model.config.task:
+                raise ValueError(f"task={task!r}: this pipeline restores {self.model.config.task!r}; pass task='auto' "
+                                 "to detect the degradation, or a model of that task")
+            forward["auto"] = task == "auto"
         if statistics_passes is not None:
             forward["statistics_passes"] = statistics_passes
         if tile_size is not None:
@@ -47,16 +56,25 @@ class ImageRestorationPipeline(Pipeline):
 
     def preprocess(self, image):
         image = load_image(image) if isinstance(image, str) else image
-        return self.image_processor(images=image, return_tensors="pt")
+        inputs = self.image_processor(images=image, return_tensors="pt")
+        inputs["image"] = image  # auto mode detects on the image itself
+        return inputs
 
     def _forward(self, model_inputs, tile_size=AUTOMATIC, tile_overlap=None, precision="fp32",
-                 statistics_passes=DEFAULT_STATISTICS_PASSES):
+                 statistics_passes=DEFAULT_STATISTICS_PASSES, auto=False):
+        if auto:
+            restored = auto_module().restore_image_auto(
+                self.model, model_inputs["image"], processor=self.image_processor, tile_size=tile_size,
+                tile_overlap=tile_overlap, precision=precision, statistics_passes=statistics_passes)
+            return {"auto": restored}
         stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size,
                                 tile_overlap=tile_overlap, precision=precision, return_stages=False,
                                 statistics_passes=statistics_passes)
         return {"reconstruction": stages[-1], "inputs": model_inputs}
 
     def postprocess(self, model_outputs):
+        if "auto" in model_outputs:
+            return model_outputs["auto"].image
         images = self.image_processor.postprocess(model_outputs["reconstruction"], model_outputs["inputs"])
         return images[0]
 

@@ -1,0 +1,203 @@
+"""Auto mode: detect what degrades a photo, then run the MPRNet restorations that undo it, one after the other.
+
+    restored = restore_image(None, Image.open("photo.jpg"), task="auto")   # the bundled models and detector
+    restored.message                     # "Detected noise (0.99) [...]. After denoise: blur (0.84). Ran ..."
+    restored.steps                       # ("denoise", "deblur"); restored.stages: each step's result
+
+Mixed photos are restored in the reverse of the order a camera degrades them (`STEP_ORDER`): derain, denoise, then
+deblur, each at most once. The detector looks again after each step but the last, since rain and noise hide blur: a
+noisy and shaken photo often shows only its noise until it is denoised. A photo that looks clean, or shows only JPEG
+artefacts (no restoration here undoes them), comes back unchanged, with a message saying so.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .bundled import bundled_checkpoint
+from .configuration_mprnet import TASKS
+from .detection.detector import LABEL_WORDS, LABELS, TASK_OF_LABEL, DegradationDetector, Detection, as_rgb_array
+from .image_processing_mprnet import MPRNetImageProcessor
+from .modeling_mprnet import MPRNetModel
+
+AUTO = "auto"
+STEP_ORDER = ("derain", "denoise", "deblur")
+# PIL modes whose RGB conversion keeps what the detector must see; other modes (16-bit and float grey) go through the
+# image processor, which scales them to [0, 1] first.
+_DIRECT_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"}
+
+
+@lru_cache(maxsize=1)
+def bundled_detector() -> DegradationDetector:
+    return DegradationDetector.from_pretrained()
+
+
+def bundled_models(device: torch.device | str = "cpu") -> dict[str, MPRNetModel]:
+    """The bundled small model of every task, in eval mode on `device`."""
+    return {task: MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device) for task in TASKS}
+
+
+def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> dict[str, MPRNetModel]:
+    """A model per task: those given (a mapping by task, or one model serving its own `config.task`), the bundled
+    ones for the rest, on the device of the given ones."""
+    if isinstance(models, MPRNetModel):
+        models = {models.config.task: models}
+    models = dict(models or {})
+    unknown = set(models) - set(TASKS)
+    if unknown:
+        raise ValueError(f"Auto mode takes a model per task ({', '.join(TASKS)}), got {', '.join(sorted(unknown))}")
+    device = next(next(iter(models.values())).parameters()).device if models else torch.device("cpu")
+    for task in TASKS:
+        if task not in models:
+            models[task] = MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device)
+    return models
+
+
+def detector_pixels(image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a photo as the detector reads it: PIL image, 16-bit (H, W, 3|4) array, or tensor."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint16:
+        return (image[..., :3] >> 8).astype(np.uint8)
+    if isinstance(image, Image.Image) and image.mode not in _DIRECT_MODES:
+        pixel_values = MPRNetImageProcessor()(images=image, return_tensors="pt")["pixel_values"][0]
+        return as_rgb_array(pixel_values)
+    return as_rgb_array(image)
+
+
+def detect(image, detector: DegradationDetector | None = None) -> Detection:
+    return (detector or bundled_detector()).detect(detector_pixels(image))
+
+
+def next_task(detection: Detection, after: str | None = None) -> str | None:
+    """The first restoration `detection` asks for that comes after the step `after` in `STEP_ORDER`, or None."""
+    start = 0 if after is None else STEP_ORDER.index(after) + 1
+    return next((task for task in STEP_ORDER[start:] if task in detection.tasks), None)
+
+
+def looks_again_after(task: str) -> bool:
+    """Whether another step may follow `task`, so the detector should look at its result."""
+    return STEP_ORDER.index(task) < len(STEP_ORDER) - 1
+
+
+def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
+    """" After denoise: blur (0.84)." for every restoration a later look found that the first did not."""
+    notes, seen = [], set(detections[0].tasks)
+    for task, detection in zip(steps, detections[1:]):
+        fresh = [label for label in detection.found if label in TASK_OF_LABEL and TASK_OF_LABEL[label] not in seen]
+        seen.update(TASK_OF_LABEL[label] for label in fresh)
+        if fresh:
+            words = ", ".join(f"{LABEL_WORDS[label]} ({detection.probabilities[label]:.2f})" for label in fresh)
+            notes.append(f" After {task}: {words}.")
+    return "".join(notes)
+
+
+def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...]) -> str:
+    """What auto mode saw and did, in words a visitor knows (blur / noise / rain / JPEG); `detection` is the first
+    look, or every look in order (the first, then one after each step but the last)."""
+    detections = detection if isinstance(detection, list) else [detection]
+    detection = detections[0]
+    probability = detection.probabilities
+    if detection.looks_clean:
+        others = ", ".join(f"{LABEL_WORDS[label]} {probability[label]:.2f}" for label in LABELS[:-1])
+        return (f"The photo looks clean (clean {probability['clean']:.2f}; {others}): returned unchanged. Pick a task "
+                "by hand to restore it anyway.")
+    message = f"Detected {detection.describe()}." + newly_found(detections, steps)
+    if steps:
+        message += f" Ran {', then '.join(steps)}."
+    if "jpeg" in detection.found:
+        message += " JPEG artefacts are only reported: no restoration here undoes them."
+    if not steps:
+        message += " The photo is returned unchanged."
+    return message
+
+
+def run_steps(image, look: Callable[[object], Detection], restore_step: Callable[[str, object], tuple]
+              ) -> tuple[list[tuple[str, object, tuple]], list[Detection]]:
+    """Auto mode's loop: `look(image)` detects, `restore_step(task, image) -> (restored, stages)` restores; each step
+    runs on the previous one's result and the detector looks again while a later step may follow. Returns
+    (task, restored, stages) per step and every detection in order."""
+    detections, results = [look(image)], []
+    task = next_task(detections[0])
+    while task is not None:
+        image, stages = restore_step(task, image)
+        results.append((task, image, stages))
+        if not looks_again_after(task):
+            break
+        detections.append(look(image))
+        task = next_task(detections[-1], after=task)
+    return results, detections
+
+
+@dataclass
+class AutoRestoration:
+    """Result of auto mode on a PIL image: the final image, what the detector saw, the steps run in order and each
+    step's result (`stages`: every step's final image when several ran, the stages of the one step otherwise)."""
+
+    image: Image.Image
+    stages: tuple[Image.Image, ...]
+    input_mode: str
+    detections: list[Detection]
+    steps: tuple[str, ...]
+    step_images: tuple[Image.Image, ...]
+
+    @property
+    def detection(self) -> Detection:
+        """The first look, at the photo as it came."""
+        return self.detections[0]
+
+    @property
+    def message(self) -> str:
+        return auto_message(self.detections, self.steps)
+
+
+def restore_image_auto(models: Mapping[str, MPRNetModel] | MPRNetModel | None, image,
+                       detector: DegradationDetector | None = None, processor: MPRNetImageProcessor | None = None,
+                       **restore_options) -> AutoRestoration:
+    """Auto mode over `restore_image`: detects, then restores with the model of each task found (`complete_models`
+    fills in the bundled ones). `restore_options` are `restore_image`'s (tile_size, precision, ...)."""
+    from .inference import check_pixel_count, restore_image
+
+    processor = processor or MPRNetImageProcessor()
+    max_megapixels = restore_options.pop("max_megapixels", None)
+    if max_megapixels is not None and isinstance(image, Image.Image):
+        check_pixel_count(image, max_megapixels)
+    inputs = processor(images=image, return_tensors="pt")
+    unchanged = processor.postprocess(inputs["pixel_values"], inputs)[0]
+    input_mode = inputs["original_modes"][0]
+    loaded = {}
+
+    def restore_step(task, current):
+        if not loaded:  # models are loaded when a step needs them: a clean photo needs none
+            loaded.update(complete_models(models))
+        restoration = restore_image(loaded[task], current, processor, max_megapixels=None, **restore_options)
+        return restoration.image, restoration.stages
+
+    results, detections = run_steps(unchanged, lambda current: detect(current, detector), restore_step)
+    if not results:
+        return AutoRestoration(unchanged, (), input_mode, detections, (), ())
+    step_images = tuple(restored for _task, restored, _stages in results)
+    stages = step_images if len(results) > 1 else results[0][2]
+    steps = tuple(task for task, _restored, _stages in results)
+    return AutoRestoration(step_images[-1], stages, input_mode, detections, steps, step_images)
+
+
+def restore_photo_auto(models: Mapping[str, MPRNetModel], photo, detector: DegradationDetector | None = None,
+                       **restore_options):
+    """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
+    [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is."""
+    from .image_io import restore_photo
+
+    def restore_step(task, current):
+        return restore_photo(models[task], current, **restore_options)
+
+    results, detections = run_steps(photo, lambda current: detect(current.pixels, detector), restore_step)
+    restored = results[-1][1] if results else replace(photo, notes=[])
+    return restored, results, detections
+
+
+__all__ = ["AUTO", "STEP_ORDER", "AutoRestoration", "restore_image_auto", "restore_photo_auto", "detect",
+           "auto_message", "next_task", "looks_again_after", "run_steps",
+           "complete_models", "bundled_models", "bundled_detector"]

@@ -1,0 +1,216 @@
+"""The degradation detector: a small `transformers` ResNet that looks at crops of a photo at its native scale and says
+which of blur, noise, rain and JPEG artefacts it shows, or that it looks clean.
+
+Downscaling a photo to a thumbnail hides exactly what the detector must see (fine noise, a few pixels of blur), so it
+reads full-resolution crops instead: the most contrasted squares of a grid over the photo (flat sky says little about
+blur), and averages their logits.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from transformers import ResNetConfig, ResNetForImageClassification
+
+from ..bundled import bundled_checkpoints_dir
+
+# The detector's outputs, in order; the first three name the MPRNet task that undoes them.
+LABELS = ("blur", "noise", "rain", "jpeg", "clean")
+TASK_OF_LABEL = {"blur": "deblur", "noise": "denoise", "rain": "derain"}
+# Words for people: the status of the app and the CLI.
+LABEL_WORDS = {"blur": "blur", "noise": "noise", "rain": "rain", "jpeg": "JPEG artefacts", "clean": "looks clean"}
+CROP_SIZE = 96
+CROPS_PER_PHOTO = 32
+# Candidate crops form a grid of at most this many per side; the most contrasted CROPS_PER_PHOTO are read.
+GRID_SIDE = 10
+# Pixel scaling of the crops: batch norm does the rest.
+PIXEL_MEAN, PIXEL_SCALE = 0.5, 0.25
+DETECTION_THRESHOLD = 0.5
+DETECTOR_FOLDER = "mprnet-detector"
+EXIF_ORIENTATION = 0x0112
+
+
+def detector_config() -> ResNetConfig:
+    """A ResNet-10 of narrow stages: a few hundred thousand weights, fast on crops on a CPU."""
+    return ResNetConfig(
+        num_channels=3,
+        embedding_size=24,
+        hidden_sizes=[24, 48, 96, 160],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        hidden_act="relu",
+        downsample_in_first_stage=False,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: index for index, label in enumerate(LABELS)},
+        problem_type="multi_label_classification",
+        # How the detector reads a photo, kept with its weights.
+        crop_size=CROP_SIZE,
+        crops_per_photo=CROPS_PER_PHOTO,
+        pixel_mean=PIXEL_MEAN,
+        pixel_scale=PIXEL_SCALE,
+    )
+
+
+def bundled_detector_path() -> Path:
+    folder = bundled_checkpoints_dir() / DETECTOR_FOLDER
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"The bundled degradation detector is missing ({folder}); reinstall mprnet-hf, or train it "
+                         "with python -m mprnet_hf.detection.train")
+    return folder
+
+
+def as_rgb_array(image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a PIL image (upright per EXIF), a (3, H, W) float tensor in [0, 1] or an array."""
+    if isinstance(image, Image.Image):
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"Expected a (3, H, W) image tensor, got shape {tuple(image.shape)}")
+        return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"Expected an (H, W, 3) RGB array, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        array = (np.clip(array.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return array
+
+
+def grid_starts(length: int, crop: int, count: int) -> list[int]:
+    if length <= crop:
+        return [0]
+    return sorted(set(np.linspace(0, length - crop, count).round().astype(int).tolist()))
+
+
+def candidate_positions(height: int, width: int, crop: int = CROP_SIZE, grid_side: int = GRID_SIDE
+                        ) -> list[tuple[int, int]]:
+    return [(top, left) for top in grid_starts(height, crop, grid_side) for left in grid_starts(width, crop, grid_side)]
+
+
+def most_contrasted(crops: np.ndarray, count: int) -> np.ndarray:
+    """Indices, in order, of the `count` crops (N, h, w, 3) of most contrast: the spread of the green channel on
+    every fourth pixel. It puts the crops on edges and texture, where blur shows, rather than on flat areas that look
+    the same sharp or blurred."""
+    if len(crops) <= count:
+        return np.arange(len(crops))
+    spread = crops[:, ::4, ::4, 1].reshape(len(crops), -1).std(axis=1)
+    return np.sort(np.argsort(spread, kind="stable")[::-1][:count])
+
+
+def crop_positions(pixels: np.ndarray, crop: int = CROP_SIZE, count: int = CROPS_PER_PHOTO,
+                   grid_side: int = GRID_SIDE) -> list[tuple[int, int]]:
+    """(top, left) of the `count` most contrasted crops of a grid over the photo (all of them when fewer)."""
+    candidates = candidate_positions(*pixels.shape[:2], crop, grid_side)
+    if len(candidates) <= count:
+        return candidates
+    crops = np.stack([pixels[top : top + crop, left : left + crop] for top, left in candidates])
+    return [candidates[index] for index in most_contrasted(crops, count)]
+
+
+def cut_crops(pixels: np.ndarray, positions, crop: int = CROP_SIZE) -> np.ndarray:
+    """(N, crop, crop, 3) uint8 crops; a photo smaller than a crop is mirrored out to the crop's size."""
+    height, width = pixels.shape[:2]
+    if height < crop or width < crop:
+        pad = ((0, max(crop - height, 0)), (0, max(crop - width, 0)), (0, 0))
+        pixels = np.pad(pixels, pad, mode="symmetric" if min(height, width) > 1 else "edge")
+    return np.stack([pixels[top : top + crop, left : left + crop] for top, left in positions])
+
+
+def crops_to_batch(crops: np.ndarray, mean: float = PIXEL_MEAN, scale: float = PIXEL_SCALE) -> torch.Tensor:
+    batch = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255
+    return (batch - mean) / scale
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What the detector sees in a photo: a probability per label (`LABELS`), and what follows from them."""
+
+    probabilities: dict[str, float]
+    threshold: float = DETECTION_THRESHOLD
+
+    @property
+    def found(self) -> list[str]:
+        """The degradations above the threshold, most confident first."""
+        found = [label for label in LABELS[:-1] if self.probabilities[label] >= self.threshold]
+        return sorted(found, key=lambda label: -self.probabilities[label])
+
+    @property
+    def tasks(self) -> list[str]:
+        """The restorations to run, in the order that undoes a mixed photo: derain, denoise, then deblur (rain lies
+        on top of everything; noise would be sharpened into artefacts by deblurring first)."""
+        wanted = {TASK_OF_LABEL[label] for label in self.found if label in TASK_OF_LABEL}
+        return [task for task in ("derain", "denoise", "deblur") if task in wanted]
+
+    @property
+    def looks_clean(self) -> bool:
+        return not self.found
+
+    def describe(self) -> str:
+        """e.g. "noise (0.97), blur (0.81)", or "looks clean (0.93)"; the other labels follow in brackets."""
+        shown = self.found or ["clean"]
+        rest = [label for label in LABELS if label not in shown]
+        main = ", ".join(f"{LABEL_WORDS[label]} ({self.probabilities[label]:.2f})" for label in shown)
+        others = ", ".join(f"{LABEL_WORDS[label]} {self.probabilities[label]:.2f}" for label in rest)
+        return f"{main} [{others}]"
+
+
+class DegradationDetector:
+    """Loads the detector (the bundled one by default) and tells what degrades a photo.
+
+    ```python
+    detector = DegradationDetector.from_pretrained()
+    detection = detector.detect(Image.open("photo.jpg"))
+    detection.found, detection.tasks   # ["noise", "blur"], ["denoise", "deblur"]
+    ```
+    """
+
+    def __init__(self, model: ResNetForImageClassification, threshold: float = DETECTION_THRESHOLD):
+        self.model = model.eval()
+        self.threshold = threshold
+        config = model.config
+        self.crop_size = getattr(config, "crop_size", CROP_SIZE)
+        self.crops_per_photo = getattr(config, "crops_per_photo", CROPS_PER_PHOTO)
+        self.pixel_mean = getattr(config, "pixel_mean", PIXEL_MEAN)
+        self.pixel_scale = getattr(config, "pixel_scale", PIXEL_SCALE)
+        if tuple(config.id2label[index] for index in range(config.num_labels)) != LABELS:
+            raise ValueError(f"Not a degradation detector: its labels are {list(config.id2label.values())}, expected "
+                             f"{list(LABELS)}")
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path | None = None, threshold: float = DETECTION_THRESHOLD):
+        model = ResNetForImageClassification.from_pretrained(str(source or bundled_detector_path()))
+        return cls(model, threshold)
+
+    @torch.inference_mode()
+    def crop_logits(self, crops: np.ndarray) -> torch.Tensor:
+        batch = crops_to_batch(crops, self.pixel_mean, self.pixel_scale).to(self.model.device)
+        return self.model(pixel_values=batch).logits.float().cpu()
+
+    def read_crops(self, image) -> np.ndarray:
+        """The crops the detector reads, (N, crop, crop, 3) uint8. A large RGB PIL image is cropped as it is, without
+        converting all of its pixels (a 12-megapixel photo would take longer to convert than to detect)."""
+        if isinstance(image, Image.Image):
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            width, height = image.size
+            if image.mode == "RGB" and min(width, height) >= self.crop_size:
+                candidates = candidate_positions(height, width, self.crop_size)
+                crops = np.stack([np.asarray(image.crop((left, top, left + self.crop_size, top + self.crop_size)))
+                                  for top, left in candidates])
+                return crops[most_contrasted(crops, self.crops_per_photo)]
+        pixels = as_rgb_array(image)
+        if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+            raise ValueError(f"The image is empty ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
+        return cut_crops(pixels, crop_positions(pixels, self.crop_size, self.crops_per_photo), self.crop_size)
+
+    def detect(self, image) -> Detection:
+        """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1])."""
+        logits = self.crop_logits(self.read_crops(image)).mean(dim=0)
+        probabilities = torch.sigmoid(logits).tolist()
+        return Detection(dict(zip(LABELS, probabilities)), self.threshold)
+
+
+__all__ = ["LABELS", "LABEL_WORDS", "Detection", "DegradationDetector", "detector_config", "crop_positions"]

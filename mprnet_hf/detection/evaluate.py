@@ -1,0 +1,208 @@
+"""Measure the degradation detector and auto mode on the validation photos; prints the markdown of docs/DETECTION.md.
+
+    OMP_NUM_THREADS=2 python -m mprnet_hf.detection.evaluate --val-dir data/dev/val
+
+Every photo is degraded with seeded draws over each degradation's whole training range (`detection.data`): single
+degradations, pairs, single degradations saved again as light JPEG (quality 60-95), and clean photos (as they are
+and light JPEG). For each the detector's decision is recorded: the labels it finds and the restorations auto mode
+would run. Then auto mode's PSNR on noisy and shaken photos is compared with every single task and with the
+hand-picked chain (denoise, then deblur).
+"""
+
+import argparse
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+
+from ..configuration_mprnet import TASKS
+from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
+from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array
+
+CONFUSION_COLUMNS = ("blur", "noise", "rain", "jpeg", "clean", "two or more")
+
+
+def conditions(seeds_single: int, seeds_pair: int, seeds_light_jpeg: int) -> list[tuple[str, tuple, float, int]]:
+    """(group, kinds, light JPEG share, seeds) of every evaluated condition."""
+    rows = [("single", kinds, 0.0, seeds_single) for kinds in SINGLE]
+    rows += [("pair", kinds, 0.0, seeds_pair) for kinds in PAIRS]
+    rows += [("single + light JPEG", kinds, 1.0, seeds_light_jpeg) for kinds in SINGLE[:3]]
+    rows += [("clean", (), 0.0, 1), ("clean + light JPEG", (), 1.0, seeds_light_jpeg)]
+    return rows
+
+
+def right_tasks(kinds) -> list[str]:
+    wanted = {TASK_OF_LABEL[kind] for kind in kinds if kind in TASK_OF_LABEL}
+    return [task for task in ("derain", "denoise", "deblur") if task in wanted]
+
+
+def decision(found: list[str]) -> str:
+    if len(found) > 1:
+        return "two or more"
+    return found[0] if found else "clean"
+
+
+def evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg):
+    records, seconds = [], []
+    for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
+        for photo_index, path in enumerate(photos):
+            clean = load_rgb(path)
+            for seed in range(seeds):
+                rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
+                degraded = as_rgb_array(apply_degradations(clean, kinds, rng, light_jpeg_share=light_share))
+                started = time.perf_counter()
+                detection = detector.detect(degraded)
+                seconds.append(time.perf_counter() - started)
+                record = {"group": group, "kinds": kinds, "found": detection.found, "tasks": detection.tasks,
+                          "probabilities": detection.probabilities}
+                if group == "single" and detection.tasks != right_tasks(kinds) and detection.tasks[:1] == \
+                        right_tasks(kinds):
+                    record["photo"] = degraded  # auto's first step is right: does its second look stop there?
+                records.append(record)
+    return records, seconds
+
+
+def condition_name(record) -> str:
+    name = " + ".join(record["kinds"]) or "clean"
+    suffix = {"single + light JPEG": " (light JPEG)", "clean + light JPEG": " (light JPEG)"}.get(record["group"], "")
+    return name + suffix
+
+
+def confusion_table(records) -> str:
+    counts, order = defaultdict(Counter), []
+    for record in records:
+        name = condition_name(record)
+        if name not in counts:
+            order.append(name)
+        counts[name][decision(record["found"])] += 1
+    lines = ["| photos \\ detector found | " + " | ".join(CONFUSION_COLUMNS) + " | routed right |",
+             "|---" * (len(CONFUSION_COLUMNS) + 2) + "|"]
+    routed = defaultdict(lambda: [0, 0])
+    for record in records:
+        tally = routed[condition_name(record)]
+        tally[0] += record["tasks"] == right_tasks(record["kinds"])
+        tally[1] += 1
+    for name in order:
+        cells = " | ".join(str(counts[name][column]) for column in CONFUSION_COLUMNS)
+        right, total = routed[name]
+        lines.append(f"| {name} | {cells} | {right}/{total} ({right / total:.0%}) |")
+    return "\n".join(lines)
+
+
+def per_label_table(records) -> str:
+    lines = ["| label | precision | recall | photos with it |", "|---|---|---|---|"]
+    for label in LABELS:
+        truth = [label in (record["kinds"] or ("clean",)) for record in records]
+        predicted = [label in (record["found"] or ["clean"]) for record in records]
+        hits = sum(t and p for t, p in zip(truth, predicted))
+        lines.append(f"| {label} | {hits / max(sum(predicted), 1):.3f} | {hits / max(sum(truth), 1):.3f} | "
+                     f"{sum(truth)} |")
+    return "\n".join(lines)
+
+
+def follow_auto(records, detector) -> None:
+    """Runs auto mode itself (restorations and second looks) on the photos whose first look asked for the right
+    first step and more; records the steps it ran."""
+    from PIL import Image
+
+    from ..auto import bundled_models, restore_image_auto
+
+    models = bundled_models()
+    for record in records:
+        if "photo" in record:
+            restored = restore_image_auto(models, Image.fromarray(record.pop("photo")), detector, tile_size=None)
+            record["auto_steps"] = list(restored.steps)
+
+
+def routing_summary(records) -> str:
+    singles = [record for record in records if record["group"] == "single" and record["kinds"][0] != "jpeg"]
+    right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in singles)
+    followed = [record for record in singles if "auto_steps" in record]
+    auto_right = right + sum(record["auto_steps"] == right_tasks(record["kinds"]) for record in followed)
+    pairs = [record for record in records if record["group"] == "pair"]
+    both = sum(set(record["kinds"]) <= set(record["found"]) for record in pairs)
+    pair_right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in pairs)
+    return (f"Single blur, noise or rain routed to exactly the right restoration by the detector's first look: "
+            f"{right}/{len(singles)} ({right / len(singles):.1%}); by auto mode, which looks again after each step "
+            f"(run on the {len(followed)} photos whose first look asked for the right first step and more): "
+            f"**{auto_right}/{len(singles)} ({auto_right / len(singles):.1%})**. Pairs with both degradations found: "
+            f"{both}/{len(pairs)} "
+            f"({both / len(pairs):.0%}); pairs given exactly the right restorations: {pair_right}/{len(pairs)} "
+            f"({pair_right / len(pairs):.0%}).")
+
+
+def centre_crop(image: torch.Tensor, side: int) -> torch.Tensor:
+    height, width = image.shape[-2:]
+    top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
+    return image[:, top : top + side, left : left + side]
+
+
+def psnr(clean: torch.Tensor, image) -> float:
+    reference = as_rgb_array(clean)
+    return peak_signal_noise_ratio(reference, np.asarray(image.convert("RGB")) if hasattr(image, "convert")
+                                   else as_rgb_array(image))
+
+
+def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
+    """PSNR on noisy and shaken photos: the degraded photo, each single task, the hand-picked chain, auto."""
+    from PIL import Image
+
+    from ..auto import bundled_models, restore_image_auto
+    from ..inference import restore_image
+
+    models = bundled_models()
+    columns = ["degraded", *TASKS, "denoise, then deblur", "auto"]
+    scores, auto_steps = defaultdict(list), Counter()
+    for photo_index, path in enumerate(photos):
+        clean = centre_crop(load_rgb(path), side)
+        for seed in range(seeds):
+            rng = np.random.default_rng([100 + photo_index, seed])
+            degraded = Image.fromarray(as_rgb_array(apply_degradations(clean, ("blur", "noise"), rng,
+                                                                       light_jpeg_share=0.0)))
+            scores["degraded"].append(psnr(clean, degraded))
+            for task in TASKS:
+                scores[task].append(psnr(clean, restore_image(models[task], degraded, tile_size=None).image))
+            denoised = restore_image(models["denoise"], degraded, tile_size=None).image
+            chained = restore_image(models["deblur"], denoised, tile_size=None).image
+            scores["denoise, then deblur"].append(psnr(clean, chained))
+            auto = restore_image_auto(models, degraded, detector, tile_size=None)
+            scores["auto"].append(psnr(clean, auto.image))
+            auto_steps[", ".join(auto.steps) or "none"] += 1
+    header = "| " + " | ".join(columns) + " |"
+    row = "| " + " | ".join(f"{np.mean(scores[column]):.2f}" for column in columns) + " |"
+    steps = ", ".join(f"{name}: {count}" for name, count in auto_steps.most_common())
+    return (f"Mean PSNR (dB) over {len(scores['auto'])} noisy and shaken {side}x{side} crops of the validation "
+            f"photos (blur, then noise, each over its training range), bundled small models:\n\n"
+            f"{header}\n|{'---|' * len(columns)}\n{row}\n\nAuto's steps: {steps}.")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--val-dir", type=Path, default=Path("data/dev/val"))
+    parser.add_argument("--detector", help="detector folder (default: the bundled one)")
+    parser.add_argument("--seeds-single", type=int, default=20, help="draws per photo of each single degradation")
+    parser.add_argument("--seeds-pair", type=int, default=4)
+    parser.add_argument("--seeds-light-jpeg", type=int, default=4)
+    parser.add_argument("--mixed-seeds", type=int, default=2, help="noisy and shaken draws per photo (0: skip)")
+    parser.add_argument("--mixed-side", type=int, default=256)
+    args = parser.parse_args(argv)
+    detector = DegradationDetector.from_pretrained(args.detector)
+    photos = list_photos(args.val_dir)
+    records, seconds = evaluate_detector(detector, photos, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg)
+    follow_auto(records, detector)
+    print(f"### Detector on {len(photos)} validation photos ({len(records)} degraded versions)\n")
+    print(routing_summary(records) + "\n")
+    print(confusion_table(records) + "\n")
+    print(per_label_table(records) + "\n")
+    print(f"Detection time per photo here (photos of 0.2-0.5 megapixels, {torch.get_num_threads()} threads): "
+          f"median {np.median(seconds) * 1000:.0f} ms.\n")
+    if args.mixed_seeds:
+        print("### Auto mode on mixed noise + blur\n")
+        print(mixed_comparison(detector, photos, args.mixed_seeds, args.mixed_side))
+
+
+if __name__ == "__main__":
+    main()
