@@ -33,7 +33,7 @@ def tiny_checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     for task in ("deblur", "denoise", "derain"):
-        config = MPRNetConfig.for_task(task, n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+        config = MPRNetConfig.for_task(task, size="tiny")
         MPRNetModel(config).save_pretrained(folder / f"mprnet-{task}-small")
         shutil.copy(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small" / "training_summary.json",
                     folder / f"mprnet-{task}-small")
@@ -120,3 +120,32 @@ def test_cards_are_rewritten_only_with_update_cards(tiny_checkpoints, photos, tm
         assert label in evaluation
     assert "deblur" not in evaluation and str(photos) in evaluation
     assert not (tiny_checkpoints / "mprnet-deblur-small" / "README.md").exists()
+
+
+def test_new_weights_take_the_baselines_of_earlier_results_and_show_the_change(tiny_checkpoints, photos, tmp_path,
+                                                                                capsys):
+    earlier = tmp_path / "earlier"
+    common = ["--data", str(photos), "--rows", "derain,derain-jpeg90", "--bm3d-limit", "0"]
+    quality_report.main(["--checkpoints", str(tiny_checkpoints), "--output", str(earlier), *common])
+    # Other weights: the same architecture, other values.
+    candidates = tmp_path / "candidates"
+    torch.manual_seed(1)
+    MPRNetModel(MPRNetConfig.for_task("derain", size="tiny")).save_pretrained(candidates / "mprnet-derain-small")
+    capsys.readouterr()
+    quality_report.main(["--checkpoints", str(candidates), "--output", str(tmp_path / "new"), *common,
+                         "--baselines-from", str(earlier), "--compare-with", str(earlier)])
+    out = capsys.readouterr().out
+    before = json.loads((earlier / "derain.json").read_text())
+    after = json.loads((tmp_path / "new" / "derain.json").read_text())
+    # The baselines' scores are the earlier ones, per photo and in the summary; the model's are its own.
+    assert set(after["summary"]) == set(before["summary"]) == {"input", "mprnet-derain-small", "median", "opening"}
+    for name in ("median", "opening"):
+        assert after["summary"][name] == before["summary"][name]
+        assert [image["scores"][name] for image in after["images"]] == [
+            image["scores"][name] for image in before["images"]]
+    assert after["summary"]["input"]["psnr"] == before["summary"]["input"]["psnr"]
+    old_psnr, new_psnr = (result["summary"]["mprnet-derain-small"]["psnr"] for result in (before, after))
+    assert old_psnr != new_psnr
+    assert f"| {before['summary']['input']['psnr']:.2f} | {old_psnr:.2f} | {new_psnr:.2f} | " \
+           f"{new_psnr - old_psnr:+.2f} |" in out
+    assert "derain, synthetic streaks (Y) + JPEG 90 |" in out.split("same photos and seeds")[1]
