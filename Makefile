@@ -49,10 +49,10 @@ wheel: install-dev
 
 # Refresh the code copies the bundled checkpoints carry for trust_remote_code (tests fail while they differ).
 sync-remote-code: install
-	$(BIN)/python -m mprnet_hf.remote_code
+	$(BIN)/python -m mprnet_hf.hub.remote_code
 
 # Mutation testing with mutmut (settings in setup.cfg): slow, so not part of `make test` or CI. One module at a time:
-#   make mutation MUTANTS='mprnet_hf.inference.*'
+#   make mutation MUTANTS='mprnet_hf.models.mprnet.inference.*'
 # Results are cached in mutants/ (delete it after changing the tests); docs/TESTING.md records the scores.
 MUTANTS ?=
 mutation: install-dev

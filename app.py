@@ -30,11 +30,11 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from mprnet_hf.auto import AUTO, auto_message, detect, looks_again_after, next_task
-from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.data.image_io import Photo, read_image, restore_photo, write_image
 from mprnet_hf.detection import DegradationDetector
-from mprnet_hf.image_io import Photo, read_image, restore_photo, write_image
-from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
-from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
+from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+from mprnet_hf.models.mprnet.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 from mprnet_hf.serving import (
     UPLOAD_REFUSED,
     cpu_cost_bound,
@@ -45,7 +45,7 @@ from mprnet_hf.serving import (
     uploaded_file,
     zerogpu_cost_bound,
 )
-from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
+from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Gradio copies every returned file into its own cache, so our copies only need to outlive one response.

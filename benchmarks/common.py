@@ -107,7 +107,7 @@ def count_conv_flops(config, height: int, width: int) -> int:
     """Convolution FLOPs (2 per multiply-accumulate) of one forward pass at this size, counted on the meta device
     so that no arithmetic runs; FlopCounterMode counts only convolutions and matrix products, which is all MPRNet
     has."""
-    from mprnet_hf.modeling_mprnet import MPRNetModel, pad_to_multiple
+    from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel, pad_to_multiple
 
     with torch.device("meta"):
         meta_model = MPRNetModel(config).eval()

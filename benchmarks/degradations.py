@@ -10,7 +10,7 @@ import time
 import torch
 
 from benchmarks.common import format_table, parse_list
-from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 from mprnet_hf.training.data import SyntheticPairs
 
 

@@ -7,7 +7,7 @@ schedule, which makes it the baseline for the library's batched, channels-last f
 
 import torch
 
-from mprnet_hf.modeling_mprnet import MPRNetModel, pad_to_multiple
+from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel, pad_to_multiple
 
 
 def _split_halves(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,16 +69,16 @@ def matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
 
 # ---------------------------------------------------------------------------------------------------- worker side
 def model_folder(task: str) -> str:
-    from mprnet_hf.bundled import bundled_checkpoint
+    from mprnet_hf.hub.bundled import bundled_checkpoint
 
     return str(bundled_checkpoint(task))
 
 
 def build_path(path: str, task: str, model, spec: dict):
     """Returns (function of a PIL photo, start-up report or None)."""
-    from mprnet_hf.image_processing_mprnet import MPRNetImageProcessor
-    from mprnet_hf.inference import restore_image
-    from mprnet_hf.modeling_mprnet import pad_to_multiple
+    from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+    from mprnet_hf.models.mprnet.inference import restore_image
+    from mprnet_hf.models.mprnet.modeling_mprnet import pad_to_multiple
 
     processor = MPRNetImageProcessor()
 
@@ -97,7 +97,7 @@ def build_path(path: str, task: str, model, spec: dict):
     if path == "restore_before":
         return lambda photo: restore_image(model, photo, tile_size=512, tile_overlap=64), None
     if path in ("served", "served_torch"):
-        from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
+        from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
         report = prepare_for_serving({task: model}, backend="torch" if path == "served_torch" else "auto",
                                      cache_dir=spec.get("cache_dir"))
@@ -119,7 +119,7 @@ def worker(spec: dict) -> dict:
     from PIL import Image
 
     from mprnet_hf import MPRNetModel
-    from mprnet_hf.inference import choose_tile_size
+    from mprnet_hf.models.mprnet.inference import choose_tile_size
 
     torch.set_num_threads(spec["threads"])
     model = MPRNetModel.from_pretrained(model_folder(spec["model"])).eval()

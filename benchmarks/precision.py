@@ -1,5 +1,5 @@
-"""Half precision: what `mprnet_hf.inference.autocast_context` supports here, and how far bf16 (CPU) or bf16/fp16
-(GPU) autocast output is from float32 on a photo.
+"""Half precision: what `mprnet_hf.models.mprnet.inference.autocast_context` supports here, and how far bf16 (CPU) or
+bf16/fp16 (GPU) autocast output is from float32 on a photo.
 
 Examples:
   python -m benchmarks.precision                          # the three small checkpoints, bf16 on CPU
@@ -44,7 +44,7 @@ def cpu_flags() -> set[str]:
 def support_rows() -> list[dict]:
     """One row per (device, precision): whether autocast_context accepts it and whether the hardware has native
     support (otherwise the arithmetic is emulated and slow)."""
-    from mprnet_hf.inference import autocast_context
+    from mprnet_hf.models.mprnet.inference import autocast_context
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -67,8 +67,8 @@ def support_rows() -> list[dict]:
 
 def worker(spec: dict) -> dict:
     from benchmarks.photos import square_photo
-    from mprnet_hf.degradations import degrade
-    from mprnet_hf.inference import autocast_context
+    from mprnet_hf.data.degradations import degrade
+    from mprnet_hf.models.mprnet.inference import autocast_context
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])

@@ -13,8 +13,8 @@ Paths:
   library        `model(x)` as shipped, torch.no_grad: the default path of `from_pretrained` + call (channels-last
                  on CPU, chosen by the model itself)
   pipeline       `pipeline("image-restoration", model=model)(photo)` as shipped (a PIL photo in and out)
-  channels_last  `mprnet_hf.fast.optimize_for_inference(model)` under torch.inference_mode
-  fast           channels_last plus `mprnet_hf.fast.reuse_freed_memory()` (the recommended CPU setting)
+  channels_last  `mprnet_hf.speed.fast.optimize_for_inference(model)` under torch.inference_mode
+  fast           channels_last plus `mprnet_hf.speed.fast.reuse_freed_memory()` (the recommended CPU setting)
   compiled       fast plus torch.compile (opt-in; compiles on the first run, which the warm-up absorbs)
 
 Examples:
@@ -109,8 +109,8 @@ def pipeline_forward(model):
 def prepare_path(path: str, model, spec: dict | None = None):
     """Applies the path's settings to the model; returns (model, grad context factory, forward function)."""
     from benchmarks.eager_baseline import official_style_restore
-    from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
-    from mprnet_hf.modeling_mprnet import pad_to_multiple
+    from mprnet_hf.models.mprnet.modeling_mprnet import pad_to_multiple
+    from mprnet_hf.speed.fast import optimize_for_inference, reuse_freed_memory
 
     if path == "official":
         official = build_official_model(spec["official"], spec["config"], spec["device"])
@@ -145,7 +145,7 @@ def configure_device(device: torch.device, precision: str) -> None:
 
 
 def worker(spec: dict) -> dict:
-    from mprnet_hf.inference import autocast_context
+    from mprnet_hf.models.mprnet.inference import autocast_context
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])

@@ -1,4 +1,5 @@
-"""Tiled inference (`mprnet_hf.inference.restore_tensor`): bounded memory, linear time, and seamless blending.
+"""Tiled inference (`mprnet_hf.models.mprnet.inference.restore_tensor`): bounded memory, linear time, and seamless
+blending.
 
   scaling   time and peak RSS against the pixel count, one subprocess per size; tiled and (optionally) untiled
   psnr      PSNR between tiled and untiled outputs of a 1024x1024 photo, for several tile sizes and overlaps
@@ -32,7 +33,7 @@ from benchmarks.common import (
     run_metadata,
     run_worker,
 )
-from mprnet_hf.configuration_mprnet import TASKS, checkpoint_name
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS, checkpoint_name
 
 SMALL_CHECKPOINTS = {task: f"checkpoints/{checkpoint_name(task)}" for task in TASKS}
 
@@ -50,8 +51,8 @@ def load_model(model: str | None, config: str | None, **config_overrides):
 # ---------------------------------------------------------------------------------------------------- scaling
 def scaling_worker(spec: dict) -> dict:
     from benchmarks.photos import square_photo
-    from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
-    from mprnet_hf.inference import restore_tensor
+    from mprnet_hf.models.mprnet.inference import restore_tensor
+    from mprnet_hf.speed.fast import optimize_for_inference, reuse_freed_memory
 
     torch.set_num_threads(spec["threads"])
     model = load_model(spec["model"], spec["config"])
@@ -74,7 +75,7 @@ def tile_work(spec: dict) -> dict:
     """How many tiles restore_tensor runs and how many pixels the model processes: tiles overlap, so more than the
     image has (most at sizes just above one tile), and each pass recording whole-image statistics processes them
     all once more."""
-    from mprnet_hf.inference import tile_starts
+    from mprnet_hf.models.mprnet.inference import tile_starts
 
     size = spec["size"]
     if not spec["tiled"] or size <= spec["tile"]:
@@ -133,8 +134,8 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
 
 def psnr_worker(spec: dict) -> dict:
     from benchmarks.photos import square_photo
-    from mprnet_hf.degradations import degrade
-    from mprnet_hf.inference import restore_tensor
+    from mprnet_hf.data.degradations import degrade
+    from mprnet_hf.models.mprnet.inference import restore_tensor
 
     torch.set_num_threads(spec["threads"])
     window = spec.get("local_attention_window", 0)
@@ -196,7 +197,7 @@ def main(argv=None):
     import sys
 
     from benchmarks.photos import DEFAULT_PHOTO
-    from mprnet_hf.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+    from mprnet_hf.models.mprnet.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -209,7 +210,7 @@ def main(argv=None):
     scaling.add_argument("--tile", type=int, default=DEFAULT_TILE_SIZE)
     scaling.add_argument("--overlap", type=int, default=DEFAULT_TILE_OVERLAP)
     scaling.add_argument("--modes", default="tiled", help="comma-separated: tiled,untiled (untiled memory grows!)")
-    scaling.add_argument("--fast", action="store_true", help="use mprnet_hf.fast (channels-last, reused memory)")
+    scaling.add_argument("--fast", action="store_true", help="use mprnet_hf.speed.fast (channels-last, reused memory)")
     psnr_parser = commands.add_parser("psnr", help="tiled against untiled output on a photo")
     psnr_parser.add_argument("--models", help="comma-separated checkpoint folders (default: the three small ones)")
     psnr_parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)

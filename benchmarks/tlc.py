@@ -1,7 +1,7 @@
 """Test-time local statistics (TLC, Chu et al., ECCV 2022) on the bundled checkpoints: PSNR on the full-size
 validation photos with channel attention pooling globally (off) and over a local window (on).
 
-The photos (data/dev/val/*.png) are degraded as in the README's quality table (`mprnet_hf.evaluate.
+The photos (data/dev/val/*.png) are degraded as in the README's quality table (`mprnet_hf.evaluation.evaluate.
 synthetic_samples`: camera shake, rain streaks, Gaussian noise of sigma 25, seeded by the photo's position) and scored
 with each task's protocol (RGB, or BT.601 Y for deraining) on uint8 images. The checkpoints were trained on 64x64
 patches (the deblur one then on 128x128); the TLC paper recommends a window of about 1.5x the training patch. Each
@@ -41,14 +41,14 @@ def training_summary(task: str) -> dict:
 
 @torch.inference_mode()
 def restore(model, degraded: np.ndarray) -> np.ndarray:
-    from mprnet_hf.evaluate import to_tensor, to_uint8
+    from mprnet_hf.evaluation.evaluate import to_tensor, to_uint8
 
     return to_uint8(model(to_tensor(degraded)[None]).reconstruction[0])
 
 
 def score(sample, task: str, protocol: str, models: dict, max_side: int | None) -> dict:
     """PSNR of the degraded photo and of each model's restoration (keyed by TLC window, 0 = off)."""
-    from mprnet_hf.evaluate import psnr
+    from mprnet_hf.evaluation.evaluate import psnr
 
     height, width = sample.clean.shape[:2]
     row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}", max_side=max_side,
@@ -61,7 +61,7 @@ def score(sample, task: str, protocol: str, models: dict, max_side: int | None) 
 
 def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list[dict]:
     from mprnet_hf import MPRNetModel
-    from mprnet_hf.evaluate import DEFAULT_PROTOCOL, synthetic_samples
+    from mprnet_hf.evaluation.evaluate import DEFAULT_PROTOCOL, synthetic_samples
 
     checkpoint = REPO_ROOT / SMALL_CHECKPOINTS[task]
     models = {0: MPRNetModel.from_pretrained(checkpoint).eval()}

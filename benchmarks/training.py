@@ -24,13 +24,13 @@ from benchmarks.common import (
     run_metadata,
     run_worker,
 )
-from mprnet_hf.inference import autocast_context
+from mprnet_hf.models.mprnet.inference import autocast_context
 
 LAYOUTS = ("contiguous", "channels_last")
 
 
 def worker(spec: dict) -> dict:
-    from mprnet_hf.modeling_mprnet import MPRNetModel
+    from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel
     from mprnet_hf.training.train import build_config
 
     torch.set_num_threads(spec["threads"])

@@ -6,10 +6,10 @@ Importing this package registers MPRNet with `AutoConfig`, `AutoModel`, `AutoMod
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageToImage
 
-from .configuration_mprnet import TASKS, MPRNetConfig
-from .image_processing_mprnet import MPRNetImageProcessor
-from .modeling_mprnet import MPRNetModel, MPRNetOutput, MPRNetPreTrainedModel
-from .pipeline_mprnet import ImageRestorationPipeline, register_pipeline
+from .models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
+from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+from .models.mprnet.modeling_mprnet import MPRNetModel, MPRNetOutput, MPRNetPreTrainedModel
+from .models.mprnet.pipeline_mprnet import ImageRestorationPipeline, register_pipeline
 
 __version__ = "0.1.0"
 

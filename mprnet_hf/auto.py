@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .bundled import bundled_checkpoint
-from .configuration_mprnet import TASKS
 from .detection.detector import LABEL_WORDS, LABELS, TASK_OF_LABEL, DegradationDetector, Detection, as_rgb_array
-from .image_processing_mprnet import MPRNetImageProcessor
-from .modeling_mprnet import MPRNetModel
+from .hub.bundled import bundled_checkpoint
+from .models.mprnet.configuration_mprnet import TASKS
+from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+from .models.mprnet.modeling_mprnet import MPRNetModel
 
 AUTO = "auto"
 STEP_ORDER = ("derain", "denoise", "deblur")
@@ -158,7 +158,7 @@ def restore_image_auto(models: Mapping[str, MPRNetModel] | MPRNetModel | None, i
                        **restore_options) -> AutoRestoration:
     """Auto mode over `restore_image`: detects, then restores with the model of each task found (`complete_models`
     fills in the bundled ones). `restore_options` are `restore_image`'s (tile_size, precision, ...)."""
-    from .inference import check_pixel_count, restore_image
+    from .models.mprnet.inference import check_pixel_count, restore_image
 
     processor = processor or MPRNetImageProcessor()
     max_megapixels = restore_options.pop("max_megapixels", None)
@@ -188,7 +188,7 @@ def restore_photo_auto(models: Mapping[str, MPRNetModel], photo, detector: Degra
                        **restore_options):
     """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
     [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is."""
-    from .image_io import restore_photo
+    from .data.image_io import restore_photo
 
     def restore_step(task, current):
         return restore_photo(models[task], current, **restore_options)

@@ -27,14 +27,14 @@ from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
 from .auto import AUTO, auto_message, restore_photo_auto
-from .bundled import bundled_checkpoint
-from .configuration_mprnet import TASKS, MPRNetConfig
+from .data.image_io import format_for_path, read_image, restore_photo, write_image
 from .detection import DegradationDetector
-from .image_io import format_for_path, read_image, restore_photo, write_image
-from .inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, Tiling
-from .modeling_mprnet import MPRNetModel
+from .hub.bundled import bundled_checkpoint
+from .models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
+from .models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, Tiling
+from .models.mprnet.modeling_mprnet import MPRNetModel
 from .serving import max_megapixels
-from .serving_speed import prepare_for_serving, serving_tile_size
+from .speed.serving_speed import prepare_for_serving, serving_tile_size
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FORMATS = ("png", "same")
@@ -324,9 +324,9 @@ def main(argv=None) -> int:
 
 
 def evaluate_main(argv=None) -> None:
-    """mprnet-evaluate: `python -m mprnet_hf.evaluate`, whose main() returns the evaluation (a console script would
-    take that for an exit status)."""
-    from . import evaluate
+    """mprnet-evaluate: `python -m mprnet_hf.evaluation.evaluate`, whose main() returns the evaluation (a console
+    script would take that for an exit status)."""
+    from .evaluation import evaluate
 
     evaluate.main(argv)
 

@@ -1,6 +1,6 @@
 """Serving helpers shared by the Gradio app and scripts: which model serves each task, loading them once, accepting
 only files that arrived as uploads, reading them safely, and bounding what one request may cost (CPU seconds, or
-ZeroGPU seconds). `mprnet_hf.image_io` builds on `open_image_file` to keep bit depth, EXIF and ICC profile.
+ZeroGPU seconds). `mprnet_hf.data.image_io` builds on `open_image_file` to keep bit depth, EXIF and ICC profile.
 """
 
 import math
@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .bundled import bundled_checkpoint
-from .configuration_mprnet import TASKS
-from .inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, passes_over_image
-from .modeling_mprnet import MPRNetModel
+from .hub.bundled import bundled_checkpoint
+from .models.mprnet.configuration_mprnet import TASKS
+from .models.mprnet.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, passes_over_image
+from .models.mprnet.modeling_mprnet import MPRNetModel
 
 # Raster formats Pillow decodes itself. Everything else (EPS, PDF, ...) would hand the upload to an external
 # interpreter such as Ghostscript, so it is never even tried. MPO is how Pillow names many phone JPEGs.

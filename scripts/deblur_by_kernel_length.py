@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetModel  # noqa: E402
-from mprnet_hf.degradations import blur, motion_blur_kernel  # noqa: E402
-from mprnet_hf.evaluate import MOTION_KERNEL_SIZE, psnr, to_tensor, to_uint8  # noqa: E402
+from mprnet_hf.data.degradations import blur, motion_blur_kernel  # noqa: E402
+from mprnet_hf.evaluation.evaluate import MOTION_KERNEL_SIZE, psnr, to_tensor, to_uint8  # noqa: E402
 from mprnet_hf.training.data import centre_crop, list_images, load_rgb  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mprnet_hf.degradations import add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel  # noqa: E402
+from mprnet_hf.data.degradations import add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel  # noqa: E402
 
 MAX_SIDE = 256
 

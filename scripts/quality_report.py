@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetConfig  # noqa: E402
-from mprnet_hf.configuration_mprnet import TASKS  # noqa: E402
-from mprnet_hf.evaluate import main as evaluate  # noqa: E402
+from mprnet_hf.evaluation.evaluate import main as evaluate  # noqa: E402
 from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS  # noqa: E402
 
 BUNDLED_CHECKPOINTS = "checkpoints"
 BUNDLED_OUTPUT = "benchmarks/evaluation"

@@ -26,7 +26,7 @@ PARITY_TOLERANCE = 1e-5  # max abs error allowed against the official fixtures
 
 
 def _tiny_widths() -> dict:
-    from mprnet_hf.configuration_mprnet import MPRNetConfig
+    from mprnet_hf.models.mprnet.configuration_mprnet import MPRNetConfig
 
     return MPRNetConfig.size_widths("tiny")
 
@@ -38,7 +38,7 @@ TINY = _tiny_widths()
 @pytest.fixture
 def tiny_config():
     """Makes a tiny-variant config with overrides: `tiny_config(reduction=2, task="derain")`."""
-    from mprnet_hf.configuration_mprnet import MPRNetConfig
+    from mprnet_hf.models.mprnet.configuration_mprnet import MPRNetConfig
 
     return lambda **overrides: MPRNetConfig(**{**TINY, **overrides})
 
@@ -60,7 +60,7 @@ def fixture_model(reference_dir: Path, name: str, **config_overrides):
     from safetensors.torch import load_file
 
     from mprnet_hf import MPRNetModel
-    from mprnet_hf.convert import convert_state_dict, infer_config
+    from mprnet_hf.hub.convert import convert_state_dict, infer_config
 
     official = load_file(reference_dir / f"fixture_{name}_state.safetensors")
     config = infer_config({key: tuple(value.shape) for key, value in official.items()})

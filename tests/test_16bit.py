@@ -10,7 +10,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from conftest import REPO_ROOT
 from mprnet_hf import MPRNetModel
-from mprnet_hf.image_io import ORIENTATION, Photo, orient, read_image, restore_photo, write_image
+from mprnet_hf.data.image_io import ORIENTATION, Photo, orient, read_image, restore_photo, write_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

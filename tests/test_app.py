@@ -21,7 +21,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from conftest import REPO_ROOT
-from mprnet_hf.inference import restore_image
+from mprnet_hf.models.mprnet.inference import restore_image
 
 EXAMPLES = REPO_ROOT / "examples"
 # (task, degraded example, clean source) for the synthetic examples

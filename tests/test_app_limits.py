@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT
 from mprnet_hf import MPRNetModel
-from mprnet_hf.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
+from mprnet_hf.models.mprnet.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
 from mprnet_hf.serving import max_megapixels, open_image_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

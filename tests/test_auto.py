@@ -14,7 +14,7 @@ from mprnet_hf import ImageRestorationPipeline, cli
 from mprnet_hf.auto import auto_message, bundled_models, run_steps
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, bundled_detector_path
 from mprnet_hf.detection.detector import crop_positions, cut_crops
-from mprnet_hf.inference import restore_image
+from mprnet_hf.models.mprnet.inference import restore_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

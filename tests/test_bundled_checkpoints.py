@@ -16,8 +16,8 @@ from safetensors import safe_open
 
 from conftest import REPO_ROOT
 from mprnet_hf import MPRNetModel
-from mprnet_hf import evaluate as ev
-from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.evaluation import evaluate as ev
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 from mprnet_hf.training.data import list_images
 
 CHECKPOINTS = REPO_ROOT / "checkpoints"

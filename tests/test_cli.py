@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 
 from conftest import REPO_ROOT
 from mprnet_hf import cli
-from mprnet_hf.image_io import ORIENTATION
+from mprnet_hf.data.image_io import ORIENTATION
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.convert import (
+from mprnet_hf.hub.convert import (
     convert_checkpoint,
     convert_state_dict,
     infer_config,
@@ -91,7 +91,7 @@ class Exploit:
 def test_cli_reports_errors_without_traceback(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("hello")
-    result = subprocess.run([sys.executable, "-m", "mprnet_hf.convert", "--checkpoint", str(path), "--output-dir",
+    result = subprocess.run([sys.executable, "-m", "mprnet_hf.hub.convert", "--checkpoint", str(path), "--output-dir",
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mprnet_hf.configuration_mprnet import TASKS
-from mprnet_hf.degradations import (
+from mprnet_hf.data.degradations import (
     DIRECT_CONVOLUTION_MAX_TAPS,
     MAX_SHAKE_KERNEL,
     TRAJECTORY_STYLES,
@@ -24,6 +23,7 @@ from mprnet_hf.degradations import (
     motion_blur_kernel,
     shake_trajectory,
 )
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 
 
 def photo_like(height=48, width=40, seed=0) -> torch.Tensor:

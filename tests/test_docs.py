@@ -51,7 +51,7 @@ def test_named_documents_exist():
 
 def test_remote_code_points_at_nothing_a_hub_repo_lacks():
     """A Hub repo carries these files and a model card as its README, not this project's README or docs/."""
-    from mprnet_hf.remote_code import remote_code_files
+    from mprnet_hf.hub.remote_code import remote_code_files
 
     for code in remote_code_files():
         text = code.read_text()

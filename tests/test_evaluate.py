@@ -14,9 +14,9 @@ from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf import baselines as baseline_functions
-from mprnet_hf import evaluate as ev
-from mprnet_hf.inference import restore_tensor
+from mprnet_hf.evaluation import baselines as baseline_functions
+from mprnet_hf.evaluation import evaluate as ev
+from mprnet_hf.models.mprnet.inference import restore_tensor
 from mprnet_hf.training.data import PairedFolder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -20,9 +20,9 @@ from conftest import (
     fixture_model,
 )
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
-from mprnet_hf.inference import autocast_context, restore_tensor
-from mprnet_hf.modeling_mprnet import ChannelAttention, box_mean
+from mprnet_hf.models.mprnet.inference import autocast_context, restore_tensor
+from mprnet_hf.models.mprnet.modeling_mprnet import ChannelAttention, box_mean
+from mprnet_hf.speed.fast import optimize_for_inference, reuse_freed_memory, to_channels_last
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -54,7 +54,7 @@ import sys, torch
 from safetensors.torch import load_file
 sys.path.insert(0, {tests_dir!r})
 from conftest import REFERENCE_DIR, assert_within_tolerance, fixture_errors, fixture_model
-from mprnet_hf.fast import optimize_for_inference, reuse_freed_memory
+from mprnet_hf.speed.fast import optimize_for_inference, reuse_freed_memory
 assert reuse_freed_memory() is True
 model = optimize_for_inference(fixture_model(REFERENCE_DIR, "deblur"))
 io = load_file(REFERENCE_DIR / "fixture_deblur_io.safetensors")
@@ -111,7 +111,7 @@ def test_compiled_model_tiles_on_their_own_statistics_and_says_so(caplog):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
     tile_local = restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False, statistics_passes=0)
     compiled = optimize_for_inference(model, compile=True)
-    with caplog.at_level("WARNING", logger="mprnet_hf.inference"):
+    with caplog.at_level("WARNING", logger="mprnet_hf.models.mprnet.inference"):
         restored = restore_tensor(compiled, images, tile_size=48, tile_overlap=8, return_stages=False)
     torch.testing.assert_close(restored[0], tile_local[0], atol=1e-5, rtol=0)
     assert "statistics_passes=0" in caplog.text and "torch.compile" in caplog.text
@@ -205,7 +205,7 @@ def test_pipeline_precision_option():
     from PIL import Image
     from transformers import pipeline
 
-    from mprnet_hf.evaluate import psnr
+    from mprnet_hf.evaluation.evaluate import psnr
 
     # device="cpu": on a GPU machine the pipeline would pick the GPU, where fp16 is allowed.
     restorer = pipeline(model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"), trust_remote_code=True,

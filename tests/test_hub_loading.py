@@ -141,7 +141,7 @@ def test_from_pretrained_hub_id_offline_from_cache(saved_model, tmp_path):
 
 
 def test_saved_folder_records_the_pipeline_for_remote_code(saved_model, tmp_path):
-    from mprnet_hf.remote_code import CUSTOM_PIPELINES, remote_code_files, save_model_folder
+    from mprnet_hf.hub.remote_code import CUSTOM_PIPELINES, remote_code_files, save_model_folder
 
     model, _ = saved_model
     folder = save_model_folder(model, tmp_path / "saved")
@@ -152,7 +152,7 @@ def test_saved_folder_records_the_pipeline_for_remote_code(saved_model, tmp_path
 
 
 def test_bundled_checkpoints_carry_the_librarys_code():
-    from mprnet_hf.remote_code import bundled_folders, stale_files
+    from mprnet_hf.hub.remote_code import bundled_folders, stale_files
 
     folders = bundled_folders()
     assert len(folders) == 3
@@ -164,7 +164,7 @@ def test_pipeline_from_a_bundled_folder_without_the_package(tmp_path):
     """What a Hub user without mprnet_hf runs: no task named, the code comes from the folder."""
     import shutil
 
-    from mprnet_hf.remote_code import bundled_folders
+    from mprnet_hf.hub.remote_code import bundled_folders
 
     folder = shutil.copytree(next(folder for folder in bundled_folders() if folder.name.endswith("denoise-small")),
                              tmp_path / "mprnet-denoise")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.losses import CharbonnierLoss, EdgeLoss, MPRNetLoss
+from mprnet_hf.models.mprnet.losses import CharbonnierLoss, EdgeLoss, MPRNetLoss
 
 EPSILON = 1e-3
 TAPS = np.array([0.05, 0.25, 0.4, 0.25, 0.05])

@@ -5,9 +5,9 @@ import torch
 
 from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.configuration_mprnet import checkpoint_name
-from mprnet_hf.losses import MPRNetLoss
-from mprnet_hf.modeling_mprnet import mirror_pad, pad_to_multiple
+from mprnet_hf.models.mprnet.configuration_mprnet import checkpoint_name
+from mprnet_hf.models.mprnet.losses import MPRNetLoss
+from mprnet_hf.models.mprnet.modeling_mprnet import mirror_pad, pad_to_multiple
 
 
 @pytest.fixture(scope="module")

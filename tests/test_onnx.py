@@ -9,8 +9,8 @@ import torch
 
 from conftest import REPO_ROOT, TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.export_onnx import ExportableMPRNet, mirror_indices
-from mprnet_hf.modeling_mprnet import pad_to_multiple
+from mprnet_hf.models.mprnet.modeling_mprnet import pad_to_multiple
+from mprnet_hf.speed.export_onnx import ExportableMPRNet, mirror_indices
 
 ONNX_TOLERANCE = 1e-4
 
@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
     model.save_pretrained(folder / "model")
     output = folder / "model.onnx"
     result = subprocess.run(
-        [sys.executable, "-m", "mprnet_hf.export_onnx", "--model", str(folder / "model"), "--output", str(output),
+        [sys.executable, "-m", "mprnet_hf.speed.export_onnx", "--model", str(folder / "model"), "--output", str(output),
          "--stages"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )

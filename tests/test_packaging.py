@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from conftest import REPO_ROOT
-from mprnet_hf.bundled import CHECKOUT_CHECKPOINTS, bundled_checkpoint
+from mprnet_hf.hub.bundled import CHECKOUT_CHECKPOINTS, bundled_checkpoint
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 SCRIPTS = {"mprnet-restore", "mprnet-convert", "mprnet-train", "mprnet-evaluate", "mprnet-export-onnx"}
@@ -109,7 +109,7 @@ def test_built_wheel_restores_offline_in_a_fresh_venv_outside_the_repository(tmp
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
 
-    where = subprocess.run([python, "-c", "import mprnet_hf.bundled as b; print(b.__file__); "
+    where = subprocess.run([python, "-c", "import mprnet_hf.hub.bundled as b; print(b.__file__); "
                                           "print(b.bundled_checkpoints_dir())"],
                            cwd=work, env=environment, capture_output=True, text=True, check=True).stdout.split()
     assert all(path.startswith(str(tmp_path / "venv")) for path in where), where

@@ -53,7 +53,7 @@ def test_converter_cli_end_to_end(reference_dir, name, tmp_path):
     """The .pth checkpoint (plain, or module-prefixed training dict) through the CLI, loaded back from disk."""
     output = tmp_path / name
     result = subprocess.run(
-        [sys.executable, "-m", "mprnet_hf.convert", "--checkpoint", str(reference_dir / f"fixture_{name}_checkpoint.pth"),
+        [sys.executable, "-m", "mprnet_hf.hub.convert", "--checkpoint", str(reference_dir / f"fixture_{name}_checkpoint.pth"),
          "--output-dir", str(output), "--task", name if name != "variant" else "deblur"],
         capture_output=True, text=True, timeout=300,
     )

@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 
 from conftest import TINY, assert_within_tolerance, fixture_errors, fixture_model
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
-from mprnet_hf.serving_speed import prepare_for_serving, serving_tile_size
+from mprnet_hf.models.mprnet.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
+from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
 BUNDLED_SIZE = MPRNetConfig.size_widths("small")
 GIB = 2**30

@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.degradations import degrade
-from mprnet_hf.inference import (
+from mprnet_hf.data.degradations import degrade
+from mprnet_hf.models.mprnet.inference import (
     Tiling,
     blend_window,
     check_tiling,
@@ -22,8 +22,8 @@ from mprnet_hf.inference import (
     restore_tensor,
     tile_starts,
 )
-from mprnet_hf.modeling_mprnet import ChannelAttention, MPRNetOutput
-from mprnet_hf.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
+from mprnet_hf.models.mprnet.modeling_mprnet import ChannelAttention, MPRNetOutput
+from mprnet_hf.models.mprnet.whole_image_statistics import WholeImageStatistics, owned_spans, part_origins, part_size
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

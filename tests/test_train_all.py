@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from mprnet_hf import MPRNetModel
-from mprnet_hf.bundled import bundled_checkpoint
-from mprnet_hf.configuration_mprnet import TASKS
+from mprnet_hf.hub.bundled import bundled_checkpoint
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 

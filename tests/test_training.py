@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch.multiprocessing import start_processes
 
 from mprnet_hf import MPRNetModel
-from mprnet_hf.degradations import degrade
+from mprnet_hf.data.degradations import degrade
 from mprnet_hf.training.train import (
     TINY,
     build_config,

@@ -466,7 +466,7 @@ class MPRNetModel(MPRNetPreTrainedModel):
 
         Returns the stage-1, stage-2 and stage-3 images. The four stage-1 quarters and the two stage-2 halves are
         processed as one batch each; every operation is per sample, so this equals processing them one by one.
-        Written with export-friendly operations only: `mprnet_hf.export_onnx` traces it as it is.
+        Written with export-friendly operations only: `mprnet_hf.speed.export_onnx` traces it as it is.
         """
         half_height, half_width = images.shape[-2] // 2, images.shape[-1] // 2
         top, bottom = images[:, :, :half_height], images[:, :, half_height:]

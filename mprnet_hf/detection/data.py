@@ -1,5 +1,5 @@
 """Labelled photos for the degradation detector: the development photos degraded with the project's own synthetic
-degradations (`mprnet_hf.degradations`), alone, in pairs, JPEG-compressed, or left clean.
+degradations (`mprnet_hf.data.degradations`), alone, in pairs, JPEG-compressed, or left clean.
 
 A photo's labels are the degradations applied (multi-hot over `LABELS`; "clean" when none). They are applied in the
 order a camera would: optics and shake blur, sensor noise, rain over the scene, then JPEG compression on saving, so
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..degradations import JPEG_QUALITIES, add_rain, jpeg_compress, random_blur, random_noise
+from ..data.degradations import JPEG_QUALITIES, add_rain, jpeg_compress, random_blur, random_noise
 from .detector import CROP_SIZE, CROPS_PER_PHOTO, LABELS, as_rgb_array, crop_positions, cut_crops
 
 JPEG_ARTEFACT_QUALITY = (10, 40)

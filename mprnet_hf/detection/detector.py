@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageOps
 from transformers import ResNetConfig, ResNetForImageClassification
 
-from ..bundled import bundled_checkpoints_dir
+from ..hub.bundled import bundled_checkpoints_dir
 
 # The detector's outputs, in order; the first three name the MPRNet task that undoes them.
 LABELS = ("blur", "noise", "rain", "jpeg", "clean")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
-from ..configuration_mprnet import TASKS
+from ..models.mprnet.configuration_mprnet import TASKS
 from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
 from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array
 
@@ -151,7 +151,7 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
     from PIL import Image
 
     from ..auto import bundled_models, restore_image_auto
-    from ..inference import restore_image
+    from ..models.mprnet.inference import restore_image
 
     models = bundled_models()
     columns = ["degraded", *TASKS, "denoise, then deblur", "auto"]

@@ -51,8 +51,8 @@ Plain `ResNetForImageClassification.from_pretrained` loads the weights; the crop
 ## Training
 
 Trained from scratch on {train_photos} development photos (`data/dev/train`, public-domain and permissively licensed
-test images) degraded with the project's synthetic degradations (`mprnet_hf/degradations.py`): camera shake, Gaussian
-and defocus blur; Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks; JPEG compression at quality
+test images) degraded with the project's synthetic degradations (`mprnet_hf/data/degradations.py`): camera shake,
+Gaussian and defocus blur; Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks; JPEG compression at quality
 {jpeg_low}-{jpeg_high} (the "jpeg" label). Light JPEG compression (quality {light_low}-{light_high}) is applied to
 a share of every kind without changing its label. Photos are clean ({clean:.0%}), singly degraded ({single:.0%})
 or degraded twice ({pair:.0%}). {train_crops} labelled crops, {epochs} epochs, batch {batch_size}, on one CPU thread

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..degradations import blur_margin, degrade
+from ..data.degradations import blur_margin, degrade
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Folder names of the degraded and clean images in the layouts of the standard datasets.

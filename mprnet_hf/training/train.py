@@ -35,11 +35,11 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..configuration_mprnet import TASKS, MPRNetConfig
-from ..fast import to_channels_last
-from ..hub import save_model_card, trained_model_card
-from ..modeling_mprnet import MPRNetModel
-from ..remote_code import save_model_folder
+from ..hub.model_cards import save_model_card, trained_model_card
+from ..hub.remote_code import save_model_folder
+from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
+from ..models.mprnet.modeling_mprnet import MPRNetModel
+from ..speed.fast import to_channels_last
 from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, list_images, validation_pairs
 
 # The model sizes (configuration_mprnet.SIZES), small first: the default.

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import torch
 
-from ..bundled import bundled_checkpoint
-from ..configuration_mprnet import TASKS
-from ..evaluate import DEFAULT_SIGMA, evaluate, methods_for, model_method, synthetic_samples
-from ..modeling_mprnet import MPRNetModel
+from ..evaluation.evaluate import DEFAULT_SIGMA, evaluate, methods_for, model_method, synthetic_samples
+from ..hub.bundled import bundled_checkpoint
+from ..models.mprnet.configuration_mprnet import TASKS
+from ..models.mprnet.modeling_mprnet import MPRNetModel
 from . import train
 
 # (name, task, noise level) of each scored run: the rows of scripts/quality_report.py.

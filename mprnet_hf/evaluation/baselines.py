@@ -1,4 +1,5 @@
-"""Classical restoration baselines, run by `mprnet_hf.evaluate --baselines` on the same degraded images as the model.
+"""Classical restoration baselines, run by `python -m mprnet_hf.evaluation.evaluate --baselines` on the same degraded
+images as the model.
 
 Every baseline takes a float64 (H, W, 3) image in [0, 1] (scikit-image's convention) and returns one of the same
 shape, clipped to [0, 1]. What a method may know about the degradation comes in through keyword arguments: the true

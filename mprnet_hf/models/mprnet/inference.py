@@ -337,7 +337,7 @@ def restore_tensor(
 
     Tiled, each channel-attention block would average over the tile only; `statistics_passes` first runs that many
     passes over the tiles to record the whole-image averages the untiled model uses, and the final pass uses them
-    (see `mprnet_hf.whole_image_statistics`). One pass (the default) doubles the time of a tiled restore and brings it
+    (see `whole_image_statistics.py`). One pass (the default) doubles the time of a tiled restore and brings it
     much closer to the untiled output; 0 restores each tile on its own statistics (faster, less exact); more passes
     help only with tiles much smaller than the image. The mprnet_hf project's performance docs measure it.
     """

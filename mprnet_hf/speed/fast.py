@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from .modeling_mprnet import MPRNetModel
+from ..models.mprnet.modeling_mprnet import MPRNetModel
 
 # mallopt() parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1

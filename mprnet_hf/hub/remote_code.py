@@ -4,7 +4,7 @@
 `save_model_folder` writes a folder with all of it (the converter and the training export use it). The bundled
 checkpoints' copies of the code are refreshed from the library with one command, and a test fails when they differ:
 
-    make sync-remote-code        # python -m mprnet_hf.remote_code
+    make sync-remote-code        # python -m mprnet_hf.hub.remote_code
 """
 
 import argparse
@@ -14,12 +14,13 @@ from pathlib import Path
 
 from transformers.dynamic_module_utils import get_relative_import_files
 
+from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+from ..models.mprnet.modeling_mprnet import MPRNetModel
+from ..models.mprnet.pipeline_mprnet import TASK, ImageRestorationPipeline
 from .bundled import bundled_checkpoints_dir
-from .image_processing_mprnet import MPRNetImageProcessor
-from .modeling_mprnet import MPRNetModel
-from .pipeline_mprnet import TASK, ImageRestorationPipeline
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# The model's own files sit flat in one folder, as they do in a Hub repo, and import each other relatively.
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "mprnet"
 # The modules a Hub repo loads by name (config.json's auto_map and custom_pipelines, preprocessor_config.json's
 # auto_map); the modules they import come along.
 ENTRY_MODULES = ("configuration_mprnet.py", "modeling_mprnet.py", "image_processing_mprnet.py", "pipeline_mprnet.py")
@@ -29,9 +30,9 @@ CUSTOM_PIPELINES = {TASK: {"impl": "pipeline_mprnet.ImageRestorationPipeline", "
 
 def remote_code_files() -> list[Path]:
     """The library files a model folder carries: the entry modules and everything they import relatively."""
-    files = {PACKAGE_DIR / name for name in ENTRY_MODULES}
+    files = {MODEL_DIR / name for name in ENTRY_MODULES}
     for name in ENTRY_MODULES:
-        files.update(Path(path) for path in get_relative_import_files(str(PACKAGE_DIR / name)))
+        files.update(Path(path) for path in get_relative_import_files(str(MODEL_DIR / name)))
     return sorted(files)
 
 

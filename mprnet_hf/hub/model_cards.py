@@ -4,7 +4,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .configuration_mprnet import MPRNetConfig, checkpoint_name
+from ..models.mprnet.configuration_mprnet import MPRNetConfig, checkpoint_name
 
 OFFICIAL_LICENSE_NAME = "academic-public-license"
 OFFICIAL_LICENSE_LINK = "https://github.com/swz30/MPRNet/blob/main/LICENSE.md"
@@ -89,7 +89,7 @@ def official_model_card(config: MPRNetConfig, repo_id: str | None = None) -> Mod
 
 The official weights of MPRNet (Zamir et al., "Multi-Stage Progressive Image Restoration", CVPR 2021,
 [{PAPER}](https://arxiv.org/abs/2102.02808)) for {TASK_NAMES[task].lower()}, converted to the Hugging Face format
-with `python -m mprnet_hf.convert`. Outputs match the official implementation to within 1e-5.
+with `python -m mprnet_hf.hub.convert`. Outputs match the official implementation to within 1e-5.
 
 - Trained on: {TRAINING_DATA[task]} by the paper's authors.
 - Configuration: n_feat={config.n_feat}, scale_unetfeats={config.scale_unetfeats}, scale_orsnetfeats={config.scale_orsnetfeats}, num_cab={config.num_cab}.
@@ -140,7 +140,7 @@ def trained_model_card(config: MPRNetConfig, training: dict, evaluation: str | N
 A compact MPRNet ({parameters:,} parameters: n_feat={config.n_feat}, scale_unetfeats={config.scale_unetfeats},
 scale_orsnetfeats={config.scale_orsnetfeats}, num_cab={config.num_cab}) trained from scratch by this project's
 training code. It is the offline default of the `mprnet_hf` demo. For paper-quality results convert the official
-weights with `python -m mprnet_hf.convert`.
+weights with `python -m mprnet_hf.hub.convert`.
 
 ## Training
 - Data: {training.get("data", "")}. The clean photos come from Debian and PyPI packages (scikit-image, the `sporco`
@@ -213,7 +213,7 @@ _DEGRADATION_TEXT = {
 
 
 def _count_parameters(config: MPRNetConfig) -> int:
-    from .modeling_mprnet import MPRNetModel
+    from ..models.mprnet.modeling_mprnet import MPRNetModel
 
     return sum(parameter.numel() for parameter in MPRNetModel(config).parameters())
 

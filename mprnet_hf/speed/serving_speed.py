@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
+from ..models.mprnet.inference import DEFAULT_TILE_SIZE, choose_tile_size, restore_tensor
+from ..models.mprnet.modeling_mprnet import MPRNetModel
 from .fast import optimize_for_inference, reuse_freed_memory
-from .inference import DEFAULT_TILE_SIZE, choose_tile_size, restore_tensor
-from .modeling_mprnet import MPRNetModel
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .configuration_mprnet import TASKS
+from ..models.mprnet.configuration_mprnet import TASKS
 
 # Kernels with more taps than this are applied through the FFT: direct depthwise convolution with a 33x33 camera-shake
 # kernel costs a thousand multiply-adds per pixel and would stall the training data pipeline.

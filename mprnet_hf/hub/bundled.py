@@ -6,9 +6,10 @@ A checkout keeps them in `checkpoints/` beside the package; the wheel carries th
 
 from pathlib import Path
 
-from .configuration_mprnet import TASKS, checkpoint_name
+from ..models.mprnet.configuration_mprnet import TASKS, checkpoint_name
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# This module lives in mprnet_hf/hub/; the checkpoints sit beside (checkout) or inside (wheel) mprnet_hf/.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 INSTALLED_CHECKPOINTS = PACKAGE_DIR / "checkpoints"
 CHECKOUT_CHECKPOINTS = PACKAGE_DIR.parent / "checkpoints"
 

@@ -1,10 +1,11 @@
 """PSNR/SSIM of a restoration model, the degraded input and classical baselines, with the official protocols.
 
     # paired folder: input/ + target/ (deraining sets, SIDD) or GoPro-style <scene>/blur + <scene>/sharp
-    python -m mprnet_hf.evaluate --model checkpoints/mprnet-derain-small --task derain --data Rain100L --baselines
+    python -m mprnet_hf.evaluation.evaluate --model checkpoints/mprnet-derain-small --task derain --data Rain100L \
+        --baselines
     # clean photos degraded with the library's seeded degradations (seed = image index in sorted order)
-    python -m mprnet_hf.evaluate --model checkpoints/mprnet-denoise-small --task denoise --data data/dev/val \
-        --synthetic --sigma 25 --baselines --json results/denoise-25.json
+    python -m mprnet_hf.evaluation.evaluate --model checkpoints/mprnet-denoise-small --task denoise \
+        --data data/dev/val --synthetic --sigma 25 --baselines --json results/denoise-25.json
 
 Protocols (ARCHITECTURE.md section 8). Every image is scored as 8-bit: restored outputs are clamped to [0, 1] and
 rounded to uint8 (round half to even, as `img_as_ubyte` does when the official scripts save PNGs).
@@ -42,12 +43,12 @@ from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from ..data.degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
+from ..models.mprnet.configuration_mprnet import TASKS
+from ..models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
+from ..models.mprnet.modeling_mprnet import MPRNetModel
+from ..training.data import FOLDER_PAIRS, find_pairs, list_images
 from .baselines import BASELINES, NEEDS_KERNEL, SLOW_BASELINES
-from .configuration_mprnet import TASKS
-from .degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
-from .inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
-from .modeling_mprnet import MPRNetModel
-from .training.data import FOLDER_PAIRS, find_pairs, list_images
 
 PROTOCOLS = ("rgb", "y")
 DEFAULT_PROTOCOL = {"deblur": "rgb", "denoise": "rgb", "derain": "y"}

@@ -1,6 +1,6 @@
 """Exports an MPRNet model to ONNX with dynamic batch, height and width.
 
-    python -m mprnet_hf.export_onnx --model checkpoints/mprnet-deblur-small --output model.onnx [--opset 18]
+    python -m mprnet_hf.speed.export_onnx --model checkpoints/mprnet-deblur-small --output model.onnx [--opset 18]
 
 The ONNX graph takes `pixel_values` (batch, 3, height, width) in [0, 1], any height and width from 1 up, and returns
 `reconstruction` of the same shape (and, with `--stages`, `stage1` and `stage2`). Like the PyTorch model, it
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .configuration_mprnet import MPRNetConfig
-from .modeling_mprnet import SIZE_MULTIPLE, MPRNetModel
+from ..models.mprnet.configuration_mprnet import MPRNetConfig
+from ..models.mprnet.modeling_mprnet import SIZE_MULTIPLE, MPRNetModel
 
 DEFAULT_OPSET = 18
 # Example size for tracing: not 0 or 1 (those get specialised) and not a multiple of 8, so the padding is traced.

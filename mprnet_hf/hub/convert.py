@@ -1,6 +1,6 @@
 """Convert an official MPRNet checkpoint (`model_deblurring.pth` etc.) to a Hugging Face model folder.
 
-    python -m mprnet_hf.convert --checkpoint model_deblurring.pth --output-dir mprnet-deblur [--task deblur]
+    python -m mprnet_hf.hub.convert --checkpoint model_deblurring.pth --output-dir mprnet-deblur [--task deblur]
         [--push-to-hub org/mprnet-deblur]
 
 Every hyper-parameter is inferred from the tensor shapes, so non-default variants convert too.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .configuration_mprnet import TASKS, MPRNetConfig
-from .hub import official_model_card, save_model_card
+from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
+from .model_cards import official_model_card, save_model_card
 
 PRELU_KEY = "prelu.weight"
 # Keys every MPRNet checkpoint has; the hyper-parameters are read from their shapes.
@@ -143,9 +143,9 @@ def convert_state_dict(official: Mapping[str, torch.Tensor], config: MPRNetConfi
 
 def convert_checkpoint(checkpoint_path, output_dir=None, task: str | None = None, push_to_hub: str | None = None):
     """Converts, verifies that every key is used, saves the folder (and pushes it); returns the loaded model."""
-    from .image_processing_mprnet import MPRNetImageProcessor
-    from .modeling_mprnet import MPRNetModel
-    from .pipeline_mprnet import ImageRestorationPipeline
+    from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+    from ..models.mprnet.modeling_mprnet import MPRNetModel
+    from ..models.mprnet.pipeline_mprnet import ImageRestorationPipeline
     from .remote_code import save_model_folder
 
     official = load_official_checkpoint(checkpoint_path)

@@ -1,0 +1,1 @@
+"""The models: each folder holds exactly the files its Hub repos carry as remote code."""

@@ -1,0 +1,1 @@
+"""Speed for serving: inference-only model rewrites, ONNX export and the per-device serving setup."""
