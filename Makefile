@@ -36,9 +36,11 @@ browser:
 run: install
 	$(BIN)/python app.py
 
-# Lint first (settings in pyproject.toml's [tool.ruff]): a finding fails `make test`, and so CI, before any test runs.
+# Lint and formatting first (settings in pyproject.toml's [tool.ruff]): a finding fails `make test`, and so CI,
+# before any test runs. `ruff format .` applies the formatting.
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: lint
 	$(BIN)/python -m pytest
