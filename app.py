@@ -401,17 +401,27 @@ def build_demo() -> gr.Blocks:
                     elem_id="input-image",
                 )
                 task_input = gr.Radio(
-                    choices=[(TASK_LABELS[task], task) for task in (AUTO, *TASKS)], value=AUTO, label="Task",
-                    elem_id="task", info="Auto detects blur, noise and rain (several at once too) and undoes them.",
+                    choices=[(TASK_LABELS[task], task) for task in (AUTO, *TASKS)],
+                    value=AUTO,
+                    label="Task",
+                    elem_id="task",
+                    info="Auto detects blur, noise and rain (several at once too) and undoes them.",
                 )
                 with gr.Accordion("Advanced", open=False):
                     tile_size_input = gr.Slider(
-                        AUTOMATIC_TILES, TILE_SIZE_RANGE[1], value=AUTOMATIC_TILES, step=256, label="Tile size",
+                        AUTOMATIC_TILES,
+                        TILE_SIZE_RANGE[1],
+                        value=AUTOMATIC_TILES,
+                        step=256,
+                        label="Tile size",
                         info="0: automatic (whole photo when memory allows). Large photos are restored tile by tile; "
                         "smaller tiles need less memory.",
                     )
                     tile_overlap_input = gr.Slider(
-                        *TILE_OVERLAP_RANGE, value=DEFAULT_TILE_OVERLAP, step=8, label="Tile overlap",
+                        *TILE_OVERLAP_RANGE,
+                        value=DEFAULT_TILE_OVERLAP,
+                        step=8,
+                        label="Tile overlap",
                         info="Neighbouring tiles overlap and cross-fade over this many pixels, hiding seams.",
                     )
                 restore_button = gr.Button("Restore", variant="primary", elem_id="restore-button")
@@ -431,8 +441,14 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(min_width=200):
                     # Cached on first click, so a visitor clicking an example does not spend GPU time twice.
                     gr.Examples(
-                        example_rows(task), inputs=inputs, outputs=outputs, fn=restore,
-                        label=f"{task.capitalize()} examples", cache_examples=True, cache_mode="lazy", api_name=False,
+                        example_rows(task),
+                        inputs=inputs,
+                        outputs=outputs,
+                        fn=restore,
+                        label=f"{task.capitalize()} examples",
+                        cache_examples=True,
+                        cache_mode="lazy",
+                        api_name=False,
                     )
 
         restore_button.click(

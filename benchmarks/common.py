@@ -90,9 +90,14 @@ def run_metadata(module: str, argv: list[str] | None, busy: list[str] | None = N
     """What a benchmark run records beside its rows: machine, command line, start time, load and other busy
     processes (`busy` when the caller already looked them up), plus `extra`."""
     arguments = argv if argv is not None else sys.argv[1:]
-    return dict(machine_info(), command=f"python -m {module} " + " ".join(arguments),
-                started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), load_at_start=load_average(),
-                other_busy_processes=other_busy_processes() if busy is None else busy, **extra)
+    return dict(
+        machine_info(),
+        command=f"python -m {module} " + " ".join(arguments),
+        started_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        load_at_start=load_average(),
+        other_busy_processes=other_busy_processes() if busy is None else busy,
+        **extra,
+    )
 
 
 def summarize_latencies(seconds: list[float]) -> dict:
@@ -146,7 +151,7 @@ def run_worker(module: str, spec: dict, timeout: float | None = None, env: dict 
     )
     for line in reversed(completed.stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
-            result = json.loads(line[len(RESULT_MARKER):])
+            result = json.loads(line[len(RESULT_MARKER) :])
             break
     else:
         tail = (completed.stderr or completed.stdout)[-2000:]
@@ -155,8 +160,12 @@ def run_worker(module: str, spec: dict, timeout: float | None = None, env: dict 
     # CPU time used on the machine during the measurement by anything but the worker: other jobs steal cores from
     # a 2-thread benchmark, so a share above a few percent marks the timing as disturbed.
     others = (system_busy_seconds() - busy_before) - (children_cpu_seconds() - children_before)
-    result.update(load_before=load_before, load_after=load_average(), process_wall_s=round(wall, 2),
-                  other_cpu_share=round(max(others, 0.0) / (wall * (os.cpu_count() or 1)), 3))
+    result.update(
+        load_before=load_before,
+        load_after=load_average(),
+        process_wall_s=round(wall, 2),
+        other_cpu_share=round(max(others, 0.0) / (wall * (os.cpu_count() or 1)), 3),
+    )
     return result
 
 
@@ -195,8 +204,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
             return "-"
         return format(value, spec) if spec else str(value)
 
-    lines = ["| " + " | ".join(header for header, _, _ in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(header for header, _, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(cell(row, key, spec) for _, key, spec in columns) + " |")
     return "\n".join(lines)

@@ -47,8 +47,9 @@ def main(argv=None) -> None:
     best = {"old": [], "new": []}
     for round_index in range(args.rounds):
         for name, root in order:
-            result = subprocess.run([sys.executable, "-c", WORKER, root, str(args.threads)], capture_output=True,
-                                    text=True, cwd="/tmp")
+            result = subprocess.run(
+                [sys.executable, "-c", WORKER, root, str(args.threads)], capture_output=True, text=True, cwd="/tmp"
+            )
             if result.returncode:
                 sys.exit(result.stderr)
             best[name].append(json.loads(result.stdout.strip().splitlines()[-1]))

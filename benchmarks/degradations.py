@@ -34,8 +34,7 @@ def main(argv=None):
         for patch_size in parse_list(args.patch_sizes, int):
             dataset = SyntheticPairs(args.photos, task, patch_size, length=args.samples + 1)
             rows.append({"task": task, "patch": patch_size, "rate": samples_per_second(dataset, args.samples)})
-    print(format_table(rows, [("task", "task", ""), ("patch", "patch", "d"),
-                              ("samples/s (1 thread)", "rate", ".1f")]))
+    print(format_table(rows, [("task", "task", ""), ("patch", "patch", "d"), ("samples/s (1 thread)", "rate", ".1f")]))
 
 
 if __name__ == "__main__":

@@ -55,16 +55,36 @@ def main(argv=None):
             choosing = time_calls(lambda: detector.read_crops(photo), args.repeats)  # noqa: B023
             crops = detector.read_crops(photo)
             network = time_calls(lambda: detector.crop_logits(crops), args.repeats)  # noqa: B023
-            rows.append({"size": f"{width}x{height}", "megapixels": width * height / 1e6, "threads": threads,
-                         "best_ms": min(whole) * 1000, "median_ms": statistics.median(whole) * 1000,
-                         "crops_ms": statistics.median(choosing) * 1000,
-                         "network_ms": statistics.median(network) * 1000})
-    print(format_table(rows, [("photo", "size", ""), ("MP", "megapixels", ".1f"), ("threads", "threads", ""),
-                              ("detect best ms", "best_ms", ".0f"), ("detect median ms", "median_ms", ".0f"),
-                              ("reading crops ms", "crops_ms", ".0f"), ("network ms", "network_ms", ".0f")]))
+            rows.append(
+                {
+                    "size": f"{width}x{height}",
+                    "megapixels": width * height / 1e6,
+                    "threads": threads,
+                    "best_ms": min(whole) * 1000,
+                    "median_ms": statistics.median(whole) * 1000,
+                    "crops_ms": statistics.median(choosing) * 1000,
+                    "network_ms": statistics.median(network) * 1000,
+                }
+            )
+    print(
+        format_table(
+            rows,
+            [
+                ("photo", "size", ""),
+                ("MP", "megapixels", ".1f"),
+                ("threads", "threads", ""),
+                ("detect best ms", "best_ms", ".0f"),
+                ("detect median ms", "median_ms", ".0f"),
+                ("reading crops ms", "crops_ms", ".0f"),
+                ("network ms", "network_ms", ".0f"),
+            ],
+        )
+    )
     weights = sum(parameter.numel() for parameter in detector.model.parameters())
-    print(f"\n{detector.crops_per_photo} crops of {detector.crop_size} px, {weights:,} weights; "
-          f"load average {load_average()}; other busy processes: {len(busy)}")
+    print(
+        f"\n{detector.crops_per_photo} crops of {detector.crop_size} px, {weights:,} weights; "
+        f"load average {load_average()}; other busy processes: {len(busy)}"
+    )
 
 
 if __name__ == "__main__":

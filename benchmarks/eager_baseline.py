@@ -32,8 +32,10 @@ def official_style_restore_padded(model: MPRNetModel, images: torch.Tensor) -> t
     left_bottom, right_bottom = _split_columns(bottom)
 
     # Stage 1: encoder per quarter, merged along the width into halves; decoder and SAM per half.
-    encoded = [model.stage1_encoder(model.stage1_shallow(quarter))
-               for quarter in (left_top, right_top, left_bottom, right_bottom)]
+    encoded = [
+        model.stage1_encoder(model.stage1_shallow(quarter))
+        for quarter in (left_top, right_top, left_bottom, right_bottom)
+    ]
     encoder_top = _concat_levels(encoded[0], encoded[1], dim=3)
     encoder_bottom = _concat_levels(encoded[2], encoded[3], dim=3)
     decoder_top = model.stage1_decoder(encoder_top)

@@ -99,8 +99,9 @@ def build_path(path: str, task: str, model, spec: dict):
     if path in ("served", "served_torch"):
         from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
-        report = prepare_for_serving({task: model}, backend="torch" if path == "served_torch" else "auto",
-                                     cache_dir=spec.get("cache_dir"))
+        report = prepare_for_serving(
+            {task: model}, backend="torch" if path == "served_torch" else "auto", cache_dir=spec.get("cache_dir")
+        )
 
         def served(photo):
             tile_size = serving_tile_size(model, photo.width, photo.height)
@@ -135,10 +136,16 @@ def worker(spec: dict) -> dict:
         restore(photo)
         (warmup_s if index < spec["warmup"] else latencies).append(time.perf_counter() - started)
     peak_after = matmul_peak_gflops()
-    result = dict(spec, **summarize_latencies(latencies), warmup_s=[round(value, 2) for value in warmup_s],
-                  start_up_s=round(start_up_s, 2), peak_rss_mib=round(peak_rss_mib(), 1),
-                  matmul_gflops_before=round(peak_before, 1), matmul_gflops_after=round(peak_after, 1),
-                  auto_tile=choose_tile_size(model, spec["size"], spec["size"]))
+    result = dict(
+        spec,
+        **summarize_latencies(latencies),
+        warmup_s=[round(value, 2) for value in warmup_s],
+        start_up_s=round(start_up_s, 2),
+        peak_rss_mib=round(peak_rss_mib(), 1),
+        matmul_gflops_before=round(peak_before, 1),
+        matmul_gflops_after=round(peak_after, 1),
+        auto_tile=choose_tile_size(model, spec["size"], spec["size"]),
+    )
     if report is not None:
         result.update(backend=report.backends[spec["model"]], reused_freed_memory=report.reused_freed_memory)
     return result
@@ -155,10 +162,18 @@ def add_derived_numbers(row: dict, flops: int) -> dict:
 
 
 TABLE_COLUMNS = [
-    ("model", "model", ""), ("size", "size", ""), ("path", "path", ""), ("backend", "backend", ""),
-    ("median s", "median_s", ".2f"), ("GFLOP", "conv_gflop", ".0f"), ("GFLOP/s", "achieved_gflops_per_s", ".1f"),
-    ("matmul peak GFLOP/s", "matmul_peak_gflops", ".0f"), ("share of peak", "share_of_peak", ".0%"),
-    ("peak RSS MiB", "peak_rss_mib", ".0f"), ("start-up s", "start_up_s", ".1f"), ("load", "load_before", ".1f"),
+    ("model", "model", ""),
+    ("size", "size", ""),
+    ("path", "path", ""),
+    ("backend", "backend", ""),
+    ("median s", "median_s", ".2f"),
+    ("GFLOP", "conv_gflop", ".0f"),
+    ("GFLOP/s", "achieved_gflops_per_s", ".1f"),
+    ("matmul peak GFLOP/s", "matmul_peak_gflops", ".0f"),
+    ("share of peak", "share_of_peak", ".0%"),
+    ("peak RSS MiB", "peak_rss_mib", ".0f"),
+    ("start-up s", "start_up_s", ".1f"),
+    ("load", "load_before", ".1f"),
     ("others' CPU", "other_cpu_share", ".0%"),
 ]
 
@@ -188,8 +203,10 @@ def main(argv=None):
             parser.error(f"unknown {name}: {', '.join(unknown)}")
     busy = other_busy_processes()
     if busy:
-        print("warning: other processes are using the CPU; shares are taken against the matmul rate measured "
-              "beside each case, but timings stay noisy:\n  " + "\n  ".join(busy))
+        print(
+            "warning: other processes are using the CPU; shares are taken against the matmul rate measured "
+            "beside each case, but timings stay noisy:\n  " + "\n  ".join(busy)
+        )
     meta = run_metadata("benchmarks.peak_share", argv, busy=busy)
     new_rows = []
     for task in models:
@@ -197,17 +214,32 @@ def main(argv=None):
         for size in sizes:
             flops = count_conv_flops(config, size, size)
             for path in paths:
-                spec = dict(model=task, size=size, path=path, threads=args.threads, warmup=args.warmup,
-                            repeats=args.repeats, cache_dir=args.cache_dir)
+                spec = dict(
+                    model=task,
+                    size=size,
+                    path=path,
+                    threads=args.threads,
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    cache_dir=args.cache_dir,
+                )
                 row = add_derived_numbers(run_worker("benchmarks.peak_share", spec, timeout=args.timeout), flops)
                 new_rows.append(row)
-                print(f"{task} {size}² {path}: {row['median_s']:.2f} s, {row['share_of_peak']:.0%} of "
-                      f"{row['matmul_peak_gflops']:.0f} GFLOP/s, peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+                print(
+                    f"{task} {size}² {path}: {row['median_s']:.2f} s, {row['share_of_peak']:.0%} of "
+                    f"{row['matmul_peak_gflops']:.0f} GFLOP/s, peak RSS {row['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
     rows = merge_results(Path(args.output), new_rows, RESULT_KEY, meta)
     shown = [row for row in rows if row["model"] in models and row["size"] in sizes]
     order = PATHS + tuple(EXTRA_PATHS)
-    shown.sort(key=lambda r: (MODELS.index(r["model"]), r["size"],
-                              order.index(r["path"]) if r["path"] in order else len(order)))
+    shown.sort(
+        key=lambda r: (
+            MODELS.index(r["model"]),
+            r["size"],
+            order.index(r["path"]) if r["path"] in order else len(order),
+        )
+    )
     print(format_table(shown, TABLE_COLUMNS))
     print(f"results: {args.output}")
 

@@ -23,8 +23,9 @@ def square_photo(size: int, photo: Path = DEFAULT_PHOTO) -> torch.Tensor:
     with Image.open(photo) as image:
         image = image.convert("RGB")
         scale = size / min(image.size)
-        resized = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))),
-                               Image.Resampling.LANCZOS)
+        resized = image.resize(
+            (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.LANCZOS
+        )
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     return to_tensor(resized.crop((left, top, left + size, top + size)))
 

@@ -57,8 +57,11 @@ def support_rows() -> list[dict]:
                 accepted, note = False, str(error)
             if device == "cpu" and precision == "bf16":
                 native = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-                note = note or ("native bf16 instructions (avx512_bf16/amx_bf16)" if native
-                                else "no native bf16 instructions: emulated, slower than fp32")
+                note = note or (
+                    "native bf16 instructions (avx512_bf16/amx_bf16)"
+                    if native
+                    else "no native bf16 instructions: emulated, slower than fp32"
+                )
             elif device == "cuda" and precision == "bf16":
                 note = note or ("supported by this GPU" if torch.cuda.is_bf16_supported() else "needs Ampere or newer")
             rows.append(dict(device=device, precision=precision, accepted=accepted, note=note))
@@ -97,21 +100,35 @@ def worker(spec: dict) -> dict:
     rows = []
     for precision in spec["precisions"]:
         output, seconds = restore(precision)
-        rows.append(dict(model=spec["model"] or f"{spec['config']} (released, random weights)", task=task,
-                         device=spec["device"], size=spec["size"], precision=precision,
-                         psnr_vs_fp32=round(psnr(reference, output), 2),
-                         max_abs_diff=round((output - reference).abs().max().item(), 5),
-                         psnr_vs_clean=round(psnr(clean[None], output), 2),
-                         fp32_psnr_vs_clean=round(psnr(clean[None], reference), 2),
-                         median_s=round(seconds, 3), fp32_median_s=round(fp32_seconds, 3)))
+        rows.append(
+            dict(
+                model=spec["model"] or f"{spec['config']} (released, random weights)",
+                task=task,
+                device=spec["device"],
+                size=spec["size"],
+                precision=precision,
+                psnr_vs_fp32=round(psnr(reference, output), 2),
+                max_abs_diff=round((output - reference).abs().max().item(), 5),
+                psnr_vs_clean=round(psnr(clean[None], output), 2),
+                fp32_psnr_vs_clean=round(psnr(clean[None], reference), 2),
+                median_s=round(seconds, 3),
+                fp32_median_s=round(fp32_seconds, 3),
+            )
+        )
     return {"rows": rows}
 
 
 COLUMNS = [
-    ("model", "model", ""), ("device", "device", ""), ("size", "size", ""), ("precision", "precision", ""),
-    ("PSNR vs fp32 dB", "psnr_vs_fp32", ".2f"), ("max abs diff", "max_abs_diff", ".4f"),
-    ("PSNR vs clean", "psnr_vs_clean", ".2f"), ("fp32 vs clean", "fp32_psnr_vs_clean", ".2f"),
-    ("median s", "median_s", ".3f"), ("fp32 median s", "fp32_median_s", ".3f"),
+    ("model", "model", ""),
+    ("device", "device", ""),
+    ("size", "size", ""),
+    ("precision", "precision", ""),
+    ("PSNR vs fp32 dB", "psnr_vs_fp32", ".2f"),
+    ("max abs diff", "max_abs_diff", ".4f"),
+    ("PSNR vs clean", "psnr_vs_clean", ".2f"),
+    ("fp32 vs clean", "fp32_psnr_vs_clean", ".2f"),
+    ("median s", "median_s", ".3f"),
+    ("fp32 median s", "fp32_median_s", ".3f"),
 ]
 
 
@@ -130,15 +147,34 @@ def main(argv=None):
         emit_result(worker(json.loads(args.worker)))
         return
 
-    print(format_table(support_rows(), [("device", "device", ""), ("precision", "precision", ""),
-                                        ("autocast_context", "accepted", ""), ("note", "note", "")]))
+    print(
+        format_table(
+            support_rows(),
+            [
+                ("device", "device", ""),
+                ("precision", "precision", ""),
+                ("autocast_context", "accepted", ""),
+                ("note", "note", ""),
+            ],
+        )
+    )
     precisions = parse_list(args.precision or ("bf16" if args.device == "cpu" else "bf16,fp16"))
-    sources = ([(None, config) for config in parse_list(args.configs)] if args.configs else
-               [(model, None) for model in (parse_list(args.models) if args.models else SMALL_CHECKPOINTS.values())])
+    sources = (
+        [(None, config) for config in parse_list(args.configs)]
+        if args.configs
+        else [(model, None) for model in (parse_list(args.models) if args.models else SMALL_CHECKPOINTS.values())]
+    )
     new_rows = []
     for model, config in sources:
-        spec = dict(model=model, config=config, device=args.device, size=args.size, precisions=precisions,
-                    repeats=args.repeats, threads=args.threads)
+        spec = dict(
+            model=model,
+            config=config,
+            device=args.device,
+            size=args.size,
+            precisions=precisions,
+            repeats=args.repeats,
+            threads=args.threads,
+        )
         result = run_worker("benchmarks.precision", spec)
         for row in result["rows"]:
             new_rows.append(dict(row, load_before=result["load_before"]))

@@ -51,10 +51,22 @@ from benchmarks.common import (
 PATHS = ("official", "eager", "nchw", "library", "pipeline", "channels_last", "fast", "compiled")
 CONFIGS = ("deblur", "derain", "denoise")
 # Official code on the reference machine (2 cores, /work/shared/reference/README.md): median seconds and peak RSS.
-OFFICIAL_CPU_MEDIAN_S = {("deblur", 256): 8.87, ("deblur", 512): 45.09, ("derain", 256): 2.61,
-                         ("derain", 512): 15.59, ("denoise", 256): 7.91, ("denoise", 512): 41.33}
-OFFICIAL_CPU_PEAK_MIB = {("deblur", 256): 1021, ("deblur", 512): 2757, ("derain", 256): 576,
-                         ("derain", 512): 1398, ("denoise", 256): 996, ("denoise", 512): 2366}
+OFFICIAL_CPU_MEDIAN_S = {
+    ("deblur", 256): 8.87,
+    ("deblur", 512): 45.09,
+    ("derain", 256): 2.61,
+    ("derain", 512): 15.59,
+    ("denoise", 256): 7.91,
+    ("denoise", 512): 41.33,
+}
+OFFICIAL_CPU_PEAK_MIB = {
+    ("deblur", 256): 1021,
+    ("deblur", 512): 2757,
+    ("derain", 256): 576,
+    ("derain", 512): 1398,
+    ("denoise", 256): 996,
+    ("denoise", 512): 2366,
+}
 RESULT_KEY = ("device", "config", "size", "path", "precision", "threads", "env")
 
 
@@ -80,9 +92,21 @@ def build_official_model(folder: str, config_name: str, device: torch.device):
     module_spec.loader.exec_module(module)
     config = MPRNetConfig.for_task(config_name)
     torch.manual_seed(0)
-    return module.MPRNet(in_c=3, out_c=3, n_feat=config.n_feat, scale_unetfeats=config.scale_unetfeats,
-                         scale_orsnetfeats=config.scale_orsnetfeats, num_cab=config.num_cab,
-                         kernel_size=config.kernel_size, reduction=config.reduction, bias=config.bias).eval().to(device)
+    return (
+        module.MPRNet(
+            in_c=3,
+            out_c=3,
+            n_feat=config.n_feat,
+            scale_unetfeats=config.scale_unetfeats,
+            scale_orsnetfeats=config.scale_orsnetfeats,
+            num_cab=config.num_cab,
+            kernel_size=config.kernel_size,
+            reduction=config.reduction,
+            bias=config.bias,
+        )
+        .eval()
+        .to(device)
+    )
 
 
 def pipeline_forward(model):
@@ -177,9 +201,14 @@ def worker(spec: dict) -> dict:
 
     warmup_s = [timed_run() for _ in range(spec["warmup"])]
     latencies = [timed_run() for _ in range(spec["repeats"])]
-    result = dict(spec, **summarize_latencies(latencies), warmup_s=[round(value, 3) for value in warmup_s],
-                  rss_after_model_mib=round(rss_after_model, 1), peak_rss_mib=round(peak_rss_mib(), 1),
-                  finite_output=all(finite))
+    result = dict(
+        spec,
+        **summarize_latencies(latencies),
+        warmup_s=[round(value, 3) for value in warmup_s],
+        rss_after_model_mib=round(rss_after_model, 1),
+        peak_rss_mib=round(peak_rss_mib(), 1),
+        finite_output=all(finite),
+    )
     if device.type == "cuda":
         result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return result
@@ -200,8 +229,11 @@ def add_derived_numbers(row: dict, flops: int) -> dict:
 
 
 def add_speedups_vs_eager(rows: list[dict]) -> None:
-    eager = {(r["device"], r["config"], r["size"], r["precision"], r["threads"]): r["median_s"]
-             for r in rows if r["path"] == "eager" and not r.get("env")}
+    eager = {
+        (r["device"], r["config"], r["size"], r["precision"], r["threads"]): r["median_s"]
+        for r in rows
+        if r["path"] == "eager" and not r.get("env")
+    }
     for row in rows:
         baseline = eager.get((row["device"], row["config"], row["size"], row["precision"], row["threads"]))
         row["speedup_vs_eager"] = round(baseline / row["median_s"], 3) if baseline else None
@@ -210,6 +242,7 @@ def add_speedups_vs_eager(rows: list[dict]) -> None:
 def add_side_by_side_ratios(rows: list[dict], run_started: str) -> str:
     """Sets `x_side_by_side` on the rows of this run: official median / row median, against the official code run
     in this same run, else against the eager stand-in of this run. Returns what the baseline was."""
+
     def case(row):
         return row["device"], row["config"], row["size"], row["precision"], row["threads"], row.get("env", "")
 
@@ -221,17 +254,28 @@ def add_side_by_side_ratios(rows: list[dict], run_started: str) -> str:
         row["x_side_by_side"] = round(baseline / row["median_s"], 3) if baseline else None
     if official:
         return "the official code (--official), run in this run"
-    return ("the eager stand-in (benchmarks/eager_baseline.py) run in this run: no --official PATH was given"
-            if eager else "nothing: add --paths official (with --official PATH) or eager for side-by-side ratios")
+    return (
+        "the eager stand-in (benchmarks/eager_baseline.py) run in this run: no --official PATH was given"
+        if eager
+        else "nothing: add --paths official (with --official PATH) or eager for side-by-side ratios"
+    )
 
 
 TABLE_COLUMNS = [
-    ("config", "config", ""), ("size", "size", ""), ("path", "path", ""), ("env", "env", ""),
+    ("config", "config", ""),
+    ("size", "size", ""),
+    ("path", "path", ""),
+    ("env", "env", ""),
     ("precision", "precision", ""),
-    ("median s", "median_s", ".3f"), ("min s", "min_s", ".3f"), ("MP/s", "megapixels_per_s", ".4f"),
-    ("GFLOP/s", "achieved_gflops_per_s", ".1f"), ("peak RSS MiB", "peak_rss_mib", ".0f"),
-    ("peak GPU MiB", "peak_gpu_mib", ".0f"), ("x eager", "speedup_vs_eager", ".2f"),
-    ("x side by side", "x_side_by_side", ".2f"), ("x official (ref. machine)", "speedup_vs_official", ".2f"),
+    ("median s", "median_s", ".3f"),
+    ("min s", "min_s", ".3f"),
+    ("MP/s", "megapixels_per_s", ".4f"),
+    ("GFLOP/s", "achieved_gflops_per_s", ".1f"),
+    ("peak RSS MiB", "peak_rss_mib", ".0f"),
+    ("peak GPU MiB", "peak_gpu_mib", ".0f"),
+    ("x eager", "speedup_vs_eager", ".2f"),
+    ("x side by side", "x_side_by_side", ".2f"),
+    ("x official (ref. machine)", "speedup_vs_official", ".2f"),
     ("load", "load_before", ".2f"),
     ("others' CPU", "other_cpu_share", ".0%"),
 ]
@@ -249,8 +293,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", help="JSON file (default benchmarks/results/speed_<device>.json)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
-    parser.add_argument("--env", default="", help="NAME=VALUE[,NAME=VALUE] set in each worker before torch loads, "
-                                                   "e.g. THP_MEM_ALLOC_ENABLE=1 (recorded with the row)")
+    parser.add_argument(
+        "--env",
+        default="",
+        help="NAME=VALUE[,NAME=VALUE] set in each worker before torch loads, "
+        "e.g. THP_MEM_ALLOC_ENABLE=1 (recorded with the row)",
+    )
     parser.add_argument("--official", help="folder holding the official MPRNet.py, for the 'official' path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -262,8 +310,11 @@ def main(argv=None):
 
     configs, sizes = parse_list(args.configs), parse_list(args.sizes, int)
     paths, precisions = parse_list(args.paths), parse_list(args.precision)
-    for name, values, allowed in (("configs", configs, CONFIGS), ("paths", paths, PATHS),
-                                  ("precision", precisions, ("fp32", "bf16", "fp16"))):
+    for name, values, allowed in (
+        ("configs", configs, CONFIGS),
+        ("paths", paths, PATHS),
+        ("precision", precisions, ("fp32", "bf16", "fp16")),
+    ):
         if unknown := sorted(set(values) - set(allowed)):
             parser.error(f"unknown {name}: {', '.join(unknown)}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -271,8 +322,10 @@ def main(argv=None):
     if args.device == "cpu" and "fp16" in precisions:
         parser.error("fp16 autocast is GPU-only; use bf16 on CPU")
     if "official" in paths and not args.official:
-        print("note: no --official PATH given: the official code is not run, and 'x side by side' compares with the "
-              "eager stand-in (benchmarks/eager_baseline.py) instead")
+        print(
+            "note: no --official PATH given: the official code is not run, and 'x side by side' compares with the "
+            "eager stand-in (benchmarks/eager_baseline.py) instead"
+        )
         paths = [path for path in paths if path != "official"] + ([] if "eager" in paths else ["eager"])
         paths.sort(key=PATHS.index)
 
@@ -288,22 +341,43 @@ def main(argv=None):
             flops = count_conv_flops(MPRNetConfig.for_task(config_name), size, size)
             for precision in precisions:
                 for path in paths:
-                    spec = dict(device=args.device, config=config_name, size=size, path=path, precision=precision,
-                                threads=args.threads, warmup=args.warmup, repeats=args.repeats, env=args.env,
-                                official=args.official)
-                    row = add_derived_numbers(run_worker("benchmarks.speed", spec, timeout=args.timeout,
-                                                         env=worker_env), flops)
+                    spec = dict(
+                        device=args.device,
+                        config=config_name,
+                        size=size,
+                        path=path,
+                        precision=precision,
+                        threads=args.threads,
+                        warmup=args.warmup,
+                        repeats=args.repeats,
+                        env=args.env,
+                        official=args.official,
+                    )
+                    row = add_derived_numbers(
+                        run_worker("benchmarks.speed", spec, timeout=args.timeout, env=worker_env), flops
+                    )
                     row["run_started"] = meta["started_utc"]
                     new_rows.append(row)
-                    print(f"{config_name} {size}x{size} {path} {precision}: median {row['median_s']:.3f} s, "
-                          f"peak RSS {row['peak_rss_mib']:.0f} MiB, load {row['load_before']}", flush=True)
+                    print(
+                        f"{config_name} {size}x{size} {path} {precision}: median {row['median_s']:.3f} s, "
+                        f"peak RSS {row['peak_rss_mib']:.0f} MiB, load {row['load_before']}",
+                        flush=True,
+                    )
     rows = merge_results(output, new_rows, RESULT_KEY, meta)
     add_speedups_vs_eager(rows)
     baseline = add_side_by_side_ratios(rows, meta["started_utc"])
     merge_results(output, rows, RESULT_KEY, meta)
     shown = [row for row in rows if (row["config"], row["size"]) in {(c, s) for c in configs for s in sizes}]
-    shown.sort(key=lambda r: (r["device"], CONFIGS.index(r["config"]), r["size"], r["precision"],
-                              PATHS.index(r["path"]), r.get("env", "")))
+    shown.sort(
+        key=lambda r: (
+            r["device"],
+            CONFIGS.index(r["config"]),
+            r["size"],
+            r["precision"],
+            PATHS.index(r["path"]),
+            r.get("env", ""),
+        )
+    )
     print(format_table(shown, TABLE_COLUMNS))
     print(f"'x side by side' is against {baseline}.")
     print(f"results: {output}")

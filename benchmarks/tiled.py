@@ -63,12 +63,23 @@ def scaling_worker(spec: dict) -> dict:
     images = square_photo(spec["size"])[None]
     tile_size = spec["tile"] if spec["tiled"] else None
     started = time.perf_counter()
-    restored = restore_tensor(model, images, tile_size=tile_size, tile_overlap=spec["overlap"], return_stages=False,
-                              statistics_passes=spec["statistics_passes"])[0]
+    restored = restore_tensor(
+        model,
+        images,
+        tile_size=tile_size,
+        tile_overlap=spec["overlap"],
+        return_stages=False,
+        statistics_passes=spec["statistics_passes"],
+    )[0]
     seconds = time.perf_counter() - started
     assert restored.shape == images.shape and torch.isfinite(restored).all()
-    return dict(spec, seconds=round(seconds, 3), peak_rss_mib=round(peak_rss_mib(), 1),
-                rss_after_model_mib=round(rss_after_model, 1), **tile_work(spec))
+    return dict(
+        spec,
+        seconds=round(seconds, 3),
+        peak_rss_mib=round(peak_rss_mib(), 1),
+        rss_after_model_mib=round(rss_after_model, 1),
+        **tile_work(spec),
+    )
 
 
 def tile_work(spec: dict) -> dict:
@@ -82,18 +93,27 @@ def tile_work(spec: dict) -> dict:
         return {"tiles": 1, "processed_megapixels": round(size * size / 1e6, 3)}
     starts = tile_starts(size, spec["tile"], spec["overlap"])
     passes = 1 + spec.get("statistics_passes", 0)
-    return {"tiles": len(starts) ** 2,
-            "processed_megapixels": round(passes * (len(starts) * spec["tile"]) ** 2 / 1e6, 3)}
+    return {
+        "tiles": len(starts) ** 2,
+        "processed_megapixels": round(passes * (len(starts) * spec["tile"]) ** 2 / 1e6, 3),
+    }
 
 
 SCALING_COLUMNS = [
-    ("model", "model_name", ""), ("size", "size", ""), ("tiled", "tiled", ""), ("tile/overlap", "tiling", ""),
+    ("model", "model_name", ""),
+    ("size", "size", ""),
+    ("tiled", "tiled", ""),
+    ("tile/overlap", "tiling", ""),
     ("statistics passes", "statistics_passes", ""),
-    ("tiles", "tiles", ""), ("processed MP", "processed_megapixels", ".2f"),
-    ("seconds", "seconds", ".2f"), ("s per image MP", "seconds_per_megapixel", ".3f"),
+    ("tiles", "tiles", ""),
+    ("processed MP", "processed_megapixels", ".2f"),
+    ("seconds", "seconds", ".2f"),
+    ("s per image MP", "seconds_per_megapixel", ".3f"),
     ("s per processed MP", "seconds_per_processed_megapixel", ".3f"),
-    ("peak RSS MiB", "peak_rss_mib", ".0f"), ("RSS after load MiB", "rss_after_model_mib", ".0f"),
-    ("load", "load_before", ".2f"), ("others' CPU", "other_cpu_share", ".0%"),
+    ("peak RSS MiB", "peak_rss_mib", ".0f"),
+    ("RSS after load MiB", "rss_after_model_mib", ".0f"),
+    ("load", "load_before", ".2f"),
+    ("others' CPU", "other_cpu_share", ".0%"),
 ]
 
 
@@ -106,23 +126,37 @@ def run_scaling(args) -> None:
     new_rows = []
     for tiled in [mode == "tiled" for mode in modes]:
         for size in sizes:
-            spec = dict(model=args.model, config=args.config, size=size, tiled=tiled, tile=args.tile,
-                        overlap=args.overlap, threads=args.threads, fast=args.fast,
-                        statistics_passes=args.statistics_passes if tiled else 0)
+            spec = dict(
+                model=args.model,
+                config=args.config,
+                size=size,
+                tiled=tiled,
+                tile=args.tile,
+                overlap=args.overlap,
+                threads=args.threads,
+                fast=args.fast,
+                statistics_passes=args.statistics_passes if tiled else 0,
+            )
             row = run_worker("benchmarks.tiled", dict(spec, mode="scaling"), timeout=args.timeout)
-            row.update(model_name=model_name, tiling=f"{args.tile}/{args.overlap}" if tiled else "-",
-                       megapixels=size * size / 1e6,
-                       seconds_per_megapixel=round(row["seconds"] / (size * size / 1e6), 4),
-                       seconds_per_processed_megapixel=round(row["seconds"] / row["processed_megapixels"], 4))
+            row.update(
+                model_name=model_name,
+                tiling=f"{args.tile}/{args.overlap}" if tiled else "-",
+                megapixels=size * size / 1e6,
+                seconds_per_megapixel=round(row["seconds"] / (size * size / 1e6), 4),
+                seconds_per_processed_megapixel=round(row["seconds"] / row["processed_megapixels"], 4),
+            )
             new_rows.append(row)
-            print(f"{model_name} {size}x{size} tiled={tiled}: {row['seconds']:.2f} s, "
-                  f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+            print(
+                f"{model_name} {size}x{size} tiled={tiled}: {row['seconds']:.2f} s, "
+                f"peak RSS {row['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
     output = RESULTS_DIR / args.output
     key = ("model_name", "size", "tiled", "tiling", "fast", "threads", "statistics_passes")
-    rows = merge_results(output, new_rows, key,
-                         run_metadata("benchmarks.tiled", args.argv))
-    shown = sorted((row for row in rows if row["model_name"] == model_name),
-                   key=lambda row: (not row["tiled"], row["size"]))
+    rows = merge_results(output, new_rows, key, run_metadata("benchmarks.tiled", args.argv))
+    shown = sorted(
+        (row for row in rows if row["model_name"] == model_name), key=lambda row: (not row["tiled"], row["size"])
+    )
     print(format_table(shown, SCALING_COLUMNS))
     print(f"results: {output}")
 
@@ -147,26 +181,40 @@ def psnr_worker(spec: dict) -> dict:
     rows = []
     for (tile, overlap), passes in itertools.product(spec["settings"], spec["statistics_passes"]):
         started = time.perf_counter()
-        tiled = restore_tensor(model, degraded, tile_size=tile, tile_overlap=overlap, return_stages=False,
-                               statistics_passes=passes)[0]
+        tiled = restore_tensor(
+            model, degraded, tile_size=tile, tile_overlap=overlap, return_stages=False, statistics_passes=passes
+        )[0]
         tiled = tiled.clamp(0, 1)
-        rows.append(dict(model=spec["model"], task=task, size=spec["size"], photo=Path(spec["photo"]).name,
-                         tile=tile, overlap=overlap, local_attention_window=model.config.local_attention_window,
-                         statistics_passes=passes,
-                         psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
-                         max_abs_diff=round((tiled - untiled).abs().max().item(), 5),
-                         psnr_tiled_vs_clean=round(psnr(clean[None], tiled), 2),
-                         psnr_untiled_vs_clean=round(psnr(clean[None], untiled), 2),
-                         seconds=round(time.perf_counter() - started, 2)))
+        rows.append(
+            dict(
+                model=spec["model"],
+                task=task,
+                size=spec["size"],
+                photo=Path(spec["photo"]).name,
+                tile=tile,
+                overlap=overlap,
+                local_attention_window=model.config.local_attention_window,
+                statistics_passes=passes,
+                psnr_tiled_vs_untiled=round(psnr(untiled, tiled), 2),
+                max_abs_diff=round((tiled - untiled).abs().max().item(), 5),
+                psnr_tiled_vs_clean=round(psnr(clean[None], tiled), 2),
+                psnr_untiled_vs_clean=round(psnr(clean[None], untiled), 2),
+                seconds=round(time.perf_counter() - started, 2),
+            )
+        )
     return {"rows": rows}
 
 
 PSNR_COLUMNS = [
-    ("model", "task", ""), ("tile", "tile", ""), ("overlap", "overlap", ""),
+    ("model", "task", ""),
+    ("tile", "tile", ""),
+    ("overlap", "overlap", ""),
     ("TLC window", "local_attention_window", ""),
     ("statistics passes", "statistics_passes", ""),
-    ("PSNR tiled vs untiled dB", "psnr_tiled_vs_untiled", ".2f"), ("max abs diff", "max_abs_diff", ".4f"),
-    ("PSNR vs clean: tiled", "psnr_tiled_vs_clean", ".2f"), ("untiled", "psnr_untiled_vs_clean", ".2f"),
+    ("PSNR tiled vs untiled dB", "psnr_tiled_vs_untiled", ".2f"),
+    ("max abs diff", "max_abs_diff", ".4f"),
+    ("PSNR vs clean: tiled", "psnr_tiled_vs_clean", ".2f"),
+    ("untiled", "psnr_untiled_vs_clean", ".2f"),
 ]
 
 
@@ -174,22 +222,48 @@ def run_psnr(args) -> None:
     models = parse_list(args.models) if args.models else list(SMALL_CHECKPOINTS.values())
     new_rows = []
     for model in models:
-        spec = dict(mode="psnr", model=model, size=args.size, photo=str(args.photo), threads=args.threads,
-                    settings=parse_settings(args.settings), local_attention_window=args.local_attention_window,
-                    statistics_passes=parse_list(args.statistics_passes, int))
+        spec = dict(
+            mode="psnr",
+            model=model,
+            size=args.size,
+            photo=str(args.photo),
+            threads=args.threads,
+            settings=parse_settings(args.settings),
+            local_attention_window=args.local_attention_window,
+            statistics_passes=parse_list(args.statistics_passes, int),
+        )
         result = run_worker("benchmarks.tiled", spec, timeout=args.timeout)
         for row in result["rows"]:
             row["load_before"] = result["load_before"]
             new_rows.append(row)
-            print(f"{row['task']} tile {row['tile']} overlap {row['overlap']} "
-                  f"statistics passes {row['statistics_passes']}: "
-                  f"{row['psnr_tiled_vs_untiled']:.2f} dB", flush=True)
+            print(
+                f"{row['task']} tile {row['tile']} overlap {row['overlap']} "
+                f"statistics passes {row['statistics_passes']}: "
+                f"{row['psnr_tiled_vs_untiled']:.2f} dB",
+                flush=True,
+            )
     output = RESULTS_DIR / "tiled_psnr.json"
-    rows = merge_results(output, new_rows, ("model", "size", "photo", "tile", "overlap", "local_attention_window",
-                                            "statistics_passes"),
-                         run_metadata("benchmarks.tiled", args.argv))
-    print(format_table(sorted(rows, key=lambda row: (row["task"], row["local_attention_window"], -row["tile"],
-                                                     row["overlap"], row["statistics_passes"])), PSNR_COLUMNS))
+    rows = merge_results(
+        output,
+        new_rows,
+        ("model", "size", "photo", "tile", "overlap", "local_attention_window", "statistics_passes"),
+        run_metadata("benchmarks.tiled", args.argv),
+    )
+    print(
+        format_table(
+            sorted(
+                rows,
+                key=lambda row: (
+                    row["task"],
+                    row["local_attention_window"],
+                    -row["tile"],
+                    row["overlap"],
+                    row["statistics_passes"],
+                ),
+            ),
+            PSNR_COLUMNS,
+        )
+    )
     print(f"results: {output}")
 
 
@@ -215,18 +289,32 @@ def main(argv=None):
     psnr_parser.add_argument("--models", help="comma-separated checkpoint folders (default: the three small ones)")
     psnr_parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
     psnr_parser.add_argument("--size", type=int, default=1024)
-    psnr_parser.add_argument("--settings", default=f"{DEFAULT_TILE_SIZE}:{DEFAULT_TILE_OVERLAP}",
-                             help="comma-separated tile:overlap pairs")
-    psnr_parser.add_argument("--local-attention-window", type=int, default=0,
-                             help="TLC window for both runs (default: the checkpoint's own setting)")
-    psnr_parser.add_argument("--statistics-passes", default="1",
-                             help="comma-separated passes recording whole-image statistics "
-                                  "(restore_tensor's default: 1)")
-    scaling.add_argument("--statistics-passes", type=int, default=1,
-                         help="passes recording whole-image statistics before the tiled restore (default 1)")
-    scaling.add_argument("--output", default="tiled_scaling.json",
-                         help="results file under benchmarks/results (another one keeps a separate set of rows, e.g. "
-                         "measured on another machine)")
+    psnr_parser.add_argument(
+        "--settings", default=f"{DEFAULT_TILE_SIZE}:{DEFAULT_TILE_OVERLAP}", help="comma-separated tile:overlap pairs"
+    )
+    psnr_parser.add_argument(
+        "--local-attention-window",
+        type=int,
+        default=0,
+        help="TLC window for both runs (default: the checkpoint's own setting)",
+    )
+    psnr_parser.add_argument(
+        "--statistics-passes",
+        default="1",
+        help="comma-separated passes recording whole-image statistics (restore_tensor's default: 1)",
+    )
+    scaling.add_argument(
+        "--statistics-passes",
+        type=int,
+        default=1,
+        help="passes recording whole-image statistics before the tiled restore (default 1)",
+    )
+    scaling.add_argument(
+        "--output",
+        default="tiled_scaling.json",
+        help="results file under benchmarks/results (another one keeps a separate set of rows, e.g. "
+        "measured on another machine)",
+    )
     for sub in (scaling, psnr_parser):
         sub.add_argument("--threads", type=int, default=2)
         sub.add_argument("--timeout", type=float, default=3600)

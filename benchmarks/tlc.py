@@ -51,8 +51,14 @@ def score(sample, task: str, protocol: str, models: dict, max_side: int | None) 
     from mprnet_hf.evaluation.evaluate import psnr
 
     height, width = sample.clean.shape[:2]
-    row = dict(task=task, protocol=protocol, photo=sample.name, size=f"{width}x{height}", max_side=max_side,
-               psnr_degraded=round(psnr(sample.degraded, sample.clean, protocol), 3))
+    row = dict(
+        task=task,
+        protocol=protocol,
+        photo=sample.name,
+        size=f"{width}x{height}",
+        max_side=max_side,
+        psnr_degraded=round(psnr(sample.degraded, sample.clean, protocol), 3),
+    )
     for window, model in models.items():
         row[f"psnr_window_{window}"] = round(psnr(restore(model, sample.degraded), sample.clean, protocol), 3)
     print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
@@ -72,8 +78,14 @@ def evaluate(task: str, windows: list[int], max_side: int | None = None) -> list
         # Quick checks only: the published numbers use the full-size photos.
         folder = downscaled_copy(VAL_DIR, max_side, Path(scratch)) if max_side else VAL_DIR
         rows = [score(sample, task, protocol, models, max_side) for sample in synthetic_samples(folder, task)]
-    mean = dict(task=task, protocol=protocol, photo="mean", size="", max_side=max_side,
-                psnr_degraded=round(statistics.mean(row["psnr_degraded"] for row in rows), 3))
+    mean = dict(
+        task=task,
+        protocol=protocol,
+        photo="mean",
+        size="",
+        max_side=max_side,
+        psnr_degraded=round(statistics.mean(row["psnr_degraded"] for row in rows), 3),
+    )
     for window in models:
         mean[f"psnr_window_{window}"] = round(statistics.mean(row[f"psnr_window_{window}"] for row in rows), 3)
     return rows + [mean]
@@ -99,8 +111,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     windows = [window for window in parse_list(args.windows, int) if window > 0]
-    meta = run_metadata("benchmarks.tlc", argv, max_side=args.max_side,
-                checkpoints={task: training_summary(task) for task in parse_list(args.tasks)})
+    meta = run_metadata(
+        "benchmarks.tlc",
+        argv,
+        max_side=args.max_side,
+        checkpoints={task: training_summary(task) for task in parse_list(args.tasks)},
+    )
     new_rows = []
     for task in parse_list(args.tasks):
         new_rows += [dict(row, windows=windows) for row in evaluate(task, windows, args.max_side)]
@@ -112,10 +128,18 @@ def main(argv=None):
     output = RESULTS_DIR / ("tlc.json" if not args.max_side else f"tlc_max_side_{args.max_side}.json")
     rows = merge_results(output, new_rows, ("task", "photo"), meta)
     all_windows = sorted({window for row in rows for window in row.get("windows", [])})
-    columns = [("task", "task", ""), ("photo", "photo", ""), ("size", "size", ""),
-               ("degraded", "psnr_degraded", ".2f"), ("TLC off", "psnr_window_0", ".2f")]
+    columns = [
+        ("task", "task", ""),
+        ("photo", "photo", ""),
+        ("size", "size", ""),
+        ("degraded", "psnr_degraded", ".2f"),
+        ("TLC off", "psnr_window_0", ".2f"),
+    ]
     for window in all_windows:
-        columns += [(f"TLC {window}", f"psnr_window_{window}", ".2f"), (f"gain {window}", f"gain_window_{window}", "+.2f")]
+        columns += [
+            (f"TLC {window}", f"psnr_window_{window}", ".2f"),
+            (f"gain {window}", f"gain_window_{window}", "+.2f"),
+        ]
     print(format_table(rows, columns))
     print(f"results: {output}")
 

@@ -70,18 +70,34 @@ def worker(spec: dict) -> dict:
         seconds.append(time.perf_counter() - started)
     median = statistics.median(seconds)
     pixels = spec["batch_size"] * spec["patch_size"] ** 2
-    return {"row": dict(preset=spec["preset"], device=spec["device"], batch_size=spec["batch_size"],
-                        patch_size=spec["patch_size"], precision=spec["precision"], layout=spec["layout"],
-                        threads=spec["threads"], median_ms=round(median * 1000, 1),
-                        min_ms=round(min(seconds) * 1000, 1), steps_per_s=round(1 / median, 2),
-                        megapixels_per_s=round(pixels / median / 1e6, 3),
-                        parameters=sum(parameter.numel() for parameter in model.parameters()))}
+    return {
+        "row": dict(
+            preset=spec["preset"],
+            device=spec["device"],
+            batch_size=spec["batch_size"],
+            patch_size=spec["patch_size"],
+            precision=spec["precision"],
+            layout=spec["layout"],
+            threads=spec["threads"],
+            median_ms=round(median * 1000, 1),
+            min_ms=round(min(seconds) * 1000, 1),
+            steps_per_s=round(1 / median, 2),
+            megapixels_per_s=round(pixels / median / 1e6, 3),
+            parameters=sum(parameter.numel() for parameter in model.parameters()),
+        )
+    }
 
 
 COLUMNS = [
-    ("preset", "preset", ""), ("device", "device", ""), ("batch", "batch_size", ""), ("patch", "patch_size", ""),
-    ("precision", "precision", ""), ("layout", "layout", ""), ("median ms/step", "median_ms", ".1f"),
-    ("steps/s", "steps_per_s", ".2f"), ("training MP/s", "megapixels_per_s", ".3f"),
+    ("preset", "preset", ""),
+    ("device", "device", ""),
+    ("batch", "batch_size", ""),
+    ("patch", "patch_size", ""),
+    ("precision", "precision", ""),
+    ("layout", "layout", ""),
+    ("median ms/step", "median_ms", ".1f"),
+    ("steps/s", "steps_per_s", ".2f"),
+    ("training MP/s", "megapixels_per_s", ".3f"),
 ]
 
 
@@ -116,12 +132,19 @@ def main(argv=None):
     for preset in parse_list(args.presets):
         for precision in precisions:
             for layout in layouts:
-                spec = dict(preset=preset, precision=precision, layout=layout, device=args.device,
-                            batch_size=args.batch_size, patch_size=args.patch_size, steps=args.steps,
-                            warmup=args.warmup, threads=args.threads)
+                spec = dict(
+                    preset=preset,
+                    precision=precision,
+                    layout=layout,
+                    device=args.device,
+                    batch_size=args.batch_size,
+                    patch_size=args.patch_size,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    threads=args.threads,
+                )
                 result = run_worker("benchmarks.training", spec)
-                row = dict(result["row"], load_before=result["load_before"],
-                           other_cpu_share=result["other_cpu_share"])
+                row = dict(result["row"], load_before=result["load_before"], other_cpu_share=result["other_cpu_share"])
                 new_rows.append(row)
                 print(f"{preset} {precision} {layout}: {row['median_ms']:.1f} ms/step", flush=True)
     meta = run_metadata("benchmarks.training", argv)

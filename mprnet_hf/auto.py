@@ -83,7 +83,7 @@ def looks_again_after(task: str) -> bool:
 
 
 def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
-    """" After denoise: blur (0.84)." for every restoration a later look found that the first did not."""
+    """ " After denoise: blur (0.84)." for every restoration a later look found that the first did not."""
     notes, seen = [], set(detections[0].tasks)
     for task, detection in zip(steps, detections[1:]):
         fresh = [label for label in detection.found if label in TASK_OF_LABEL and TASK_OF_LABEL[label] not in seen]
@@ -102,8 +102,10 @@ def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...])
     probability = detection.probabilities
     if detection.looks_clean:
         others = ", ".join(f"{LABEL_WORDS[label]} {probability[label]:.2f}" for label in LABELS[:-1])
-        return (f"The photo looks clean (clean {probability['clean']:.2f}; {others}): returned unchanged. Pick a task "
-                "by hand to restore it anyway.")
+        return (
+            f"The photo looks clean (clean {probability['clean']:.2f}; {others}): returned unchanged. Pick a task "
+            "by hand to restore it anyway."
+        )
     message = f"Detected {detection.describe()}." + newly_found(detections, steps)
     if steps:
         message += f" Ran {', then '.join(steps)}."
@@ -114,8 +116,9 @@ def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...])
     return message
 
 
-def run_steps(image, look: Callable[[object], Detection], restore_step: Callable[[str, object], tuple]
-              ) -> tuple[list[tuple[str, object, tuple]], list[Detection]]:
+def run_steps(
+    image, look: Callable[[object], Detection], restore_step: Callable[[str, object], tuple]
+) -> tuple[list[tuple[str, object, tuple]], list[Detection]]:
     """Auto mode's loop: `look(image)` detects, `restore_step(task, image) -> (restored, stages)` restores; each step
     runs on the previous one's result and the detector looks again while a later step may follow. Returns
     (task, restored, stages) per step and every detection in order."""
@@ -153,9 +156,13 @@ class AutoRestoration:
         return auto_message(self.detections, self.steps)
 
 
-def restore_image_auto(models: Mapping[str, MPRNetModel] | MPRNetModel | None, image,
-                       detector: DegradationDetector | None = None, processor: MPRNetImageProcessor | None = None,
-                       **restore_options) -> AutoRestoration:
+def restore_image_auto(
+    models: Mapping[str, MPRNetModel] | MPRNetModel | None,
+    image,
+    detector: DegradationDetector | None = None,
+    processor: MPRNetImageProcessor | None = None,
+    **restore_options,
+) -> AutoRestoration:
     """Auto mode over `restore_image`: detects, then restores with the model of each task found (`complete_models`
     fills in the bundled ones). `restore_options` are `restore_image`'s (tile_size, precision, ...)."""
     from .models.mprnet.inference import check_pixel_count, restore_image
@@ -184,8 +191,9 @@ def restore_image_auto(models: Mapping[str, MPRNetModel] | MPRNetModel | None, i
     return AutoRestoration(step_images[-1], stages, input_mode, detections, steps, step_images)
 
 
-def restore_photo_auto(models: Mapping[str, MPRNetModel], photo, detector: DegradationDetector | None = None,
-                       **restore_options):
+def restore_photo_auto(
+    models: Mapping[str, MPRNetModel], photo, detector: DegradationDetector | None = None, **restore_options
+):
     """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
     [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is."""
     from .data.image_io import restore_photo
@@ -198,6 +206,18 @@ def restore_photo_auto(models: Mapping[str, MPRNetModel], photo, detector: Degra
     return restored, results, detections
 
 
-__all__ = ["AUTO", "STEP_ORDER", "AutoRestoration", "restore_image_auto", "restore_photo_auto", "detect",
-           "auto_message", "next_task", "looks_again_after", "run_steps",
-           "complete_models", "bundled_models", "bundled_detector"]
+__all__ = [
+    "AUTO",
+    "STEP_ORDER",
+    "AutoRestoration",
+    "restore_image_auto",
+    "restore_photo_auto",
+    "detect",
+    "auto_message",
+    "next_task",
+    "looks_again_after",
+    "run_steps",
+    "complete_models",
+    "bundled_models",
+    "bundled_detector",
+]

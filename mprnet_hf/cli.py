@@ -61,29 +61,51 @@ class Job:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="mprnet-restore", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="mprnet-restore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
-    parser.add_argument("--task", required=True, choices=(*TASKS, AUTO),
-                        help="what to undo; auto: detect it per photo with the bundled detector")
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=(*TASKS, AUTO),
+        help="what to undo; auto: detect it per photo with the bundled detector",
+    )
     parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder to write the results to")
     parser.add_argument("--model", help="model folder or Hugging Face Hub id (default: the bundled small checkpoint)")
-    parser.add_argument("--tile-size", type=int, default=None,
-                        help="restore larger images tile by tile (default: automatic, whole images when memory allows "
-                             f"on a CPU, tiles of {DEFAULT_TILE_SIZE} on a GPU; 0: always whole images)")
-    parser.add_argument("--tile-overlap", type=int, default=None,
-                        help=f"pixels neighbouring tiles share and cross-fade over (default {DEFAULT_TILE_OVERLAP}, "
-                             "at most a quarter of the tile)")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="restore larger images tile by tile (default: automatic, whole images when memory allows "
+        f"on a CPU, tiles of {DEFAULT_TILE_SIZE} on a GPU; 0: always whole images)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        help=f"pixels neighbouring tiles share and cross-fade over (default {DEFAULT_TILE_OVERLAP}, "
+        "at most a quarter of the tile)",
+    )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, else MPS, else CPU")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                        help="autocast precision (fp16 needs a GPU)")
-    parser.add_argument("--format", choices=FORMATS, default="png",
-                        help="png (lossless, the default) or same: the input's own format and extension")
-    parser.add_argument("--stages", action="store_true",
-                        help="also write the stage-1 and stage-2 images (NAME.stage1.EXT, NAME.stage2.EXT)")
+    parser.add_argument(
+        "--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision (fp16 needs a GPU)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="png",
+        help="png (lossless, the default) or same: the input's own format and extension",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also write the stage-1 and stage-2 images (NAME.stage1.EXT, NAME.stage2.EXT)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="restore again files whose output already exists")
-    parser.add_argument("--max-megapixels", type=float, default=None,
-                        help="refuse larger photos (default: MPRNET_MAX_MEGAPIXELS or 16)")
+    parser.add_argument(
+        "--max-megapixels", type=float, default=None, help="refuse larger photos (default: MPRNET_MAX_MEGAPIXELS or 16)"
+    )
     return parser
 
 
@@ -158,8 +180,10 @@ def expand_inputs(inputs: list[str], output_dir: Path) -> list[tuple[Path, Path]
         else:
             raise UsageError(f"input {name} does not exist; pass image files, folders or globs")
     if not found:
-        raise UsageError(f"no image file found in {' '.join(inputs)} (files under --output {output_dir} are left "
-                         "out); pass image files, folders holding images, or globs")
+        raise UsageError(
+            f"no image file found in {' '.join(inputs)} (files under --output {output_dir} are left "
+            "out); pass image files, folders holding images, or globs"
+        )
     return found
 
 
@@ -170,8 +194,10 @@ def plan_jobs(found: list[tuple[Path, Path]], output_dir: Path, output_format: s
         output = output_dir / (relative if output_format == "same" else relative.with_suffix(".png"))
         key = output.resolve()
         if key in owners and owners[key] != source.resolve():
-            raise UsageError(f"{source} and {owners[key]} would both be written to {output}; restore them in separate "
-                             "runs or to separate --output folders")
+            raise UsageError(
+                f"{source} and {owners[key]} would both be written to {output}; restore them in separate "
+                "runs or to separate --output folders"
+            )
         owners[key] = source.resolve()
         jobs.append(Job(source, output))
     return jobs
@@ -185,9 +211,11 @@ def check_model_folder(source: str) -> None:
     except (OSError, ValueError, AttributeError):
         model_type = None
     if not folder.is_dir() or model_type != MPRNetConfig.model_type:
-        raise UsageError(f"--model {source} is not an MPRNet model folder (no config.json with model_type "
-                         f"'{MPRNetConfig.model_type}'); pass a folder written by save_pretrained or mprnet-convert, "
-                         "or a Hub id")
+        raise UsageError(
+            f"--model {source} is not an MPRNet model folder (no config.json with model_type "
+            f"'{MPRNetConfig.model_type}'); pass a folder written by save_pretrained or mprnet-convert, "
+            "or a Hub id"
+        )
 
 
 def load_model(source: str | None, task: str, device: torch.device) -> MPRNetModel:
@@ -200,8 +228,10 @@ def load_model(source: str | None, task: str, device: torch.device) -> MPRNetMod
         model = MPRNetModel.from_pretrained(source)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
-        raise UsageError(f"--model {source} could not be loaded ({reason}); pass an MPRNet folder or a Hub id that "
-                         "is downloaded (or reachable)") from None
+        raise UsageError(
+            f"--model {source} could not be loaded ({reason}); pass an MPRNet folder or a Hub id that "
+            "is downloaded (or reachable)"
+        ) from None
     if model.config.task != task:
         tqdm.write(f"warning: {source} was trained for {model.config.task}, restoring for {task}", file=sys.stderr)
     return model.eval().to(device)
@@ -221,8 +251,9 @@ def restore_file_auto(models, detector, job: Job, args) -> None:
     photo = read_image(job.source, args.max_megapixels)
     model = next(iter(models.values()))
     tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
-    restored, steps, detections = restore_photo_auto(models, photo, detector, tile_size=tile_size,
-                                                     tile_overlap=args.tile_overlap, precision=args.precision)
+    restored, steps, detections = restore_photo_auto(
+        models, photo, detector, tile_size=tile_size, tile_overlap=args.tile_overlap, precision=args.precision
+    )
     job.output.parent.mkdir(parents=True, exist_ok=True)
     if args.stages and len(steps) > 1:
         for number, (task, step_photo, _stages) in enumerate(steps[:-1], start=1):
@@ -242,15 +273,21 @@ def restore_file(model, job: Job, args) -> None:
     def tile_progress(done: int, total: int):
         nonlocal tiles
         if total > 1:
-            tiles = tiles or tqdm(total=total, desc=job.source.name, unit="tile", leave=False, file=sys.stderr,
-                                 disable=None)
+            tiles = tiles or tqdm(
+                total=total, desc=job.source.name, unit="tile", leave=False, file=sys.stderr, disable=None
+            )
             tiles.update(done - tiles.n)
 
     try:
         tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
-        restored, stages = restore_photo(model, photo, tile_size=tile_size,
-                                         tile_overlap=args.tile_overlap, precision=args.precision,
-                                         progress=tile_progress)
+        restored, stages = restore_photo(
+            model,
+            photo,
+            tile_size=tile_size,
+            tile_overlap=args.tile_overlap,
+            precision=args.precision,
+            progress=tile_progress,
+        )
     finally:
         if tiles is not None:
             tiles.close()
@@ -283,10 +320,12 @@ def run(args) -> int:
 
         def restore_one(job):
             restore_file(models[args.task], job, args)
+
     # Process-wide speed-ups belong to the command, not to the library import; an onnxruntime export (once per
     # weights, cached) pays off over a folder of photos, not over a few.
-    prepare_for_serving(models, device=device, background=True,
-                        backend="auto" if len(jobs) >= ONNX_EXPORT_WORTH_IT else "torch")
+    prepare_for_serving(
+        models, device=device, background=True, backend="auto" if len(jobs) >= ONNX_EXPORT_WORTH_IT else "torch"
+    )
     input_paths = {job.source.resolve() for job in jobs}
     args.output.mkdir(parents=True, exist_ok=True)
     restored = skipped = 0
@@ -296,8 +335,11 @@ def run(args) -> int:
         for job in tqdm(jobs, desc=f"{args.task}", unit="file", file=sys.stderr, disable=None):
             if job.output.resolve() in input_paths:
                 failed.append(job.source)
-                tqdm.write(f"failed: {job.source}: its output {job.output} is an input file, which is never "
-                           "overwritten; choose another --output folder", file=sys.stderr)
+                tqdm.write(
+                    f"failed: {job.source}: its output {job.output} is an input file, which is never "
+                    "overwritten; choose another --output folder",
+                    file=sys.stderr,
+                )
                 continue
             if job.output.exists() and not args.overwrite:
                 skipped += 1
@@ -309,8 +351,10 @@ def run(args) -> int:
                 failed.append(job.source)
                 tqdm.write(f"failed: {job.source}: {error}", file=sys.stderr)
     seconds = time.perf_counter() - start
-    print(f"{restored} restored, {skipped} skipped (already done), {len(failed)} failed in {seconds:.1f} s; "
-          f"output in {args.output}")
+    print(
+        f"{restored} restored, {skipped} skipped (already done), {len(failed)} failed in {seconds:.1f} s; "
+        f"output in {args.output}"
+    )
     return 1 if failed else 0
 
 

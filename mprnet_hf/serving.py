@@ -122,8 +122,9 @@ def served_file_path(url: str) -> str:
     return urllib.parse.unquote(parts.path.split(prefix, 1)[1])
 
 
-def open_image_file(path, limit_megapixels: float | None = None,
-                    check_size: Callable[[int, int], None] | None = None) -> tuple[Image.Image, list[str]]:
+def open_image_file(
+    path, limit_megapixels: float | None = None, check_size: Callable[[int, int], None] | None = None
+) -> tuple[Image.Image, list[str]]:
     """Opens an uploaded file as a fully decoded PIL image, or raises ValueError saying what is wrong.
 
     Only `ALLOWED_FORMATS` are tried. The pixel limit, and `check_size(width, height)` when given (e.g. a

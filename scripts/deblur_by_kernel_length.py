@@ -48,8 +48,10 @@ def main(argv=None):
             blurry_scores.append(psnr(blurry, to_uint8(clean)))
             restored_scores.append(psnr(to_uint8(restored), to_uint8(clean)))
         blurry_mean, restored_mean = np.mean(blurry_scores), np.mean(restored_scores)
-        print(f"| {length} px | {blurry_mean:.2f} | {restored_mean:.2f} | {restored_mean - blurry_mean:+.2f} |",
-              flush=True)
+        print(
+            f"| {length} px | {blurry_mean:.2f} | {restored_mean:.2f} | {restored_mean - blurry_mean:+.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -238,7 +238,8 @@ def hostile_probes(files: dict[str, Path], url: str, temp_dir: Path) -> list[Pro
             "meta": {"_type": "gradio.FileData"},
         },
         "raw URL of a server file": {
-            "path": f"{url}gradio_api/file=/etc/hostname", "meta": {"_type": "gradio.FileData"}
+            "path": f"{url}gradio_api/file=/etc/hostname",
+            "meta": {"_type": "gradio.FileData"},
         },
         "raw path as a bare string": "/etc/hostname",
     }
@@ -251,13 +252,20 @@ def hostile_probes(files: dict[str, Path], url: str, temp_dir: Path) -> list[Pro
         Probe("PNG header 20000x20000", file=files["bomb-20000x20000.png"], refusal="a possible decompression bomb"),
         Probe("PNG header 6000x4000", file=files["header-6000x4000.png"], refusal="above the limit of"),
         Probe(
-            "photo 4000x4000 (cost)", file=files["large-4000x4000.png"], refusal="restoring it would take longer than",
+            "photo 4000x4000 (cost)",
+            file=files["large-4000x4000.png"],
+            refusal="restoring it would take longer than",
             may_answer=True,
         ),
         Probe("task ['x']", file=example, task=["x"], refusal="Unknown task ['x']: choose one of"),
         Probe("task {'a': 1}", file=example, task={"a": 1}, refusal="Unknown task {'a': 1}: choose one of"),
         Probe("task 'x' * 10000", file=example, task="x" * 10_000, refusal="Unknown task 'xxxxxxxxxxxxxxxx"),
-        Probe("tile size 10**400", file=example, tile_size=10**400, refusal="Tile size must be 0 (automatic) or a whole number"),
+        Probe(
+            "tile size 10**400",
+            file=example,
+            tile_size=10**400,
+            refusal="Tile size must be 0 (automatic) or a whole number",
+        ),
         *(Probe(name, raw_image=payload, refusal=NOT_AN_UPLOAD) for name, payload in not_uploaded.items()),
     ]
 
@@ -335,7 +343,10 @@ def send(client, http, url: str, probe: Probe, timeout_s: float) -> dict:
     except Exception as error:  # the load test reports every failure instead of stopping at the first
         status, detail = ("lost" if "timeout" in type(error).__name__.lower() else "failed"), repr(error)[:300]
     return {
-        "probe": probe.name, "status": status, "detail": detail, "seconds": time.perf_counter() - started,
+        "probe": probe.name,
+        "status": status,
+        "detail": detail,
+        "seconds": time.perf_counter() - started,
         "sent_at": sent_at,
     }
 
@@ -418,7 +429,9 @@ def main():
     parser.add_argument("--soak-minutes", type=float, help="send requests for this long instead of --requests")
     parser.add_argument("--hostile-share", type=float, default=0.0, help="share of hostile requests, 0 to 1")
     parser.add_argument(
-        "--settle-seconds", type=float, default=0,
+        "--settle-seconds",
+        type=float,
+        default=0,
         help="wait this long after the run and measure disk and memory again (the app prunes its result files older "
         "than 300 s every 60 s, so 370 shows them gone)",
     )
@@ -482,8 +495,11 @@ def main():
     finally:
         stop_server(server)
 
-    not_sent = [] if soak_s else [{"probe": "-", "status": "lost", "detail": "not sent before the deadline"}] * max(
-        0, args.requests - len(outcomes)
+    not_sent = (
+        []
+        if soak_s
+        else [{"probe": "-", "status": "lost", "detail": "not sent before the deadline"}]
+        * max(0, args.requests - len(outcomes))
     )
     outcomes += not_sent
     by_status = {status: [o for o in outcomes if o["status"] == status] for status in ("answered", "refused")}

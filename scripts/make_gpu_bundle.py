@@ -84,8 +84,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--train", default="data/dev/train", help="clean training photos")
     parser.add_argument("--val", default="data/dev/val", help="clean validation photos")
     parser.add_argument("--output", default="runs/gpu-bundle", help="the folder to carry (emptied first)")
-    parser.add_argument("--max-mib", type=float, default=52.0, help="size budget of the bundle; the working tree "
-                        "travels with it, within 64 MiB together")
+    parser.add_argument(
+        "--max-mib",
+        type=float,
+        default=52.0,
+        help="size budget of the bundle; the working tree travels with it, within 64 MiB together",
+    )
     args = parser.parse_args(argv)
     budget = int(args.max_mib * MIB)
     val_photos, train_photos = load_photos(Path(args.val)), load_photos(Path(args.train))
@@ -97,11 +101,22 @@ def main(argv=None) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     write(train, output / "train")
     write(val, output / "val")
-    manifest = {"train": {"source": str(args.train), "photos": len(train), "bytes": total(train), "scale": scale,
-                          "encoding": "JPEG quality 95, 4:4:4"},
-                "val": {"source": str(args.val), "photos": len(val), "bytes": total(val),
-                        "encoding": "PNG" if val[0][0].suffix == ".png" else "JPEG quality 95, 4:4:4"},
-                "mib": round((total(train) + total(val)) / MIB, 2)}
+    manifest = {
+        "train": {
+            "source": str(args.train),
+            "photos": len(train),
+            "bytes": total(train),
+            "scale": scale,
+            "encoding": "JPEG quality 95, 4:4:4",
+        },
+        "val": {
+            "source": str(args.val),
+            "photos": len(val),
+            "bytes": total(val),
+            "encoding": "PNG" if val[0][0].suffix == ".png" else "JPEG quality 95, 4:4:4",
+        },
+        "mib": round((total(train) + total(val)) / MIB, 2),
+    }
     (output / "manifest.json").write_text(json.dumps(manifest, indent=2))
     print(json.dumps(manifest, indent=2))
     return manifest

@@ -18,13 +18,42 @@ from pathlib import Path
 
 from PIL import Image
 
-SKIMAGE = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
-           "hubble_deep_field.jpg"]
+SKIMAGE = [
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+]
 SPORCO = ["barbara.png", "kodim23.png", "monarch.png", "sail.png", "tulips.png"]
-OPENCV = ["aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "board.jpg", "building.jpg",
-          "butterfly.jpg", "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg", "messi5.jpg",
-          "orange.jpg", "pca_test1.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg",
-          "stuff.jpg", "HappyFish.jpg", "pic1.png", "pic3.png"]
+OPENCV = [
+    "aero1.jpg",
+    "aero3.jpg",
+    "aloeL.jpg",
+    "apple.jpg",
+    "baboon.jpg",
+    "board.jpg",
+    "building.jpg",
+    "butterfly.jpg",
+    "ela_original.jpg",
+    "fruits.jpg",
+    "graf1.png",
+    "home.jpg",
+    "leuvenA.jpg",
+    "messi5.jpg",
+    "orange.jpg",
+    "pca_test1.jpg",
+    "rubberwhale1.png",
+    "smarties.png",
+    "squirrel_cls.jpg",
+    "starry_night.jpg",
+    "stuff.jpg",
+    "HappyFish.jpg",
+    "pic1.png",
+    "pic3.png",
+]
 # Held out for validation and the README's quality table: photos of different kinds from every source.
 VALIDATION = {"coffee.png", "monarch.png", "baboon.jpg", "fruits.jpg", "building.jpg", "squirrel_cls.jpg"}
 
@@ -37,7 +66,9 @@ def skimage_photos():
 
 
 def sporco_photos(workdir: Path):
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(workdir), "sporco"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(workdir), "sporco"], check=True
+    )
     wheel = next(workdir.glob("sporco-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         for name in SPORCO:

@@ -71,84 +71,288 @@ class WheelPhotos:
 
 DEBIAN_SOURCES = (
     DebianPhotos(
-        "kphotoalbum", "kphotoalbum", "usr/share/kphotoalbum/demo", "demo",
-        ("anne_helene.jpg", "bar55.jpg", "blackie.jpg", "cold_water.jpg", "donna.jpg", "donna_2.jpg",
-         "grand_canyon_1.jpg", "grand_canyon_2.jpg", "jesper.jpg", "jesper_2.jpg", "new_wave_1.jpg",
-         "new_wave_2.jpg", "pool.jpg", "pool_2.jpg", "qt-logo.jpg", "skagen.jpg", "skagen_2.jpg", "snow.jpg",
-         "spiff.jpg", "spiff_2.jpg", "sunset.jpg", "wayne.jpg"),
+        "kphotoalbum",
+        "kphotoalbum",
+        "usr/share/kphotoalbum/demo",
+        "demo",
+        (
+            "anne_helene.jpg",
+            "bar55.jpg",
+            "blackie.jpg",
+            "cold_water.jpg",
+            "donna.jpg",
+            "donna_2.jpg",
+            "grand_canyon_1.jpg",
+            "grand_canyon_2.jpg",
+            "jesper.jpg",
+            "jesper_2.jpg",
+            "new_wave_1.jpg",
+            "new_wave_2.jpg",
+            "pool.jpg",
+            "pool_2.jpg",
+            "qt-logo.jpg",
+            "skagen.jpg",
+            "skagen_2.jpg",
+            "snow.jpg",
+            "spiff.jpg",
+            "spiff_2.jpg",
+            "sunset.jpg",
+            "wayne.jpg",
+        ),
         licence="GPL-2+",
         # KPhotoAlbum keeps these turns in the demo's index.xml (attribute angle) rather than in the files.
-        clockwise_turns={"new_wave_1.jpg": 90, "grand_canyon_1.jpg": 180, "wayne.jpg": 90, "pool_2.jpg": 270}),
+        clockwise_turns={"new_wave_1.jpg": 90, "grand_canyon_1.jpg": 180, "wayne.jpg": 90, "pool_2.jpg": 270},
+    ),
     DebianPhotos(
-        "lxqt-themes", "lxqt", "usr/share/lxqt/wallpapers", "wallpapers",
-        ("Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
-         "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg")),
+        "lxqt-themes",
+        "lxqt",
+        "usr/share/lxqt/wallpapers",
+        "wallpapers",
+        (
+            "Butterfly-Kenneth-Wimer.jpg",
+            "Valendas.png",
+            "after-the-rain.jpg",
+            "appleflower.png",
+            "beam.png",
+            "butterfly.png",
+            "cloud.png",
+            "drop.png",
+            "flowers.png",
+            "fog.jpg",
+            "this-is-not-windows.jpg",
+        ),
+    ),
     DebianPhotos(
-        "lomiri-wallpapers-16.04", "lomiri", "usr/share/backgrounds", "16.04",
-        ("Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg",
-         "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg", "friends_by_Aitzol_Berasategi.jpg",
-         "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
-         "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg")),
+        "lomiri-wallpapers-16.04",
+        "lomiri",
+        "usr/share/backgrounds",
+        "16.04",
+        (
+            "Dragonfly_by_Bolly.jpg",
+            "Picture_0B_by_freespace.jpg",
+            "Picture_1A_by_freespace.jpg",
+            "Wine_by_Jakkub_Mede.jpg",
+            "aitzgorri_by_Aitzol_Berasategi.jpg",
+            "friends_by_Aitzol_Berasategi.jpg",
+            "life_by_Aitzol_Berasategi.jpg",
+            "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+            "seeding_by_Clements_Engelhardt.jpg",
+            "sunset_by_Aitzol_Berasategi.jpg",
+        ),
+    ),
     DebianPhotos(
-        "lomiri-wallpapers-20.04", "lomiri", "usr/share/backgrounds", "20.04", ("Kleiber_by_Lukas_Baubkus.jpg",)),
+        "lomiri-wallpapers-20.04", "lomiri", "usr/share/backgrounds", "20.04", ("Kleiber_by_Lukas_Baubkus.jpg",)
+    ),
     DebianPhotos(
-        "libelementary-data", "efl", "usr/share/elementary/images", "data/elementary/images",
-        ("insanely_huge_test_image.jpg", "mystrale.jpg", "mystrale_2.jpg", "panel_01.jpg", "plant_01.jpg",
-         "rock_01.jpg", "rock_02.jpg", "sky_01.jpg", "sky_03.jpg", "twofish.jpg", "wood_01.jpg")),
+        "libelementary-data",
+        "efl",
+        "usr/share/elementary/images",
+        "data/elementary/images",
+        (
+            "insanely_huge_test_image.jpg",
+            "mystrale.jpg",
+            "mystrale_2.jpg",
+            "panel_01.jpg",
+            "plant_01.jpg",
+            "rock_01.jpg",
+            "rock_02.jpg",
+            "sky_01.jpg",
+            "sky_03.jpg",
+            "twofish.jpg",
+            "wood_01.jpg",
+        ),
+    ),
     DebianPhotos(
-        "tuxpaint-data", "tuxpaint", "usr/share/tuxpaint/templates", "templates",
-        ("burnt_bark.jpg", "cliff.jpg", "corn_maze.jpg", "jellyfish.jpg", "lighthouse.jpg", "mossy_bark.jpg",
-         "mossy_log.jpg", "mudstone.jpg", "ocean_splash.jpg", "ocean_waves.jpg", "redwoods_above.jpg", "rocks.jpg",
-         "sheep.jpg", "spiders_web.jpg", "sun_behind_clouds.jpg", "sun_behind_leaves.jpg", "trees_above.jpg",
-         "trees_at_dusk.jpg", "wool_mill_machine.jpg")),
+        "tuxpaint-data",
+        "tuxpaint",
+        "usr/share/tuxpaint/templates",
+        "templates",
+        (
+            "burnt_bark.jpg",
+            "cliff.jpg",
+            "corn_maze.jpg",
+            "jellyfish.jpg",
+            "lighthouse.jpg",
+            "mossy_bark.jpg",
+            "mossy_log.jpg",
+            "mudstone.jpg",
+            "ocean_splash.jpg",
+            "ocean_waves.jpg",
+            "redwoods_above.jpg",
+            "rocks.jpg",
+            "sheep.jpg",
+            "spiders_web.jpg",
+            "sun_behind_clouds.jpg",
+            "sun_behind_leaves.jpg",
+            "trees_above.jpg",
+            "trees_at_dusk.jpg",
+            "wool_mill_machine.jpg",
+        ),
+    ),
     DebianPhotos("cimg-examples", "cimg", "usr/share/doc/cimg-dev/examples/img", "examples/img", ("parrot.ppm",)),
 )
 
 GCOMPRIS_SOURCES = (
-    GComprisPhotos("erase", tuple(f"{name}.webp" for name in (
-        "alpaca", "bee", "butterfly", "calf", "camels", "caterpillar", "chamaeleon", "cheetah", "crab", "dolphin",
-        "flying_fox", "gibbon", "giraffe", "goat", "gorilla", "gosling", "heron", "horse", "kingfisher", "kitten",
-        "long_nosed_monkey", "macaque", "meerkats", "northern_harrier", "nubian_ibex", "penguin", "pika",
-        "red_panda", "rhinoceros", "spoonbills", "squirrel", "swans", "toucan"))),
+    GComprisPhotos(
+        "erase",
+        tuple(
+            f"{name}.webp"
+            for name in (
+                "alpaca",
+                "bee",
+                "butterfly",
+                "calf",
+                "camels",
+                "caterpillar",
+                "chamaeleon",
+                "cheetah",
+                "crab",
+                "dolphin",
+                "flying_fox",
+                "gibbon",
+                "giraffe",
+                "goat",
+                "gorilla",
+                "gosling",
+                "heron",
+                "horse",
+                "kingfisher",
+                "kitten",
+                "long_nosed_monkey",
+                "macaque",
+                "meerkats",
+                "northern_harrier",
+                "nubian_ibex",
+                "penguin",
+                "pika",
+                "red_panda",
+                "rhinoceros",
+                "spoonbills",
+                "squirrel",
+                "swans",
+                "toucan",
+            )
+        ),
+    ),
     # castleClinton is left out: a grey historic print, not a colour photo.
-    GComprisPhotos("explore_monuments", tuple(f"{name}.webp" for name in (
-        "egypt/bentPyramid", "egypt/greatPyramidOfGiza", "egypt/meidumPyramid", "france/arlesAmphitheater",
-        "france/chateaudeChambord", "france/chateaudeChenonceau", "france/citedeCarcassonne", "france/eiffelTower",
-        "france/montStMichel", "france/palaisdesPapes", "france/pontduGard", "france/reimsCathedral",
-        "france/rocamadour", "germany/aulaPalatina", "germany/berlinCathedral", "germany/brandenburgGate",
-        "germany/neuschwansteinCastle", "germany/schwerinPalace", "germany/trierImperialBaths",
-        "germany/wormsCathedral", "india/ajantaCave", "india/charminar", "india/gatewayofIndia", "india/goldenTemple",
-        "india/greatStupa", "india/hawaMahal", "india/konarkSunTemple", "india/mysorePalace", "india/qutubMinar",
-        "india/rangGhar", "usa/canyondeChelly", "usa/castillodeSanMarcos", "usa/fortSumter",
-        "usa/georgeWashingtonBirthplace", "usa/lincolnMemorial", "usa/mountRushmore", "usa/navajo",
-        "usa/statueofLiberty", "wonders/chichenItza", "wonders/christTheRedeemer", "wonders/colosseum",
-        "wonders/greatWallofChina", "wonders/machuPicchu", "wonders/petra", "wonders/tajMahal"))),
-    GComprisPhotos("explore_world_animals", tuple(f"animals/{name}.webp" for name in (
-        "bison", "chameleon", "crocodile", "dragon", "giraffe", "hedgehog", "jaguar", "kangaroo", "koala", "lemur",
-        "moose", "narwhal", "panda", "polar_bear"))),
-    GComprisPhotos("explore_farm_animals", tuple(f"animals/{name}.webp" for name in (
-        "chicken", "cow", "dog", "horse", "pig", "sheep"))),
-    GComprisPhotos("explore_world_music", tuple(f"music/{name}.webp" for name in (
-        "africa", "america", "australia", "japan", "mexico", "orchestra"))),
+    GComprisPhotos(
+        "explore_monuments",
+        tuple(
+            f"{name}.webp"
+            for name in (
+                "egypt/bentPyramid",
+                "egypt/greatPyramidOfGiza",
+                "egypt/meidumPyramid",
+                "france/arlesAmphitheater",
+                "france/chateaudeChambord",
+                "france/chateaudeChenonceau",
+                "france/citedeCarcassonne",
+                "france/eiffelTower",
+                "france/montStMichel",
+                "france/palaisdesPapes",
+                "france/pontduGard",
+                "france/reimsCathedral",
+                "france/rocamadour",
+                "germany/aulaPalatina",
+                "germany/berlinCathedral",
+                "germany/brandenburgGate",
+                "germany/neuschwansteinCastle",
+                "germany/schwerinPalace",
+                "germany/trierImperialBaths",
+                "germany/wormsCathedral",
+                "india/ajantaCave",
+                "india/charminar",
+                "india/gatewayofIndia",
+                "india/goldenTemple",
+                "india/greatStupa",
+                "india/hawaMahal",
+                "india/konarkSunTemple",
+                "india/mysorePalace",
+                "india/qutubMinar",
+                "india/rangGhar",
+                "usa/canyondeChelly",
+                "usa/castillodeSanMarcos",
+                "usa/fortSumter",
+                "usa/georgeWashingtonBirthplace",
+                "usa/lincolnMemorial",
+                "usa/mountRushmore",
+                "usa/navajo",
+                "usa/statueofLiberty",
+                "wonders/chichenItza",
+                "wonders/christTheRedeemer",
+                "wonders/colosseum",
+                "wonders/greatWallofChina",
+                "wonders/machuPicchu",
+                "wonders/petra",
+                "wonders/tajMahal",
+            )
+        ),
+    ),
+    GComprisPhotos(
+        "explore_world_animals",
+        tuple(
+            f"animals/{name}.webp"
+            for name in (
+                "bison",
+                "chameleon",
+                "crocodile",
+                "dragon",
+                "giraffe",
+                "hedgehog",
+                "jaguar",
+                "kangaroo",
+                "koala",
+                "lemur",
+                "moose",
+                "narwhal",
+                "panda",
+                "polar_bear",
+            )
+        ),
+    ),
+    GComprisPhotos(
+        "explore_farm_animals",
+        tuple(f"animals/{name}.webp" for name in ("chicken", "cow", "dog", "horse", "pig", "sheep")),
+    ),
+    GComprisPhotos(
+        "explore_world_music",
+        tuple(f"music/{name}.webp" for name in ("africa", "america", "australia", "japan", "mexico", "orchestra")),
+    ),
     GComprisPhotos("clickgame", tuple(f"sea{number}.webp" for number in range(1, 7))),
 )
 
 WHEEL_SOURCES = (
-    WheelPhotos("scikit-learn", "sklearn", "sklearn/datasets/images", ("china.jpg", "flower.jpg"),
-                licence="CC-BY-2.0 (sklearn/datasets/images/README.txt)"),
-    WheelPhotos("matplotlib", "mpl", "matplotlib/mpl-data/sample_data", ("grace_hopper.jpg",),
-                licence="public domain (US Navy photo; matplotlib ships it without a licence note)"),
+    WheelPhotos(
+        "scikit-learn",
+        "sklearn",
+        "sklearn/datasets/images",
+        ("china.jpg", "flower.jpg"),
+        licence="CC-BY-2.0 (sklearn/datasets/images/README.txt)",
+    ),
+    WheelPhotos(
+        "matplotlib",
+        "mpl",
+        "matplotlib/mpl-data/sample_data",
+        ("grace_hopper.jpg",),
+        licence="public domain (US Navy photo; matplotlib ships it without a licence note)",
+    ),
 )
 
 # The development photos (prepare_dev_photos.py) that are not natural photos or repeat another photo's scene.
 DEV_PHOTOS_LEFT_OUT = {
-    "HappyFish.jpg": "drawing", "pic1.png": "drawing", "pic3.png": "drawing", "starry_night.jpg": "painting",
-    "pca_test1.jpg": "synthetic shapes on a light box", "motorcycle_right.png": "stereo pair of motorcycle_left",
+    "HappyFish.jpg": "drawing",
+    "pic1.png": "drawing",
+    "pic3.png": "drawing",
+    "starry_night.jpg": "painting",
+    "pca_test1.jpg": "synthetic shapes on a light box",
+    "motorcycle_right.png": "stereo pair of motorcycle_left",
     "aero3.jpg": "same aerial scene as aero1",
 }
 SKIMAGE_LICENCES = {
-    "astronaut.png": "public domain (NASA)", "chelsea.png": "CC0 (Stefan van der Walt)",
-    "coffee.png": "CC0 (Rachel Michetti)", "rocket.jpg": "public domain (SpaceX)",
+    "astronaut.png": "public domain (NASA)",
+    "chelsea.png": "CC0 (Stefan van der Walt)",
+    "coffee.png": "CC0 (Rachel Michetti)",
+    "rocket.jpg": "public domain (SpaceX)",
     "motorcycle_left.png": "Middlebury 2014 stereo benchmark, research use (skimage.data.stereo_motorcycle)",
     "hubble_deep_field.jpg": "public domain (NASA)",
 }
@@ -156,14 +360,29 @@ SPORCO_LICENCE = "BSD-3-Clause (sporco package licence; image credits in the spo
 
 # The development validation photos stay, and a few photos of every new source join them.
 VALIDATION = {Path(name).stem for name in prepare_dev_photos.VALIDATION} | {
-    "gcompris_erase_kingfisher", "gcompris_erase_meerkats", "gcompris_erase_red_panda", "gcompris_erase_swans",
-    "gcompris_explore_monuments_colosseum", "gcompris_explore_monuments_pontduGard",
-    "gcompris_explore_monuments_goldenTemple", "gcompris_explore_monuments_machuPicchu",
-    "gcompris_explore_world_animals_panda", "gcompris_explore_world_animals_moose",
+    "gcompris_erase_kingfisher",
+    "gcompris_erase_meerkats",
+    "gcompris_erase_red_panda",
+    "gcompris_erase_swans",
+    "gcompris_explore_monuments_colosseum",
+    "gcompris_explore_monuments_pontduGard",
+    "gcompris_explore_monuments_goldenTemple",
+    "gcompris_explore_monuments_machuPicchu",
+    "gcompris_explore_world_animals_panda",
+    "gcompris_explore_world_animals_moose",
     "gcompris_explore_farm_animals_sheep",
-    "gcompris_explore_world_music_orchestra", "gcompris_clickgame_sea3", "kphotoalbum_skagen", "kphotoalbum_pool",
-    "lxqt_flowers", "lxqt_fog", "lomiri_life_by_Aitzol_Berasategi", "lomiri_Wine_by_Jakkub_Mede", "efl_twofish",
-    "tuxpaint_lighthouse", "tuxpaint_corn_maze", "sklearn_china",
+    "gcompris_explore_world_music_orchestra",
+    "gcompris_clickgame_sea3",
+    "kphotoalbum_skagen",
+    "kphotoalbum_pool",
+    "lxqt_flowers",
+    "lxqt_fog",
+    "lomiri_life_by_Aitzol_Berasategi",
+    "lomiri_Wine_by_Jakkub_Mede",
+    "efl_twofish",
+    "tuxpaint_lighthouse",
+    "tuxpaint_corn_maze",
+    "sklearn_china",
 }
 
 
@@ -198,8 +417,21 @@ def download_debian_package(package: str, workdir: Path) -> tuple:
 
 def download_wheel(package: str, workdir: Path) -> tuple:
     refuse_forbidden(package)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d",
-                    str(workdir / "wheels"), package], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(workdir / "wheels"),
+            package,
+        ],
+        check=True,
+    )
     wheel = next((workdir / "wheels").glob(f"{package.replace('-', '_')}-*.whl"))
     return wheel, wheel.name.split("-")[1]
 
@@ -234,23 +466,23 @@ def read_qt_resources(blob: bytes) -> dict:
     entry_size = 14 if version == 1 else 22
 
     def name_at(offset):
-        length = struct.unpack(">H", blob[names + offset:names + offset + 2])[0]
-        return blob[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+        length = struct.unpack(">H", blob[names + offset : names + offset + 2])[0]
+        return blob[names + offset + 6 : names + offset + 6 + 2 * length].decode("utf-16-be")
 
     files = {}
 
     def walk(index, prefix):
         entry = tree + index * entry_size
-        name_offset, flags = struct.unpack(">IH", blob[entry:entry + 6])
+        name_offset, flags = struct.unpack(">IH", blob[entry : entry + 6])
         path = f"{prefix}/{name_at(name_offset)}" if index else ""
         if flags & 2:  # a directory: its children are consecutive entries
-            count, first = struct.unpack(">II", blob[entry + 6:entry + 14])
+            count, first = struct.unpack(">II", blob[entry + 6 : entry + 14])
             for child in range(first, first + count):
                 walk(child, path)
             return
-        offset = data + struct.unpack(">I", blob[entry + 10:entry + 14])[0]
-        size = struct.unpack(">I", blob[offset:offset + 4])[0]
-        payload = blob[offset + 4:offset + 4 + size]
+        offset = data + struct.unpack(">I", blob[entry + 10 : entry + 14])[0]
+        size = struct.unpack(">I", blob[offset : offset + 4])[0]
+        payload = blob[offset + 4 : offset + 4 + size]
         if flags & 4:
             raise ValueError(f"{path} is zstd-compressed, which this reader does not handle")
         files[path] = zlib.decompress(payload[4:]) if flags & 1 else payload
@@ -269,11 +501,21 @@ def debian_photos(workdir: Path) -> list:
             if source.licence:
                 licence, licence_source = source.licence, "debian/copyright (not machine-readable), package licence"
             else:
-                licence, licence_source = copyright_licence(folder, source.package,
-                                                            [f"{source.copyright_folder}/{name}"])
-            photos.append(Photo(f"{source.tag}_{Path(name).stem}", folder / source.folder / name, source.package,
-                                version, f"/{source.folder}/{name}", licence, licence_source,
-                                source.clockwise_turns.get(name, 0)))
+                licence, licence_source = copyright_licence(
+                    folder, source.package, [f"{source.copyright_folder}/{name}"]
+                )
+            photos.append(
+                Photo(
+                    f"{source.tag}_{Path(name).stem}",
+                    folder / source.folder / name,
+                    source.package,
+                    version,
+                    f"/{source.folder}/{name}",
+                    licence,
+                    licence_source,
+                    source.clockwise_turns.get(name, 0),
+                )
+            )
     return photos
 
 
@@ -295,9 +537,17 @@ def gcompris_photos(workdir: Path) -> list:
             candidates = [str(Path(source_path).with_suffix(suffix)) for suffix in (".jpg", ".png", ".webp")]
             licence, licence_source = copyright_licence(folder, "gcompris-qt-data", candidates)
             stem = Path(name).stem
-            photos.append(Photo(f"gcompris_{source.activity}_{stem}", target, "gcompris-qt-data", version,
-                                f"/usr/share/gcompris-qt/rcc/{source.activity}.rcc:{resource}", licence,
-                                licence_source))
+            photos.append(
+                Photo(
+                    f"gcompris_{source.activity}_{stem}",
+                    target,
+                    "gcompris-qt-data",
+                    version,
+                    f"/usr/share/gcompris-qt/rcc/{source.activity}.rcc:{resource}",
+                    licence,
+                    licence_source,
+                )
+            )
     return photos
 
 
@@ -310,8 +560,17 @@ def wheel_photos(workdir: Path) -> list:
                 member = f"{source.folder}/{name}"
                 archive.extract(member, workdir / "wheel-files" / source.package)
                 path = workdir / "wheel-files" / source.package / member
-                photos.append(Photo(f"{source.tag}_{Path(name).stem}", path, source.package, version, member,
-                                    source.licence, "package documentation"))
+                photos.append(
+                    Photo(
+                        f"{source.tag}_{Path(name).stem}",
+                        path,
+                        source.package,
+                        version,
+                        member,
+                        source.licence,
+                        "package documentation",
+                    )
+                )
     return photos
 
 
@@ -322,15 +581,27 @@ def development_photos(workdir: Path) -> list:
     for name, path in prepare_dev_photos.skimage_photos().items():
         if name in DEV_PHOTOS_LEFT_OUT:
             continue
-        photos.append(Photo(Path(name).stem, path, "scikit-image", skimage.__version__, f"skimage/data/{name}",
-                            SKIMAGE_LICENCES[name], "skimage.data docstrings"))
+        photos.append(
+            Photo(
+                Path(name).stem,
+                path,
+                "scikit-image",
+                skimage.__version__,
+                f"skimage/data/{name}",
+                SKIMAGE_LICENCES[name],
+                "skimage.data docstrings",
+            )
+        )
     sporco_dir = workdir / "sporco"
     sporco_dir.mkdir()
     sporco = prepare_dev_photos.sporco_photos(sporco_dir)
     sporco_version = next(sporco_dir.glob("sporco-*.whl")).name.split("-")[1]
     for name, path in sporco.items():
-        photos.append(Photo(Path(name).stem, path, "sporco", sporco_version, f"sporco/data/{name}", SPORCO_LICENCE,
-                            "PyPI metadata"))
+        photos.append(
+            Photo(
+                Path(name).stem, path, "sporco", sporco_version, f"sporco/data/{name}", SPORCO_LICENCE, "PyPI metadata"
+            )
+        )
     opencv_dir = workdir / "opencv"
     opencv_dir.mkdir()
     opencv = prepare_dev_photos.opencv_photos(opencv_dir)
@@ -339,8 +610,17 @@ def development_photos(workdir: Path) -> list:
         if name in DEV_PHOTOS_LEFT_OUT:
             continue
         licence, licence_source = copyright_licence(opencv_dir / "opencv", "opencv-doc", [f"samples/data/{name}"])
-        photos.append(Photo(Path(name).stem, path, "opencv-doc", opencv_version,
-                            "/" + str(path.relative_to(opencv_dir / "opencv")), licence, licence_source))
+        photos.append(
+            Photo(
+                Path(name).stem,
+                path,
+                "opencv-doc",
+                opencv_version,
+                "/" + str(path.relative_to(opencv_dir / "opencv")),
+                licence,
+                licence_source,
+            )
+        )
     return photos
 
 
@@ -382,9 +662,19 @@ def main():
             if size is None:
                 print(f"skipped {photo.name}: shorter side under {MIN_SIDE} px")
                 continue
-            entries.append({"file": f"{photo.name}.png", "split": split, "package": photo.package,
-                            "version": photo.version, "original_path": photo.original_path, "licence": photo.licence,
-                            "licence_source": photo.licence_source, "width": size[0], "height": size[1]})
+            entries.append(
+                {
+                    "file": f"{photo.name}.png",
+                    "split": split,
+                    "package": photo.package,
+                    "version": photo.version,
+                    "original_path": photo.original_path,
+                    "licence": photo.licence,
+                    "licence_source": photo.licence_source,
+                    "width": size[0],
+                    "height": size[1],
+                }
+            )
             print(f"{split:5s} {photo.name}")
     manifest = Path(args.manifest)
     manifest.parent.mkdir(parents=True, exist_ok=True)

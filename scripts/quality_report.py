@@ -40,14 +40,23 @@ PROTOCOLS = [
     ("denoise-sigma25", "denoise", "denoise, Gaussian σ=25 (RGB)", ["--sigma", "25"]),
     ("denoise-sigma50", "denoise", "denoise, Gaussian σ=50 (RGB)", ["--sigma", "50"]),
     ("deblur", "deblur", "deblur, random camera shake (RGB)", []),
-    *[(f"deblur-shake-{extent}", "deblur", f"deblur, camera shake {extent} px (RGB)", ["--shake-extent", extent])
-      for extent in (*SHAKE_BINS, SHAKE_RANGE)],
+    *[
+        (f"deblur-shake-{extent}", "deblur", f"deblur, camera shake {extent} px (RGB)", ["--shake-extent", extent])
+        for extent in (*SHAKE_BINS, SHAKE_RANGE)
+    ],
     ("derain", "derain", "derain, synthetic streaks (Y)", []),
 ]
 BM3D_ROWS = {"denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "deblur"}
-BASELINE_NAMES = {"nlm": "non-local means (true σ)", "tv": "TV (true σ)", "wiener": "Wiener (true kernel)",
-                  "unsharp": "unsharp masking", "median": "median", "opening": "grey opening",
-                  "cbm3d": "CBM3D (true σ)", "bm3d": "BM3D deblurring (true kernel)"}
+BASELINE_NAMES = {
+    "nlm": "non-local means (true σ)",
+    "tv": "TV (true σ)",
+    "wiener": "Wiener (true kernel)",
+    "unsharp": "unsharp masking",
+    "median": "median",
+    "opening": "grey opening",
+    "cbm3d": "CBM3D (true σ)",
+    "bm3d": "BM3D deblurring (true kernel)",
+}
 
 
 def all_rows() -> list[dict]:
@@ -56,15 +65,26 @@ def all_rows() -> list[dict]:
     for name, task, label, extra in PROTOCOLS:
         rows.append({"name": name, "task": task, "label": label, "extra": extra, "bm3d": name in BM3D_ROWS})
         for quality in JPEG_QUALITIES:
-            rows.append({"name": f"{name}-jpeg{quality}", "task": task, "label": f"{label} + JPEG {quality}",
-                         "extra": [*extra, "--jpeg", str(quality)], "bm3d": False})
+            rows.append(
+                {
+                    "name": f"{name}-jpeg{quality}",
+                    "task": task,
+                    "label": f"{label} + JPEG {quality}",
+                    "extra": [*extra, "--jpeg", str(quality)],
+                    "bm3d": False,
+                }
+            )
     return rows
 
 
 def select_rows(rows: list[dict], tasks: list[str] | None, patterns: list[str] | None) -> list[dict]:
     """The rows of the given tasks whose names match any of the shell-style patterns (all rows when not given)."""
-    selected = [row for row in rows if (not tasks or row["task"] in tasks)
-                and (not patterns or any(fnmatch.fnmatchcase(row["name"], pattern) for pattern in patterns))]
+    selected = [
+        row
+        for row in rows
+        if (not tasks or row["task"] in tasks)
+        and (not patterns or any(fnmatch.fnmatchcase(row["name"], pattern) for pattern in patterns))
+    ]
     if not selected:
         names = ", ".join(row["name"] for row in rows)
         raise SystemExit(f"No row matches --tasks/--rows; the rows are: {names}")
@@ -97,8 +117,16 @@ def with_baselines_of(result: dict, earlier: dict) -> dict:
     return result
 
 
-def run(row: dict, data: str, output: Path, checkpoints: Path, reuse: bool, bm3d_limit: int, threads: int | None,
-        baselines_from: Path | None = None) -> dict:
+def run(
+    row: dict,
+    data: str,
+    output: Path,
+    checkpoints: Path,
+    reuse: bool,
+    bm3d_limit: int,
+    threads: int | None,
+    baselines_from: Path | None = None,
+) -> dict:
     """The JSON result of one row, computed unless --reuse finds one for the same weights and photos; with
     `baselines_from`, only the model runs and the baselines' scores are taken from the earlier result of the row."""
     path = output / f"{row['name']}.json"
@@ -109,8 +137,18 @@ def run(row: dict, data: str, output: Path, checkpoints: Path, reuse: bool, bm3d
             return result
         print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
     earlier = earlier_baselines(row, data, baselines_from)
-    arguments = ["--model", model, "--task", row["task"], "--data", str(data), "--synthetic",
-                 "--json", str(path), *row["extra"]]
+    arguments = [
+        "--model",
+        model,
+        "--task",
+        row["task"],
+        "--data",
+        str(data),
+        "--synthetic",
+        "--json",
+        str(path),
+        *row["extra"],
+    ]
     if earlier is None:
         arguments.append("--baselines")
         if row["bm3d"] and bm3d_limit > 0:
@@ -136,8 +174,10 @@ def comparison(results: dict, labels: dict, earlier_folder: Path, data: str) -> 
             continue
         model = next(key for key in result["summary"] if key.startswith("mprnet-"))
         before, after = earlier["summary"][model]["psnr"], result["summary"][model]["psnr"]
-        lines.append(f"| {labels[name]} | {result['summary']['input']['psnr']:.2f} | {before:.2f} | {after:.2f} | "
-                     f"{after - before:+.2f} |")
+        lines.append(
+            f"| {labels[name]} | {result['summary']['input']['psnr']:.2f} | {before:.2f} | {after:.2f} | "
+            f"{after - before:+.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -157,8 +197,10 @@ def baseline_cell(result: dict, name: str, model: str) -> str:
     text = f"{BASELINE_NAMES.get(name, name)} {cell(item)}"
     if item["images"] < len(result["images"]):
         scored = {image["name"] for image in result["images"] if name in image["scores"]}
-        text += (f" (on {item['images']} of {len(result['images'])} photos, where ours is "
-                 f"{cell(subset_mean(result, model, scored))}; {item['seconds_per_image']:.0f} s per photo)")
+        text += (
+            f" (on {item['images']} of {len(result['images'])} photos, where ours is "
+            f"{cell(subset_mean(result, model, scored))}; {item['seconds_per_image']:.0f} s per photo)"
+        )
     return text
 
 
@@ -191,24 +233,46 @@ def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> N
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/dev/val", help="the clean held-out photos")
-    parser.add_argument("--checkpoints", default=BUNDLED_CHECKPOINTS,
-                        help="folder holding mprnet-{task}-small model folders (default: the bundled weights)")
-    parser.add_argument("--output", help=f"folder of the JSON results, one per row (default: {BUNDLED_OUTPUT} for "
-                                          "the bundled weights, CHECKPOINTS/evaluation for others)")
+    parser.add_argument(
+        "--checkpoints",
+        default=BUNDLED_CHECKPOINTS,
+        help="folder holding mprnet-{task}-small model folders (default: the bundled weights)",
+    )
+    parser.add_argument(
+        "--output",
+        help=f"folder of the JSON results, one per row (default: {BUNDLED_OUTPUT} for "
+        "the bundled weights, CHECKPOINTS/evaluation for others)",
+    )
     parser.add_argument("--tasks", help="comma-separated tasks to run (default: all)")
     parser.add_argument("--rows", help="comma-separated row names or shell patterns, e.g. 'deblur-shake-*,*-jpeg70'")
-    parser.add_argument("--bm3d-limit", type=int, default=1, metavar="N",
-                        help="run BM3D on the first N photos of its rows (0: not at all; default 1)")
+    parser.add_argument(
+        "--bm3d-limit",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run BM3D on the first N photos of its rows (0: not at all; default 1)",
+    )
     parser.add_argument("--num-threads", type=int, help="CPU threads of the model (torch.set_num_threads)")
     parser.add_argument("--reuse", action="store_true", help="reuse JSON results of the same weights and photos")
-    parser.add_argument("--baselines-from", metavar="DIR", help="take the classical baselines' scores from the "
-                        "JSON results in DIR (the same rows on the same photos, e.g. benchmarks/evaluation) and run "
-                        "only the model")
-    parser.add_argument("--compare-with", metavar="DIR", help="also print each row's PSNR change against the JSON "
-                        "results in DIR (other weights on the same photos, e.g. benchmarks/evaluation)")
-    parser.add_argument("--update-cards", action="store_true",
-                        help="write each task's rows into its model card in --checkpoints (not with --rows: a card "
-                             "gets all of its task's rows)")
+    parser.add_argument(
+        "--baselines-from",
+        metavar="DIR",
+        help="take the classical baselines' scores from the "
+        "JSON results in DIR (the same rows on the same photos, e.g. benchmarks/evaluation) and run "
+        "only the model",
+    )
+    parser.add_argument(
+        "--compare-with",
+        metavar="DIR",
+        help="also print each row's PSNR change against the JSON "
+        "results in DIR (other weights on the same photos, e.g. benchmarks/evaluation)",
+    )
+    parser.add_argument(
+        "--update-cards",
+        action="store_true",
+        help="write each task's rows into its model card in --checkpoints (not with --rows: a card "
+        "gets all of its task's rows)",
+    )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",") if args.tasks else None
     unknown = set(tasks or []) - set(TASKS)
@@ -222,9 +286,12 @@ def main(argv=None):
     rows = select_rows(all_rows(), tasks, args.rows.split(",") if args.rows else None)
     labels = {row["name"]: row["label"] for row in rows}
     baselines_from = Path(args.baselines_from) if args.baselines_from else None
-    results = {row["name"]: run(row, args.data, output, checkpoints, args.reuse, args.bm3d_limit, args.num_threads,
-                                baselines_from)
-               for row in rows}
+    results = {
+        row["name"]: run(
+            row, args.data, output, checkpoints, args.reuse, args.bm3d_limit, args.num_threads, baselines_from
+        )
+        for row in rows
+    }
     print(f"\nPSNR (dB) / SSIM, mean over the photos in {args.data} at full resolution ({checkpoints}):\n")
     print(table(results, labels))
     if args.compare_with:

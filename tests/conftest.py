@@ -46,8 +46,9 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not (REFERENCE_DIR / "README.md").is_file():
-        pytest.skip(f"official reference fixtures not found at {REFERENCE_DIR} "
-                    "(they live beside the repo in ../shared)")
+        pytest.skip(
+            f"official reference fixtures not found at {REFERENCE_DIR} (they live beside the repo in ../shared)"
+        )
     return REFERENCE_DIR
 
 

@@ -138,8 +138,9 @@ def test_auto_names_a_single_degradation_and_shows_its_stages(client, example, w
     assert f"Detected {word} (" in status
     assert [stage["caption"] for stage in stages] == ["Stage 1", "Stage 2", "Stage 3 (final)"]
     task, name = example.split("/")
-    clean = np.asarray(Image.open(EXAMPLES / "clean" / f"{'fruits' if task == 'derain' else 'squirrel_cls'}.png")
-                       .convert("RGB"))
+    clean = np.asarray(
+        Image.open(EXAMPLES / "clean" / f"{'fruits' if task == 'derain' else 'squirrel_cls'}.png").convert("RGB")
+    )
     before = peak_signal_noise_ratio(clean, np.asarray(Image.open(EXAMPLES / f"{example}.png").convert("RGB")))
     assert peak_signal_noise_ratio(clean, np.asarray(Image.open(restored).convert("RGB"))) > before
 
@@ -284,11 +285,17 @@ BAD_UPLOADS = {
     "empty": ("empty.png", lambda tmp: b"", "empty (0 bytes)"),
     "decompression bomb": ("bomb.png", lambda tmp: tiny_png_declaring(20000, 20000), "decompression bomb"),
     # Real images, so that nothing but the app's own limit can refuse them.
-    "just over the megapixel limit": ("huge.png", lambda tmp: blank_png(4001, 4000),
-                                      "4001x4000 (16.0 megapixels), above the limit of 16 megapixels"),
+    "just over the megapixel limit": (
+        "huge.png",
+        lambda tmp: blank_png(4001, 4000),
+        "4001x4000 (16.0 megapixels), above the limit of 16 megapixels",
+    ),
     # 81 megapixels, under Pillow's own bomb threshold (89.5): the app's limit must stop it before decoding.
-    "bomb Pillow lets through": ("bomb81.png", lambda tmp: blank_png(9000, 9000),
-                                 "9000x9000 (81.0 megapixels), above the limit of 16 megapixels"),
+    "bomb Pillow lets through": (
+        "bomb81.png",
+        lambda tmp: blank_png(9000, 9000),
+        "9000x9000 (81.0 megapixels), above the limit of 16 megapixels",
+    ),
 }
 
 
@@ -320,8 +327,9 @@ def test_bad_tile_settings_are_refused(client, tmp_path):
     # Within the slider's range but not a size the tiler can use: the library's own message reaches the user.
     with pytest.raises(AppError, match="tile_size must be a multiple of 8"):
         restore(client, wide, tile_size=300)
-    with pytest.raises(AppError, match=re.escape("Tile size must be 0 (automatic) or a whole number from 256 to 1024, "
-                                                 "got 100000")):
+    with pytest.raises(
+        AppError, match=re.escape("Tile size must be 0 (automatic) or a whole number from 256 to 1024, got 100000")
+    ):
         restore(client, wide, tile_size=100000)
     with pytest.raises(AppError, match=re.escape("Tile overlap must be a whole number from 0 to 96, got 'lots'")):
         restore(client, wide, tile_overlap="lots")
@@ -381,8 +389,10 @@ def hostile_payloads(outside_photo: Path) -> dict:
         "climbing out with ..": {"path": climbing, "meta": meta},
         "link inside the upload folder pointing out": {"path": str(link), "meta": meta},
         "http URL as the path": {"path": "http://127.0.0.1:9/photo.png", "meta": meta},
-        "served-file URL outside the uploads": {"path": f"http://127.0.0.1:9/gradio_api/file={outside_photo}",
-                                                "meta": meta},
+        "served-file URL outside the uploads": {
+            "path": f"http://127.0.0.1:9/gradio_api/file={outside_photo}",
+            "meta": meta,
+        },
         "served-file URL climbing out": {"path": f"http://127.0.0.1:9/gradio_api/file={climbing}", "meta": meta},
         "file URL as the path": {"path": f"file://{outside_photo}", "meta": meta},
         "URL field only": {"url": "http://127.0.0.1:9/photo.png", "meta": meta},
@@ -396,8 +406,7 @@ def hostile_payloads(outside_photo: Path) -> dict:
     }
 
 
-def test_files_that_were_not_uploaded_are_refused_with_one_message(client, app_module, outside_photo, tmp_path,
-                                                                   capfd):
+def test_files_that_were_not_uploaded_are_refused_with_one_message(client, app_module, outside_photo, tmp_path, capfd):
     from mprnet_hf.serving import UPLOAD_REFUSED
 
     url = client.src
@@ -432,8 +441,9 @@ def test_an_upload_named_by_its_served_url_is_read_from_disk(client):
     """MCP clients name an uploaded file by the URL Gradio serves it at; it is read locally, never downloaded (the
     host here answers nothing)."""
     served = upload(client.src, EXAMPLES / "denoise" / "monarch_noise.png")
-    stream = raw_call(client.src, {"path": f"http://127.0.0.1:9/gradio_api/file={served}",
-                                   "meta": {"_type": "gradio.FileData"}})
+    stream = raw_call(
+        client.src, {"path": f"http://127.0.0.1:9/gradio_api/file={served}", "meta": {"_type": "gradio.FileData"}}
+    )
     assert refusal_of(stream) is None and "monarch_noise_denoise.png" in stream
 
 
@@ -465,7 +475,8 @@ def test_an_mcp_client_restores_a_photo(client):
             await session.initialize()
             tools = {tool.name for tool in (await session.list_tools()).tools}
             result = await session.call_tool(
-                "restore", {"image": f"{client.src}gradio_api/file={served}", "task": "derain"})
+                "restore", {"image": f"{client.src}gradio_api/file={served}", "task": "derain"}
+            )
             return tools, result
 
     tools, result = asyncio.run(call_tool())
@@ -507,12 +518,18 @@ def test_odd_values_get_a_short_readable_message(client, task, tile_size, messag
     assert str(refused.value).startswith(message) and len(str(refused.value)) < 200, str(refused.value)[:300]
 
 
-@pytest.mark.parametrize("suffix, content", [
-    ("eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"),
-    ("ps", b"%!PS-Adobe-3.0\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"),
-    ("pdf", b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"),
-    ("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'),
-])
+@pytest.mark.parametrize(
+    "suffix, content",
+    [
+        (
+            "eps",
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n",
+        ),
+        ("ps", b"%!PS-Adobe-3.0\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"),
+        ("pdf", b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"),
+        ("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'),
+    ],
+)
 def test_formats_outside_the_allow_list_are_refused(client, tmp_path, suffix, content):
     """Renamed to .png, they reach no external interpreter (Ghostscript for EPS): Pillow is told to try rasters only."""
     path = tmp_path / f"drawing-{suffix}.png"
@@ -608,10 +625,13 @@ def test_photos_costing_more_than_a_request_may_are_refused_naming_the_largest_s
     saved = app_module.COST_BOUNDS["denoise"]
     app_module.COST_BOUNDS["denoise"] = bound
     try:
-        with pytest.raises(AppError, match=r"1000x1010 \(1\.0 megapixels\): restoring it would take longer than the "
-                                           r"10 s"
-                                           r" one request may use on this server\. The largest photo accepted is about "
-                                           r"0\.5 megapixels"):
+        with pytest.raises(
+            AppError,
+            match=r"1000x1010 \(1\.0 megapixels\): restoring it would take longer than the "
+            r"10 s"
+            r" one request may use on this server\. The largest photo accepted is about "
+            r"0\.5 megapixels",
+        ):
             restore(client, just_over, tile_size=512)
         # The bound is checked on the header, before any pixel is decoded: this file has no pixels to decode.
         header_only = tmp_path / "header-only.png"

@@ -102,8 +102,9 @@ def small_limit_client():
         app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(app)
         port = free_port()
-        app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **app.LAUNCH_OPTIONS)
+        app.demo.launch(
+            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH_OPTIONS
+        )
         try:
             yield Client(f"http://127.0.0.1:{port}/", verbose=False)
         finally:

@@ -30,8 +30,14 @@ EXAMPLE_ROUTES = [
     ("auto/coffee_noise_motion.png", ["denoise", "deblur"]),
     *((f"clean/{path.name}", []) for path in sorted((EXAMPLES / "clean").glob("*.png"))),
 ]
-EXPECTED_LABELS = {"deblur": {"blur"}, "denoise": {"noise"}, "derain": {"rain"}, "detector": {"jpeg"},
-                   "auto": {"noise", "blur"}, "clean": set()}
+EXPECTED_LABELS = {
+    "deblur": {"blur"},
+    "denoise": {"noise"},
+    "derain": {"rain"},
+    "detector": {"jpeg"},
+    "auto": {"noise", "blur"},
+    "clean": set(),
+}
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +117,13 @@ def test_message_names_what_was_found_and_done():
 
 
 def test_steps_follow_the_order_and_look_again_after_each():
-    looks = iter([{"blur": 0.9, "noise": 0.9, "rain": 0.9}, {"blur": 0.9, "noise": 0.9, "rain": 0.0},
-                  {"blur": 0.9, "noise": 0.0, "rain": 0.9}])
+    looks = iter(
+        [
+            {"blur": 0.9, "noise": 0.9, "rain": 0.9},
+            {"blur": 0.9, "noise": 0.9, "rain": 0.0},
+            {"blur": 0.9, "noise": 0.0, "rain": 0.9},
+        ]
+    )
 
     def look(image):
         return Detection({**next(looks), "jpeg": 0.0, "clean": 0.0})
@@ -157,8 +168,11 @@ def test_unknown_task_is_refused(models):
 
 
 def test_pipeline_auto():
-    restorer = pipeline("image-restoration", model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"),
-                        pipeline_class=ImageRestorationPipeline)
+    restorer = pipeline(
+        "image-restoration",
+        model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"),
+        pipeline_class=ImageRestorationPipeline,
+    )
     degraded = EXAMPLES / "derain" / "fruits_rain.png"
     restored = restorer(Image.open(degraded), task="auto")
     clean = rgb(EXAMPLES / "clean" / "fruits.png")
@@ -182,8 +196,9 @@ def test_cli_auto_restores_the_mixed_photo_and_copies_the_clean_one(tmp_path, ca
     assert "clean.png: The photo looks clean" in captured.err and "returned unchanged" in captured.err
     assert np.array_equal(rgb(out / "clean.png"), rgb(photos / "clean.png"))
     clean = rgb(EXAMPLES / "clean" / "coffee.png")
-    assert peak_signal_noise_ratio(clean, rgb(out / "mixed.png")) > peak_signal_noise_ratio(clean, rgb(photos /
-                                                                                                    "mixed.png"))
+    assert peak_signal_noise_ratio(clean, rgb(out / "mixed.png")) > peak_signal_noise_ratio(
+        clean, rgb(photos / "mixed.png")
+    )
     assert (out / "mixed.step1-denoise.png").is_file()
 
 

@@ -75,8 +75,10 @@ def example_samples(task: str) -> list[ev.Sample]:
             clean = centre_crop(ev.load_uint8(photos[0]))
             degraded, kernel = ev.synthetic_degradation(ev.to_tensor(clean), task, seed=SEED)
             return [ev.Sample(photos[0].name, ev.to_uint8(degraded), clean, kernel=kernel)]
-    pytest.skip(f"no example image for {task}: expected examples/{task}/<photo>_<degradation>.png with "
-                f"examples/clean/<photo>.png, or clean photos in examples/clean/ or data/dev/val/")
+    pytest.skip(
+        f"no example image for {task}: expected examples/{task}/<photo>_<degradation>.png with "
+        f"examples/clean/<photo>.png, or clean photos in examples/clean/ or data/dev/val/"
+    )
 
 
 @pytest.fixture(scope="module", params=TASKS)
@@ -111,7 +113,12 @@ def test_checkpoint_improves_psnr_on_the_examples(task):
     model = MPRNetModel.from_pretrained(checkpoint_dir(task)).eval()
     restore = ev.model_method(model)
     protocol = ev.DEFAULT_PROTOCOL[task]
-    scores = {sample.name: (ev.psnr(sample.degraded, sample.clean, protocol),
-                            ev.psnr(restore(sample), sample.clean, protocol)) for sample in samples}
+    scores = {
+        sample.name: (
+            ev.psnr(sample.degraded, sample.clean, protocol),
+            ev.psnr(restore(sample), sample.clean, protocol),
+        )
+        for sample in samples
+    }
     report = ", ".join(f"{name}: {before:.2f} -> {after:.2f} dB" for name, (before, after) in scores.items())
     assert all(after > before + MIN_GAIN_DB[task] for before, after in scores.values()), f"{report} ({protocol} PSNR)"

@@ -55,7 +55,9 @@ def test_folder_with_a_corrupt_file_restores_the_rest_mirrors_the_tree_and_exits
 
     assert status == 1
     assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()) == [
-        "a.png", "nested/b.png"]
+        "a.png",
+        "nested/b.png",
+    ]
     assert "failed: " in captured.err and "broken.png" in captured.err and "truncated" in captured.err
     assert "notes.txt" not in captured.err
     assert captured.out.startswith("2 restored, 0 skipped (already done), 1 failed in ")
@@ -131,8 +133,21 @@ def test_stages_and_tiles(tmp_path):
     inputs.mkdir()
     noisy_photo(80, 72).save(inputs / "big.png")
     out = tmp_path / "out"
-    assert restore(inputs / "big.png", "--task", "denoise", "--output", out, "--stages", "--tile-size", "32",
-                   "--tile-overlap", "8") == 0
+    assert (
+        restore(
+            inputs / "big.png",
+            "--task",
+            "denoise",
+            "--output",
+            out,
+            "--stages",
+            "--tile-size",
+            "32",
+            "--tile-overlap",
+            "8",
+        )
+        == 0
+    )
     assert sorted(path.name for path in out.iterdir()) == ["big.png", "big.stage1.png", "big.stage2.png"]
     assert all(Image.open(path).size == (80, 72) for path in out.iterdir())
 
@@ -155,17 +170,27 @@ BAD_ARGUMENTS = {
     "unknown task": (lambda tmp, photos: [photos, "--task", "sharpen"], "invalid choice: 'sharpen'"),
     "missing input": (lambda tmp, photos: [tmp / "nope.jpg", "--task", "denoise"], "does not exist"),
     "glob matching nothing": (lambda tmp, photos: [f"{photos}/*.webp", "--task", "denoise"], "matches no file"),
-    "output is a file": (lambda tmp, photos: [photos, "--task", "denoise", "--output", photos / "a.png"],
-                         "is a file, not a folder"),
-    "model not MPRNet": (lambda tmp, photos: [photos, "--task", "denoise", "--model", not_a_model(tmp)],
-                         "is not an MPRNet model folder"),
-    "model folder missing": (lambda tmp, photos: [photos, "--task", "denoise", "--model", tmp / "missing"],
-                             "is not an MPRNet model folder"),
-    "hub id not downloaded": (lambda tmp, photos: [photos, "--task", "denoise", "--model", "nobody/no-such-model"],
-                              "could not be loaded"),
+    "output is a file": (
+        lambda tmp, photos: [photos, "--task", "denoise", "--output", photos / "a.png"],
+        "is a file, not a folder",
+    ),
+    "model not MPRNet": (
+        lambda tmp, photos: [photos, "--task", "denoise", "--model", not_a_model(tmp)],
+        "is not an MPRNet model folder",
+    ),
+    "model folder missing": (
+        lambda tmp, photos: [photos, "--task", "denoise", "--model", tmp / "missing"],
+        "is not an MPRNet model folder",
+    ),
+    "hub id not downloaded": (
+        lambda tmp, photos: [photos, "--task", "denoise", "--model", "nobody/no-such-model"],
+        "could not be loaded",
+    ),
     "bad tiling": (lambda tmp, photos: [photos, "--task", "denoise", "--tile-size", "30"], "multiple of"),
-    "fp16 on cpu": (lambda tmp, photos: [photos, "--task", "denoise", "--device", "cpu", "--precision", "fp16"],
-                    "needs a GPU"),
+    "fp16 on cpu": (
+        lambda tmp, photos: [photos, "--task", "denoise", "--device", "cpu", "--precision", "fp16"],
+        "needs a GPU",
+    ),
 }
 
 
@@ -195,8 +220,21 @@ def test_cuda_without_cuda_is_a_usage_error(photos, tmp_path, capsys):
 
 def test_python_dash_m_alias_runs_the_same_command(photos, tmp_path):
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "mprnet_hf.restore", str(photos / "a.png"), "--task", "derain",
-                             "--output", str(tmp_path / "out")], capture_output=True, text=True, env=environment,
-                            timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mprnet_hf.restore",
+            str(photos / "a.png"),
+            "--task",
+            "derain",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("1 restored") and (tmp_path / "out" / "a.png").is_file()

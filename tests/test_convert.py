@@ -91,8 +91,20 @@ class Exploit:
 def test_cli_reports_errors_without_traceback(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("hello")
-    result = subprocess.run([sys.executable, "-m", "mprnet_hf.hub.convert", "--checkpoint", str(path), "--output-dir",
-                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mprnet_hf.hub.convert",
+            "--checkpoint",
+            str(path),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
@@ -101,7 +113,14 @@ def test_model_card_metadata(reference_dir, tmp_path):
     convert_checkpoint(reference_dir / "fixture_denoise_checkpoint.pth", tmp_path, task="denoise")
     card = (tmp_path / "README.md").read_text()
     header = card.split("---")[1]
-    for expected in ("library_name: transformers", "pipeline_tag: image-to-image", "license: other",
-                     "license_name: academic-public-license", "model-index", "SIDD", "39.71"):
+    for expected in (
+        "library_name: transformers",
+        "pipeline_tag: image-to-image",
+        "license: other",
+        "license_name: academic-public-license",
+        "model-index",
+        "SIDD",
+        "39.71",
+    ):
         assert expected in header or expected in card, expected
     assert "2102.02808" in card and "SIDD-Medium" in card

@@ -26,8 +26,13 @@ def heading_anchors(markdown: str) -> set[str]:
 
 
 def tracked_files(*patterns: str) -> list:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
-                            cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return [REPO_ROOT / name for name in listed if (REPO_ROOT / name).is_file()]
 
 

@@ -73,8 +73,9 @@ def test_rgb_metrics_equal_the_library_on_uint8_images():
     assert ev.psnr(degraded, clean, "rgb") == peak_signal_noise_ratio(clean, degraded, data_range=255)
     mse = np.mean((degraded.astype(np.float64) - clean) ** 2)
     assert ev.psnr(degraded, clean) == pytest.approx(10 * np.log10(255**2 / mse), rel=1e-12)
-    expected_ssim = structural_similarity(clean, degraded, data_range=255, channel_axis=-1, gaussian_weights=True,
-                                          sigma=1.5, use_sample_covariance=False)
+    expected_ssim = structural_similarity(
+        clean, degraded, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ev.ssim(degraded, clean, "rgb") == pytest.approx(expected_ssim, rel=1e-12)
 
 
@@ -173,11 +174,17 @@ def easy_sample(task: str) -> ev.Sample:
     return ev.Sample("easy", ev.to_uint8(degraded), clean, 25 / 255 if task == "denoise" else None, kernel)
 
 
-@pytest.mark.parametrize("task, name, gain", [
-    ("denoise", "nlm", 8.0), ("denoise", "tv", 6.0),
-    ("deblur", "wiener", 5.0), ("deblur", "unsharp", 0.1),
-    ("derain", "median", 1.0), ("derain", "opening", 3.0),
-])
+@pytest.mark.parametrize(
+    "task, name, gain",
+    [
+        ("denoise", "nlm", 8.0),
+        ("denoise", "tv", 6.0),
+        ("deblur", "wiener", 5.0),
+        ("deblur", "unsharp", 0.1),
+        ("derain", "median", 1.0),
+        ("derain", "opening", 3.0),
+    ],
+)
 def test_baselines_improve_psnr_on_an_easy_case(task, name, gain):
     sample = easy_sample(task)
     restored = ev.baseline_method(name, baseline_functions.BASELINES[task][name])(sample)
@@ -225,11 +232,17 @@ def test_rain_baselines_filter_each_channel_alone():
 
 # Measured per-channel gains (dB): nlm 11.2-11.7, tv 11.6-12.8, wiener 2.6-8.4 (green starts at 44 dB), unsharp
 # 0.6-0.9, median 3.1-4.4, opening 8.1-9.6.
-@pytest.mark.parametrize("task, name, gain", [
-    ("denoise", "nlm", 8.0), ("denoise", "tv", 8.0),
-    ("deblur", "wiener", 1.5), ("deblur", "unsharp", 0.3),
-    ("derain", "median", 2.0), ("derain", "opening", 5.0),
-])
+@pytest.mark.parametrize(
+    "task, name, gain",
+    [
+        ("denoise", "nlm", 8.0),
+        ("denoise", "tv", 8.0),
+        ("deblur", "wiener", 1.5),
+        ("deblur", "unsharp", 0.3),
+        ("derain", "median", 2.0),
+        ("derain", "opening", 5.0),
+    ],
+)
 def test_baselines_improve_every_channel(task, name, gain):
     """A baseline that forgot a channel (or mixed them up) would leave that channel's PSNR where it was."""
     sample = easy_sample(task)
@@ -255,8 +268,20 @@ def test_cli_reports_the_library_metrics_of_the_model_outputs(tmp_path, tiny_mod
     write_png(photos / "a.png", smooth_image(40, 48, seed=4))
     write_png(photos / "b.png", smooth_image(33, 45, seed=5))  # not a multiple of 8: the model pads and crops
     out = tmp_path / "scores.json"
-    ev.main(["--model", str(tiny_model_dir), "--data", str(photos), "--synthetic", "--sigma", "15", "--baselines",
-             "--json", str(out)])
+    ev.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(photos),
+            "--synthetic",
+            "--sigma",
+            "15",
+            "--baselines",
+            "--json",
+            str(out),
+        ]
+    )
     table = capsys.readouterr().out
     report = json.loads(out.read_text())
     model_name = tiny_model_dir.name
@@ -270,9 +295,17 @@ def test_cli_reports_the_library_metrics_of_the_model_outputs(tmp_path, tiny_mod
         restored = np.round(restored[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         scores = image["scores"][model_name]
         assert scores["psnr"] == pytest.approx(peak_signal_noise_ratio(sample.clean, restored, data_range=255))
-        assert scores["ssim"] == pytest.approx(structural_similarity(
-            sample.clean, restored, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False))
+        assert scores["ssim"] == pytest.approx(
+            structural_similarity(
+                sample.clean,
+                restored,
+                data_range=255,
+                channel_axis=-1,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+            )
+        )
     mean_psnr = np.mean([image["scores"]["nlm"]["psnr"] for image in report["images"]])
     assert report["summary"]["nlm"]["psnr"] == pytest.approx(mean_psnr)
 
@@ -282,8 +315,9 @@ def test_cli_defaults_to_the_y_protocol_for_deraining_and_tiles_on_request(tmp_p
     degraded, clean = noisy_pair(3)
     write_png(pairs / "input" / "x.png", degraded)
     write_png(pairs / "target" / "x.png", clean)
-    evaluation = ev.main(["--model", str(tiny_model_dir), "--task", "derain", "--data", str(pairs),
-                          "--tile-size", "32"])
+    evaluation = ev.main(
+        ["--model", str(tiny_model_dir), "--task", "derain", "--data", str(pairs), "--tile-size", "32"]
+    )
     assert evaluation.protocol == "y"
     assert evaluation.per_image[0]["scores"]["input"]["psnr"] == pytest.approx(ev.psnr(degraded, clean, "y"))
     rgb = ev.main(["--task", "derain", "--data", str(pairs), "--protocol", "rgb"])

@@ -96,8 +96,9 @@ def test_compiled_fast_path_matches_fixtures(reference_dir):
     io = load_file(reference_dir / "fixture_variant_io.safetensors")
     with torch.inference_mode():
         stages = model(io["input_0"]).stage_reconstructions
-    errors = {f"output_0_{j}": (stage - io[f"output_0_{j}"]).abs().max().item()
-              for j, stage in enumerate(reversed(stages))}
+    errors = {
+        f"output_0_{j}": (stage - io[f"output_0_{j}"]).abs().max().item() for j, stage in enumerate(reversed(stages))
+    }
     assert_within_tolerance(errors)
 
 
@@ -208,8 +209,9 @@ def test_pipeline_precision_option():
     from mprnet_hf.evaluation.evaluate import psnr
 
     # device="cpu": on a GPU machine the pipeline would pick the GPU, where fp16 is allowed.
-    restorer = pipeline(model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"), trust_remote_code=True,
-                        device="cpu")
+    restorer = pipeline(
+        model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"), trust_remote_code=True, device="cpu"
+    )
     photo = Image.open(REPO_ROOT / "examples" / "denoise" / "monarch_noise.png").convert("RGB").crop((0, 0, 96, 80))
     full = restorer(photo)
     half = restorer(photo, precision="bf16")

@@ -79,8 +79,14 @@ sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != 
 def run_isolated(script: str, cwd, env_extra: dict) -> str:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(env_extra, HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-c", WITHOUT_THE_CHECKOUT + textwrap.dedent(script)], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_CHECKOUT + textwrap.dedent(script)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -166,10 +172,13 @@ def test_pipeline_from_a_bundled_folder_without_the_package(tmp_path):
 
     from mprnet_hf.hub.remote_code import bundled_folders
 
-    folder = shutil.copytree(next(folder for folder in bundled_folders() if folder.name.endswith("denoise-small")),
-                             tmp_path / "mprnet-denoise")
-    photo = Image.fromarray(torch.randint(0, 256, (29, 37, 3), generator=torch.Generator().manual_seed(4),
-                                          dtype=torch.uint8).numpy())
+    folder = shutil.copytree(
+        next(folder for folder in bundled_folders() if folder.name.endswith("denoise-small")),
+        tmp_path / "mprnet-denoise",
+    )
+    photo = Image.fromarray(
+        torch.randint(0, 256, (29, 37, 3), generator=torch.Generator().manual_seed(4), dtype=torch.uint8).numpy()
+    )
     photo.save(tmp_path / "odd.png")
     expected = pipeline("image-restoration", model=str(folder), pipeline_class=ImageRestorationPipeline)(photo)
     output = run_isolated(

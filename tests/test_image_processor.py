@@ -15,8 +15,18 @@ processor = MPRNetImageProcessor()
 def gradient(width=20, height=12) -> np.ndarray:
     x = np.linspace(0, 255, width)[None, :, None]
     y = np.linspace(0, 255, height)[:, None, None]
-    return np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
-                           np.full((height, width, 1), 128.0)], axis=2).round().astype(np.uint8)
+    return (
+        np.concatenate(
+            [
+                np.broadcast_to(x, (height, width, 1)),
+                np.broadcast_to(y, (height, width, 1)),
+                np.full((height, width, 1), 128.0),
+            ],
+            axis=2,
+        )
+        .round()
+        .astype(np.uint8)
+    )
 
 
 def round_trip(image):
@@ -198,13 +208,21 @@ def test_postprocess_without_sizes_keeps_the_whole_batch_at_its_size():
     assert [array.shape for array in arrays] == [(5, 7, 3), (3, 4, 3)]
 
 
-@pytest.mark.parametrize("reconstruction, sizes, output_type, message", [
-    (torch.rand(1, 4, 2, 2), None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
-    (torch.rand(3, 2, 2), None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
-    ([[0.5]], None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
-    (torch.rand(2, 3, 2, 2), [[2, 2]], "pil", r"^Got 1 sizes for 2 images$"),
-    (torch.rand(1, 3, 2, 2), None, "jpg", r"^output_type must be 'pil', 'np' or 'pt', got 'jpg'$"),
-])
+@pytest.mark.parametrize(
+    "reconstruction, sizes, output_type, message",
+    [
+        (
+            torch.rand(1, 4, 2, 2),
+            None,
+            "pil",
+            r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$",
+        ),
+        (torch.rand(3, 2, 2), None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
+        ([[0.5]], None, "pil", r"^reconstruction must be a tensor of shape \(batch, 3, height, width\)$"),
+        (torch.rand(2, 3, 2, 2), [[2, 2]], "pil", r"^Got 1 sizes for 2 images$"),
+        (torch.rand(1, 3, 2, 2), None, "jpg", r"^output_type must be 'pil', 'np' or 'pt', got 'jpg'$"),
+    ],
+)
 def test_postprocess_refuses_what_it_cannot_convert(reconstruction, sizes, output_type, message):
     with pytest.raises(ValueError, match=message):
         processor.postprocess(reconstruction, sizes, output_type=output_type)

@@ -49,7 +49,8 @@ def test_old_names_import_from_old_paths():
 
 @pytest.mark.parametrize("old", ["evaluate", "convert", "remote_code", "export_onnx"])
 def test_old_python_dash_m_commands_run_the_moved_main(old):
-    result = subprocess.run([sys.executable, "-m", f"mprnet_hf.{old}", "--help"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", f"mprnet_hf.{old}", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")

@@ -26,9 +26,20 @@ def exported(tmp_path_factory):
     model.save_pretrained(folder / "model")
     output = folder / "model.onnx"
     result = subprocess.run(
-        [sys.executable, "-m", "mprnet_hf.speed.export_onnx", "--model", str(folder / "model"), "--output", str(output),
-         "--stages"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mprnet_hf.speed.export_onnx",
+            "--model",
+            str(folder / "model"),
+            "--output",
+            str(output),
+            "--stages",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return model, output
@@ -40,12 +51,16 @@ def test_onnxruntime_matches_pytorch_at_several_sizes(exported, shape):
     model, path = exported
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
-    reconstruction, stage1, stage2 = session.run(["reconstruction", "stage1", "stage2"],
-                                                 {"pixel_values": images.numpy()})
+    reconstruction, stage1, stage2 = session.run(
+        ["reconstruction", "stage1", "stage2"], {"pixel_values": images.numpy()}
+    )
     with torch.no_grad():
         expected = model(images).stage_reconstructions
-    for name, actual, reference in (("stage1", stage1, expected[0]), ("stage2", stage2, expected[1]),
-                                    ("reconstruction", reconstruction, expected[2])):
+    for name, actual, reference in (
+        ("stage1", stage1, expected[0]),
+        ("stage2", stage2, expected[1]),
+        ("reconstruction", reconstruction, expected[2]),
+    ):
         assert actual.shape == tuple(shape), name
         error = np.abs(actual - reference.numpy()).max()
         assert error <= ONNX_TOLERANCE, f"{name} at {shape}: max error {error:.3g}"

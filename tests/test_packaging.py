@@ -70,8 +70,22 @@ def test_bundled_checkpoints_are_found_in_the_checkout():
 
 
 def build_wheel(destination) -> os.PathLike:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
-                    str(destination), str(REPO_ROOT)], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(destination),
+            str(REPO_ROOT),
+        ],
+        check=True,
+        timeout=600,
+    )
     (wheel,) = destination.glob("mprnet_hf-*.whl")
     return wheel
 
@@ -83,10 +97,28 @@ def install_into_fresh_venv(wheel, folder):
     in first, so pip does not take the editable install for it."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=300)
     python = folder / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-index", str(wheel)], check=True, timeout=600)
-    new_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+    )
+    new_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dependencies = [path for path in sys.path if os.path.basename(path) in ("site-packages", "dist-packages")]
     (folder / new_site / "test_dependencies.pth").write_text("\n".join(dependencies) + "\n")
     return python
@@ -109,14 +141,24 @@ def test_built_wheel_restores_offline_in_a_fresh_venv_outside_the_repository(tmp
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
 
-    where = subprocess.run([python, "-c", "import mprnet_hf.hub.bundled as b; print(b.__file__); "
-                                          "print(b.bundled_checkpoints_dir())"],
-                           cwd=work, env=environment, capture_output=True, text=True, check=True).stdout.split()
+    where = subprocess.run(
+        [python, "-c", "import mprnet_hf.hub.bundled as b; print(b.__file__); print(b.bundled_checkpoints_dir())"],
+        cwd=work,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert all(path.startswith(str(tmp_path / "venv")) for path in where), where
 
-    result = subprocess.run([tmp_path / "venv" / "bin" / "mprnet-restore", "photo.jpg", "--task", "denoise",
-                             "--output", "out/"], cwd=work, env=environment, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [tmp_path / "venv" / "bin" / "mprnet-restore", "photo.jpg", "--task", "denoise", "--output", "out/"],
+        cwd=work,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("1 restored, 0 skipped (already done), 0 failed")
     assert Image.open(work / "out" / "photo.png").size == (64, 48)

@@ -40,10 +40,23 @@ def test_inferred_config_and_parameter_count(reference_dir, name):
     model = fixture_model(reference_dir, name)
     expected = meta["constructor_kwargs"]
     config = model.config
-    assert (config.n_feat, config.scale_unetfeats, config.scale_orsnetfeats, config.num_cab, config.kernel_size,
-            config.reduction, config.bias) == (expected["n_feat"], expected["scale_unetfeats"],
-                                               expected["scale_orsnetfeats"], expected["num_cab"],
-                                               expected["kernel_size"], expected["reduction"], expected["bias"])
+    assert (
+        config.n_feat,
+        config.scale_unetfeats,
+        config.scale_orsnetfeats,
+        config.num_cab,
+        config.kernel_size,
+        config.reduction,
+        config.bias,
+    ) == (
+        expected["n_feat"],
+        expected["scale_unetfeats"],
+        expected["scale_orsnetfeats"],
+        expected["num_cab"],
+        expected["kernel_size"],
+        expected["reduction"],
+        expected["bias"],
+    )
     assert sum(p.numel() for p in model.parameters()) == meta["num_unique_parameters"]
     assert model.prelu.weight.item() == pytest.approx(meta["prelu_value"], abs=1e-7)
 
@@ -53,9 +66,20 @@ def test_converter_cli_end_to_end(reference_dir, name, tmp_path):
     """The .pth checkpoint (plain, or module-prefixed training dict) through the CLI, loaded back from disk."""
     output = tmp_path / name
     result = subprocess.run(
-        [sys.executable, "-m", "mprnet_hf.hub.convert", "--checkpoint", str(reference_dir / f"fixture_{name}_checkpoint.pth"),
-         "--output-dir", str(output), "--task", name if name != "variant" else "deblur"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mprnet_hf.hub.convert",
+            "--checkpoint",
+            str(reference_dir / f"fixture_{name}_checkpoint.pth"),
+            "--output-dir",
+            str(output),
+            "--task",
+            name if name != "variant" else "deblur",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     for filename in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):

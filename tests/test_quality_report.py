@@ -35,8 +35,10 @@ def tiny_checkpoints(tmp_path_factory):
     for task in ("deblur", "denoise", "derain"):
         config = MPRNetConfig.for_task(task, size="tiny")
         MPRNetModel(config).save_pretrained(folder / f"mprnet-{task}-small")
-        shutil.copy(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small" / "training_summary.json",
-                    folder / f"mprnet-{task}-small")
+        shutil.copy(
+            REPO_ROOT / "checkpoints" / f"mprnet-{task}-small" / "training_summary.json",
+            folder / f"mprnet-{task}-small",
+        )
     return folder
 
 
@@ -53,8 +55,15 @@ def photos(tmp_path_factory):
 def test_rows_cover_every_protocol_shake_extent_and_jpeg_quality():
     names = [row["name"] for row in quality_report.all_rows()]
     assert len(names) == len(set(names)) == 9 * 3
-    for base in ("denoise-sigma15", "deblur", "derain", "deblur-shake-5-10", "deblur-shake-10-17",
-                 "deblur-shake-17-25", "deblur-shake-5-25"):
+    for base in (
+        "denoise-sigma15",
+        "deblur",
+        "derain",
+        "deblur-shake-5-10",
+        "deblur-shake-10-17",
+        "deblur-shake-17-25",
+        "deblur-shake-5-25",
+    ):
         assert {base, f"{base}-jpeg90", f"{base}-jpeg70"} <= set(names)
     selected = quality_report.select_rows(quality_report.all_rows(), ["deblur"], ["deblur-shake-*", "*-jpeg70"])
     assert all(row["task"] == "deblur" for row in selected)
@@ -65,12 +74,25 @@ def test_rows_cover_every_protocol_shake_extent_and_jpeg_quality():
 
 def test_report_writes_a_json_per_row_for_other_weights_and_reuses_it(tiny_checkpoints, photos, tmp_path, capsys):
     output = tmp_path / "results"
-    arguments = ["--checkpoints", str(tiny_checkpoints), "--data", str(photos), "--output", str(output),
-                 "--rows", "deblur-shake-17-25*", "--bm3d-limit", "0"]
+    arguments = [
+        "--checkpoints",
+        str(tiny_checkpoints),
+        "--data",
+        str(photos),
+        "--output",
+        str(output),
+        "--rows",
+        "deblur-shake-17-25*",
+        "--bm3d-limit",
+        "0",
+    ]
     quality_report.main(arguments)
     table = capsys.readouterr().out
     assert sorted(path.name for path in output.iterdir()) == [
-        "deblur-shake-17-25-jpeg70.json", "deblur-shake-17-25-jpeg90.json", "deblur-shake-17-25.json"]
+        "deblur-shake-17-25-jpeg70.json",
+        "deblur-shake-17-25-jpeg90.json",
+        "deblur-shake-17-25.json",
+    ]
     for suffix in ("", " + JPEG 90", " + JPEG 70"):
         assert f"| deblur, camera shake 17-25 px (RGB){suffix} |" in table
     plain = json.loads((output / "deblur-shake-17-25.json").read_text())
@@ -94,8 +116,20 @@ def test_report_writes_a_json_per_row_for_other_weights_and_reuses_it(tiny_check
 
 def test_bm3d_runs_on_its_rows_within_the_limit(tiny_checkpoints, photos, tmp_path, capsys):
     pytest.importorskip("bm3d")
-    quality_report.main(["--checkpoints", str(tiny_checkpoints), "--data", str(photos), "--output", str(tmp_path),
-                         "--rows", "denoise-sigma50,denoise-sigma50-jpeg90", "--bm3d-limit", "1"])
+    quality_report.main(
+        [
+            "--checkpoints",
+            str(tiny_checkpoints),
+            "--data",
+            str(photos),
+            "--output",
+            str(tmp_path),
+            "--rows",
+            "denoise-sigma50,denoise-sigma50-jpeg90",
+            "--bm3d-limit",
+            "1",
+        ]
+    )
     table = capsys.readouterr().out
     result = json.loads((tmp_path / "denoise-sigma50.json").read_text())
     assert result["summary"]["cbm3d"]["images"] == 1 and result["summary"]["nlm"]["images"] == 2
@@ -108,8 +142,16 @@ def test_bm3d_runs_on_its_rows_within_the_limit(tiny_checkpoints, photos, tmp_pa
 def test_cards_are_rewritten_only_with_update_cards(tiny_checkpoints, photos, tmp_path):
     card = tiny_checkpoints / "mprnet-derain-small" / "README.md"
     card.unlink(missing_ok=True)
-    arguments = ["--checkpoints", str(tiny_checkpoints), "--data", str(photos), "--output", str(tmp_path),
-                 "--bm3d-limit", "0"]
+    arguments = [
+        "--checkpoints",
+        str(tiny_checkpoints),
+        "--data",
+        str(photos),
+        "--output",
+        str(tmp_path),
+        "--bm3d-limit",
+        "0",
+    ]
     quality_report.main([*arguments, "--tasks", "derain"])
     assert not card.exists()
     with pytest.raises(SystemExit):
@@ -122,8 +164,9 @@ def test_cards_are_rewritten_only_with_update_cards(tiny_checkpoints, photos, tm
     assert not (tiny_checkpoints / "mprnet-deblur-small" / "README.md").exists()
 
 
-def test_new_weights_take_the_baselines_of_earlier_results_and_show_the_change(tiny_checkpoints, photos, tmp_path,
-                                                                                capsys):
+def test_new_weights_take_the_baselines_of_earlier_results_and_show_the_change(
+    tiny_checkpoints, photos, tmp_path, capsys
+):
     earlier = tmp_path / "earlier"
     common = ["--data", str(photos), "--rows", "derain,derain-jpeg90", "--bm3d-limit", "0"]
     quality_report.main(["--checkpoints", str(tiny_checkpoints), "--output", str(earlier), *common])
@@ -132,8 +175,19 @@ def test_new_weights_take_the_baselines_of_earlier_results_and_show_the_change(t
     torch.manual_seed(1)
     MPRNetModel(MPRNetConfig.for_task("derain", size="tiny")).save_pretrained(candidates / "mprnet-derain-small")
     capsys.readouterr()
-    quality_report.main(["--checkpoints", str(candidates), "--output", str(tmp_path / "new"), *common,
-                         "--baselines-from", str(earlier), "--compare-with", str(earlier)])
+    quality_report.main(
+        [
+            "--checkpoints",
+            str(candidates),
+            "--output",
+            str(tmp_path / "new"),
+            *common,
+            "--baselines-from",
+            str(earlier),
+            "--compare-with",
+            str(earlier),
+        ]
+    )
     out = capsys.readouterr().out
     before = json.loads((earlier / "derain.json").read_text())
     after = json.loads((tmp_path / "new" / "derain.json").read_text())
@@ -142,10 +196,13 @@ def test_new_weights_take_the_baselines_of_earlier_results_and_show_the_change(t
     for name in ("median", "opening"):
         assert after["summary"][name] == before["summary"][name]
         assert [image["scores"][name] for image in after["images"]] == [
-            image["scores"][name] for image in before["images"]]
+            image["scores"][name] for image in before["images"]
+        ]
     assert after["summary"]["input"]["psnr"] == before["summary"]["input"]["psnr"]
     old_psnr, new_psnr = (result["summary"]["mprnet-derain-small"]["psnr"] for result in (before, after))
     assert old_psnr != new_psnr
-    assert f"| {before['summary']['input']['psnr']:.2f} | {old_psnr:.2f} | {new_psnr:.2f} | " \
-           f"{new_psnr - old_psnr:+.2f} |" in out
+    assert (
+        f"| {before['summary']['input']['psnr']:.2f} | {old_psnr:.2f} | {new_psnr:.2f} | "
+        f"{new_psnr - old_psnr:+.2f} |" in out
+    )
     assert "derain, synthetic streaks (Y) + JPEG 90 |" in out.split("same photos and seeds")[1]

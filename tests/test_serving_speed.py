@@ -55,8 +55,11 @@ def test_tiles_are_the_largest_that_fit_the_memory(available_gib):
     tile = choose_tile_size(model, 8000, 6000, available_bytes=available)
     assert tile is not None and tile % 64 == 0 and tile >= 256
     if tile > 256:
-        assert estimated_peak_bytes(model, tile, tile) <= 0.4 * available < estimated_peak_bytes(model, tile + 64,
-                                                                                                  tile + 64)
+        assert (
+            estimated_peak_bytes(model, tile, tile)
+            <= 0.4 * available
+            < estimated_peak_bytes(model, tile + 64, tile + 64)
+        )
 
 
 def test_bad_sizes_and_backends_are_refused():
@@ -90,8 +93,9 @@ def test_onnxruntime_serving_path_matches_fixtures_and_is_cached(reference_dir, 
     assert len(list(tmp_path.glob("*.onnx"))) == 1 and not list(tmp_path.glob("*.partial"))
     io = load_file(reference_dir / "fixture_derain_io.safetensors")
     assert_within_tolerance(fixture_errors(lambda images: tuple(restore_tensor(model, images)), io))
-    torch.testing.assert_close(restore_tensor(model, tiled_images.clone())[-1], untiled_reference[-1], atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        restore_tensor(model, tiled_images.clone())[-1], untiled_reference[-1], atol=1e-5, rtol=0
+    )
     # Tiled restores with the statistics pass need PyTorch's hooks, and get them.
     tiled = restore_tensor(model, tiled_images, tile_size=48, tile_overlap=8)
     torch.testing.assert_close(tiled[-1], tiled_reference[-1], atol=1e-5, rtol=0)

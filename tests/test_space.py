@@ -40,10 +40,24 @@ def test_space_requirements_resolve_for_its_python_and_platform(tmp_path):
     """A real resolver over the registry's metadata (no download of the wheels themselves)."""
     uv = str(Path(sys.executable).parent / "uv")  # the dev extra installs it beside this interpreter
     result = subprocess.run(
-        [uv, "pip", "compile", str(REPO_ROOT / "requirements.txt"), "--python-version", CARD.python_version,
-         "--python-platform", SPACE_PLATFORM, "--no-header", "--no-annotate", "--quiet",
-         "--cache-dir", str(tmp_path / "uv-cache")],
-        capture_output=True, text=True, timeout=600,
+        [
+            uv,
+            "pip",
+            "compile",
+            str(REPO_ROOT / "requirements.txt"),
+            "--python-version",
+            CARD.python_version,
+            "--python-platform",
+            SPACE_PLATFORM,
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+            "--cache-dir",
+            str(tmp_path / "uv-cache"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = dict(line.split("==") for line in result.stdout.splitlines() if "==" in line)
@@ -58,8 +72,9 @@ def space_python() -> str | None:
     candidates = sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
     candidates.append(shutil.which(f"python{version}"))
     for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                               text=True)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0:
             return candidate
     return None

@@ -89,19 +89,23 @@ def test_tiles_cross_fade_linearly_over_the_overlap():
     expected = torch.full((56,), left)
     expected[24:32] = left + (right - left) * (torch.arange(8) + 0.5) / 8
     expected[32:] = right
-    (restored,) = restore_tensor(TileMeanRestorer(), image, tile_size=32, tile_overlap=8, return_stages=False,
-                                 statistics_passes=0)
+    (restored,) = restore_tensor(
+        TileMeanRestorer(), image, tile_size=32, tile_overlap=8, return_stages=False, statistics_passes=0
+    )
     torch.testing.assert_close(restored, expected.expand(1, 3, 8, 56), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("height,width,tile,overlap", [
-    (70, 90, 48, 8),  # a 2 x 2 grid whose last tiles overlap more than asked
-    (48, 97, 48, 16),  # exactly one tile high; 97 = 48 + 49: three columns
-    (33, 200, 64, 0),  # lower than a tile; tiles that only touch
-    (129, 65, 64, 31),  # one pixel more than two tiles; the largest overlap allowed
-    (16, 16, 16, 4),  # exactly one tile: restored whole
-    (200, 3, 16, 4),  # a strip narrower than a tile
-])
+@pytest.mark.parametrize(
+    "height,width,tile,overlap",
+    [
+        (70, 90, 48, 8),  # a 2 x 2 grid whose last tiles overlap more than asked
+        (48, 97, 48, 16),  # exactly one tile high; 97 = 48 + 49: three columns
+        (33, 200, 64, 0),  # lower than a tile; tiles that only touch
+        (129, 65, 64, 31),  # one pixel more than two tiles; the largest overlap allowed
+        (16, 16, 16, 4),  # exactly one tile: restored whole
+        (200, 3, 16, 4),  # a strip narrower than a tile
+    ],
+)
 def test_tiled_output_equals_untiled_for_a_pointwise_model(height, width, tile, overlap):
     model = PointwiseRestorer()
     images = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * width))
@@ -128,11 +132,18 @@ def test_batch_is_tiled_like_the_untiled_reference():
 def test_restore_image_tiles_as_asked_and_reports_progress():
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 56, 3), dtype=np.uint8))
     calls = []
-    restored = restore_image(TileMeanRestorer(), image, tile_size=32, tile_overlap=8, statistics_passes=0,
-                             progress=lambda done, total: calls.append((done, total)))
+    restored = restore_image(
+        TileMeanRestorer(),
+        image,
+        tile_size=32,
+        tile_overlap=8,
+        statistics_passes=0,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
-    (expected,) = restore_tensor(TileMeanRestorer(), pixels, tile_size=32, tile_overlap=8, return_stages=False,
-                                 statistics_passes=0)
+    (expected,) = restore_tensor(
+        TileMeanRestorer(), pixels, tile_size=32, tile_overlap=8, return_stages=False, statistics_passes=0
+    )
     expected = expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255
     # To the 8-bit level: a tile mean of exactly 123.5 / 255 rounds either way depending on float32 rounding.
     np.testing.assert_allclose(np.asarray(restored.image), expected, atol=0.5 + 1e-3, rtol=0)
@@ -203,8 +214,9 @@ def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(buildin
     model = MPRNetModel.from_pretrained(REPO_ROOT / "checkpoints" / f"mprnet-{task}-small").eval()
     degraded = degrade(building, task, seed=0)[None]
     untiled = restore_tensor(model, degraded, return_stages=False)[0]
-    own_statistics = restore_tensor(model, degraded, tile_size=256, tile_overlap=32, return_stages=False,
-                                     statistics_passes=0)[0]
+    own_statistics = restore_tensor(
+        model, degraded, tile_size=256, tile_overlap=32, return_stages=False, statistics_passes=0
+    )[0]
     whole_statistics = restore_tensor(model, degraded, tile_size=256, tile_overlap=32, return_stages=False)[0]
     # Measured: deblur 39.4 -> 46.2 dB, denoise 42.7 -> 50.7 dB.
     assert psnr(untiled, whole_statistics) > 45
@@ -219,8 +231,9 @@ def test_batch_is_tiled_as_each_image_alone(tiny_model):
     batched = restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, return_stages=False)[0]
     untiled = restore_tensor(tiny_model, images, return_stages=False)[0]
     for index in range(2):
-        alone = restore_tensor(tiny_model, images[index : index + 1], tile_size=48, tile_overlap=8,
-                               return_stages=False)[0]
+        alone = restore_tensor(
+            tiny_model, images[index : index + 1], tile_size=48, tile_overlap=8, return_stages=False
+        )[0]
         torch.testing.assert_close(batched[index : index + 1], alone, atol=1e-5, rtol=1e-5)
         other = 1 - index
         assert psnr(batched[index], untiled[index]) > psnr(batched[index], untiled[other]) + 10
@@ -228,11 +241,15 @@ def test_batch_is_tiled_as_each_image_alone(tiny_model):
 
 def test_statistics_passes_change_only_tiled_restores(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
-    one_tile = [restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1]
-                for passes in (0, 1)]
+    one_tile = [
+        restore_tensor(tiny_model, images, tile_size=96, tile_overlap=8, statistics_passes=passes)[-1]
+        for passes in (0, 1)
+    ]
     torch.testing.assert_close(one_tile[0], one_tile[1], atol=0, rtol=0)
-    tiled = [restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, statistics_passes=passes)
-             for passes in (0, 1, 2)]
+    tiled = [
+        restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8, statistics_passes=passes)
+        for passes in (0, 1, 2)
+    ]
     assert all(len(stages) == 3 for stages in tiled)
     assert not torch.equal(tiled[0][-1], tiled[1][-1])
     assert not torch.equal(tiled[1][-1], tiled[2][-1])
@@ -241,8 +258,9 @@ def test_statistics_passes_change_only_tiled_restores(tiny_model):
 def test_progress_counts_every_pass(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(4))
     calls = []
-    restore_tensor(tiny_model, images, tile_size=48, tile_overlap=8,
-                   progress=lambda done, total: calls.append((done, total)))
+    restore_tensor(
+        tiny_model, images, tile_size=48, tile_overlap=8, progress=lambda done, total: calls.append((done, total))
+    )
     tiles = len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
     assert calls == [(done, 2 * tiles) for done in range(1, 2 * tiles + 1)]
 
@@ -262,9 +280,18 @@ def test_local_attention_statistics_need_no_extra_pass():
     model = MPRNetModel(config).eval()
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(6))
     calls = []
-    outputs = [restore_tensor(model, images, tile_size=48, tile_overlap=8, return_stages=False,
-                              statistics_passes=passes, progress=lambda done, total: calls.append(total))[0]
-               for passes in (0, 1)]
+    outputs = [
+        restore_tensor(
+            model,
+            images,
+            tile_size=48,
+            tile_overlap=8,
+            return_stages=False,
+            statistics_passes=passes,
+            progress=lambda done, total: calls.append(total),
+        )[0]
+        for passes in (0, 1)
+    ]
     torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
     assert set(calls) == {len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))}
 
@@ -272,18 +299,26 @@ def test_local_attention_statistics_need_no_extra_pass():
 @pytest.mark.parametrize("height, width", [(48, 40), (40, 48), (48, 48)])
 def test_an_image_exactly_one_tile_high_or_wide_is_restored_whole(tiny_model, height, width):
     calls = []
-    restore_tensor(tiny_model, torch.rand(1, 3, height, width), tile_size=48, tile_overlap=8,
-                   progress=lambda done, total: calls.append((done, total)))
+    restore_tensor(
+        tiny_model,
+        torch.rand(1, 3, height, width),
+        tile_size=48,
+        tile_overlap=8,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(1, 1)]  # one pass over one tile: no statistics pass
 
 
-@pytest.mark.parametrize("tile_size, tile_overlap, message", [
-    (8, 0, "tile_size must be a multiple of 8 and at least 16, got 8"),
-    (12, 0, "tile_size must be a multiple of 8 and at least 16, got 12"),
-    (52, 0, "tile_size must be a multiple of 8 and at least 16, got 52"),
-    (16, 8, "tile_overlap must be between 0 and tile_size / 2 (8), got 8"),
-    (64, -1, "tile_overlap must be between 0 and tile_size / 2 (32), got -1"),
-])
+@pytest.mark.parametrize(
+    "tile_size, tile_overlap, message",
+    [
+        (8, 0, "tile_size must be a multiple of 8 and at least 16, got 8"),
+        (12, 0, "tile_size must be a multiple of 8 and at least 16, got 12"),
+        (52, 0, "tile_size must be a multiple of 8 and at least 16, got 52"),
+        (16, 8, "tile_overlap must be between 0 and tile_size / 2 (8), got 8"),
+        (64, -1, "tile_overlap must be between 0 and tile_size / 2 (32), got -1"),
+    ],
+)
 def test_unusable_tilings_are_refused(tile_size, tile_overlap, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         check_tiling(tile_size, tile_overlap)
@@ -291,13 +326,19 @@ def test_unusable_tilings_are_refused(tile_size, tile_overlap, message):
     check_tiling(512, 255)
 
 
-@pytest.mark.parametrize("tiling, message", [
-    (dict(size="512"), "tile_size must be a whole number, None (whole images) or 'auto', got '512'"),
-    (dict(size=True), "tile_size must be a whole number"),
-    (dict(size=64, overlap=32), "tile_overlap must be between 0 and tile_size / 2 (32), got 32"),
-    (dict(overlap=128), "tile_overlap must be between 0 and 128 with automatic tiles (at least 256 pixels), got 128"),
-    (dict(size=None, statistics_passes=-1), "statistics_passes must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "tiling, message",
+    [
+        (dict(size="512"), "tile_size must be a whole number, None (whole images) or 'auto', got '512'"),
+        (dict(size=True), "tile_size must be a whole number"),
+        (dict(size=64, overlap=32), "tile_overlap must be between 0 and tile_size / 2 (32), got 32"),
+        (
+            dict(overlap=128),
+            "tile_overlap must be between 0 and 128 with automatic tiles (at least 256 pixels), got 128",
+        ),
+        (dict(size=None, statistics_passes=-1), "statistics_passes must be a whole number"),
+    ],
+)
 def test_tiling_options_are_checked_when_made(tiling, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Tiling(**tiling)
@@ -307,8 +348,9 @@ def test_every_tile_size_has_a_valid_default_overlap(tiny_model):
     assert [Tiling(size=size).overlap_for(size) for size in (16, 128, 200, 256, 1024)] == [4, 32, 50, 64, 64]
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(9))
     calls = []
-    restore_tensor(tiny_model, images, tile_size=48, statistics_passes=0,
-                   progress=lambda done, total: calls.append(total))
+    restore_tensor(
+        tiny_model, images, tile_size=48, statistics_passes=0, progress=lambda done, total: calls.append(total)
+    )
     assert calls[-1] == len(tile_starts(70, 48, 12)) * len(tile_starts(90, 48, 12))
 
 
@@ -326,16 +368,21 @@ def test_automatic_tiles_restore_whole_when_memory_allows(tiny_model):
 @pytest.mark.parametrize("passes", [-1, 1.5, True, "1"])
 def test_bad_statistics_passes_are_refused(tiny_model, passes):
     with pytest.raises(ValueError, match="statistics_passes must be a whole number"):
-        restore_tensor(tiny_model, torch.rand(1, 3, 32, 32), tile_size=16, tile_overlap=4,
-                       statistics_passes=passes)
+        restore_tensor(tiny_model, torch.rand(1, 3, 32, 32), tile_size=16, tile_overlap=4, statistics_passes=passes)
 
 
 def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(7))
     for tile_size, statistics_passes in [(None, 1), (96, 1), (48, 0), (48, 1), (48, 2)]:
         calls = []
-        restore_tensor(tiny_model, images, tile_size=tile_size, tile_overlap=8, statistics_passes=statistics_passes,
-                       progress=lambda done, total, calls=calls: calls.append(total))
+        restore_tensor(
+            tiny_model,
+            images,
+            tile_size=tile_size,
+            tile_overlap=8,
+            statistics_passes=statistics_passes,
+            progress=lambda done, total, calls=calls: calls.append(total),
+        )
         tiles = 1 if tile_size in (None, 96) else len(tile_starts(70, 48, 8)) * len(tile_starts(90, 48, 8))
         assert calls[-1] == tiles * passes_over_image(tiny_model, 70, 90, tile_size, statistics_passes)
     local = MPRNetModel(MPRNetConfig(**TINY, reduction=2, local_attention_window=32))
@@ -345,9 +392,11 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
 def test_concurrent_restores_with_one_model_keep_their_own_statistics(tiny_model):
     """The app restores two requests with the same model at once: each thread's hooks must gate its own tiles only."""
     generator = torch.Generator().manual_seed(8)
-    jobs = [(torch.rand(1, 3, 150, 190, generator=generator), 64),
-            (torch.rand(1, 3, 120, 100, generator=generator), 48),
-            (torch.rand(1, 3, 90, 70, generator=generator), None)]
+    jobs = [
+        (torch.rand(1, 3, 150, 190, generator=generator), 64),
+        (torch.rand(1, 3, 120, 100, generator=generator), 48),
+        (torch.rand(1, 3, 90, 70, generator=generator), None),
+    ]
 
     def restore(images, tile_size):
         return restore_tensor(tiny_model, images, tile_size=tile_size, tile_overlap=8, return_stages=False)[0]

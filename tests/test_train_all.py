@@ -41,8 +41,21 @@ def bundle(tmp_path_factory):
     write_photos(root / "train", 3, (56, 64), seed=0)
     write_photos(root / "val", 2, (40, 48), seed=10)
     output = root / "bundle"
-    subprocess.run([sys.executable, "scripts/make_gpu_bundle.py", "--train", str(root / "train"), "--val",
-                    str(root / "val"), "--output", str(output)], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "scripts/make_gpu_bundle.py",
+            "--train",
+            str(root / "train"),
+            "--val",
+            str(root / "val"),
+            "--output",
+            str(output),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     return output
 
 
@@ -69,8 +82,18 @@ def test_bundle_shrinks_the_training_photos_to_fit_its_budget(tmp_path):
         import make_gpu_bundle
     finally:
         sys.path.remove(str(REPO / "scripts"))
-    manifest = make_gpu_bundle.main(["--train", str(tmp_path / "train"), "--val", str(tmp_path / "val"),
-                                     "--output", str(output), "--max-mib", str(budget_mib)])
+    manifest = make_gpu_bundle.main(
+        [
+            "--train",
+            str(tmp_path / "train"),
+            "--val",
+            str(tmp_path / "val"),
+            "--output",
+            str(output),
+            "--max-mib",
+            str(budget_mib),
+        ]
+    )
     files = [path for path in output.rglob("*") if path.suffix in (".jpg", ".png")]
     assert sum(path.stat().st_size for path in files) <= budget_mib * 1024 * 1024
     assert 0 < manifest["train"]["scale"] < 1
@@ -82,14 +105,25 @@ def test_bundle_shrinks_the_training_photos_to_fit_its_budget(tmp_path):
 def test_train_on_gpu_script_runs_end_to_end_on_cpu(bundle, tmp_path):
     out = tmp_path / "out"
     # The smoke version (a handful of steps of each task), as where there is no GPU; one thread, as on a busy CI box.
-    env = {**os.environ, "OUT": str(out), "BUNDLE": str(bundle), "PYTHON": sys.executable,
-           "WORK": str(tmp_path / "work"), "TRAIN_ALL_ARGS": "--smoke", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "BUNDLE": str(bundle),
+        "PYTHON": sys.executable,
+        "WORK": str(tmp_path / "work"),
+        "TRAIN_ALL_ARGS": "--smoke",
+        "OMP_NUM_THREADS": "1",
+    }
     subprocess.run(["bash", "scripts/train_on_gpu.sh"], cwd=REPO, env=env, check=True, capture_output=True, text=True)
 
     # What comes back from the device: at most 8 files, none in a folder.
-    assert sorted(path.name for path in out.iterdir()) == ["checkpoints.tar", "quality_report.json",
-                                                            "quality_report.md", "train_on_gpu.log",
-                                                            "training_runs.json"]
+    assert sorted(path.name for path in out.iterdir()) == [
+        "checkpoints.tar",
+        "quality_report.json",
+        "quality_report.md",
+        "train_on_gpu.log",
+        "training_runs.json",
+    ]
     unpacked = tmp_path / "checkpoints"
     with tarfile.open(out / "checkpoints.tar") as tar:
         tar.extractall(unpacked, filter="data")
@@ -98,8 +132,9 @@ def test_train_on_gpu_script_runs_end_to_end_on_cpu(bundle, tmp_path):
         model, info = MPRNetModel.from_pretrained(folder, output_loading_info=True)
         assert not info["missing_keys"] and not info["unexpected_keys"]
         assert model.config.task == task
-        assert {"README.md", "preprocessor_config.json", "training_log.jsonl"} <= {path.name for path in
-                                                                                     folder.iterdir()}
+        assert {"README.md", "preprocessor_config.json", "training_log.jsonl"} <= {
+            path.name for path in folder.iterdir()
+        }
         # Trained on from the bundled weights: their phases, then this run's two steps of 64x64 patches.
         bundled = json.loads((bundled_checkpoint(task) / "training_summary.json").read_text())
         summary = json.loads((folder / "training_summary.json").read_text())
@@ -108,8 +143,9 @@ def test_train_on_gpu_script_runs_end_to_end_on_cpu(bundle, tmp_path):
 
     report = json.loads((out / "quality_report.json").read_text())
     assert [run["task"] for run in report["training"]] == list(TASKS)
-    assert all(run["steps"] == 2 and run["patches"] == 4 and run["patches_per_second"] > 0
-               for run in report["training"])
+    assert all(
+        run["steps"] == 2 and run["patches"] == 4 and run["patches_per_second"] > 0 for run in report["training"]
+    )
     assert set(report["quality"]) == {"deblur", "derain", "denoise-sigma15", "denoise-sigma25", "denoise-sigma50"}
     for result in report["quality"].values():
         assert set(result["summary"]) == {"input", "bundled", "new"}

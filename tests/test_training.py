@@ -36,8 +36,10 @@ def smooth_photo(height: int, width: int, seed: int) -> np.ndarray:
     """A uint8 image with smooth colour gradients and a few sharp-edged rectangles (a stand-in for a photo)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    image = np.stack([rng.uniform(0.1, 0.5) + rng.uniform(0.2, 0.5) * np.cos(3 * x + rng.uniform(0, 3) * y)
-                      for _ in range(3)], axis=-1)
+    image = np.stack(
+        [rng.uniform(0.1, 0.5) + rng.uniform(0.2, 0.5) * np.cos(3 * x + rng.uniform(0, 3) * y) for _ in range(3)],
+        axis=-1,
+    )
     for _ in range(3):
         top, left = rng.integers(0, height - 8), rng.integers(0, width - 8)
         image[top : top + rng.integers(4, 20), left : left + rng.integers(4, 20)] = rng.uniform(0, 1, 3)
@@ -76,8 +78,9 @@ def test_warmup_then_cosine_schedule():
 def test_adam_steps_reduce_the_loss_on_a_fixed_batch(task):
     torch.manual_seed(0)
     model = MPRNetModel(build_config(task, "tiny")).train()
-    clean = torch.stack([torch.from_numpy(smooth_photo(32, 32, seed)).permute(2, 0, 1).float() / 255
-                         for seed in range(2)])
+    clean = torch.stack(
+        [torch.from_numpy(smooth_photo(32, 32, seed)).permute(2, 0, 1).float() / 255 for seed in range(2)]
+    )
     degraded = torch.stack([degrade(image, task, seed) for seed, image in enumerate(clean)])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -92,10 +95,37 @@ def test_adam_steps_reduce_the_loss_on_a_fixed_batch(task):
 
 
 def run_cli(photo_dirs, output_dir, state_dir, *extra):
-    return main(["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
-          "--output-dir", str(output_dir), "--state-dir", str(state_dir), "--preset", "tiny", "--steps", "4",
-          "--patch-size", "32", "--batch-size", "2", "--warmup-steps", "1", "--lr", "1e-3", "--val-every", "2",
-          "--num-threads", "1", *extra])
+    return main(
+        [
+            "--task",
+            "denoise",
+            "--train-dir",
+            str(photo_dirs / "train"),
+            "--val-dir",
+            str(photo_dirs / "val"),
+            "--output-dir",
+            str(output_dir),
+            "--state-dir",
+            str(state_dir),
+            "--preset",
+            "tiny",
+            "--steps",
+            "4",
+            "--patch-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--lr",
+            "1e-3",
+            "--val-every",
+            "2",
+            "--num-threads",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def read_log(output_dir):
@@ -173,8 +203,10 @@ def test_data_workers_change_who_degrades_the_patches_not_the_training(photo_dir
     parallel = run_cli(photo_dirs, tmp_path / "workers", tmp_path / "workers-state", "--num-workers", "2")
     assert parallel.steps == serial.steps == 4 and parallel.samples == serial.samples == 8
     assert 0 <= parallel.data_wait_seconds <= parallel.seconds
-    assert read_log(tmp_path / "workers") == [{**record, "seconds": record_w["seconds"]} for record, record_w in
-                                               zip(read_log(tmp_path / "serial"), read_log(tmp_path / "workers"))]
+    assert read_log(tmp_path / "workers") == [
+        {**record, "seconds": record_w["seconds"]}
+        for record, record_w in zip(read_log(tmp_path / "serial"), read_log(tmp_path / "workers"))
+    ]
     for name, weight in load_file(tmp_path / "serial" / "model.safetensors").items():
         torch.testing.assert_close(load_file(tmp_path / "workers" / "model.safetensors")[name], weight, msg=name)
 
@@ -199,23 +231,33 @@ def free_port() -> int:
 
 
 def train_as_rank(rank, world_size, port, argv, results):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                      ACCELERATE_USE_CPU="true", GLOO_SOCKET_IFNAME="lo")
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        ACCELERATE_USE_CPU="true",
+        GLOO_SOCKET_IFNAME="lo",
+    )
     # The fork inherits this process's single-process accelerate state; each rank sets up its own.
     AcceleratorState._reset_state(reset_partial_state=True)
     with (results / f"rank{rank}.out").open("w") as stdout, contextlib.redirect_stdout(stdout):
         run = main(argv)
-    save_file({name: weight.contiguous() for name, weight in run.model.state_dict().items()},
-              results / f"rank{rank}.safetensors")
+    save_file(
+        {name: weight.contiguous() for name, weight in run.model.state_dict().items()},
+        results / f"rank{rank}.safetensors",
+    )
     (results / f"rank{rank}.json").write_text(json.dumps({"steps": run.steps, "stopped_early": run.stopped_early}))
 
 
 def train_on_two_processes(argv, results: Path) -> list[dict]:
     """Each rank's step count, whether it stopped early, final weights and printed output."""
     results.mkdir()
-    ranks = start_processes(train_as_rank, args=(2, free_port(), argv, results), nprocs=2, start_method="fork",
-                            join=False)
+    ranks = start_processes(
+        train_as_rank, args=(2, free_port(), argv, results), nprocs=2, start_method="fork", join=False
+    )
     deadline = time.monotonic() + TWO_PROCESS_DEADLINE_S
     try:
         # join() returns as soon as one process ends (raising if it failed), False while the other runs on.
@@ -225,16 +267,44 @@ def train_on_two_processes(argv, results: Path) -> list[dict]:
         for process in ranks.processes:
             if process.is_alive():
                 process.kill()
-    return [{**json.loads((results / f"rank{rank}.json").read_text()),
-             "weights": load_file(results / f"rank{rank}.safetensors"),
-             "stdout": (results / f"rank{rank}.out").read_text()} for rank in (0, 1)]
+    return [
+        {
+            **json.loads((results / f"rank{rank}.json").read_text()),
+            "weights": load_file(results / f"rank{rank}.safetensors"),
+            "stdout": (results / f"rank{rank}.out").read_text(),
+        }
+        for rank in (0, 1)
+    ]
 
 
 def cli_args(photo_dirs, output_dir, state_dir, *extra):
-    return ["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
-            "--output-dir", str(output_dir), "--state-dir", str(state_dir), "--preset", "tiny", "--steps", "4",
-            "--patch-size", "16", "--warmup-steps", "1", "--lr", "1e-3", "--val-every", "2", "--num-threads", "1",
-            *extra]
+    return [
+        "--task",
+        "denoise",
+        "--train-dir",
+        str(photo_dirs / "train"),
+        "--val-dir",
+        str(photo_dirs / "val"),
+        "--output-dir",
+        str(output_dir),
+        "--state-dir",
+        str(state_dir),
+        "--preset",
+        "tiny",
+        "--steps",
+        "4",
+        "--patch-size",
+        "16",
+        "--warmup-steps",
+        "1",
+        "--lr",
+        "1e-3",
+        "--val-every",
+        "2",
+        "--num-threads",
+        "1",
+        *extra,
+    ]
 
 
 def assert_same_weights(actual, expected, **tolerance):
@@ -249,8 +319,9 @@ def assert_same_weights(actual, expected, **tolerance):
 def test_two_processes_run_every_step_of_the_global_batch_agree_and_resume(photo_dirs, tmp_path):
     # Uninterrupted: 4 steps of a global batch of 2 (1 per process), validated and logged every 2.
     full_out, full_state = tmp_path / "full", tmp_path / "full-state"
-    ranks = train_on_two_processes(cli_args(photo_dirs, full_out, full_state, "--batch-size", "1"),
-                                   tmp_path / "full-ranks")
+    ranks = train_on_two_processes(
+        cli_args(photo_dirs, full_out, full_state, "--batch-size", "1"), tmp_path / "full-ranks"
+    )
     assert [(rank["steps"], rank["stopped_early"]) for rank in ranks] == [(4, False), (4, False)]
     assert_same_weights(ranks[1]["weights"], ranks[0]["weights"])
     # One record per validation, one message per event, all from the main process.
@@ -262,8 +333,13 @@ def test_two_processes_run_every_step_of_the_global_batch_agree_and_resume(photo
     assert_same_weights(load_file(full_state / "model.safetensors"), ranks[0]["weights"])
     # The state holds the scheduler once, and each process's random state.
     assert sorted(path.name for path in full_state.iterdir()) == [
-        "custom_checkpoint_0.pkl", "model.safetensors", "optimizer.bin", "progress.json", "random_states_0.pkl",
-        "random_states_1.pkl"]
+        "custom_checkpoint_0.pkl",
+        "model.safetensors",
+        "optimizer.bin",
+        "progress.json",
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
 
     # The export is the best-validating step's; on this data the last one validates best.
     assert max(log, key=lambda record: record["val_psnr"])["step"] == 4
@@ -304,10 +380,23 @@ def test_two_processes_share_the_time_schedule_and_budget(photo_dirs, tmp_path):
     # The learning rate follows the clock and the budget ends the run: both must be the main process's, or the
     # processes' weights drift apart and one stops while the other waits for it.
     out = tmp_path / "timed"
-    ranks = train_on_two_processes(cli_args(photo_dirs, out, tmp_path / "timed-state", "--batch-size", "1",
-                                            "--steps", "400", "--time-schedule", "--max-minutes", "0.05",
-                                            "--lr-scaling", "sqrt"),
-                                   tmp_path / "timed-ranks")
+    ranks = train_on_two_processes(
+        cli_args(
+            photo_dirs,
+            out,
+            tmp_path / "timed-state",
+            "--batch-size",
+            "1",
+            "--steps",
+            "400",
+            "--time-schedule",
+            "--max-minutes",
+            "0.05",
+            "--lr-scaling",
+            "sqrt",
+        ),
+        tmp_path / "timed-ranks",
+    )
     assert ranks[0]["steps"] == ranks[1]["steps"] > 1
     assert ranks[0]["stopped_early"] and ranks[1]["stopped_early"]
     assert_same_weights(ranks[1]["weights"], ranks[0]["weights"])

@@ -66,8 +66,7 @@ def add_poisson_gaussian_noise(
 COLOUR_CORRECTION = torch.tensor([[1.6, -0.45, -0.15], [-0.25, 1.55, -0.3], [-0.05, -0.55, 1.6]])
 
 
-def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rng: np.random.Generator
-                         ) -> torch.Tensor:
+def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rng: np.random.Generator) -> torch.Tensor:
     """Sensor noise as a camera's JPEG shows it: Poisson-Gaussian noise drawn on an RGGB Bayer mosaic (one colour per
     photosite), bilinearly demosaiced (so correlated between neighbouring pixels), then mixed by a colour-correction
     matrix (so correlated between channels)."""
@@ -120,10 +119,14 @@ def shake_trajectory(rng: np.random.Generator, style: str = "smooth", steps: int
     """
     if style not in TRAJECTORY_STYLES:
         raise ValueError(f"Unknown trajectory style {style!r}: expected one of {', '.join(TRAJECTORY_STYLES)}")
-    inertia, turn_noise, speed_noise = {"smooth": (0.7, 0.15, 0.5), "jerky": (0.3, 0.7, 0.9),
-                                        "reversal": (0.7, 0.15, 0.5)}[style]
-    reversals = set(rng.integers(steps // 8, steps, size=int(rng.integers(1, 4))).tolist()) if style == "reversal" \
-        else set()
+    inertia, turn_noise, speed_noise = {
+        "smooth": (0.7, 0.15, 0.5),
+        "jerky": (0.3, 0.7, 0.9),
+        "reversal": (0.7, 0.15, 0.5),
+    }[style]
+    reversals = (
+        set(rng.integers(steps // 8, steps, size=int(rng.integers(1, 4))).tolist()) if style == "reversal" else set()
+    )
     direction = rng.uniform(0, 2 * math.pi)
     turn_rate = 0.0
     points = np.zeros((steps, 2))
@@ -141,8 +144,9 @@ def shake_trajectory(rng: np.random.Generator, style: str = "smooth", steps: int
     return points - points.mean(axis=0)
 
 
-def motion_blur_kernel(size: int, rng: np.random.Generator, length: float | None = None, style: str = "smooth"
-                       ) -> np.ndarray:
+def motion_blur_kernel(
+    size: int, rng: np.random.Generator, length: float | None = None, style: str = "smooth"
+) -> np.ndarray:
     """A camera-shake kernel: a random trajectory (see `shake_trajectory`) drawn into a `size` x `size` grid, summing
     to 1. `length` is its extent in pixels, twice the largest distance of the path from its centroid (so no side of
     its bounding box is longer), random in [3, size - 2] if not given."""
@@ -216,8 +220,9 @@ def line_kernel(length: float, angle_degrees: float, width: float) -> np.ndarray
     return (kernel / max(kernel.sum(), 1e-8)).astype(np.float32)
 
 
-def rain_layer(height: int, width: int, rng: np.random.Generator, density: float, length: float, angle: float,
-               streak_width: float) -> torch.Tensor:
+def rain_layer(
+    height: int, width: int, rng: np.random.Generator, density: float, length: float, angle: float, streak_width: float
+) -> torch.Tensor:
     """A (1, H, W) map of rain streaks in [0, 1]."""
     drops = (rng.random((height, width)) < density) * rng.uniform(0.4, 1.0, (height, width))
     streaks = _filter(torch.from_numpy(drops.astype(np.float32))[None], line_kernel(length, angle, streak_width))
@@ -225,15 +230,23 @@ def rain_layer(height: int, width: int, rng: np.random.Generator, density: float
     return (streaks / peak).clamp(0, 1) if peak > 0 else streaks
 
 
-def add_rain(image: torch.Tensor, rng: np.random.Generator, density: float | None = None, length: float | None = None,
-             angle: float | None = None, streak_width: float | None = None, brightness: float | None = None
-             ) -> torch.Tensor:
+def add_rain(
+    image: torch.Tensor,
+    rng: np.random.Generator,
+    density: float | None = None,
+    length: float | None = None,
+    angle: float | None = None,
+    streak_width: float | None = None,
+    brightness: float | None = None,
+) -> torch.Tensor:
     """Adds rain streaks of random (or given) density, length, angle, width and brightness; one or two layers."""
     _, height, width = image.shape
     rainy = image
     for _ in range(1 + int(rng.random() < 0.4)):
         layer = rain_layer(
-            height, width, rng,
+            height,
+            width,
+            rng,
             density=density if density is not None else rng.uniform(0.002, 0.03),
             length=length if length is not None else rng.uniform(8, 35),
             angle=angle if angle is not None else rng.uniform(-35, 35),
@@ -273,8 +286,9 @@ def maybe_jpeg(image: torch.Tensor, rng: np.random.Generator, share: float = JPE
 
 
 # ---------------------------------------------------------------------------------------------------- dispatch
-def degrade(image: torch.Tensor, task: str, seed: int | np.random.Generator, jpeg_share: float = JPEG_SHARE
-            ) -> torch.Tensor:
+def degrade(
+    image: torch.Tensor, task: str, seed: int | np.random.Generator, jpeg_share: float = JPEG_SHARE
+) -> torch.Tensor:
     """Applies the training degradation of `task` to a clean (3, H, W) image, then re-encodes it as JPEG for a
     `jpeg_share` of the seeds; the same seed gives the same result."""
     if task not in TASKS:

@@ -30,8 +30,31 @@ from ..serving import open_image_file
 ORIENTATION = 0x0112
 # TIFF tags that describe a TIFF file's own pixel layout: Pillow lists them with the EXIF of a TIFF, but they must not
 # travel to another file (its ICC profile travels separately).
-_TIFF_LAYOUT_TAGS = {256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338, 339,
-                     530, 531, 532, 34675}
+_TIFF_LAYOUT_TAGS = {
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    273,
+    277,
+    278,
+    279,
+    284,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    338,
+    339,
+    530,
+    531,
+    532,
+    34675,
+}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_RGB, _PNG_RGBA = 2, 6
 # zlib's fastest level: a few percent larger files than the default level, several times faster to write.
@@ -77,8 +100,9 @@ class Photo:
         return 8
 
 
-def read_image(path, max_megapixels: float | None = None,
-               check_size: Callable[[int, int], None] | None = None) -> Photo:
+def read_image(
+    path, max_megapixels: float | None = None, check_size: Callable[[int, int], None] | None = None
+) -> Photo:
     """Reads a photo file at its own bit depth, upright, with its EXIF and ICC profile, or raises ValueError saying
     what is wrong with it (missing, empty, not an image, corrupt, more pixels than `max_megapixels`, or refused by
     `check_size(width, height)`, which runs on the header before any pixel is decoded)."""
@@ -121,8 +145,12 @@ def png_bit_depth(path: Path) -> int | None:
 def tiff_is_sixteen_bit_colour(path: Path) -> bool:
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages[0]
-        return (page.bitspersample == 16 and page.photometric == tifffile.PHOTOMETRIC.RGB
-                and page.samplesperpixel in (3, 4) and page.dtype == np.uint16)
+        return (
+            page.bitspersample == 16
+            and page.photometric == tifffile.PHOTOMETRIC.RGB
+            and page.samplesperpixel in (3, 4)
+            and page.dtype == np.uint16
+        )
 
 
 def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -165,12 +193,20 @@ def restore_photo(
     """Restores `photo`; returns the restored photo (same size, mode, alpha, bit depth and metadata) and the RGB
     image of every stage at the same bit depth. The size limit is the reader's (`read_image`)."""
     if isinstance(photo.pixels, np.ndarray):
-        final, stages = restore_sixteen_bit(model, photo.pixels, tile_size, tile_overlap, precision, progress,
-                                            statistics_passes)
+        final, stages = restore_sixteen_bit(
+            model, photo.pixels, tile_size, tile_overlap, precision, progress, statistics_passes
+        )
     else:
-        restoration = restore_image(model, photo.pixels, tile_size=tile_size, tile_overlap=tile_overlap,
-                                    precision=precision, max_megapixels=None, progress=progress,
-                                    statistics_passes=statistics_passes)
+        restoration = restore_image(
+            model,
+            photo.pixels,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            precision=precision,
+            max_megapixels=None,
+            progress=progress,
+            statistics_passes=statistics_passes,
+        )
         final, stages = restoration.image, restoration.stages
         if photo.pixels.mode in _MODES_KEPT_BY_CONVERSION:
             final = final.convert(photo.pixels.mode)
@@ -181,8 +217,15 @@ def restore_sixteen_bit(model, pixels: np.ndarray, tile_size, tile_overlap, prec
     """Restores uint16 (H, W, 3|4) pixels at 16 bits; the alpha channel is kept exactly as it was."""
     processor = MPRNetImageProcessor(apply_exif_orientation=False)
     inputs = processor(images=pixels[..., :3], return_tensors="pt")
-    stages = restore_tensor(model, inputs["pixel_values"], tile_size, tile_overlap, precision, progress=progress,
-                            statistics_passes=statistics_passes)
+    stages = restore_tensor(
+        model,
+        inputs["pixel_values"],
+        tile_size,
+        tile_overlap,
+        precision,
+        progress=progress,
+        statistics_passes=statistics_passes,
+    )
     sizes = inputs["original_sizes"]
     arrays = [to_uint16(processor.postprocess(stage, sizes, output_type="np")[0]) for stage in stages]
     final = np.concatenate([arrays[-1], pixels[..., 3:]], axis=-1)
@@ -198,8 +241,10 @@ def format_for_path(path) -> str:
     suffix = Path(path).suffix.lower()
     image_format = Image.registered_extensions().get(suffix)
     if image_format is None or image_format not in Image.SAVE:
-        raise ValueError(f"Cannot write {Path(path).name}: Pillow cannot write {suffix or 'files without an extension'}"
-                         "; write PNG (--format png) instead")
+        raise ValueError(
+            f"Cannot write {Path(path).name}: Pillow cannot write {suffix or 'files without an extension'}"
+            "; write PNG (--format png) instead"
+        )
     return image_format
 
 
@@ -242,8 +287,15 @@ def write_sixteen_bit_colour(photo: Photo, path: Path, image_format: str) -> Non
         path.write_bytes(with_png_metadata(imagecodecs.png_encode(pixels, level=_PNG_LEVEL), photo))
     elif image_format == "TIFF":
         # tifffile writes the ICC profile; the EXIF block has no place in the TIFF it writes and stays behind.
-        tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", iccprofile=photo.icc_profile,
-                         extrasamples=("unassalpha",) if pixels.shape[-1] == 4 else None, metadata=None)
+        tifffile.imwrite(
+            path,
+            pixels,
+            photometric="rgb",
+            compression="zlib",
+            iccprofile=photo.icc_profile,
+            extrasamples=("unassalpha",) if pixels.shape[-1] == 4 else None,
+            metadata=None,
+        )
     else:
         raise ValueError(f"16-bit colour can be written as PNG or TIFF only, not {image_format}; use --format png")
 

@@ -45,8 +45,13 @@ def multi_hot(kinds: tuple[str, ...]) -> np.ndarray:
     return np.array([label in present for label in LABELS], dtype=np.float32)
 
 
-def apply_degradations(image: torch.Tensor, kinds: tuple[str, ...], rng: np.random.Generator,
-                       jpeg_quality: int | None = None, light_jpeg_share: float = LIGHT_JPEG_SHARE) -> torch.Tensor:
+def apply_degradations(
+    image: torch.Tensor,
+    kinds: tuple[str, ...],
+    rng: np.random.Generator,
+    jpeg_quality: int | None = None,
+    light_jpeg_share: float = LIGHT_JPEG_SHARE,
+) -> torch.Tensor:
     """`image` with the degradations `kinds` (labels from `LABELS`) applied in camera order, each drawn over its
     whole training range. Without "jpeg", a light JPEG compression is added `light_jpeg_share` of the time."""
     if "blur" in kinds:
@@ -72,8 +77,9 @@ def draw_kinds(rng: np.random.Generator) -> tuple[str, ...]:
     return PAIRS[rng.integers(len(PAIRS))]
 
 
-def build_crop_set(folder, variants_per_photo: int, crops_per_variant: int, seed: int,
-                   crop: int = CROP_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def build_crop_set(
+    folder, variants_per_photo: int, crops_per_variant: int, seed: int, crop: int = CROP_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """(crops (N, crop, crop, 3) uint8, labels (N, len(LABELS)) float32): every photo of `folder` degraded
     `variants_per_photo` times with drawn conditions, `crops_per_variant` crops of each drawn from those the
     detector would read."""

@@ -57,8 +57,10 @@ def detector_config() -> ResNetConfig:
 def bundled_detector_path() -> Path:
     folder = bundled_checkpoints_dir() / DETECTOR_FOLDER
     if not (folder / "config.json").is_file():
-        raise ValueError(f"The bundled degradation detector is missing ({folder}); reinstall mprnet-hf, or train it "
-                         "with python -m mprnet_hf.detection.train")
+        raise ValueError(
+            f"The bundled degradation detector is missing ({folder}); reinstall mprnet-hf, or train it "
+            "with python -m mprnet_hf.detection.train"
+        )
     return folder
 
 
@@ -85,8 +87,9 @@ def grid_starts(length: int, crop: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, length - crop, count).round().astype(int).tolist()))
 
 
-def candidate_positions(height: int, width: int, crop: int = CROP_SIZE, grid_side: int = GRID_SIDE
-                        ) -> list[tuple[int, int]]:
+def candidate_positions(
+    height: int, width: int, crop: int = CROP_SIZE, grid_side: int = GRID_SIDE
+) -> list[tuple[int, int]]:
     return [(top, left) for top in grid_starts(height, crop, grid_side) for left in grid_starts(width, crop, grid_side)]
 
 
@@ -100,8 +103,9 @@ def most_contrasted(crops: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.argsort(spread, kind="stable")[::-1][:count])
 
 
-def crop_positions(pixels: np.ndarray, crop: int = CROP_SIZE, count: int = CROPS_PER_PHOTO,
-                   grid_side: int = GRID_SIDE) -> list[tuple[int, int]]:
+def crop_positions(
+    pixels: np.ndarray, crop: int = CROP_SIZE, count: int = CROPS_PER_PHOTO, grid_side: int = GRID_SIDE
+) -> list[tuple[int, int]]:
     """(top, left) of the `count` most contrasted crops of a grid over the photo (all of them when fewer)."""
     candidates = candidate_positions(*pixels.shape[:2], crop, grid_side)
     if len(candidates) <= count:
@@ -176,8 +180,9 @@ class DegradationDetector:
         self.pixel_mean = getattr(config, "pixel_mean", PIXEL_MEAN)
         self.pixel_scale = getattr(config, "pixel_scale", PIXEL_SCALE)
         if tuple(config.id2label[index] for index in range(config.num_labels)) != LABELS:
-            raise ValueError(f"Not a degradation detector: its labels are {list(config.id2label.values())}, expected "
-                             f"{list(LABELS)}")
+            raise ValueError(
+                f"Not a degradation detector: its labels are {list(config.id2label.values())}, expected {list(LABELS)}"
+            )
 
     @classmethod
     def from_pretrained(cls, source: str | Path | None = None, threshold: float = DETECTION_THRESHOLD):
@@ -198,8 +203,12 @@ class DegradationDetector:
             width, height = image.size
             if image.mode == "RGB" and min(width, height) >= self.crop_size:
                 candidates = candidate_positions(height, width, self.crop_size)
-                crops = np.stack([np.asarray(image.crop((left, top, left + self.crop_size, top + self.crop_size)))
-                                  for top, left in candidates])
+                crops = np.stack(
+                    [
+                        np.asarray(image.crop((left, top, left + self.crop_size, top + self.crop_size)))
+                        for top, left in candidates
+                    ]
+                )
                 return crops[most_contrasted(crops, self.crops_per_photo)]
         pixels = as_rgb_array(image)
         if pixels.shape[0] < 1 or pixels.shape[1] < 1:

@@ -56,10 +56,18 @@ def evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jp
                 started = time.perf_counter()
                 detection = detector.detect(degraded)
                 seconds.append(time.perf_counter() - started)
-                record = {"group": group, "kinds": kinds, "found": detection.found, "tasks": detection.tasks,
-                          "probabilities": detection.probabilities}
-                if group == "single" and detection.tasks != right_tasks(kinds) and detection.tasks[:1] == \
-                        right_tasks(kinds):
+                record = {
+                    "group": group,
+                    "kinds": kinds,
+                    "found": detection.found,
+                    "tasks": detection.tasks,
+                    "probabilities": detection.probabilities,
+                }
+                if (
+                    group == "single"
+                    and detection.tasks != right_tasks(kinds)
+                    and detection.tasks[:1] == right_tasks(kinds)
+                ):
                     record["photo"] = degraded  # auto's first step is right: does its second look stop there?
                 records.append(record)
     return records, seconds
@@ -78,8 +86,10 @@ def confusion_table(records) -> str:
         if name not in counts:
             order.append(name)
         counts[name][decision(record["found"])] += 1
-    lines = ["| photos \\ detector found | " + " | ".join(CONFUSION_COLUMNS) + " | routed right |",
-             "|---" * (len(CONFUSION_COLUMNS) + 2) + "|"]
+    lines = [
+        "| photos \\ detector found | " + " | ".join(CONFUSION_COLUMNS) + " | routed right |",
+        "|---" * (len(CONFUSION_COLUMNS) + 2) + "|",
+    ]
     routed = defaultdict(lambda: [0, 0])
     for record in records:
         tally = routed[condition_name(record)]
@@ -98,8 +108,9 @@ def per_label_table(records) -> str:
         truth = [label in (record["kinds"] or ("clean",)) for record in records]
         predicted = [label in (record["found"] or ["clean"]) for record in records]
         hits = sum(t and p for t, p in zip(truth, predicted))
-        lines.append(f"| {label} | {hits / max(sum(predicted), 1):.3f} | {hits / max(sum(truth), 1):.3f} | "
-                     f"{sum(truth)} |")
+        lines.append(
+            f"| {label} | {hits / max(sum(predicted), 1):.3f} | {hits / max(sum(truth), 1):.3f} | {sum(truth)} |"
+        )
     return "\n".join(lines)
 
 
@@ -125,13 +136,15 @@ def routing_summary(records) -> str:
     pairs = [record for record in records if record["group"] == "pair"]
     both = sum(set(record["kinds"]) <= set(record["found"]) for record in pairs)
     pair_right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in pairs)
-    return (f"Single blur, noise or rain routed to exactly the right restoration by the detector's first look: "
-            f"{right}/{len(singles)} ({right / len(singles):.1%}); by auto mode, which looks again after each step "
-            f"(run on the {len(followed)} photos whose first look asked for the right first step and more): "
-            f"**{auto_right}/{len(singles)} ({auto_right / len(singles):.1%})**. Pairs with both degradations found: "
-            f"{both}/{len(pairs)} "
-            f"({both / len(pairs):.0%}); pairs given exactly the right restorations: {pair_right}/{len(pairs)} "
-            f"({pair_right / len(pairs):.0%}).")
+    return (
+        f"Single blur, noise or rain routed to exactly the right restoration by the detector's first look: "
+        f"{right}/{len(singles)} ({right / len(singles):.1%}); by auto mode, which looks again after each step "
+        f"(run on the {len(followed)} photos whose first look asked for the right first step and more): "
+        f"**{auto_right}/{len(singles)} ({auto_right / len(singles):.1%})**. Pairs with both degradations found: "
+        f"{both}/{len(pairs)} "
+        f"({both / len(pairs):.0%}); pairs given exactly the right restorations: {pair_right}/{len(pairs)} "
+        f"({pair_right / len(pairs):.0%})."
+    )
 
 
 def centre_crop(image: torch.Tensor, side: int) -> torch.Tensor:
@@ -142,8 +155,9 @@ def centre_crop(image: torch.Tensor, side: int) -> torch.Tensor:
 
 def psnr(clean: torch.Tensor, image) -> float:
     reference = as_rgb_array(clean)
-    return peak_signal_noise_ratio(reference, np.asarray(image.convert("RGB")) if hasattr(image, "convert")
-                                   else as_rgb_array(image))
+    return peak_signal_noise_ratio(
+        reference, np.asarray(image.convert("RGB")) if hasattr(image, "convert") else as_rgb_array(image)
+    )
 
 
 def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
@@ -160,8 +174,9 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
         clean = centre_crop(load_rgb(path), side)
         for seed in range(seeds):
             rng = np.random.default_rng([100 + photo_index, seed])
-            degraded = Image.fromarray(as_rgb_array(apply_degradations(clean, ("blur", "noise"), rng,
-                                                                       light_jpeg_share=0.0)))
+            degraded = Image.fromarray(
+                as_rgb_array(apply_degradations(clean, ("blur", "noise"), rng, light_jpeg_share=0.0))
+            )
             scores["degraded"].append(psnr(clean, degraded))
             for task in TASKS:
                 scores[task].append(psnr(clean, restore_image(models[task], degraded, tile_size=None).image))
@@ -174,9 +189,11 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
     header = "| " + " | ".join(columns) + " |"
     row = "| " + " | ".join(f"{np.mean(scores[column]):.2f}" for column in columns) + " |"
     steps = ", ".join(f"{name}: {count}" for name, count in auto_steps.most_common())
-    return (f"Mean PSNR (dB) over {len(scores['auto'])} noisy and shaken {side}x{side} crops of the validation "
-            f"photos (blur, then noise, each over its training range), bundled small models:\n\n"
-            f"{header}\n|{'---|' * len(columns)}\n{row}\n\nAuto's steps: {steps}.")
+    return (
+        f"Mean PSNR (dB) over {len(scores['auto'])} noisy and shaken {side}x{side} crops of the validation "
+        f"photos (blur, then noise, each over its training range), bundled small models:\n\n"
+        f"{header}\n|{'---|' * len(columns)}\n{row}\n\nAuto's steps: {steps}."
+    )
 
 
 def main(argv=None):
@@ -197,8 +214,10 @@ def main(argv=None):
     print(routing_summary(records) + "\n")
     print(confusion_table(records) + "\n")
     print(per_label_table(records) + "\n")
-    print(f"Detection time per photo here (photos of 0.2-0.5 megapixels, {torch.get_num_threads()} threads): "
-          f"median {np.median(seconds) * 1000:.0f} ms.\n")
+    print(
+        f"Detection time per photo here (photos of 0.2-0.5 megapixels, {torch.get_num_threads()} threads): "
+        f"median {np.median(seconds) * 1000:.0f} ms.\n"
+    )
     if args.mixed_seeds:
         print("### Auto mode on mixed noise + blur\n")
         print(mixed_comparison(detector, photos, args.mixed_seeds, args.mixed_side))

@@ -106,8 +106,10 @@ def flipped(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 @torch.inference_mode()
 def predict(model, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
     model.eval()
-    logits = [model(pixel_values=crops_to_batch(crops[start : start + batch_size])).logits
-              for start in range(0, len(crops), batch_size)]
+    logits = [
+        model(pixel_values=crops_to_batch(crops[start : start + batch_size])).logits
+        for start in range(0, len(crops), batch_size)
+    ]
     return torch.sigmoid(torch.cat(logits)).numpy()
 
 
@@ -116,8 +118,11 @@ def crop_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float
     metrics = {}
     for index, label in enumerate(LABELS):
         hits = float((predicted[:, index] & truth[:, index]).sum())
-        metrics[label] = {"precision": hits / max(predicted[:, index].sum(), 1),
-                          "recall": hits / max(truth[:, index].sum(), 1), "support": int(truth[:, index].sum())}
+        metrics[label] = {
+            "precision": hits / max(predicted[:, index].sum(), 1),
+            "recall": hits / max(truth[:, index].sum(), 1),
+            "support": int(truth[:, index].sum()),
+        }
     return metrics
 
 
@@ -131,18 +136,23 @@ def train(args) -> dict:
     set_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     started = time.perf_counter()
-    train_crops, train_labels = cached_crop_set(args.cache_dir, args.train_dir, args.variants_per_photo,
-                                                args.crops_per_variant, args.seed)
-    val_crops, val_labels = cached_crop_set(args.cache_dir, args.val_dir, args.variants_per_photo // 2,
-                                            args.crops_per_variant, args.seed + 1)
-    print(f"{len(train_crops)} training crops, {len(val_crops)} validation crops "
-          f"({time.perf_counter() - started:.0f} s)", flush=True)
+    train_crops, train_labels = cached_crop_set(
+        args.cache_dir, args.train_dir, args.variants_per_photo, args.crops_per_variant, args.seed
+    )
+    val_crops, val_labels = cached_crop_set(
+        args.cache_dir, args.val_dir, args.variants_per_photo // 2, args.crops_per_variant, args.seed + 1
+    )
+    print(
+        f"{len(train_crops)} training crops, {len(val_crops)} validation crops ({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
 
     model = ResNetForImageClassification(detector_config())
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_crops) / args.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.learning_rate, total_steps=args.epochs *
-                                                   steps_per_epoch, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, args.learning_rate, total_steps=args.epochs * steps_per_epoch, pct_start=0.1
+    )
     rng = np.random.default_rng(args.seed)
     training_started, epochs_run = time.perf_counter(), 0
     for epoch in range(args.epochs):
@@ -161,8 +171,10 @@ def train(args) -> dict:
         metrics = crop_metrics(predict(model, val_crops), val_labels)
         recalls = " ".join(f"{label} {m['recall']:.2f}" for label, m in metrics.items())
         minutes = (time.perf_counter() - training_started) / 60
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, validation recall {recalls} ({minutes:.1f} min)",
-              flush=True)
+        print(
+            f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, validation recall {recalls} ({minutes:.1f} min)",
+            flush=True,
+        )
         if minutes > args.max_minutes:
             break
     minutes = (time.perf_counter() - training_started) / 60
@@ -173,8 +185,11 @@ def train(args) -> dict:
 def as_in_checkout(folder: Path) -> str:
     """The development photos' folder as a checkout names it (data/dev/train), wherever this run read it from."""
     folder = Path(folder)
-    return f"data/dev/{folder.name}" if folder.parent.name == "dev" and folder.parent.parent.name == "data" \
+    return (
+        f"data/dev/{folder.name}"
+        if folder.parent.name == "dev" and folder.parent.parent.name == "data"
         else str(folder)
+    )
 
 
 def save(model, args, metrics, minutes, epochs, train_crops, val_crops) -> None:
@@ -184,21 +199,48 @@ def save(model, args, metrics, minutes, epochs, train_crops, val_crops) -> None:
     model.save_pretrained(args.output_dir, safe_serialization=True)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     config = model.config
-    command = (f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
-               f"{as_in_checkout(args.train_dir)} --val-dir {as_in_checkout(args.val_dir)} --output-dir "
-               f"checkpoints/{args.output_dir.name} --epochs {args.epochs} --seed {args.seed}")
+    command = (
+        f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
+        f"{as_in_checkout(args.train_dir)} --val-dir {as_in_checkout(args.val_dir)} --output-dir "
+        f"checkpoints/{args.output_dir.name} --epochs {args.epochs} --seed {args.seed}"
+    )
     card = CARD_TEMPLATE.format(
-        parameters=parameters, megabytes=(args.output_dir / "model.safetensors").stat().st_size / 2**20,
-        crop=config.crop_size, crops=config.crops_per_photo, train_photos=len(list_photos(args.train_dir)),
-        jpeg_low=JPEG_ARTEFACT_QUALITY[0], jpeg_high=JPEG_ARTEFACT_QUALITY[1], light_low=LIGHT_JPEG_QUALITY[0],
-        light_high=LIGHT_JPEG_QUALITY[1], clean=CONDITION_SHARES["clean"], single=CONDITION_SHARES["single"],
-        pair=CONDITION_SHARES["pair"], train_crops=train_crops, epochs=epochs, batch_size=args.batch_size,
-        minutes=minutes, seed=args.seed, command=command, val_crops=val_crops, crop_table=metrics_table(metrics),
+        parameters=parameters,
+        megabytes=(args.output_dir / "model.safetensors").stat().st_size / 2**20,
+        crop=config.crop_size,
+        crops=config.crops_per_photo,
+        train_photos=len(list_photos(args.train_dir)),
+        jpeg_low=JPEG_ARTEFACT_QUALITY[0],
+        jpeg_high=JPEG_ARTEFACT_QUALITY[1],
+        light_low=LIGHT_JPEG_QUALITY[0],
+        light_high=LIGHT_JPEG_QUALITY[1],
+        clean=CONDITION_SHARES["clean"],
+        single=CONDITION_SHARES["single"],
+        pair=CONDITION_SHARES["pair"],
+        train_crops=train_crops,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        minutes=minutes,
+        seed=args.seed,
+        command=command,
+        val_crops=val_crops,
+        crop_table=metrics_table(metrics),
     )
     (args.output_dir / "README.md").write_text(card)
-    (args.output_dir / "training_log.json").write_text(json.dumps(
-        {"epochs": epochs, "minutes": round(minutes, 2), "train_crops": train_crops, "val_crops": val_crops,
-         "seed": args.seed, "crop_metrics": metrics}, indent=2) + "\n")
+    (args.output_dir / "training_log.json").write_text(
+        json.dumps(
+            {
+                "epochs": epochs,
+                "minutes": round(minutes, 2),
+                "train_crops": train_crops,
+                "val_crops": val_crops,
+                "seed": args.seed,
+                "crop_metrics": metrics,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"saved to {args.output_dir} ({parameters:,} weights, {minutes:.1f} min)")
 
 

@@ -68,8 +68,13 @@ def nlm_denoise(image: np.ndarray, sigma: float | None = None, **_) -> np.ndarra
     """Non-local means (Buades et al. 2005) in scikit-image's fast mode, given the noise level."""
     sigma = noise_sigma(image, sigma)
     restored = denoise_nl_means(
-        image, h=NLM_H_PER_SIGMA * sigma, sigma=sigma, fast_mode=True, patch_size=NLM_PATCH_SIZE,
-        patch_distance=NLM_PATCH_DISTANCE, channel_axis=-1,
+        image,
+        h=NLM_H_PER_SIGMA * sigma,
+        sigma=sigma,
+        fast_mode=True,
+        patch_size=NLM_PATCH_SIZE,
+        patch_distance=NLM_PATCH_DISTANCE,
+        channel_axis=-1,
     )
     return np.clip(restored, 0, 1)
 

@@ -112,8 +112,15 @@ def psnr(result: np.ndarray, reference: np.ndarray, protocol: str = "rgb") -> fl
 
 def ssim(result: np.ndarray, reference: np.ndarray, protocol: str = "rgb") -> float:
     channel_axis = -1 if protocol == "rgb" else None
-    return float(structural_similarity(prepare(reference, protocol), prepare(result, protocol), data_range=DATA_RANGE,
-                                       channel_axis=channel_axis, **SSIM_SETTINGS))
+    return float(
+        structural_similarity(
+            prepare(reference, protocol),
+            prepare(result, protocol),
+            data_range=DATA_RANGE,
+            channel_axis=channel_axis,
+            **SSIM_SETTINGS,
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -122,8 +129,10 @@ def paired_samples(root, sigma: float | None = None, limit: int | None = None) -
     pairs = find_pairs(root)
     if not pairs:
         layouts = ", ".join(f"{degraded}/ + {clean}/" for degraded, clean in FOLDER_PAIRS)
-        raise ValueError(f"No degraded/clean pairs under {root} (looked for {layouts}); "
-                         "for a folder of clean photos, add --synthetic")
+        raise ValueError(
+            f"No degraded/clean pairs under {root} (looked for {layouts}); "
+            "for a folder of clean photos, add --synthetic"
+        )
 
     def load(name, degraded_path, clean_path) -> Sample:
         degraded, clean = load_uint8(degraded_path), load_uint8(clean_path)
@@ -155,8 +164,13 @@ def parse_extent(text: str) -> tuple[float, float]:
     return low, high
 
 
-def synthetic_degradation(clean: torch.Tensor, task: str, seed: int, sigma: float = DEFAULT_SIGMA,
-                          shake_extent: tuple[float, float] | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
+def synthetic_degradation(
+    clean: torch.Tensor,
+    task: str,
+    seed: int,
+    sigma: float = DEFAULT_SIGMA,
+    shake_extent: tuple[float, float] | None = None,
+) -> tuple[torch.Tensor, np.ndarray | None]:
     """The evaluation degradation of a clean (3, H, W) image and the blur kernel (None unless deblurring).
 
     `sigma` is on the 8-bit scale; `shake_extent` (deblurring) draws the shake's extent in that range of pixels
@@ -173,8 +187,13 @@ def synthetic_degradation(clean: torch.Tensor, task: str, seed: int, sigma: floa
     raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
 
 
-def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: int | None = None,
-                      shake_extent: tuple[float, float] | None = None) -> Iterator[Sample]:
+def synthetic_samples(
+    folder,
+    task: str,
+    sigma: float = DEFAULT_SIGMA,
+    limit: int | None = None,
+    shake_extent: tuple[float, float] | None = None,
+) -> Iterator[Sample]:
     """The clean photos in `folder` with their seeded degradation (seed = index in sorted order), one at a time."""
     paths = list_images(folder)[:limit]
     if not paths:
@@ -184,8 +203,9 @@ def synthetic_samples(folder, task: str, sigma: float = DEFAULT_SIGMA, limit: in
 
     def load(index, path) -> Sample:
         clean = load_uint8(path)
-        degraded, kernel = synthetic_degradation(to_tensor(clean), task, seed=index, sigma=sigma,
-                                                 shake_extent=shake_extent)
+        degraded, kernel = synthetic_degradation(
+            to_tensor(clean), task, seed=index, sigma=sigma, shake_extent=shake_extent
+        )
         known_sigma = sigma / 255 if task == "denoise" else None
         return Sample(str(path.relative_to(folder)), to_uint8(degraded), clean, known_sigma, kernel)
 
@@ -203,11 +223,13 @@ def as_jpeg(samples: Iterable[Sample], quality: int) -> Iterator[Sample]:
 Method = Callable[[Sample], np.ndarray | None]  # returns the restored uint8 image, or None when it cannot run
 
 
-def model_method(model, tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None,
-                 precision: str = "fp32") -> Method:
+def model_method(
+    model, tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None, precision: str = "fp32"
+) -> Method:
     def restore(sample: Sample) -> np.ndarray:
-        (restored,) = restore_tensor(model, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision,
-                                     return_stages=False)
+        (restored,) = restore_tensor(
+            model, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision, return_stages=False
+        )
         return to_uint8(restored[0])
 
     return restore
@@ -234,9 +256,16 @@ def first_images_only(method: Method, limit: int) -> Method:
     return restore
 
 
-def methods_for(task: str, model=None, model_name: str = "mprnet", baselines: bool = False,
-                tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None, slow_baselines: bool = False,
-                slow_limit: int | None = None) -> dict[str, Method]:
+def methods_for(
+    task: str,
+    model=None,
+    model_name: str = "mprnet",
+    baselines: bool = False,
+    tile_size: int | str | None = AUTOMATIC,
+    tile_overlap: int | None = None,
+    slow_baselines: bool = False,
+    slow_limit: int | None = None,
+) -> dict[str, Method]:
     """The rows of the table in order: the degraded input, the model, the task's baselines, then its slow baselines
     (BM3D: about a minute per photo and channel), on the first `slow_limit` images when given."""
     methods: dict[str, Method] = {"input": lambda sample: sample.degraded}
@@ -268,13 +297,23 @@ class Evaluation:
     summary: dict[str, MethodSummary] = field(default_factory=dict)
 
     def to_json(self, **extra) -> dict:
-        return {"task": self.task, "protocol": self.protocol, "ssim_settings": {**SSIM_SETTINGS, "win_size": 11},
-                **extra, "summary": {name: vars(item) for name, item in self.summary.items()},
-                "images": self.per_image}
+        return {
+            "task": self.task,
+            "protocol": self.protocol,
+            "ssim_settings": {**SSIM_SETTINGS, "win_size": 11},
+            **extra,
+            "summary": {name: vars(item) for name, item in self.summary.items()},
+            "images": self.per_image,
+        }
 
 
-def evaluate(samples: Iterable[Sample], methods: dict[str, Method], task: str, protocol: str | None = None,
-             progress: Callable[[str], None] | None = None) -> Evaluation:
+def evaluate(
+    samples: Iterable[Sample],
+    methods: dict[str, Method],
+    task: str,
+    protocol: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Evaluation:
     """Runs every method on every sample and scores the uint8 results against the clean images."""
     protocol = protocol or DEFAULT_PROTOCOL[task]
     evaluation = Evaluation(task, protocol)
@@ -286,8 +325,10 @@ def evaluate(samples: Iterable[Sample], methods: dict[str, Method], task: str, p
             restored = method(sample)
             seconds[name] += time.perf_counter() - start
             if restored is not None:
-                scores[name] = {"psnr": psnr(restored, sample.clean, protocol),
-                                "ssim": ssim(restored, sample.clean, protocol)}
+                scores[name] = {
+                    "psnr": psnr(restored, sample.clean, protocol),
+                    "ssim": ssim(restored, sample.clean, protocol),
+                }
         height, width = sample.clean.shape[:2]
         evaluation.per_image.append({"name": sample.name, "height": height, "width": width, "scores": scores})
         if progress:
@@ -298,7 +339,8 @@ def evaluate(samples: Iterable[Sample], methods: dict[str, Method], task: str, p
             evaluation.summary[name] = MethodSummary(
                 psnr=float(np.mean([score["psnr"] for score in scored])),
                 ssim=float(np.mean([score["ssim"] for score in scored])),
-                seconds_per_image=seconds[name] / len(scored), images=len(scored),
+                seconds_per_image=seconds[name] / len(scored),
+                images=len(scored),
             )
     return evaluation
 
@@ -306,15 +348,23 @@ def evaluate(samples: Iterable[Sample], methods: dict[str, Method], task: str, p
 def format_tables(evaluation: Evaluation) -> str:
     """Markdown: the mean per method, then PSNR / SSIM per image and method."""
     names = list(evaluation.summary)
-    lines = [f"Task {evaluation.task}, protocol {evaluation.protocol} "
-             f"({'Y of BT.601' if evaluation.protocol == 'y' else 'RGB'}, uint8), {len(evaluation.per_image)} images",
-             "", "| method | PSNR (dB) | SSIM | seconds / image |", "|---|---|---|---|"]
+    lines = [
+        f"Task {evaluation.task}, protocol {evaluation.protocol} "
+        f"({'Y of BT.601' if evaluation.protocol == 'y' else 'RGB'}, uint8), {len(evaluation.per_image)} images",
+        "",
+        "| method | PSNR (dB) | SSIM | seconds / image |",
+        "|---|---|---|---|",
+    ]
     for name, item in evaluation.summary.items():
         lines.append(f"| {name} | {item.psnr:.2f} | {item.ssim:.4f} | {item.seconds_per_image:.2f} |")
     lines += ["", "| image | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for image in evaluation.per_image:
-        cells = [f"{image['scores'][name]['psnr']:.2f} / {image['scores'][name]['ssim']:.4f}"
-                 if name in image["scores"] else "-" for name in names]
+        cells = [
+            f"{image['scores'][name]['psnr']:.2f} / {image['scores'][name]['ssim']:.4f}"
+            if name in image["scores"]
+            else "-"
+            for name in names
+        ]
         lines.append(f"| {image['name']} | " + " | ".join(cells) + " |")
     means = [f"{evaluation.summary[name].psnr:.2f} / {evaluation.summary[name].ssim:.4f}" for name in names]
     lines.append("| **mean** | " + " | ".join(means) + " |")
@@ -324,27 +374,52 @@ def format_tables(evaluation: Evaluation) -> str:
 # ---------------------------------------------------------------------------------------------------- CLI
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model folder or Hub id (MPRNetModel.from_pretrained); omit to score only "
-                                        "the input and the baselines")
+    parser.add_argument(
+        "--model",
+        help="model folder or Hub id (MPRNetModel.from_pretrained); omit to score only the input and the baselines",
+    )
     parser.add_argument("--task", choices=TASKS, help="default: the model's config.task")
     parser.add_argument("--data", required=True, help="a paired folder, or clean photos with --synthetic")
     parser.add_argument("--synthetic", action="store_true", help="degrade the clean photos in --data (seed = index)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="default: y for derain, rgb otherwise")
-    parser.add_argument("--sigma", type=float, help=f"noise level on the 8-bit scale: with --synthetic the Gaussian "
-                        f"noise added (default {DEFAULT_SIGMA:g}); on paired data the level given to the denoising "
-                        "baselines (default: estimated per image)")
-    parser.add_argument("--shake-extent", help="with --synthetic --task deblur: camera shake of an extent drawn in "
-                        "MIN-MAX pixels (e.g. 10-17) and a random trajectory style, instead of the 17x17 kernels")
-    parser.add_argument("--jpeg", type=int, metavar="QUALITY", help="re-encode every degraded input as a JPEG of "
-                        "this quality (1-95) before restoring it")
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        help=f"noise level on the 8-bit scale: with --synthetic the Gaussian "
+        f"noise added (default {DEFAULT_SIGMA:g}); on paired data the level given to the denoising "
+        "baselines (default: estimated per image)",
+    )
+    parser.add_argument(
+        "--shake-extent",
+        help="with --synthetic --task deblur: camera shake of an extent drawn in "
+        "MIN-MAX pixels (e.g. 10-17) and a random trajectory style, instead of the 17x17 kernels",
+    )
+    parser.add_argument(
+        "--jpeg",
+        type=int,
+        metavar="QUALITY",
+        help="re-encode every degraded input as a JPEG of this quality (1-95) before restoring it",
+    )
     parser.add_argument("--baselines", action="store_true", help="also run the classical baselines of the task")
-    parser.add_argument("--bm3d", action="store_true", help="also run BM3D (CBM3D with the true or estimated sigma "
-                        "for denoising, BM3D deblurring with the true kernel): slow, needs `pip install bm3d`")
+    parser.add_argument(
+        "--bm3d",
+        action="store_true",
+        help="also run BM3D (CBM3D with the true or estimated sigma "
+        "for denoising, BM3D deblurring with the true kernel): slow, needs `pip install bm3d`",
+    )
     parser.add_argument("--bm3d-limit", type=int, metavar="N", help="run BM3D on the first N images only")
-    parser.add_argument("--tile-size", type=int, help="restore in tiles of this size (multiple of 8; default: "
-                        "automatic, whole images when memory allows; 0: always whole images)")
-    parser.add_argument("--tile-overlap", type=int, help=f"overlap of neighbouring tiles (default "
-                        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile: inference.default_tile_overlap)")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        help="restore in tiles of this size (multiple of 8; default: "
+        "automatic, whole images when memory allows; 0: always whole images)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        help=f"overlap of neighbouring tiles (default "
+        f"{DEFAULT_TILE_OVERLAP}, at most a quarter of the tile: inference.default_tile_overlap)",
+    )
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--json", help="write the per-image and mean scores to this file")
     parser.add_argument("--num-threads", type=int, help="CPU threads (torch.set_num_threads)")
@@ -390,17 +465,23 @@ def main(argv=None) -> Evaluation:
     tile_overlap = args.tile_overlap
     if tile_overlap is None and args.tile_size:
         tile_overlap = default_tile_overlap(args.tile_size)
-    methods = methods_for(task, model, model_name, args.baselines, tile_size, tile_overlap, args.bm3d,
-                          args.bm3d_limit)
-    evaluation = evaluate(samples, methods, task, args.protocol,
-                          progress=lambda name: print(f"  scored {name}", file=sys.stderr))
+    methods = methods_for(task, model, model_name, args.baselines, tile_size, tile_overlap, args.bm3d, args.bm3d_limit)
+    evaluation = evaluate(
+        samples, methods, task, args.protocol, progress=lambda name: print(f"  scored {name}", file=sys.stderr)
+    )
     print(format_tables(evaluation))
     if args.json:
-        extra = {"model": args.model, "data": str(args.data), "synthetic": args.synthetic,
-                 "sigma": (args.sigma or DEFAULT_SIGMA) if args.synthetic and task == "denoise" else args.sigma,
-                 "tile_size": args.tile_size, "tile_overlap": tile_overlap, "jpeg_quality": args.jpeg,
-                 "shake_extent": list(args.shake_extent) if args.shake_extent else None,
-                 "bm3d_limit": args.bm3d_limit if args.bm3d else None}
+        extra = {
+            "model": args.model,
+            "data": str(args.data),
+            "synthetic": args.synthetic,
+            "sigma": (args.sigma or DEFAULT_SIGMA) if args.synthetic and task == "denoise" else args.sigma,
+            "tile_size": args.tile_size,
+            "tile_overlap": tile_overlap,
+            "jpeg_quality": args.jpeg,
+            "shake_extent": list(args.shake_extent) if args.shake_extent else None,
+            "bm3d_limit": args.bm3d_limit if args.bm3d else None,
+        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(evaluation.to_json(**extra), indent=2))
     return evaluation

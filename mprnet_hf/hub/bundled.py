@@ -25,8 +25,10 @@ def bundled_checkpoint(task: str) -> Path:
         raise ValueError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}")
     folder = bundled_checkpoints_dir() / checkpoint_name(task)
     if not (folder / "config.json").is_file():
-        raise ValueError(f"The bundled {task} checkpoint is missing ({folder}); reinstall mprnet-hf, or pass --model "
-                         "with a model folder or Hub id")
+        raise ValueError(
+            f"The bundled {task} checkpoint is missing ({folder}); reinstall mprnet-hf, or pass --model "
+            "with a model folder or Hub id"
+        )
     return folder
 
 

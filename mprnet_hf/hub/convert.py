@@ -44,7 +44,9 @@ def official_to_hf_key(key: str, num_cab: int) -> str:
     if key.endswith(".body.1.weight"):
         return PRELU_KEY
     key = key.replace(".body.0.", ".conv1.").replace(".body.2.", ".conv2.")
-    return key.replace(".CA.conv_du.0.", ".channel_attention.squeeze.").replace(".CA.conv_du.2.", ".channel_attention.excite.")
+    return key.replace(".CA.conv_du.0.", ".channel_attention.squeeze.").replace(
+        ".CA.conv_du.2.", ".channel_attention.excite."
+    )
 
 
 def load_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -131,7 +133,11 @@ def convert_state_dict(official: Mapping[str, torch.Tensor], config: MPRNetConfi
     if not prelu_values:
         raise ValueError("Not an MPRNet checkpoint: no PReLU (`*.body.1.weight`) entries found")
     reference_key, reference = next(iter(prelu_values.items()))
-    differing = [key for key, value in prelu_values.items() if value.shape != reference.shape or not torch.equal(value, reference)]
+    differing = [
+        key
+        for key, value in prelu_values.items()
+        if value.shape != reference.shape or not torch.equal(value, reference)
+    ]
     if differing:
         raise ValueError(
             f"MPRNet shares one PReLU across all blocks, but {len(differing)} of the {len(prelu_values)} copies differ "

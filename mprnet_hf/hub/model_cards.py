@@ -117,8 +117,9 @@ with `python -m mprnet_hf.hub.convert`. Outputs match the official implementatio
     return ModelCard(content)
 
 
-def trained_model_card(config: MPRNetConfig, training: dict, evaluation: str | None = None,
-                       repo_id: str | None = None) -> ModelCard:
+def trained_model_card(
+    config: MPRNetConfig, training: dict, evaluation: str | None = None, repo_id: str | None = None
+) -> ModelCard:
     """A card for weights trained by this project (not the paper's weights), saying what they were trained on."""
     task = config.task
     data = ModelCardData(
@@ -170,9 +171,11 @@ less than the paper's models and is meant as a working demo, not as a state-of-t
 def _shipped_text(training: dict) -> str:
     if "final_val_psnr" not in training:
         return ""
-    return (f"\n- Shipped: the final weights of the last phase (validation PSNR {training['final_val_psnr']:.2f} dB), not "
-            "the best-validating ones: six validation crops are too few to choose between checkpoints a few tenths of a "
-            "dB apart.")
+    return (
+        f"\n- Shipped: the final weights of the last phase (validation PSNR {training['final_val_psnr']:.2f} dB), not "
+        "the best-validating ones: six validation crops are too few to choose between checkpoints a few tenths of a "
+        "dB apart."
+    )
 
 
 def _phases_text(training: dict) -> str:
@@ -205,9 +208,9 @@ def _devices_text(training: dict) -> str:
 
 _DEGRADATION_TEXT = {
     "denoise": "blind additive Gaussian noise with sigma uniform in [0, 55]/255 (half the samples), Poisson-Gaussian "
-               "sensor noise, or that noise demosaiced from a Bayer mosaic and colour-corrected (spatially correlated).",
+    "sensor noise, or that noise demosaiced from a Bayer mosaic and colour-corrected (spatially correlated).",
     "deblur": "random camera-shake trajectories up to 31 px, smooth, jerky or doubling back (2/3), Gaussian or defocus "
-              "blur (1/3), then Gaussian noise up to 2/255.",
+    "blur (1/3), then Gaussian noise up to 2/255.",
     "derain": "one or two layers of synthetic rain streaks of random density, length, angle, width and brightness.",
 }
 

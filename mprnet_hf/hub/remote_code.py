@@ -47,8 +47,11 @@ def save_model_folder(model: MPRNetModel, output_dir, processor: MPRNetImageProc
 def stale_files(folder) -> list[str]:
     """Names of the remote-code files in `folder` that differ from the library's (or are missing)."""
     folder = Path(folder)
-    stale = [path.name for path in remote_code_files()
-             if not (folder / path.name).is_file() or (folder / path.name).read_bytes() != path.read_bytes()]
+    stale = [
+        path.name
+        for path in remote_code_files()
+        if not (folder / path.name).is_file() or (folder / path.name).read_bytes() != path.read_bytes()
+    ]
     config = json.loads((folder / "config.json").read_text())
     if config.get("custom_pipelines") != CUSTOM_PIPELINES:
         stale.append("config.json")
@@ -72,8 +75,11 @@ def sync_folder(folder) -> list[str]:
 def bundled_folders() -> list[Path]:
     """The bundled MPRNet folders (the degradation detector beside them is a plain transformers ResNet, no code)."""
     configs = bundled_checkpoints_dir().glob("*/config.json")
-    return sorted(path.parent for path in configs
-                  if json.loads(path.read_text()).get("model_type") == MPRNetModel.config_class.model_type)
+    return sorted(
+        path.parent
+        for path in configs
+        if json.loads(path.read_text()).get("model_type") == MPRNetModel.config_class.model_type
+    )
 
 
 def main(argv=None) -> None:

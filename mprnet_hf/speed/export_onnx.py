@@ -75,16 +75,22 @@ def output_names(return_stages: bool) -> list[str]:
 def _name_dynamic_dimensions(onnx_model, input_name: str) -> None:
     """Renames the exporter's symbolic dimensions (s0, s53, ...) of the input to batch/height/width, everywhere."""
     input_dims = next(value for value in onnx_model.graph.input if value.name == input_name).type.tensor_type.shape.dim
-    renames = {input_dims[axis].dim_param: name
-               for axis, name in zip((0, 2, 3), DIMENSION_NAMES) if input_dims[axis].dim_param}
+    renames = {
+        input_dims[axis].dim_param: name for axis, name in zip((0, 2, 3), DIMENSION_NAMES) if input_dims[axis].dim_param
+    }
     for value in [*onnx_model.graph.input, *onnx_model.graph.output, *onnx_model.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in renames:
                 dim.dim_param = renames[dim.dim_param]
 
 
-def export_onnx(model: MPRNetModel, output: str | Path, opset: int = DEFAULT_OPSET, return_stages: bool = False,
-                max_size: int = 16384) -> Path:
+def export_onnx(
+    model: MPRNetModel,
+    output: str | Path,
+    opset: int = DEFAULT_OPSET,
+    return_stages: bool = False,
+    max_size: int = 16384,
+) -> Path:
     """Exports `model` (float32, CPU) to `output`; returns the path. Shapes are dynamic up to `max_size` pixels."""
     import onnx
 
@@ -93,11 +99,19 @@ def export_onnx(model: MPRNetModel, output: str | Path, opset: int = DEFAULT_OPS
     batch, height, width = (torch.export.Dim(name, min=1, max=max_size) for name in DIMENSION_NAMES)
     with torch.no_grad():
         program = torch.export.export(
-            exportable, (example,), dynamic_shapes={"pixel_values": {0: batch, 2: height, 3: width}},
+            exportable,
+            (example,),
+            dynamic_shapes={"pixel_values": {0: batch, 2: height, 3: width}},
             prefer_deferred_runtime_asserts_over_guards=True,
         )
-        onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=opset,
-                                         input_names=["pixel_values"], output_names=output_names(return_stages))
+        onnx_program = torch.onnx.export(
+            program,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["pixel_values"],
+            output_names=output_names(return_stages),
+        )
     onnx_model = onnx_program.model_proto
     _name_dynamic_dimensions(onnx_model, "pixel_values")
     output = Path(output)
@@ -118,12 +132,16 @@ def main(argv=None):
 
     config = MPRNetConfig.from_pretrained(args.model, revision=args.revision)
     if config.local_attention_window:
-        print(f"Note: exporting without test-time local statistics (local_attention_window was "
-              f"{config.local_attention_window}); they cannot be exported with dynamic sizes.")
+        print(
+            f"Note: exporting without test-time local statistics (local_attention_window was "
+            f"{config.local_attention_window}); they cannot be exported with dynamic sizes."
+        )
     model = MPRNetModel.from_pretrained(args.model, revision=args.revision, local_attention_window=0)
     path = export_onnx(model, args.output, opset=args.opset, return_stages=args.stages)
-    print(f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): inputs pixel_values (batch, 3, height, width), "
-          f"outputs {', '.join(output_names(args.stages))}")
+    print(
+        f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): inputs pixel_values (batch, 3, height, width), "
+        f"outputs {', '.join(output_names(args.stages))}"
+    )
 
 
 if __name__ == "__main__":

@@ -102,8 +102,9 @@ class OnnxRuntimeRestorer:
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feed = images.detach().float().cpu().contiguous().numpy()
-        reconstruction, stage1, stage2 = self.session.run(["reconstruction", "stage1", "stage2"],
-                                                          {"pixel_values": feed})
+        reconstruction, stage1, stage2 = self.session.run(
+            ["reconstruction", "stage1", "stage2"], {"pixel_values": feed}
+        )
         return torch.from_numpy(stage1), torch.from_numpy(stage2), torch.from_numpy(reconstruction)
 
 
@@ -118,8 +119,9 @@ class ServingReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f"{task}: {backend} ({self.start_up_seconds.get(task, 0):.1f} s)"
-                 for task, backend in self.backends.items()]
+        parts = [
+            f"{task}: {backend} ({self.start_up_seconds.get(task, 0):.1f} s)" for task, backend in self.backends.items()
+        ]
         return f"serving on {self.device}: " + ", ".join(parts) + "".join(f"; {note}" for note in self.notes)
 
 
@@ -143,9 +145,14 @@ def _attach_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: Servin
     logger.info(f"{task}: whole-image restores now run on onnxruntime ({restorer.path})")
 
 
-def prepare_for_serving(models: dict[str, MPRNetModel], device: torch.device | None = None, backend: str = "auto",
-                        cache_dir: str | Path | None = None, background: bool = False,
-                        allocator: bool = True) -> ServingReport:
+def prepare_for_serving(
+    models: dict[str, MPRNetModel],
+    device: torch.device | None = None,
+    backend: str = "auto",
+    cache_dir: str | Path | None = None,
+    background: bool = False,
+    allocator: bool = True,
+) -> ServingReport:
     """Makes `models` (task -> model, as `serving.load_models` returns) fast to serve; call once at start-up.
 
     Args:
@@ -174,8 +181,10 @@ def prepare_for_serving(models: dict[str, MPRNetModel], device: torch.device | N
         report.reused_freed_memory = reuse_freed_memory()
     use_onnxruntime = backend != "torch" and onnxruntime_available()
     if backend == "onnxruntime" and not use_onnxruntime:
-        raise ValueError("backend='onnxruntime' needs onnxruntime, onnx and onnxscript installed "
-                         "(pip install -r requirements-cpu.txt), or use backend='torch'")
+        raise ValueError(
+            "backend='onnxruntime' needs onnxruntime, onnx and onnxscript installed "
+            "(pip install -r requirements-cpu.txt), or use backend='torch'"
+        )
     to_export = []
     for task, model in models.items():
         started = time.perf_counter()
@@ -201,8 +210,13 @@ def prepare_for_serving(models: dict[str, MPRNetModel], device: torch.device | N
     return report
 
 
-def serving_tile_size(model: MPRNetModel, width: int, height: int, requested_tile_size: int | None = DEFAULT_TILE_SIZE,
-                      available_bytes: int | None = None) -> int | None:
+def serving_tile_size(
+    model: MPRNetModel,
+    width: int,
+    height: int,
+    requested_tile_size: int | None = DEFAULT_TILE_SIZE,
+    available_bytes: int | None = None,
+) -> int | None:
     """The tile size a serving process restores a `width` x `height` photo with.
 
     On CUDA, `requested_tile_size` (the app's slider: GPU memory is the constraint the user can see). On CPU, the

@@ -183,19 +183,37 @@ def training_data_text(args) -> str:
     return f"synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
 
 
-def training_summary(args, previous: dict, step: int, seconds: float, psnr: float, processes: int,
-                     device: str = "cpu") -> dict:
+def training_summary(
+    args, previous: dict, step: int, seconds: float, psnr: float, processes: int, device: str = "cpu"
+) -> dict:
     """training_summary.json of the checkpoint exported at `step`: batch sizes are global (all processes together),
     `lr` is the peak learning rate applied, after any --lr-scaling; each phase says what it trained on and where."""
     global_batch = args.batch_size * processes
     data = training_data_text(args)
-    phase = {"steps": step, "seconds": round(seconds, 1), "patch_size": args.patch_size, "batch_size": global_batch,
-             "processes": processes, "batch_size_per_process": args.batch_size,
-             "lr": args.lr * LR_SCALINGS[args.lr_scaling](processes), "lr_scaling": args.lr_scaling,
-             "mixed_precision": args.mixed_precision, "data": data, "device": device}
-    return {"task": args.task, "steps": previous["steps"] + step, "seconds": previous["seconds"] + seconds,
-            "best_val_psnr": psnr, "patch_size": args.patch_size, "batch_size": global_batch, "processes": processes,
-            "phases": earlier_phases(previous) + [phase], "data": data}
+    phase = {
+        "steps": step,
+        "seconds": round(seconds, 1),
+        "patch_size": args.patch_size,
+        "batch_size": global_batch,
+        "processes": processes,
+        "batch_size_per_process": args.batch_size,
+        "lr": args.lr * LR_SCALINGS[args.lr_scaling](processes),
+        "lr_scaling": args.lr_scaling,
+        "mixed_precision": args.mixed_precision,
+        "data": data,
+        "device": device,
+    }
+    return {
+        "task": args.task,
+        "steps": previous["steps"] + step,
+        "seconds": previous["seconds"] + seconds,
+        "best_val_psnr": psnr,
+        "patch_size": args.patch_size,
+        "batch_size": global_batch,
+        "processes": processes,
+        "phases": earlier_phases(previous) + [phase],
+        "data": data,
+    }
 
 
 def parse_args(argv=None):
@@ -208,35 +226,67 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", required=True, help="where the best model is exported (save_pretrained)")
     parser.add_argument("--preset", default="small", choices=PRESETS)
     parser.add_argument("--init-from", help="start from these weights (a model folder), e.g. to continue training")
-    parser.add_argument("--state-dir", help="training state (optimizer, step) for --resume; default runs/<name of "
-                        "OUTPUT_DIR>, or runs/<name>-state when that is OUTPUT_DIR itself")
+    parser.add_argument(
+        "--state-dir",
+        help="training state (optimizer, step) for --resume; default runs/<name of "
+        "OUTPUT_DIR>, or runs/<name>-state when that is OUTPUT_DIR itself",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the state in --state-dir")
-    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps of the global batch (the cosine "
-                        "schedule's length); every process runs all of them")
-    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget in minutes, resumed "
-                        "runs included, by the main process's clock; the state is saved when it runs out")
-    parser.add_argument("--time-schedule", action="store_true",
-                        help="run the warm-up + cosine schedule over --max-minutes of wall-clock time instead of over "
-                        "--steps (for a fixed CPU time budget: the learning rate is annealed whenever training stops)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=6000,
+        help="optimizer steps of the global batch (the cosine schedule's length); every process runs all of them",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="training time budget in minutes, resumed "
+        "runs included, by the main process's clock; the state is saved when it runs out",
+    )
+    parser.add_argument(
+        "--time-schedule",
+        action="store_true",
+        help="run the warm-up + cosine schedule over --max-minutes of wall-clock time instead of over "
+        "--steps (for a fixed CPU time budget: the learning rate is annealed whenever training stops)",
+    )
     parser.add_argument("--patch-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="patches per process and step; the global batch is this times the number of processes")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="patches per process and step; the global batch is this times the number of processes",
+    )
     parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (see --lr-scaling)")
-    parser.add_argument("--lr-scaling", default="none", choices=sorted(LR_SCALINGS),
-                        help="multiply --lr by the number of processes (linear) or its square root (sqrt), taking "
-                        "--lr as the rate for one process's batch; none: --lr is the rate of the global batch")
+    parser.add_argument(
+        "--lr-scaling",
+        default="none",
+        choices=sorted(LR_SCALINGS),
+        help="multiply --lr by the number of processes (linear) or its square root (sqrt), taking "
+        "--lr as the rate for one process's batch; none: --lr is the rate of the global batch",
+    )
     parser.add_argument("--min-lr", type=float, default=1e-6)
     parser.add_argument("--warmup-steps", type=int, default=200)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--num-threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--num-workers", type=int, default=0, help="processes that cut and degrade the training "
-                        "patches (DataLoader workers; 0: the training process itself); on a GPU, one per spare core")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="processes that cut and degrade the training "
+        "patches (DataLoader workers; 0: the training process itself); on a GPU, one per spare core",
+    )
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                        help="keep weights and batches channels-last (1.4x faster training steps on CPU, measured on "
-                        "the small preset; the layout tensor cores prefer too)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep weights and batches channels-last (1.4x faster training steps on CPU, measured on "
+        "the small preset; the layout tensor cores prefer too)",
+    )
     args = parser.parse_args(argv)
     if bool(args.train_dir) == bool(args.paired_dir):
         parser.error("give exactly one of --train-dir (synthetic degradations) or --paired-dir")
@@ -285,16 +335,21 @@ def build_data(args, global_batch: int) -> tuple[DataLoader, list[dict]]:
     val_pairs = validation_pairs(args.val_dir, args.task)
     workers = {}
     if args.num_workers:
-        workers = {"num_workers": args.num_workers, "persistent_workers": True, "prefetch_factor": 4,
-                   "pin_memory": torch.cuda.is_available()}
+        workers = {
+            "num_workers": args.num_workers,
+            "persistent_workers": True,
+            "prefetch_factor": 4,
+            "pin_memory": torch.cuda.is_available(),
+        }
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, drop_last=True, **workers)
     return loader, val_pairs
 
 
 def build_optimizer(args, model, peak_lr: float):
     """Adam and the warm-up + cosine schedule over --steps (which --time-schedule replaces by one over time)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=args.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=peak_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, args.warmup_steps, args.steps, args.min_lr / peak_lr)
     )
@@ -325,8 +380,20 @@ class Trainer:
     """The training loop of `main`: one optimizer step per batch, validation, export of the best weights and the
     saved state every --val-every steps, and the time budget."""
 
-    def __init__(self, args, accelerator, model, optimizer, scheduler, val_pairs, progress: Progress,
-                 previous: dict, output_dir: Path, state_dir: Path, peak_lr: float):
+    def __init__(
+        self,
+        args,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        val_pairs,
+        progress: Progress,
+        previous: dict,
+        output_dir: Path,
+        state_dir: Path,
+        peak_lr: float,
+    ):
         self.args, self.accelerator = args, accelerator
         self.model, self.optimizer, self.scheduler, self.val_pairs = model, optimizer, scheduler, val_pairs
         self.unwrapped = accelerator.unwrap_model(model)
@@ -373,18 +440,28 @@ class Trainer:
         seconds = self.seconds_so_far()
         # Averaged over the steps actually run since the last record (fewer than val_every at the end,
         # after --resume or when stopping early), and over the processes' batches.
-        record = {"step": self.previous["steps"] + self.step,
-                  "loss": mean_over_processes(accelerator, self.running_loss / self.steps_since_log),
-                  "val_psnr": psnr, "lr": self.optimizer.param_groups[0]["lr"],
-                  "seconds": round(self.previous["seconds"] + seconds, 1)}
+        record = {
+            "step": self.previous["steps"] + self.step,
+            "loss": mean_over_processes(accelerator, self.running_loss / self.steps_since_log),
+            "val_psnr": psnr,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(self.previous["seconds"] + seconds, 1),
+        }
         self.running_loss, self.steps_since_log = 0.0, 0
         improved, self.best_psnr = psnr > self.best_psnr, max(psnr, self.best_psnr)
         if accelerator.is_main_process:
             with self.log_path.open("a") as log:
                 log.write(json.dumps(record) + "\n")
             if improved:
-                summary = training_summary(self.args, self.previous, self.step, seconds, psnr,
-                                           accelerator.num_processes, accelerator.device.type)
+                summary = training_summary(
+                    self.args,
+                    self.previous,
+                    self.step,
+                    seconds,
+                    psnr,
+                    accelerator.num_processes,
+                    accelerator.device.type,
+                )
                 export_atomically(self.unwrapped, summary, self.output_dir)
         self.save_state(seconds)
         return record
@@ -392,8 +469,12 @@ class Trainer:
     def save_state(self, seconds: float) -> None:
         self.accelerator.save_state(str(self.state_dir))
         if self.accelerator.is_main_process:
-            progress = {"step": self.step, "best_psnr": self.best_psnr, "seconds": seconds,
-                        "global_batch": self.global_batch}
+            progress = {
+                "step": self.step,
+                "best_psnr": self.best_psnr,
+                "seconds": seconds,
+                "global_batch": self.global_batch,
+            }
             (self.state_dir / "progress.json").write_text(json.dumps(progress))
 
     def run(self, loader) -> TrainingRun:
@@ -428,9 +509,14 @@ class Trainer:
             f"{'Stopped early' if stopped_early else 'Finished'} at step {self.step}; best validation PSNR "
             f"{self.best_psnr:.2f} dB; model in {self.output_dir}"
         )
-        return TrainingRun(steps=self.step, stopped_early=stopped_early, model=self.unwrapped,
-                           samples=(self.step - first_step) * self.global_batch,
-                           seconds=time.perf_counter() - loop_start, data_wait_seconds=data_wait)
+        return TrainingRun(
+            steps=self.step,
+            stopped_early=stopped_early,
+            model=self.unwrapped,
+            samples=(self.step - first_step) * self.global_batch,
+            seconds=time.perf_counter() - loop_start,
+            data_wait_seconds=data_wait,
+        )
 
 
 def main(argv=None) -> TrainingRun:
@@ -439,8 +525,9 @@ def main(argv=None) -> TrainingRun:
         torch.set_num_threads(args.num_threads)
     # Pinned batches (--num-workers on a GPU) are copied to the device without blocking the training step.
     pinned = bool(args.num_workers) and torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision,
-                              dataloader_config=DataLoaderConfiguration(non_blocking=pinned))
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, dataloader_config=DataLoaderConfiguration(non_blocking=pinned)
+    )
     check_launched_world_size(accelerator)
     # Every batch has the same shape: let cuDNN pick its fastest convolution algorithms once.
     torch.backends.cudnn.benchmark = accelerator.device.type == "cuda"
@@ -463,10 +550,12 @@ def main(argv=None) -> TrainingRun:
     progress, loader = resume(args, accelerator, state_dir, global_batch, loader)
     output_dir.mkdir(parents=True, exist_ok=True)
     if args.init_from and progress.step == 0 and accelerator.is_main_process:
-        carry_earlier_log(Path(args.init_from) / "training_log.jsonl", output_dir / "training_log.jsonl",
-                          up_to_step=previous["steps"])
-    trainer = Trainer(args, accelerator, model, optimizer, scheduler, val_pairs, progress, previous, output_dir,
-                      state_dir, peak_lr)
+        carry_earlier_log(
+            Path(args.init_from) / "training_log.jsonl", output_dir / "training_log.jsonl", up_to_step=previous["steps"]
+        )
+    trainer = Trainer(
+        args, accelerator, model, optimizer, scheduler, val_pairs, progress, previous, output_dir, state_dir, peak_lr
+    )
     try:
         return trainer.run(loader)
     finally:

@@ -50,8 +50,15 @@ QUALITY_RUNS = (
 )
 # Training settings of the GPU run, and of the smoke run that checks the same pipeline in seconds on a CPU.
 GPU_SETTINGS = {"patch_size": 256, "batch_size": 32, "lr": 4e-4, "mixed_precision": "bf16", "val_every": 200}
-SMOKE_SETTINGS = {"patch_size": 64, "batch_size": 2, "lr": 2e-4, "mixed_precision": "no", "val_every": 2,
-                  "steps": 2, "eval_limit": 2}
+SMOKE_SETTINGS = {
+    "patch_size": 64,
+    "batch_size": 2,
+    "lr": 2e-4,
+    "mixed_precision": "no",
+    "val_every": 2,
+    "steps": 2,
+    "eval_limit": 2,
+}
 # With --time-schedule the warm-up is this share of the time budget (train.py takes it as warmup_steps / steps).
 WARMUP_SHARE = 0.03
 SCHEDULE_STEPS = 1_000_000  # the dataset's length in batches: more than a time budget can train
@@ -64,17 +71,47 @@ def default_workers() -> int:
 
 def train_argv(task: str, settings: dict, train_dir, val_dir, output: Path, state: Path, init_from) -> list[str]:
     """The command line of `mprnet_hf.training.train` for one task."""
-    argv = ["--task", task, "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--output-dir", str(output),
-            "--state-dir", str(state), "--preset", settings["preset"], "--patch-size", str(settings["patch_size"]),
-            "--batch-size", str(settings["batch_size"]), "--lr", str(settings["lr"]),
-            "--mixed-precision", settings["mixed_precision"], "--val-every", str(settings["val_every"]),
-            "--num-workers", str(settings["num_workers"]), "--seed", str(settings["seed"])]
+    argv = [
+        "--task",
+        task,
+        "--train-dir",
+        str(train_dir),
+        "--val-dir",
+        str(val_dir),
+        "--output-dir",
+        str(output),
+        "--state-dir",
+        str(state),
+        "--preset",
+        settings["preset"],
+        "--patch-size",
+        str(settings["patch_size"]),
+        "--batch-size",
+        str(settings["batch_size"]),
+        "--lr",
+        str(settings["lr"]),
+        "--mixed-precision",
+        settings["mixed_precision"],
+        "--val-every",
+        str(settings["val_every"]),
+        "--num-workers",
+        str(settings["num_workers"]),
+        "--seed",
+        str(settings["seed"]),
+    ]
     if init_from:
         argv += ["--init-from", str(init_from)]
     if settings.get("minutes_per_task") is not None:
         warmup = max(int(WARMUP_SHARE * SCHEDULE_STEPS), 1)
-        argv += ["--steps", str(SCHEDULE_STEPS), "--warmup-steps", str(warmup), "--time-schedule",
-                 "--max-minutes", str(settings["minutes_per_task"])]
+        argv += [
+            "--steps",
+            str(SCHEDULE_STEPS),
+            "--warmup-steps",
+            str(warmup),
+            "--time-schedule",
+            "--max-minutes",
+            str(settings["minutes_per_task"]),
+        ]
     else:
         argv += ["--steps", str(settings["steps"]), "--warmup-steps", "1"]
     return argv
@@ -91,11 +128,19 @@ def train_task(task: str, settings: dict, train_dir, val_dir, work_dir: Path) ->
     run = train.main(train_argv(task, settings, train_dir, val_dir, output, state, init_from))
     seconds = time.perf_counter() - start
     summary = json.loads((output / "training_summary.json").read_text())
-    return {"task": task, "seconds": round(seconds, 1), "training_loop_seconds": round(run.seconds, 1),
-            "steps": run.steps, "patches": run.samples, "patch_size": settings["patch_size"],
-            "batch_size": settings["batch_size"], "patches_per_second": round(run.samples / max(run.seconds, 1e-9), 3),
-            "data_wait_share": round(run.data_wait_seconds / max(run.seconds, 1e-9), 3),
-            "best_val_psnr": summary["best_val_psnr"], "init_from": str(init_from) if init_from else None}
+    return {
+        "task": task,
+        "seconds": round(seconds, 1),
+        "training_loop_seconds": round(run.seconds, 1),
+        "steps": run.steps,
+        "patches": run.samples,
+        "patch_size": settings["patch_size"],
+        "batch_size": settings["batch_size"],
+        "patches_per_second": round(run.samples / max(run.seconds, 1e-9), 3),
+        "data_wait_share": round(run.data_wait_seconds / max(run.seconds, 1e-9), 3),
+        "best_val_psnr": summary["best_val_psnr"],
+        "init_from": str(init_from) if init_from else None,
+    }
 
 
 def load_for_scoring(folder, device: torch.device) -> MPRNetModel:
@@ -106,8 +151,11 @@ def score_task(task: str, new_folder: Path, val_dir, device: torch.device, limit
     """The quality runs of `task`: PSNR/SSIM of the degraded input, the bundled weights and the new ones."""
     new_model = load_for_scoring(new_folder, device)
     methods = methods_for(task, new_model, model_name="new")
-    methods = {"input": methods["input"], "bundled": model_method(load_for_scoring(bundled_checkpoint(task), device)),
-               "new": methods["new"]}
+    methods = {
+        "input": methods["input"],
+        "bundled": model_method(load_for_scoring(bundled_checkpoint(task), device)),
+        "new": methods["new"],
+    }
     results = {}
     for name, run_task, sigma in QUALITY_RUNS:
         if run_task == task:
@@ -129,8 +177,10 @@ def quality_table(results: dict) -> str:
 def training_table(runs: list[dict]) -> str:
     lines = ["| task | seconds | steps | patches/s | waiting for data | best val PSNR |", "|---|---|---|---|---|---|"]
     for run in runs:
-        lines.append(f"| {run['task']} | {run['seconds']:.0f} | {run['steps']} | {run['patches_per_second']:.1f} | "
-                     f"{run['data_wait_share']:.0%} | {run['best_val_psnr']:.2f} dB |")
+        lines.append(
+            f"| {run['task']} | {run['seconds']:.0f} | {run['steps']} | {run['patches_per_second']:.1f} | "
+            f"{run['data_wait_share']:.0%} | {run['best_val_psnr']:.2f} dB |"
+        )
     return "\n".join(lines)
 
 
@@ -143,15 +193,26 @@ def pack(work_dir: Path, tasks, archive: Path) -> None:
             tar.add(work_dir / f"mprnet-{task}-small", arcname=f"mprnet-{task}-small")
 
 
-def run_all(settings: dict, tasks, train_dir, val_dir, work_dir: Path, device: torch.device,
-            archive: Path | None = None, report_dir: Path | None = None) -> tuple[list, dict]:
+def run_all(
+    settings: dict,
+    tasks,
+    train_dir,
+    val_dir,
+    work_dir: Path,
+    device: torch.device,
+    archive: Path | None = None,
+    report_dir: Path | None = None,
+) -> tuple[list, dict]:
     """Trains every task, then scores each; returns the training measurements and the quality results. The archive
     and training_runs.json are rewritten after each task, so a call cut short by its time limit still returns the
     tasks it finished."""
     runs = []
     for task in tasks:
-        print(f"== training {task} ({settings['preset']} preset, {settings['patch_size']}² patches, batch "
-              f"{settings['batch_size']}, {settings['num_workers']} data workers)", flush=True)
+        print(
+            f"== training {task} ({settings['preset']} preset, {settings['patch_size']}² patches, batch "
+            f"{settings['batch_size']}, {settings['num_workers']} data workers)",
+            flush=True,
+        )
         runs.append(train_task(task, settings, train_dir, val_dir, work_dir))
         print(f"== {task}: {json.dumps(runs[-1])}", flush=True)
         if archive:
@@ -167,13 +228,16 @@ def run_all(settings: dict, tasks, train_dir, val_dir, work_dir: Path, device: t
 
 def write_report(report_dir: Path, settings: dict, runs: list, results: dict, environment: dict) -> str:
     report_dir.mkdir(parents=True, exist_ok=True)
-    tables = (f"Training ({settings['preset']} preset, {settings['patch_size']}² patches, batch "
-              f"{settings['batch_size']}, {environment['device_name']}):\n\n{training_table(runs)}\n\n"
-              "PSNR (dB) / SSIM on the validation photos at full resolution, seeded degradations:\n\n"
-              f"{quality_table(results)}\n")
+    tables = (
+        f"Training ({settings['preset']} preset, {settings['patch_size']}² patches, batch "
+        f"{settings['batch_size']}, {environment['device_name']}):\n\n{training_table(runs)}\n\n"
+        "PSNR (dB) / SSIM on the validation photos at full resolution, seeded degradations:\n\n"
+        f"{quality_table(results)}\n"
+    )
     (report_dir / "quality_report.md").write_text(tables)
-    (report_dir / "quality_report.json").write_text(json.dumps({"environment": environment, "settings": settings,
-                                                                "training": runs, "quality": results}, indent=2))
+    (report_dir / "quality_report.json").write_text(
+        json.dumps({"environment": environment, "settings": settings, "training": runs, "quality": results}, indent=2)
+    )
     (report_dir / "training_runs.json").write_text(json.dumps(runs, indent=2))
     return tables
 
@@ -183,8 +247,14 @@ def environment_summary(device: torch.device) -> dict:
     import transformers
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
-    return {"device_name": name, "torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__, "python": sys.version.split()[0], "cpu_count": os.cpu_count()}
+    return {
+        "device_name": name,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def parse_args(argv=None):
@@ -195,17 +265,29 @@ def parse_args(argv=None):
     parser.add_argument("--report-dir", help="where the report files go (default: --output-dir)")
     parser.add_argument("--archive", help="also pack the model folders into this tar file")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--smoke", action="store_true", help="a handful of steps of each task on 64² patches, to check "
-                        "the pipeline (the default where there is no GPU)")
-    parser.add_argument("--preflight", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the pipeline in smoke mode on the GPU first (default: on a GPU, unless --smoke)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a handful of steps of each task on 64² patches, to check "
+        "the pipeline (the default where there is no GPU)",
+    )
+    parser.add_argument(
+        "--preflight",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the pipeline in smoke mode on the GPU first (default: on a GPU, unless --smoke)",
+    )
     parser.add_argument("--minutes-per-task", type=float, default=2.2, help="training budget of each task")
     parser.add_argument("--batch-size", type=int, default=GPU_SETTINGS["batch_size"])
     parser.add_argument("--patch-size", type=int, default=GPU_SETTINGS["patch_size"])
     parser.add_argument("--lr", type=float, default=GPU_SETTINGS["lr"], help="peak learning rate")
     parser.add_argument("--num-workers", type=int, default=None, help="data workers (default: CPU cores - 2)")
-    parser.add_argument("--preset", default="small", choices=train.PRESETS, help="size of a model trained "
-                        "--from-scratch (from the bundled weights, theirs)")
+    parser.add_argument(
+        "--preset",
+        default="small",
+        choices=train.PRESETS,
+        help="size of a model trained --from-scratch (from the bundled weights, theirs)",
+    )
     parser.add_argument("--from-scratch", action="store_true", help="fresh weights instead of the bundled ones")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--eval-limit", type=int, help="score only the first N validation photos")
@@ -216,17 +298,34 @@ def parse_args(argv=None):
 
 
 def settings_from(args, smoke: bool) -> dict:
-    settings = {"preset": args.preset, "from_scratch": args.from_scratch, "seed": args.seed,
-                "eval_limit": args.eval_limit}
+    settings = {
+        "preset": args.preset,
+        "from_scratch": args.from_scratch,
+        "seed": args.seed,
+        "eval_limit": args.eval_limit,
+    }
     if smoke:
         # Two data workers on a GPU, so that the preflight goes through the worker processes too.
         workers = min(2 if args.num_workers is None and torch.cuda.is_available() else args.num_workers or 0, 2)
-        return {**settings, **SMOKE_SETTINGS, "num_workers": workers, "minutes_per_task": None,
-                "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
-                "eval_limit": args.eval_limit or SMOKE_SETTINGS["eval_limit"]}
+        return {
+            **settings,
+            **SMOKE_SETTINGS,
+            "num_workers": workers,
+            "minutes_per_task": None,
+            "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
+            "eval_limit": args.eval_limit or SMOKE_SETTINGS["eval_limit"],
+        }
     workers = default_workers() if args.num_workers is None else args.num_workers
-    return {**settings, **GPU_SETTINGS, "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
-            "num_workers": workers, "minutes_per_task": args.minutes_per_task, "steps": None}
+    return {
+        **settings,
+        **GPU_SETTINGS,
+        "patch_size": args.patch_size,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "num_workers": workers,
+        "minutes_per_task": args.minutes_per_task,
+        "steps": None,
+    }
 
 
 def main(argv=None) -> dict:
@@ -241,8 +340,9 @@ def main(argv=None) -> dict:
     if args.preflight if args.preflight is not None else device.type == "cuda" and not smoke:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="mprnet-preflight-") as preflight_dir:
-            run_all(settings_from(args, smoke=True), args.tasks, args.train_dir, args.val_dir, Path(preflight_dir),
-                    device)
+            run_all(
+                settings_from(args, smoke=True), args.tasks, args.train_dir, args.val_dir, Path(preflight_dir), device
+            )
         print(f"== preflight passed in {time.perf_counter() - start:.0f} s", flush=True)
     settings = settings_from(args, smoke)
     archive = Path(args.archive) if args.archive else None
