@@ -390,8 +390,9 @@ class MPRNetModel(MPRNetPreTrainedModel):
     @staticmethod
     def _check_pixel_values(pixel_values, name="pixel_values") -> None:
         if not isinstance(pixel_values, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape (batch, 3, height, width), "
-                             f"got {type(pixel_values).__name__}")
+            raise ValueError(
+                f"{name} must be a torch.Tensor of shape (batch, 3, height, width), got {type(pixel_values).__name__}"
+            )
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(
                 f"{name} must have shape (batch, 3, height, width) with RGB channels, got {tuple(pixel_values.shape)}; "
@@ -400,13 +401,15 @@ class MPRNetModel(MPRNetPreTrainedModel):
         if pixel_values.numel() == 0:
             raise ValueError(f"{name} is empty (shape {tuple(pixel_values.shape)}); every dimension must be at least 1")
         if not pixel_values.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, 1], got {pixel_values.dtype}; "
-                             "divide 8-bit images by 255")
+            raise ValueError(
+                f"{name} must be floating point in [0, 1], got {pixel_values.dtype}; divide 8-bit images by 255"
+            )
         if not torch.isfinite(pixel_values).all():
             raise ValueError(f"{name} contains NaN or infinite values")
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None,
-                **kwargs):
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs
+    ):
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
             Degraded RGB images in [0, 1]. Any height and width: the model pads to a multiple of 8 as the official
@@ -418,8 +421,9 @@ class MPRNetModel(MPRNetPreTrainedModel):
         if labels is not None:
             self._check_pixel_values(labels, "labels")
             if labels.shape != pixel_values.shape:
-                raise ValueError(f"labels shape {tuple(labels.shape)} differs from pixel_values shape "
-                                 f"{tuple(pixel_values.shape)}")
+                raise ValueError(
+                    f"labels shape {tuple(labels.shape)} differs from pixel_values shape {tuple(pixel_values.shape)}"
+                )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         height, width = pixel_values.shape[-2:]
@@ -471,12 +475,14 @@ class MPRNetModel(MPRNetPreTrainedModel):
         half_height, half_width = images.shape[-2] // 2, images.shape[-1] // 2
         top, bottom = images[:, :, :half_height], images[:, :, half_height:]
         halves = torch.cat([top, bottom], dim=0)
-        quarters = torch.cat([top[..., :half_width], top[..., half_width:],
-                              bottom[..., :half_width], bottom[..., half_width:]], dim=0)
+        quarters = torch.cat(
+            [top[..., :half_width], top[..., half_width:], bottom[..., :half_width], bottom[..., half_width:]], dim=0
+        )
 
         # Stage 1: encode each quarter, decode each half.
-        stage1_encoder = [_merge_quarters_into_halves(level)
-                          for level in self.stage1_encoder(self.stage1_shallow(quarters))]
+        stage1_encoder = [
+            _merge_quarters_into_halves(level) for level in self.stage1_encoder(self.stage1_shallow(quarters))
+        ]
         stage1_decoder = self.stage1_decoder(stage1_encoder)
         stage1_features, stage1_images = self.sam12(stage1_decoder[0], halves)
 

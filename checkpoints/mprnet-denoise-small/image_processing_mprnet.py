@@ -31,8 +31,9 @@ def _to_pil(image) -> Image.Image:
             tensor = tensor.permute(1, 2, 0)
         image = tensor.float().numpy() if tensor.is_floating_point() else tensor.numpy()
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"Unsupported image type {type(image).__name__}: pass a PIL image, a numpy array or a "
-                         "torch tensor")
+        raise ValueError(
+            f"Unsupported image type {type(image).__name__}: pass a PIL image, a numpy array or a torch tensor"
+        )
     array = image
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)
@@ -143,8 +144,9 @@ class MPRNetImageProcessor(BaseImageProcessor):
             - `alpha_channels`: per image, the alpha channel as a float32 (H, W) array, or None.
         """
         if return_tensors not in (None, "pt"):
-            raise ValueError("MPRNetImageProcessor only returns PyTorch tensors (return_tensors='pt'), "
-                             f"got {return_tensors!r}")
+            raise ValueError(
+                f"MPRNetImageProcessor only returns PyTorch tensors (return_tensors='pt'), got {return_tensors!r}"
+            )
         if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
             images = list(images)
         elif not isinstance(images, (list, tuple)):

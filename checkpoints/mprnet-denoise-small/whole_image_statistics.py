@@ -78,8 +78,9 @@ class WholeImageStatistics:
     def start_pass(self, record: bool) -> None:
         """Replays what the previous pass recorded (if it did), and records anew if `record`."""
         if self.recording:
-            self.means = [sums / sums.new_tensor(counts).clamp(min=1)[:, None]
-                          for sums, counts in zip(self.sums, self.counts)]
+            self.means = [
+                sums / sums.new_tensor(counts).clamp(min=1)[:, None] for sums, counts in zip(self.sums, self.counts)
+            ]
             self._known = [[count > 0 for count in counts] for counts in self.counts]
         self.recording = record
         self.sums, self.counts = [], []
@@ -98,8 +99,10 @@ class WholeImageStatistics:
 
     def _image_parts(self, parts: int) -> list[tuple[int, int, int, int]]:
         part_height, part_width = part_size(self.padded_height, self.padded_width, parts)
-        return [(top, top + part_height, left, left + part_width)
-                for top, left in part_origins(self.padded_height, self.padded_width, parts)]
+        return [
+            (top, top + part_height, left, left + part_width)
+            for top, left in part_origins(self.padded_height, self.padded_width, parts)
+        ]
 
     def channel_attention(self, block: ChannelAttention, features: torch.Tensor) -> torch.Tensor:
         """The block's output on this tile: its features gated by the recorded whole-image means (after a recording
@@ -111,16 +114,21 @@ class WholeImageStatistics:
         scale = part_height // features.shape[-2]
         height, width = features.shape[-2:]
         if parts not in (1, 2, 4) or height * scale != part_height or width * scale != part_width:
-            raise RuntimeError(f"unexpected channel-attention input {tuple(features.shape)} "
-                               f"for a {tile_height}x{tile_width} tile")
+            raise RuntimeError(
+                f"unexpected channel-attention input {tuple(features.shape)} for a {tile_height}x{tile_width} tile"
+            )
         origins = [(top + row, left + column) for row, column in part_origins(tile_height, tile_width, parts)]
         chunks = features.split(self.batch_size)
         if self.recording:
             self._record(call, chunks, origins, scale, owned_rows, owned_columns)
         if self.means is None:
             return features * block.gate(block.pooled(features))
-        return torch.cat([chunk * block.gate(self._pooled(block, call, chunk, origin, scale, parts))
-                          for chunk, origin in zip(chunks, origins)])
+        return torch.cat(
+            [
+                chunk * block.gate(self._pooled(block, call, chunk, origin, scale, parts))
+                for chunk, origin in zip(chunks, origins)
+            ]
+        )
 
     def _record(self, call, chunks, origins, scale, owned_rows, owned_columns) -> None:
         image_parts = self._image_parts(len(chunks))
@@ -133,11 +141,20 @@ class WholeImageStatistics:
             self.counts.append([0] * len(image_parts))
         for chunk, (origin_row, origin_column) in zip(chunks, origins):
             for index, (part_top, part_bottom, part_left, part_right) in enumerate(image_parts):
-                first_row, last_row = _feature_span(max(owned_rows.start, part_top), min(owned_rows.stop, part_bottom),
-                                                    origin_row, scale, chunk.shape[-2])
-                first_column, last_column = _feature_span(max(owned_columns.start, part_left),
-                                                          min(owned_columns.stop, part_right),
-                                                          origin_column, scale, chunk.shape[-1])
+                first_row, last_row = _feature_span(
+                    max(owned_rows.start, part_top),
+                    min(owned_rows.stop, part_bottom),
+                    origin_row,
+                    scale,
+                    chunk.shape[-2],
+                )
+                first_column, last_column = _feature_span(
+                    max(owned_columns.start, part_left),
+                    min(owned_columns.stop, part_right),
+                    origin_column,
+                    scale,
+                    chunk.shape[-1],
+                )
                 if first_row == last_row or first_column == last_column:
                     continue
                 region = chunk[:, :, first_row:last_row, first_column:last_column]

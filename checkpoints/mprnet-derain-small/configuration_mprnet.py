@@ -146,7 +146,6 @@ class MPRNetConfig(PreTrainedConfig):
         """Channel width of the stage-3 original-resolution subnetwork."""
         return self.n_feat + self.scale_orsnetfeats
 
-
     @staticmethod
     def size_widths(size: str) -> dict:
         """The widths `for_task` sets for a smaller `size` ("small" or "tiny"), the same for every task."""

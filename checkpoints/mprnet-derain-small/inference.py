@@ -62,16 +62,19 @@ def blend_window(tile_h: int, tile_w: int, overlap: int, device, dtype=torch.flo
 def check_tiling(tile_size: int, tile_overlap: int) -> None:
     """Raises ValueError unless the tile size and overlap can be used by `restore_tensor`."""
     if tile_size < 2 * SIZE_MULTIPLE or tile_size % SIZE_MULTIPLE:
-        raise ValueError(f"tile_size must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, "
-                         f"got {tile_size}")
+        raise ValueError(
+            f"tile_size must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, got {tile_size}"
+        )
     if not 0 <= tile_overlap < tile_size // 2:
         raise ValueError(f"tile_overlap must be between 0 and tile_size / 2 ({tile_size // 2}), got {tile_overlap}")
 
 
 def check_statistics_passes(statistics_passes) -> None:
     if isinstance(statistics_passes, bool) or not isinstance(statistics_passes, int) or statistics_passes < 0:
-        raise ValueError(f"statistics_passes must be a whole number >= 0 ({DEFAULT_STATISTICS_PASSES} by default), "
-                         f"got {statistics_passes!r}")
+        raise ValueError(
+            f"statistics_passes must be a whole number >= 0 ({DEFAULT_STATISTICS_PASSES} by default), "
+            f"got {statistics_passes!r}"
+        )
 
 
 def why_no_recorded_statistics(model: MPRNetModel) -> str | None:
@@ -80,8 +83,9 @@ def why_no_recorded_statistics(model: MPRNetModel) -> str | None:
         return "test-time local statistics are local already"
     if not callable(getattr(model, "channel_statistics", None)):
         # Stand-ins, and remote code saved before MPRNetModel declared its optional inference features.
-        return ("its code has no MPRNetModel.channel_statistics() (remote code saved before it existed; "
-                "install mprnet_hf)")
+        return (
+            "its code has no MPRNetModel.channel_statistics() (remote code saved before it existed; install mprnet_hf)"
+        )
     if model.forward_is_compiled:
         return "its forward is compiled with torch.compile, which does not run the override that records them"
     return None
@@ -135,8 +139,9 @@ def free_memory_bytes(device: torch.device) -> int:
         return 4 * 2**30  # unknown: assume a small machine
 
 
-def choose_tile_size(model: MPRNetModel, height: int, width: int, device: torch.device | None = None,
-                     available_bytes: int | None = None) -> int | None:
+def choose_tile_size(
+    model: MPRNetModel, height: int, width: int, device: torch.device | None = None, available_bytes: int | None = None
+) -> int | None:
     """The tile size for restoring a `height` x `width` image from the memory available, or None to restore it
     whole (the fastest and exact path: no seams, no statistics pass).
 
@@ -155,8 +160,13 @@ def choose_tile_size(model: MPRNetModel, height: int, width: int, device: torch.
     return max(SMALLEST_AUTOMATIC_TILE, side)
 
 
-def passes_over_image(model: MPRNetModel, height: int, width: int, tile_size: int | None,
-                      statistics_passes: int = DEFAULT_STATISTICS_PASSES) -> int:
+def passes_over_image(
+    model: MPRNetModel,
+    height: int,
+    width: int,
+    tile_size: int | None,
+    statistics_passes: int = DEFAULT_STATISTICS_PASSES,
+) -> int:
     """How many times `restore_tensor` runs `model` over every pixel of a `height` x `width` image: once untiled or
     when the image fits in one tile, else once per statistics pass plus the final one (what GPU time scales with)."""
     check_statistics_passes(statistics_passes)
@@ -189,14 +199,20 @@ class Tiling:
     statistics_passes: int = DEFAULT_STATISTICS_PASSES
 
     def __post_init__(self):
-        if self.size is not None and self.size != AUTOMATIC and (isinstance(self.size, bool)
-                                                                 or not isinstance(self.size, int)):
-            raise ValueError(f"tile_size must be a whole number, None (whole images) or {AUTOMATIC!r}, "
-                             f"got {self.size!r}")
+        if (
+            self.size is not None
+            and self.size != AUTOMATIC
+            and (isinstance(self.size, bool) or not isinstance(self.size, int))
+        ):
+            raise ValueError(
+                f"tile_size must be a whole number, None (whole images) or {AUTOMATIC!r}, got {self.size!r}"
+            )
         if self.size == AUTOMATIC and self.overlap is not None and not 0 <= self.overlap < SMALLEST_AUTOMATIC_TILE // 2:
             # An automatic size is at least SMALLEST_AUTOMATIC_TILE: an overlap valid for it is valid for any.
-            raise ValueError(f"tile_overlap must be between 0 and {SMALLEST_AUTOMATIC_TILE // 2} with automatic tiles "
-                             f"(at least {SMALLEST_AUTOMATIC_TILE} pixels), got {self.overlap}; or give a tile_size")
+            raise ValueError(
+                f"tile_overlap must be between 0 and {SMALLEST_AUTOMATIC_TILE // 2} with automatic tiles "
+                f"(at least {SMALLEST_AUTOMATIC_TILE} pixels), got {self.overlap}; or give a tile_size"
+            )
         if self.size not in (None, AUTOMATIC):
             self.check_size(self.size)
         check_statistics_passes(self.statistics_passes)
@@ -250,8 +266,16 @@ def plan_tiles(model: MPRNetModel, tiling: Tiling, height: int, width: int) -> T
         if not model.config.local_attention_window:
             logger.warning(f"Tiles are restored on their own channel statistics (statistics_passes=0): {reason}.")
         statistics_passes = 0
-    return TilePlan(tile_height, tile_width, overlap, rows, columns, owned_spans(rows, tile_height, height),
-                    owned_spans(columns, tile_width, width), statistics_passes)
+    return TilePlan(
+        tile_height,
+        tile_width,
+        overlap,
+        rows,
+        columns,
+        owned_spans(rows, tile_height, height),
+        owned_spans(columns, tile_width, width),
+        statistics_passes,
+    )
 
 
 StageRunner = Callable[[torch.Tensor, bool], list[torch.Tensor]]
@@ -286,8 +310,9 @@ def restore_whole(run: StageRunner, pixel_values: torch.Tensor, progress=None) -
     return tuple(outputs)
 
 
-def restore_tiled(model: MPRNetModel, run: StageRunner, pixel_values: torch.Tensor, plan: TilePlan,
-                  progress=None) -> tuple[torch.Tensor, ...]:
+def restore_tiled(
+    model: MPRNetModel, run: StageRunner, pixel_values: torch.Tensor, plan: TilePlan, progress=None
+) -> tuple[torch.Tensor, ...]:
     """Restores tile by tile, after `plan.statistics_passes` passes recording whole-image statistics, and
     cross-fades the final pass's tiles."""
     batch, _, height, width = pixel_values.shape
@@ -307,8 +332,9 @@ def restore_tiled(model: MPRNetModel, run: StageRunner, pixel_values: torch.Tens
                 outputs = run(tile, plan.statistics_passes > 0)
                 if final:
                     if accumulated is None:
-                        accumulated = [torch.zeros(batch, 3, height, width, device=pixel_values.device)
-                                       for _ in outputs]
+                        accumulated = [
+                            torch.zeros(batch, 3, height, width, device=pixel_values.device) for _ in outputs
+                        ]
                     for buffer, output in zip(accumulated, outputs):
                         buffer[:, :, top : top + tile_height, left : left + tile_width] += output * window
                     weights[:, :, top : top + tile_height, left : left + tile_width] += window
@@ -398,16 +424,31 @@ def restore_image(
     """
     if task == "auto":
         return auto_module().restore_image_auto(
-            model, image, processor=processor, tile_size=tile_size, tile_overlap=tile_overlap, precision=precision,
-            max_megapixels=max_megapixels, progress=progress, statistics_passes=statistics_passes)
+            model,
+            image,
+            processor=processor,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            precision=precision,
+            max_megapixels=max_megapixels,
+            progress=progress,
+            statistics_passes=statistics_passes,
+        )
     if task is not None and task not in TASKS:
         raise ValueError(f"Unknown task {task!r}: 'auto', or the model's own task ({', '.join(TASKS)})")
     processor = processor or MPRNetImageProcessor()
     if max_megapixels is not None and isinstance(image, Image.Image):
         check_pixel_count(image, max_megapixels)
     inputs = processor(images=image, return_tensors="pt")
-    stages = restore_tensor(model, inputs["pixel_values"], tile_size, tile_overlap, precision, progress=progress,
-                            statistics_passes=statistics_passes)
+    stages = restore_tensor(
+        model,
+        inputs["pixel_values"],
+        tile_size,
+        tile_overlap,
+        precision,
+        progress=progress,
+        statistics_passes=statistics_passes,
+    )
     restored = processor.postprocess(stages[-1], inputs)[0]
     stage_images = tuple(processor.postprocess(stage, inputs["original_sizes"])[0] for stage in stages)
     return Restoration(image=restored, stages=stage_images, input_mode=inputs["original_modes"][0])

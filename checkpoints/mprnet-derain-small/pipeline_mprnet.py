@@ -36,13 +36,16 @@ class ImageRestorationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None,
-                             task=None, **kwargs):
+    def _sanitize_parameters(
+        self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None, task=None, **kwargs
+    ):
         forward = {}
         if task is not None:
             if task != "auto" and task != self.model.config.task:
-                raise ValueError(f"task={task!r}: this pipeline restores {self.model.config.task!r}; pass task='auto' "
-                                 "to detect the degradation, or a model of that task")
+                raise ValueError(
+                    f"task={task!r}: this pipeline restores {self.model.config.task!r}; pass task='auto' "
+                    "to detect the degradation, or a model of that task"
+                )
             forward["auto"] = task == "auto"
         if statistics_passes is not None:
             forward["statistics_passes"] = statistics_passes
@@ -60,16 +63,35 @@ class ImageRestorationPipeline(Pipeline):
         inputs["image"] = image  # auto mode detects on the image itself
         return inputs
 
-    def _forward(self, model_inputs, tile_size=AUTOMATIC, tile_overlap=None, precision="fp32",
-                 statistics_passes=DEFAULT_STATISTICS_PASSES, auto=False):
+    def _forward(
+        self,
+        model_inputs,
+        tile_size=AUTOMATIC,
+        tile_overlap=None,
+        precision="fp32",
+        statistics_passes=DEFAULT_STATISTICS_PASSES,
+        auto=False,
+    ):
         if auto:
             restored = auto_module().restore_image_auto(
-                self.model, model_inputs["image"], processor=self.image_processor, tile_size=tile_size,
-                tile_overlap=tile_overlap, precision=precision, statistics_passes=statistics_passes)
+                self.model,
+                model_inputs["image"],
+                processor=self.image_processor,
+                tile_size=tile_size,
+                tile_overlap=tile_overlap,
+                precision=precision,
+                statistics_passes=statistics_passes,
+            )
             return {"auto": restored}
-        stages = restore_tensor(self.model, model_inputs["pixel_values"], tile_size=tile_size,
-                                tile_overlap=tile_overlap, precision=precision, return_stages=False,
-                                statistics_passes=statistics_passes)
+        stages = restore_tensor(
+            self.model,
+            model_inputs["pixel_values"],
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            precision=precision,
+            return_stages=False,
+            statistics_passes=statistics_passes,
+        )
         return {"reconstruction": stages[-1], "inputs": model_inputs}
 
     def postprocess(self, model_outputs):
