@@ -50,7 +50,8 @@ def official_to_hf_key(key: str, num_cab: int) -> str:
 
 
 def load_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Reads an official checkpoint (plain, `{'state_dict': ...}`, DataParallel `module.` keys) or a safetensors file."""
+    """Reads an official checkpoint (plain, `{'state_dict': ...}`, DataParallel `module.` keys) or a safetensors
+    file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Checkpoint {path} does not exist or is not a file")
