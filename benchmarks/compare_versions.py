@@ -22,7 +22,7 @@ from PIL import Image
 import mprnet_hf
 assert mprnet_hf.__file__.startswith(root), mprnet_hf.__file__
 from mprnet_hf import MPRNetModel
-from mprnet_hf.models.mprnet.inference import restore_image
+from mprnet_hf.inference import restore_image  # the path both versions have
 model = MPRNetModel.from_pretrained(root + "/checkpoints/mprnet-deblur-small").eval()
 photo = Image.open(root + "/examples/clean/building.png").convert("RGB").resize((512, 512))
 restore_image(model, photo)
