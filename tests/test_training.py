@@ -95,37 +95,8 @@ def test_adam_steps_reduce_the_loss_on_a_fixed_batch(task):
 
 
 def run_cli(photo_dirs, output_dir, state_dir, *extra):
-    return main(
-        [
-            "--task",
-            "denoise",
-            "--train-dir",
-            str(photo_dirs / "train"),
-            "--val-dir",
-            str(photo_dirs / "val"),
-            "--output-dir",
-            str(output_dir),
-            "--state-dir",
-            str(state_dir),
-            "--preset",
-            "tiny",
-            "--steps",
-            "4",
-            "--patch-size",
-            "32",
-            "--batch-size",
-            "2",
-            "--warmup-steps",
-            "1",
-            "--lr",
-            "1e-3",
-            "--val-every",
-            "2",
-            "--num-threads",
-            "1",
-            *extra,
-        ]
-    )
+    """A few steps of the tiny preset on 32x32 patches, batch 2 (later arguments win, so `extra` can override)."""
+    return main(cli_args(photo_dirs, output_dir, state_dir, "--patch-size", "32", "--batch-size", "2", *extra))
 
 
 def read_log(output_dir):
