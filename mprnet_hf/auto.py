@@ -36,9 +36,14 @@ def bundled_detector() -> DegradationDetector:
     return DegradationDetector.from_pretrained()
 
 
+def bundled_model(task: str, device: torch.device | str = "cpu") -> MPRNetModel:
+    """The bundled small model of `task`, in eval mode on `device`."""
+    return MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device)
+
+
 def bundled_models(device: torch.device | str = "cpu") -> dict[str, MPRNetModel]:
     """The bundled small model of every task, in eval mode on `device`."""
-    return {task: MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device) for task in TASKS}
+    return {task: bundled_model(task, device) for task in TASKS}
 
 
 def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> dict[str, MPRNetModel]:
@@ -53,7 +58,7 @@ def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> d
     device = next(next(iter(models.values())).parameters()).device if models else torch.device("cpu")
     for task in TASKS:
         if task not in models:
-            models[task] = MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device)
+            models[task] = bundled_model(task, device)
     return models
 
 
