@@ -66,6 +66,17 @@ def add_poisson_gaussian_noise(
 COLOUR_CORRECTION = torch.tensor([[1.6, -0.45, -0.15], [-0.25, 1.55, -0.3], [-0.05, -0.55, 1.6]])
 
 
+# Bilinear demosaicing kernels of red, green and blue (3, 1, 3, 3): green has twice the photosites of red and blue,
+# hence its tighter kernel. Built once: the data pipeline applies them to every demosaiced-noise sample.
+BILINEAR_DEMOSAIC = torch.stack(
+    [
+        torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4,
+        torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4,
+        torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4,
+    ]
+)[:, None]
+
+
 def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rng: np.random.Generator) -> torch.Tensor:
     """Sensor noise as a camera's JPEG shows it: Poisson-Gaussian noise drawn on an RGGB Bayer mosaic (one colour per
     photosite), bilinearly demosaiced (so correlated between neighbouring pixels), then mixed by a colour-correction
@@ -79,12 +90,8 @@ def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rn
     std = torch.sqrt(shot * image.clamp(min=0) + read_sigma**2)
     samples = torch.from_numpy(rng.standard_normal((1, height, width), dtype=np.float32))
     sparse_noise = samples * std * mosaic
-    # Bilinear demosaicing: green has twice the photosites of red and blue, hence its tighter kernel.
-    red_blue = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
-    green = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
-    weight = torch.stack([red_blue, green, red_blue])[:, None]
     mode = "reflect" if height > 1 and width > 1 else "replicate"
-    noise = F.conv2d(F.pad(sparse_noise[None], (1, 1, 1, 1), mode=mode), weight, groups=3)[0]
+    noise = F.conv2d(F.pad(sparse_noise[None], (1, 1, 1, 1), mode=mode), BILINEAR_DEMOSAIC, groups=3)[0]
     noise = torch.einsum("ij,jhw->ihw", COLOUR_CORRECTION, noise)
     return (image + noise).clamp(0, 1)
 
