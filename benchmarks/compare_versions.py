@@ -1,23 +1,22 @@
 """Side-by-side speed of two copies of the library (before and after a change): `restore_image` of the bundled
-deblur checkpoint on a 512x512 photo, each copy in its own subprocess, alternating, several rounds.
+deblur checkpoint on a 512x512 photo.
 
   git archive BASE | tar -x -C /tmp/old && git archive HEAD | tar -x -C /tmp/new
-  python -m benchmarks.compare_versions /tmp/old /tmp/new --rounds 3 [--new-first]
+  python -m benchmarks.compare_versions /tmp/old /tmp/new --calls 20
 
-Each subprocess times `--calls` calls after one warm-up and reports their median. The machine's speed drifts by
-10-30 % over minutes (a shared virtual machine), so the verdict is the geometric mean of the paired ratios (new / old
-of each round, old and new run back to back), printed with their spread; the ratio of the best times is printed too.
+Each copy runs in its own long-lived subprocess, and the two take turns call by call (old, new, new, old, ...), so
+a drift in the machine's speed (this shared virtual machine drifts by 10-30 % over minutes) or another job's load
+falls on both alike. Prints each copy's median, and the median and geometric mean of the paired ratios new / old.
 """
 
 import argparse
-import json
 import math
 import statistics
 import subprocess
 import sys
 
 WORKER = r"""
-import json, sys, time
+import sys, time
 root = sys.argv[1]
 sys.path.insert(0, root)
 import torch
@@ -30,45 +29,58 @@ from mprnet_hf.inference import restore_image  # the path both versions have
 model = MPRNetModel.from_pretrained(root + "/checkpoints/mprnet-deblur-small").eval()
 photo = Image.open(root + "/examples/clean/building.png").convert("RGB").resize((512, 512))
 restore_image(model, photo)
-times = []
-for _ in range(int(sys.argv[3])):
+print("ready", flush=True)
+for _ in sys.stdin:
     started = time.perf_counter()
     restore_image(model, photo)
-    times.append(time.perf_counter() - started)
-print(json.dumps(sorted(times)[len(times) // 2]))
+    print(time.perf_counter() - started, flush=True)
 """
+
+
+def start_worker(root: str, threads: int) -> subprocess.Popen:
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, root, str(threads)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd="/tmp",
+    )
+    if worker.stdout.readline().strip() != "ready":
+        sys.exit(f"the worker for {root} failed to start (run its restore_image by hand to see why)")
+    return worker
+
+
+def timed_call(worker: subprocess.Popen) -> float:
+    worker.stdin.write("go\n")
+    worker.stdin.flush()
+    return float(worker.stdout.readline())
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("old", help="root of the copy before the change")
     parser.add_argument("new", help="root of the copy after the change")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=20, help="timed calls of each copy")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--calls", type=int, default=5, help="timed calls per subprocess (their median is used)")
-    parser.add_argument("--new-first", action="store_true", help="run the new copy first in each round")
     args = parser.parse_args(argv)
-    order = [("new", args.new), ("old", args.old)] if args.new_first else [("old", args.old), ("new", args.new)]
-    best = {"old": [], "new": []}
-    for round_index in range(args.rounds):
-        for name, root in order:
-            result = subprocess.run(
-                [sys.executable, "-c", WORKER, root, str(args.threads), str(args.calls)],
-                capture_output=True,
-                text=True,
-                cwd="/tmp",
-            )
-            if result.returncode:
-                sys.exit(result.stderr)
-            best[name].append(json.loads(result.stdout.strip().splitlines()[-1]))
-            print(f"round {round_index}  {name}  median {best[name][-1]:.3f} s", flush=True)
-    old, new = min(best["old"]), min(best["new"])
-    paired = [new_time / old_time for new_time, old_time in zip(best["new"], best["old"])]
-    geometric_mean = math.exp(statistics.fmean(math.log(ratio) for ratio in paired))
-    print(f"old best {old:.3f} s, new best {new:.3f} s, new/old of the best = {new / old:.3f}")
+    workers = {"old": start_worker(args.old, args.threads), "new": start_worker(args.new, args.threads)}
+    times = {"old": [], "new": []}
+    for call in range(args.calls):
+        # Alternating which copy goes first cancels any advantage of running right after the other one.
+        for name in ("old", "new") if call % 2 == 0 else ("new", "old"):
+            times[name].append(timed_call(workers[name]))
+        print(f"call {call:2d}  old {times['old'][-1]:.3f} s  new {times['new'][-1]:.3f} s", flush=True)
+    for worker in workers.values():
+        worker.stdin.close()
+        worker.wait()
+    ratios = [new / old for new, old in zip(times["new"], times["old"])]
+    geometric_mean = math.exp(statistics.fmean(math.log(ratio) for ratio in ratios))
     print(
-        f"paired new/old: geometric mean {geometric_mean:.3f} over {len(paired)} rounds "
-        f"(range {min(paired):.3f}-{max(paired):.3f})"
+        f"median old {statistics.median(times['old']):.3f} s, new {statistics.median(times['new']):.3f} s; "
+        f"paired new/old: median {statistics.median(ratios):.3f}, geometric mean {geometric_mean:.3f} "
+        f"over {len(ratios)} pairs (quartiles {statistics.quantiles(ratios, n=4)[0]:.3f}-"
+        f"{statistics.quantiles(ratios, n=4)[2]:.3f})"
     )
 
 
