@@ -17,9 +17,13 @@ Paths:
   fast           channels_last plus `mprnet_hf.speed.fast.reuse_freed_memory()` (the recommended CPU setting)
   compiled       fast plus torch.compile (opt-in; compiles on the first run, which the warm-up absorbs)
 
+With `--interleave` the paths of each case run side by side: one long-lived worker per path, taking turns round by
+round, and "x side by side" is the median of the per-round ratios, so a drift of the machine's speed or another job's
+load falls on every path alike (the way to compare on a shared machine).
+
 Examples:
-  python -m benchmarks.speed --configs deblur --sizes 256,512 --paths official,library,pipeline,fast \
-      --official ../MPRNet/Deblurring
+  python -m benchmarks.speed --configs deblur --sizes 256,512 --paths official,library,pipeline \
+      --official ../MPRNet/Deblurring --interleave --repeats 5
   python -m benchmarks.speed --configs deblur --sizes 256,512 --paths eager,fast
   python -m benchmarks.speed --configs derain,denoise --sizes 1024 --paths eager,fast --warmup 0 --repeats 1
   python -m benchmarks.speed --device cuda --precision fp32,bf16,fp16 --paths eager,fast --sizes 256,512,1024
@@ -28,17 +32,24 @@ Results are merged into benchmarks/results/speed_<device>.json (same case = repl
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import (
+    REPO_ROOT,
+    RESULT_MARKER,
     RESULTS_DIR,
     count_conv_flops,
     current_rss_mib,
     emit_result,
     format_table,
+    load_average,
     merge_results,
     other_busy_processes,
     parse_list,
@@ -68,6 +79,7 @@ OFFICIAL_CPU_PEAK_MIB = {
     ("denoise", 512): 2366,
 }
 RESULT_KEY = ("device", "config", "size", "path", "precision", "threads", "env")
+READY = "BENCHMARK-READY"
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
@@ -168,7 +180,9 @@ def configure_device(device: torch.device, precision: str) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def worker(spec: dict) -> dict:
+def prepare_case(spec: dict):
+    """Builds the case's model and input; returns (timed_run, result) where `timed_run()` runs the path once and
+    returns its seconds, and `result(warmup_s, latencies)` the row."""
     from mprnet_hf.models.mprnet.inference import autocast_context
 
     torch.set_num_threads(spec["threads"])
@@ -199,22 +213,79 @@ def worker(spec: dict) -> dict:
         finite.append(True if spec["path"] == "pipeline" else bool(torch.isfinite(output).all()))
         return elapsed
 
+    def result(warmup_s: list[float], latencies: list[float]) -> dict:
+        row = dict(
+            spec,
+            **summarize_latencies(latencies),
+            warmup_s=[round(value, 3) for value in warmup_s],
+            rss_after_model_mib=round(rss_after_model, 1),
+            peak_rss_mib=round(peak_rss_mib(), 1),
+            finite_output=all(finite),
+        )
+        if device.type == "cuda":
+            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        return row
+
+    return timed_run, result
+
+
+def worker(spec: dict) -> dict:
+    timed_run, result = prepare_case(spec)
     warmup_s = [timed_run() for _ in range(spec["warmup"])]
-    latencies = [timed_run() for _ in range(spec["repeats"])]
-    result = dict(
-        spec,
-        **summarize_latencies(latencies),
-        warmup_s=[round(value, 3) for value in warmup_s],
-        rss_after_model_mib=round(rss_after_model, 1),
-        peak_rss_mib=round(peak_rss_mib(), 1),
-        finite_output=all(finite),
-    )
-    if device.type == "cuda":
-        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return result
+    return result(warmup_s, [timed_run() for _ in range(spec["repeats"])])
+
+
+def serve(spec: dict) -> None:
+    """The interleaved worker: warms up, prints READY, then runs once per line read from stdin and prints the
+    seconds; at the end of stdin it prints its row."""
+    timed_run, result = prepare_case(spec)
+    warmup_s = [timed_run() for _ in range(spec["warmup"])]
+    print(READY, flush=True)
+    latencies = []
+    for _ in sys.stdin:
+        latencies.append(timed_run())
+        print(latencies[-1], flush=True)
+    emit_result(result(warmup_s, latencies))
 
 
 # ---------------------------------------------------------------------------------------------------- parent side
+def start_serving_worker(spec: dict, env: dict) -> subprocess.Popen:
+    command = [sys.executable, "-m", "benchmarks.speed", "--serve", json.dumps(spec)]
+    worker_process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **env}
+    )
+    for line in worker_process.stdout:
+        if line.strip() == READY:
+            return worker_process
+    raise RuntimeError(f"worker {spec} exited with code {worker_process.wait()} before it was ready")
+
+
+def run_interleaved(specs: list[dict], env: dict) -> list[dict]:
+    """Runs the cases of one (config, size, precision) side by side: one long-lived worker per path, warmed up, then
+    `repeats` rounds in which every path runs once, in an order that rotates from round to round. A drift of the
+    machine's speed or another job's load then falls on all paths alike. Each row gets its per-round times
+    (`round_s`); the ratios to the baseline path are taken round by round (see `add_side_by_side_ratios`)."""
+    load_before = load_average()
+    workers = [start_serving_worker(spec, env) for spec in specs]
+    times = [[] for _ in specs]
+    for round_index in range(specs[0]["repeats"]):
+        shift = round_index % len(specs)
+        for index in list(range(len(specs)))[shift:] + list(range(len(specs)))[:shift]:
+            workers[index].stdin.write("run\n")
+            workers[index].stdin.flush()
+            times[index].append(float(workers[index].stdout.readline()))
+    rows = []
+    for worker_process, round_s in zip(workers, times):
+        worker_process.stdin.close()
+        for line in worker_process.stdout:
+            if line.startswith(RESULT_MARKER):
+                row = json.loads(line[len(RESULT_MARKER) :])
+        worker_process.wait()
+        rows.append(dict(row, round_s=[round(value, 3) for value in round_s], interleaved=True))
+        rows[-1].update(load_before=load_before, load_after=load_average())
+    return rows
+
+
 def add_derived_numbers(row: dict, flops: int) -> dict:
     pixels = row["size"] ** 2
     row["conv_gflops"] = round(flops / 1e9, 2)
@@ -247,11 +318,18 @@ def add_side_by_side_ratios(rows: list[dict], run_started: str) -> str:
         return row["device"], row["config"], row["size"], row["precision"], row["threads"], row.get("env", "")
 
     this_run = [row for row in rows if row.get("run_started") == run_started]
-    official = {case(row): row["median_s"] for row in this_run if row["path"] == "official"}
-    eager = {case(row): row["median_s"] for row in this_run if row["path"] == "eager"}
+    official = {case(row): row for row in this_run if row["path"] == "official"}
+    eager = {case(row): row for row in this_run if row["path"] == "eager"}
     for row in this_run:
         baseline = official.get(case(row)) or eager.get(case(row))
-        row["x_side_by_side"] = round(baseline / row["median_s"], 3) if baseline else None
+        if baseline is None:
+            row["x_side_by_side"] = None
+        elif row.get("interleaved") and baseline.get("interleaved"):
+            # Round by round: both ran within seconds of each other, so the machine's drift cancels.
+            paired = [base / value for base, value in zip(baseline["round_s"], row["round_s"])]
+            row["x_side_by_side"] = round(statistics.median(paired), 3)
+        else:
+            row["x_side_by_side"] = round(baseline["median_s"] / row["median_s"], 3)
     if official:
         return "the official code (--official), run in this run"
     return (
@@ -300,10 +378,20 @@ def main(argv=None):
         "e.g. THP_MEM_ALLOC_ENABLE=1 (recorded with the row)",
     )
     parser.add_argument("--official", help="folder holding the official MPRNet.py, for the 'official' path")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="run the paths of each case side by side, taking turns round by round (ratios paired per round); "
+        "the way to compare paths on a machine whose speed drifts or that other jobs share",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         emit_result(worker(json.loads(args.worker)))
+        return
+    if args.serve:
+        serve(json.loads(args.serve))
         return
 
     from mprnet_hf import MPRNetConfig
@@ -340,8 +428,8 @@ def main(argv=None):
         for size in sizes:
             flops = count_conv_flops(MPRNetConfig.for_task(config_name), size, size)
             for precision in precisions:
-                for path in paths:
-                    spec = dict(
+                specs = [
+                    dict(
                         device=args.device,
                         config=config_name,
                         size=size,
@@ -353,13 +441,20 @@ def main(argv=None):
                         env=args.env,
                         official=args.official,
                     )
-                    row = add_derived_numbers(
-                        run_worker("benchmarks.speed", spec, timeout=args.timeout, env=worker_env), flops
-                    )
+                    for path in paths
+                ]
+                if args.interleave:
+                    case_rows = run_interleaved(specs, worker_env)
+                else:
+                    case_rows = [
+                        run_worker("benchmarks.speed", spec, timeout=args.timeout, env=worker_env) for spec in specs
+                    ]
+                for row in case_rows:
+                    row = add_derived_numbers(row, flops)
                     row["run_started"] = meta["started_utc"]
                     new_rows.append(row)
                     print(
-                        f"{config_name} {size}x{size} {path} {precision}: median {row['median_s']:.3f} s, "
+                        f"{config_name} {size}x{size} {row['path']} {precision}: median {row['median_s']:.3f} s, "
                         f"peak RSS {row['peak_rss_mib']:.0f} MiB, load {row['load_before']}",
                         flush=True,
                     )

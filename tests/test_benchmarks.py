@@ -1,0 +1,53 @@
+"""The side-by-side speed benchmark's own logic: interleaved workers and per-round ratios."""
+
+import pytest
+
+from benchmarks.speed import add_side_by_side_ratios, run_interleaved
+
+
+def row(path, median_s, round_s=None, run="now"):
+    case = dict(device="cpu", config="deblur", size=256, precision="fp32", threads=2, env="", run_started=run)
+    interleaved = {"interleaved": True, "round_s": round_s} if round_s else {}
+    return dict(case, path=path, median_s=median_s, **interleaved)
+
+
+def test_interleaved_ratios_are_taken_round_by_round():
+    # Round 2 ran while the machine was slow for both: its pair says 1.33, where the medians alone say 1.0.
+    official = row("official", 12.0, [10.0, 40.0, 12.0])
+    library = row("library", 12.0, [5.0, 30.0, 12.0])
+    baseline = add_side_by_side_ratios([official, library], "now")
+    assert baseline.startswith("the official code")
+    assert library["x_side_by_side"] == pytest.approx(1.333, abs=1e-3)
+    assert official["x_side_by_side"] == 1.0
+
+
+def test_rows_of_separate_processes_compare_medians_and_other_runs_are_left_alone():
+    eager, library, older = row("eager", 12.0), row("library", 8.0), row("library", 1.0, run="before")
+    baseline = add_side_by_side_ratios([eager, library, older], "now")
+    assert baseline.startswith("the eager stand-in")
+    assert library["x_side_by_side"] == 1.5
+    assert "x_side_by_side" not in older
+
+
+def test_interleaved_workers_take_turns_and_report_every_round():
+    specs = [
+        dict(
+            device="cpu",
+            config="derain",
+            size=16,
+            path=path,
+            precision="fp32",
+            threads=1,
+            warmup=0,
+            repeats=3,
+            env="",
+            official=None,
+        )
+        for path in ("eager", "library")
+    ]
+    rows = run_interleaved(specs, env={})
+    assert [row["path"] for row in rows] == ["eager", "library"]
+    for result in rows:
+        assert len(result["round_s"]) == 3 and all(seconds > 0 for seconds in result["round_s"])
+        assert result["interleaved"] and result["finite_output"]
+        assert result["median_s"] == pytest.approx(sorted(result["round_s"])[1], abs=1e-3)
