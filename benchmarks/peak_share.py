@@ -15,10 +15,17 @@ Paths:
                    serving preparation (tiles of 512 and the whole-image statistics pass)
   served_torch     `serving_speed.prepare_for_serving(models, backend="torch")`, then `restore_image` with
                    `serving_tile_size` (channels-last, reused freed memory, tiles only when memory requires)
-  served           the same with onnxruntime (the default backend when installed): the app's and the CLI's path
+  served           the same with onnxruntime (the default backend when installed): what the app and a CLI run over a
+                   folder restore with
+  cli              `mprnet-restore PHOTO --task TASK` for one photo, warm: the command's own preparation once (for a
+                   few photos it serves with PyTorch channels-last), then its per-file step per call
+                   (`cli.restore_file`: decode, tile choice, restore, write the PNG)
+  app              the app's API as a script calls it: app.py's server started in the worker and `gradio_client`
+                   (a PNG uploaded, the restored PNG and stage previews written and sent back), timed once the app's
+                   background ONNX export is ready; `MPRNET_MAX_SECONDS` is raised so that large photos are served
 
-The app and CLI add file decoding and PNG encoding around `restore_image`; register them in `EXTRA_PATHS`
-(name -> function(task, model) returning a function of a PIL photo) to add their rows.
+Other ways of running a model can be registered in `EXTRA_PATHS` (name -> function(task, model) returning a function
+of a PIL photo) to add their rows.
 
     python -m benchmarks.peak_share --sizes 1024 --models deblur,derain,denoise
     python -m benchmarks.peak_share --sizes 512,1024,2048 --paths model_call,served --repeats 1
@@ -48,7 +55,9 @@ from benchmarks.common import (
 )
 
 MODELS = ("deblur", "derain", "denoise")
-PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch", "served")
+PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch", "served", "cli", "app")
+# The app exports its models to ONNX in the background at start-up (minutes each when not cached).
+APP_READY_TIMEOUT_S = 1800
 # Hook for the app's and the CLI's own restore functions: name -> builder(task, model) -> function(PIL image).
 EXTRA_PATHS: dict = {}
 RESULT_KEY = ("model", "size", "path", "threads")
@@ -108,7 +117,76 @@ def build_path(path: str, task: str, model, spec: dict):
             return restore_image(model, photo, tile_size=tile_size, tile_overlap=64)
 
         return served, report
+    if path == "cli":
+        return cli_restore(task, model), None
+    if path == "app":
+        return app_restore(task)
     return EXTRA_PATHS[path](task, model), None
+
+
+def _photo_file(folder: Path):
+    """Writes the benchmark's photo to `folder`/photo.png on first use (the same photo on every call)."""
+    source = folder / "photo.png"
+
+    def saved(photo) -> Path:
+        if not source.exists():
+            photo.save(source)
+        return source
+
+    return saved
+
+
+def cli_restore(task: str, model):
+    import tempfile
+
+    from mprnet_hf import cli
+    from mprnet_hf.serving import max_megapixels
+    from mprnet_hf.speed.serving_speed import prepare_for_serving
+
+    folder = Path(tempfile.mkdtemp(prefix="peak-share-cli-"))
+    saved = _photo_file(folder)
+    args = cli.build_parser().parse_args([str(folder / "photo.png"), "--task", task, "--output", str(folder / "out")])
+    args.max_megapixels = max_megapixels()
+    prepare_for_serving({task: model}, background=False, backend="torch")  # what `cli.run` does for a few photos
+
+    def restore(photo):
+        job = cli.Job(saved(photo), folder / "out" / "photo.png")
+        with torch.inference_mode():
+            cli.restore_file(model, job, args)
+
+    return restore
+
+
+def app_restore(task: str):
+    import os
+    import socket
+    import tempfile
+
+    from gradio_client import Client, handle_file
+
+    os.environ["MPRNET_MAX_SECONDS"] = "100000"  # the app's per-request CPU bound would refuse 2048² photos
+    import app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app.demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH_OPTIONS
+    )
+    deadline = time.monotonic() + APP_READY_TIMEOUT_S
+    while (
+        app.SERVING.backends.get(task) == "torch channels-last"
+        and not any(note.startswith(task) for note in app.SERVING.notes)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(2)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    saved = _photo_file(Path(tempfile.mkdtemp(prefix="peak-share-app-")))
+
+    def restore(photo):
+        return client.predict(handle_file(str(saved(photo))), task, 0, 64, api_name="/restore")
+
+    return restore, app.SERVING
 
 
 def _no_grad(function):
