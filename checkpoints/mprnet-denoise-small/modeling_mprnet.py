@@ -130,12 +130,16 @@ class ChannelAttention(nn.Module):
         """Per-channel weights in (0, 1) from pooled statistics, (batch, channels, 1, 1) or a per-pixel map."""
         return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """`features` gated channel by channel, plus `residual` when given."""
         # Tracers (ONNX export, torch.compile) never see the override: it is a per-call Python object.
         override = None if _tracing() else _STATISTICS_OVERRIDE.get()
         if override is not None:
-            return override.channel_attention(self, features)
-        return features * self.gate(self.pooled(features))
+            gated = override.channel_attention(self, features)
+            return gated if residual is None else gated + residual
+        gate = self.gate(self.pooled(features))
+        # addcmul gates and adds in one pass over the feature map, where `features * gate + residual` makes two.
+        return features * gate if residual is None else torch.addcmul(residual, features, gate)
 
 
 class ChannelAttentionBlock(nn.Module):
@@ -152,7 +156,7 @@ class ChannelAttentionBlock(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         body = self.conv2(self.activation(self.conv1(features)))
-        return self.channel_attention(body) + features
+        return self.channel_attention(body, residual=features)
 
 
 def attention_blocks(config, channels, activation, count, downscale=1) -> nn.Sequential:
