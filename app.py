@@ -29,7 +29,7 @@ from gradio.exceptions import InvalidPathError
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from mprnet_hf.auto import AUTO, auto_message, detect, looks_again_after, next_task
+from mprnet_hf.auto import AUTO, auto_message, detect, run_steps
 from mprnet_hf.data.image_io import Photo, read_image, restore_photo, write_image
 from mprnet_hf.detection import DegradationDetector
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
@@ -291,19 +291,17 @@ def step_previews(steps) -> list[tuple[Image.Image, str]]:
     return previews
 
 
-async def restore_watched(photo: Photo, task: str, tile_size: int, tile_overlap: int, request, progress):
-    """Restores `photo` with the model of `task` in a worker thread, stopping it when the client goes away."""
+async def run_watched(work, request):
+    """Runs `work(request_id)` in a worker thread and stops it, at its next tile, when the client goes away."""
     request_id, stop = uuid.uuid4().hex, threading.Event()
     STOPS[request_id] = stop
-    restoring = asyncio.ensure_future(
-        asyncio.to_thread(restore_on_gpu, photo, task, tile_size, tile_overlap, request_id, progress)
-    )
+    running = asyncio.ensure_future(asyncio.to_thread(work, request_id))
     try:
-        while not restoring.done():
-            await asyncio.wait([restoring], timeout=CLIENT_CHECK_EVERY_S)
+        while not running.done():
+            await asyncio.wait([running], timeout=CLIENT_CHECK_EVERY_S)
             if client_gone(request):
                 stop.set()
-        return restoring.result()
+        return running.result()
     except (asyncio.CancelledError, RequestStopped) as stopped:
         stop.set()  # the worker thread stops at its next tile and frees the CPU or GPU
         if isinstance(stopped, RequestStopped):
@@ -311,6 +309,15 @@ async def restore_watched(photo: Photo, task: str, tile_size: int, tile_overlap:
         raise
     finally:
         STOPS.pop(request_id, None)
+
+
+def restore_auto(photo: Photo, tile_size: int, tile_overlap: int, request_id=None, progress=None):
+    """Auto mode's steps (`auto.run_steps`), each restored in a GPU slot of its own."""
+    return run_steps(
+        photo,
+        lambda current: detect(current.pixels, DETECTOR),
+        lambda task, current: restore_on_gpu(current, task, tile_size, tile_overlap, request_id, progress),
+    )
 
 
 async def restore(image, task, tile_size, tile_overlap, request: gr.Request, progress=gr.Progress()):
@@ -345,20 +352,16 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
 
     started = time.perf_counter()
     if task == AUTO:
-        # auto.run_steps' loop, each step awaited so that a client going away stops it.
-        detections = [await asyncio.to_thread(detect, photo.pixels, DETECTOR)]
-        steps, restored, step_task = [], photo, next_task(detections[0])
-        while step_task is not None:
-            restored, stages = await restore_watched(restored, step_task, tile_size, tile_overlap, request, progress)
-            steps.append((step_task, restored, stages))
-            if not looks_again_after(step_task):
-                break
-            detections.append(await asyncio.to_thread(detect, restored.pixels, DETECTOR))
-            step_task = next_task(detections[-1], after=step_task)
+        steps, detections = await run_watched(
+            lambda request_id: restore_auto(photo, tile_size, tile_overlap, request_id, progress), request
+        )
+        restored = steps[-1][1] if steps else photo
         previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
         summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps))}"
     else:
-        restored, stages = await restore_watched(photo, task, tile_size, tile_overlap, request, progress)
+        restored, stages = await run_watched(
+            lambda request_id: restore_on_gpu(photo, task, tile_size, tile_overlap, request_id, progress), request
+        )
         previews, summary = stage_previews(stages), f"**{task}**:"
     seconds = time.perf_counter() - started
 
