@@ -118,13 +118,20 @@ def parse_args(argv=None):
 
 
 def split_photos(args) -> tuple[list[Path], list[Path], dict]:
-    """(training photos, held-out photos, {left-out photo: (evaluation photo, why)})."""
-    from .data import list_photos
+    """(training photos, held-out photos, {left-out photo: (evaluation photo, why)}). The comparison by pixels takes
+    minutes: its result is kept in --cache-dir."""
+    from .data import list_photos, photo_set_key
     from .overlap import overlapping_photos
 
     photos = list_photos(args.train_dir)
     references = [path for folder in args.exclude_like for path in list_photos(folder)]
-    overlaps = overlapping_photos(photos, references) if references else {}
+    cache = Path(args.cache_dir) / f"overlaps-{photo_set_key(photos)}-{photo_set_key(references)}.json"
+    if cache.is_file():
+        overlaps = {Path(photo): (Path(reference), why) for photo, (reference, why) in json.loads(cache.read_text())}
+    else:
+        overlaps = overlapping_photos(photos, references) if references else {}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps([[str(photo), [str(ref), why]] for photo, (ref, why) in overlaps.items()]))
     for photo, (reference, why) in overlaps.items():
         print(f"left out {photo}: like {reference} ({why})", flush=True)
     kept = [photo for photo in photos if photo not in overlaps]
