@@ -62,11 +62,11 @@ Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks; JPEG compression 
 (the "jpeg" label). Light JPEG compression (quality {light_low}-{light_high}) is applied to
 a share of every kind without changing its label. Photos are clean ({clean:.0%}), singly degraded ({single:.0%})
 or degraded twice ({pair:.0%}), {variants} times per photo (a {region}-pixel region of it, {crops_per_variant} crops
-each). Auto mode looks again at derained and denoised photos, so {second_looks} photos per training photo are
-degraded and then derained and/or denoised by the bundled restoration models and labelled with what remains (rain
-and noise that were restored, and "clean" when nothing remains, are left out of the loss). {train_crops} labelled
-crops, {epochs} epochs, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus {data_minutes:.1f}
-minutes making the crops (seed {seed}). Command:
+each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks} more
+version(s) degraded and then derained and/or denoised by the bundled restoration models and labelled with what
+remains (rain and noise that were restored, and "clean" when nothing remains, are left out of the loss).
+{train_crops} labelled crops, {epochs} epochs, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus
+{data_minutes:.1f} minutes making the crops (seed {seed}). Command:
 
 ```
 {command}
@@ -105,9 +105,9 @@ def parse_args(argv=None):
     parser.add_argument("--holdout-every", type=int, default=8, help="every n-th photo is held out for calibration")
     parser.add_argument("--output-dir", type=Path, default=Path("checkpoints/mprnet-detector"))
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/detector-crops"))
-    parser.add_argument("--variants-per-photo", type=int, default=56)
+    parser.add_argument("--variants-per-photo", type=int, default=36)
     parser.add_argument("--crops-per-variant", type=int, default=6)
-    parser.add_argument("--second-looks-per-photo", type=int, default=2)
+    parser.add_argument("--second-looks-per-photo", type=int, default=1)
     parser.add_argument("--calibration-seeds", type=int, default=3, help="draws per held-out photo and degradation")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
