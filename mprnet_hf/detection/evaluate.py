@@ -5,8 +5,11 @@
 Every photo is degraded with seeded draws over each degradation's whole training range (`detection.data`): single
 degradations, pairs, single degradations saved again as light JPEG (quality 60-95), and clean photos (as they are
 and light JPEG). For each the detector's decision is recorded: the labels it finds and the restorations auto mode
-would run. Then auto mode's PSNR on noisy and shaken photos is compared with every single task and with the
-hand-picked chain (denoise, then deblur).
+would run. Auto mode itself (restorations and second looks) is run on the single-degradation photos whose first look
+asked for the right first step and more, and on `--follow-seeds` draws of each rain and noise photo routed right (does
+the second look add a step?). `--compare-detector` measures another detector on the same degraded photos. Then auto
+mode's PSNR on noisy and shaken photos is compared with every single task and with the hand-picked chain (denoise,
+then deblur).
 """
 
 import argparse
