@@ -63,20 +63,25 @@ def test_bundled_detector_is_a_small_transformers_classifier_with_a_card():
     weights = folder / "model.safetensors"
     assert weights.is_file() and weights.stat().st_size < 4 * 2**20
     card = (folder / "README.md").read_text()
-    for fact in ("data/dev/train", "minutes", "precision", "recall", "python -m mprnet_hf.detection.train"):
+    facts = ("data/photos/train", "held out", "minutes", "precision", "recall", "python -m mprnet_hf.detection.train")
+    for fact in facts:
         assert fact in card
-    assert json.loads((folder / "config.json").read_text())["crop_size"] == 96
+    config = json.loads((folder / "config.json").read_text())
+    assert config["crop_size"] == 96 and set(config["detection_thresholds"]) == set(LABELS)
 
 
 @pytest.mark.parametrize("example, tasks", EXAMPLE_ROUTES, ids=[name for name, _ in EXAMPLE_ROUTES])
 def test_detector_routes_every_kind_of_example(detector, models, example, tasks):
-    """The first look finds the example's degradation and asks for its restoration; a mixed photo's blur shows once
-    it is denoised. OpenCV's photos were JPEGs, so JPEG artefacts may show beside anything (they change no route)."""
+    """The first look finds the example's degradation and asks for its restoration; a mixed photo's blur shows, at the
+    latest, once it is denoised. OpenCV's photos were JPEGs, so JPEG artefacts may show beside anything (they change
+    no route)."""
     image = Image.open(EXAMPLES / example)
     detection = detector.detect(image)
     expected = EXPECTED_LABELS[example.split("/")[0]]
     if example.startswith("auto/"):
-        assert detection.tasks == ["denoise"] and "noise" in detection.found, detection.describe()
+        # Blur under strong noise may show only once the noise is gone: the first look must ask for denoising
+        # first, and the look at the denoised photo for deblurring.
+        assert detection.tasks[:1] == ["denoise"] and "noise" in detection.found, detection.describe()
         denoised = restore_image(models["denoise"], image).image
         assert detector.detect(denoised).tasks == ["deblur"]
     else:

@@ -1,4 +1,4 @@
-"""Labelled photos for the degradation detector: the development photos degraded with the project's own synthetic
+"""Labelled photos for the degradation detector: clean photos degraded with the project's own synthetic
 degradations (`mprnet_hf.data.degradations`), alone, in pairs, JPEG-compressed, or left clean.
 
 A photo's labels are the degradations applied (multi-hot over `LABELS`; "clean" when none). They are applied in the
@@ -77,34 +77,142 @@ def draw_kinds(rng: np.random.Generator) -> tuple[str, ...]:
     return PAIRS[rng.integers(len(PAIRS))]
 
 
+# A training sample reads a region of a photo, not all of it: degrading a whole 1024-pixel photo to cut six crops
+# out of it would spend most of the time on pixels never read. The region is degraded with a margin that is cut
+# away afterwards, so no crop sees a blur mirrored at the region's border; the margin is a whole number of JPEG
+# blocks.
+REGION_SIDE = 320
+REGION_MARGIN = 24
+# Of a few random regions of a photo the most contrasted is read, as the detector reads the most contrasted crops.
+REGION_CANDIDATES = 3
+# Auto mode looks again at the result of deraining and of denoising (`mprnet_hf.auto`): what it must see there is
+# what remains, not the leftovers of the step that ran. (degradations, restorations run before the second look).
+SECOND_LOOKS = (
+    (("rain",), ("derain",)),
+    (("noise",), ("denoise",)),
+    (("noise", "blur"), ("denoise",)),
+    (("noise", "rain"), ("derain",)),
+    (("blur", "rain"), ("derain",)),
+    (("noise", "rain"), ("derain", "denoise")),
+)
+UNDONE_BY = {"derain": "rain", "denoise": "noise"}
+SECOND_LOOK_SIDE = 256
+# The restorations' own border (they see a padded image there) is cut away before the crops are read.
+SECOND_LOOK_MARGIN = 24
+
+
+def second_look_targets(kinds: tuple[str, ...], restorations: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, weights) of a photo degraded by `kinds` and restored by `restorations`: what remains is labelled;
+    the labels undone are left out of the loss (weight 0), since auto mode runs each restoration at most once and
+    what a second look says of leftover streaks or noise changes nothing; so is "clean" when nothing remains (the
+    leftovers may still show)."""
+    undone = {UNDONE_BY[task] for task in restorations}
+    remaining = tuple(kind for kind in kinds if kind not in undone)
+    labels = multi_hot(remaining)
+    weights = np.array([label not in undone for label in LABELS], dtype=np.float32)
+    if not remaining:
+        weights[LABELS.index("clean")] = 0
+    return labels, weights
+
+
+def textured_region(image: torch.Tensor, side: int, rng: np.random.Generator) -> torch.Tensor:
+    """The most contrasted of a few random `side` x `side` regions of `image` (all of it, if smaller)."""
+    _, height, width = image.shape
+    if height <= side and width <= side:
+        return image
+    regions = []
+    for _ in range(REGION_CANDIDATES):
+        top, left = int(rng.integers(0, max(height - side, 0) + 1)), int(rng.integers(0, max(width - side, 0) + 1))
+        regions.append(image[:, top : top + side, left : left + side])
+    return max(regions, key=lambda region: float(region[1, ::4, ::4].std()))
+
+
+def trimmed(pixels: np.ndarray, margin: int) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    if min(height, width) - 2 * margin < CROP_SIZE:
+        return pixels
+    return pixels[margin : height - margin, margin : width - margin]
+
+
+def pick_crops(pixels: np.ndarray, count: int, rng: np.random.Generator, crop: int = CROP_SIZE) -> np.ndarray:
+    """`count` random crops among those the detector would read from `pixels`."""
+    positions = crop_positions(pixels, crop, CROPS_PER_PHOTO)
+    picked = rng.choice(len(positions), size=min(count, len(positions)), replace=False)
+    return cut_crops(pixels, [positions[index] for index in picked], crop)
+
+
+def restore_region(models, pixels: np.ndarray, restorations: tuple[str, ...]) -> np.ndarray:
+    """`pixels` restored by each of `restorations` in turn, through auto mode's own path (8-bit between steps)."""
+    from PIL import Image
+
+    from ..models.mprnet.inference import restore_image
+
+    image = Image.fromarray(pixels)
+    for task in restorations:
+        image = restore_image(models[task], image, tile_size=None).image
+    return np.asarray(image.convert("RGB"))
+
+
 def build_crop_set(
-    folder, variants_per_photo: int, crops_per_variant: int, seed: int, crop: int = CROP_SIZE
-) -> tuple[np.ndarray, np.ndarray]:
-    """(crops (N, crop, crop, 3) uint8, labels (N, len(LABELS)) float32): every photo of `folder` degraded
-    `variants_per_photo` times with drawn conditions, `crops_per_variant` crops of each drawn from those the
-    detector would read."""
+    photos, variants_per_photo: int, crops_per_variant: int, seed: int, second_looks_per_photo: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crops (N, 96, 96, 3) uint8, labels (N, len(LABELS)) float32, loss weights (N, len(LABELS)) float32):
+    every photo degraded `variants_per_photo` times with drawn conditions (a region of it, see `REGION_SIDE`),
+    `crops_per_variant` crops of each drawn from those the detector would read; and `second_looks_per_photo`
+    photos degraded and then restored as auto mode does before it looks again (`SECOND_LOOKS`)."""
     rng = np.random.default_rng(seed)
-    crops, labels = [], []
-    for path in list_photos(folder):
+    models = None
+    crops, labels, weights = [], [], []
+    for photo_index, path in enumerate(photos):
         clean = load_rgb(path)
         for _ in range(variants_per_photo):
             kinds = draw_kinds(rng)
-            pixels = as_rgb_array(apply_degradations(clean, kinds, rng))
-            positions = crop_positions(pixels, crop, CROPS_PER_PHOTO)
-            picked = rng.choice(len(positions), size=min(crops_per_variant, len(positions)), replace=False)
-            crops.append(cut_crops(pixels, [positions[index] for index in picked], crop))
+            region = textured_region(clean, REGION_SIDE + 2 * REGION_MARGIN, rng)
+            pixels = trimmed(as_rgb_array(apply_degradations(region, kinds, rng)), REGION_MARGIN)
+            picked = pick_crops(pixels, crops_per_variant, rng)
+            crops.append(picked)
             labels.append(np.repeat(multi_hot(kinds)[None], len(picked), axis=0))
-    return np.concatenate(crops), np.concatenate(labels)
+            weights.append(np.ones((len(picked), len(LABELS)), dtype=np.float32))
+        for look in range(second_looks_per_photo):
+            if models is None:
+                from ..auto import bundled_models
+
+                models = bundled_models()
+            kinds, restorations = SECOND_LOOKS[(photo_index * second_looks_per_photo + look) % len(SECOND_LOOKS)]
+            region = textured_region(clean, SECOND_LOOK_SIDE + 2 * SECOND_LOOK_MARGIN, rng)
+            degraded = as_rgb_array(apply_degradations(region, kinds, rng))
+            pixels = trimmed(restore_region(models, degraded, restorations), SECOND_LOOK_MARGIN)
+            picked = pick_crops(pixels, crops_per_variant, rng)
+            target, weight = second_look_targets(kinds, restorations)
+            crops.append(picked)
+            labels.append(np.repeat(target[None], len(picked), axis=0))
+            weights.append(np.repeat(weight[None], len(picked), axis=0))
+    return np.concatenate(crops), np.concatenate(labels), np.concatenate(weights)
 
 
-def cached_crop_set(cache_dir, folder, variants_per_photo: int, crops_per_variant: int, seed: int):
-    """`build_crop_set`, kept in `cache_dir` (an .npz per folder and settings) so training again starts at once."""
-    name = f"{Path(folder).name}-v{variants_per_photo}-c{crops_per_variant}-s{seed}.npz"
+def photo_set_key(photos) -> str:
+    """A short digest of which photos (by name and size) a crop set was made from, for its cache file's name."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in photos:
+        digest.update(f"{Path(path).name}:{Path(path).stat().st_size};".encode())
+    return digest.hexdigest()[:10]
+
+
+def cached_crop_set(
+    cache_dir, photos, variants_per_photo: int, crops_per_variant: int, seed: int, second_looks_per_photo: int = 0
+):
+    """`build_crop_set`, kept in `cache_dir` (an .npz per photo set and settings) so training again starts at once."""
+    name = (
+        f"{photo_set_key(photos)}-v{variants_per_photo}-c{crops_per_variant}-l{second_looks_per_photo}-s{seed}"
+        f"-r{REGION_SIDE}.npz"
+    )
     path = Path(cache_dir) / name
     if path.is_file():
         with np.load(path) as stored:
-            return stored["crops"], stored["labels"]
-    crops, labels = build_crop_set(folder, variants_per_photo, crops_per_variant, seed)
+            return stored["crops"], stored["labels"], stored["weights"]
+    crops, labels, weights = build_crop_set(photos, variants_per_photo, crops_per_variant, seed, second_looks_per_photo)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, crops=crops, labels=labels)
-    return crops, labels
+    np.savez(path, crops=crops, labels=labels, weights=weights)
+    return crops, labels, weights

@@ -5,8 +5,11 @@
 Every photo is degraded with seeded draws over each degradation's whole training range (`detection.data`): single
 degradations, pairs, single degradations saved again as light JPEG (quality 60-95), and clean photos (as they are
 and light JPEG). For each the detector's decision is recorded: the labels it finds and the restorations auto mode
-would run. Then auto mode's PSNR on noisy and shaken photos is compared with every single task and with the
-hand-picked chain (denoise, then deblur).
+would run. Auto mode itself (restorations and second looks) is run on the single-degradation photos whose first look
+asked for the right first step and more, and on `--follow-seeds` draws of each rain and noise photo routed right (does
+the second look add a step?). `--compare-detector` measures another detector on the same degraded photos. Then auto
+mode's PSNR on noisy and shaken photos is compared with every single task and with the hand-picked chain (denoise,
+then deblur).
 """
 
 import argparse
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
+from ..auto import looks_again_after
 from ..models.mprnet.configuration_mprnet import TASKS
 from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
 from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array
@@ -45,32 +49,47 @@ def decision(found: list[str]) -> str:
     return found[0] if found else "clean"
 
 
-def evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg):
-    records, seconds = [], []
+def worth_following(group: str, kinds, tasks: list[str], seed: int, follow_seeds: int) -> bool:
+    """Whether auto mode itself should be run on a single-degradation photo: its first look asked for the right
+    first step and more (does the second look stop there?), or it was routed right and its step is followed by a
+    second look (`follow_seeds` draws of each photo: does that look add a step?)."""
+    right = right_tasks(kinds)
+    if group != "single" or not right:
+        return False
+    if tasks != right:
+        return tasks[:1] == right
+    return seed < follow_seeds and looks_again_after(right[0])
+
+
+def evaluate_detectors(detectors, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0):
+    """Each detector's records (and detection times) on the same degraded photos, degraded once for all."""
+    records, seconds = [[] for _ in detectors], [[] for _ in detectors]
     for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
         for photo_index, path in enumerate(photos):
             clean = load_rgb(path)
             for seed in range(seeds):
                 rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
                 degraded = as_rgb_array(apply_degradations(clean, kinds, rng, light_jpeg_share=light_share))
-                started = time.perf_counter()
-                detection = detector.detect(degraded)
-                seconds.append(time.perf_counter() - started)
-                record = {
-                    "group": group,
-                    "kinds": kinds,
-                    "found": detection.found,
-                    "tasks": detection.tasks,
-                    "probabilities": detection.probabilities,
-                }
-                if (
-                    group == "single"
-                    and detection.tasks != right_tasks(kinds)
-                    and detection.tasks[:1] == right_tasks(kinds)
-                ):
-                    record["photo"] = degraded  # auto's first step is right: does its second look stop there?
-                records.append(record)
+                for index, detector in enumerate(detectors):
+                    started = time.perf_counter()
+                    detection = detector.detect(degraded)
+                    seconds[index].append(time.perf_counter() - started)
+                    record = {
+                        "group": group,
+                        "kinds": kinds,
+                        "found": detection.found,
+                        "tasks": detection.tasks,
+                        "probabilities": detection.probabilities,
+                    }
+                    if worth_following(group, kinds, detection.tasks, seed, follow_seeds):
+                        record["photo"] = degraded
+                    records[index].append(record)
     return records, seconds
+
+
+def evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0):
+    records, seconds = evaluate_detectors([detector], photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds)
+    return records[0], seconds[0]
 
 
 def condition_name(record) -> str:
@@ -115,8 +134,8 @@ def per_label_table(records) -> str:
 
 
 def follow_auto(records, detector) -> None:
-    """Runs auto mode itself (restorations and second looks) on the photos whose first look asked for the right
-    first step and more; records the steps it ran."""
+    """Runs auto mode itself (restorations and second looks) on the photos `worth_following`; records the steps it
+    ran."""
     from PIL import Image
 
     from ..auto import bundled_models, restore_image_auto
@@ -128,20 +147,39 @@ def follow_auto(records, detector) -> None:
             record["auto_steps"] = list(restored.steps)
 
 
-def routing_summary(records) -> str:
+def routing_summary(records, follow_seeds: int, auto_followed: bool = True) -> str:
+    """The routing of single degradations (first look, and auto mode's when `auto_followed`) and of pairs."""
     singles = [record for record in records if record["group"] == "single" and record["kinds"][0] != "jpeg"]
     right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in singles)
     followed = [record for record in singles if "auto_steps" in record]
-    auto_right = right + sum(record["auto_steps"] == right_tasks(record["kinds"]) for record in followed)
+    extra = [record for record in followed if record["tasks"] != right_tasks(record["kinds"])]
+    checked = [record for record in followed if record["tasks"] == right_tasks(record["kinds"])]
+    auto_right = sum(
+        record["auto_steps" if "auto_steps" in record else "tasks"] == right_tasks(record["kinds"])
+        for record in singles
+    )
+    kept = sum(record["auto_steps"] == right_tasks(record["kinds"]) for record in checked)
     pairs = [record for record in records if record["group"] == "pair"]
     both = sum(set(record["kinds"]) <= set(record["found"]) for record in pairs)
     pair_right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in pairs)
+    second_looks = (
+        f" Of the {len(checked)} rain and noise photos routed right by the first look and followed through auto mode "
+        f"(the first {follow_seeds} draws of each photo), {kept} kept to their one step."
+        if follow_seeds
+        else ""
+    )
+    count = f"{right}/{len(singles)} ({right / len(singles):.1%})"
+    lead = "Single blur, noise or rain routed to exactly the right restoration by the detector's first look"
+    if auto_followed:
+        first_look = (
+            f"{lead}: {count}; by auto mode, which looks again after each step (run on the {len(extra)} photos whose "
+            f"first look asked for the right first step and more, and on the {len(checked)} below): "
+            f"**{auto_right}/{len(singles)} ({auto_right / len(singles):.1%})**.{second_looks}"
+        )
+    else:
+        first_look = f"{lead}: **{count}** (auto mode itself, with its second looks, was not run here)."
     return (
-        f"Single blur, noise or rain routed to exactly the right restoration by the detector's first look: "
-        f"{right}/{len(singles)} ({right / len(singles):.1%}); by auto mode, which looks again after each step "
-        f"(run on the {len(followed)} photos whose first look asked for the right first step and more): "
-        f"**{auto_right}/{len(singles)} ({auto_right / len(singles):.1%})**. Pairs with both degradations found: "
-        f"{both}/{len(pairs)} "
+        f"{first_look} Pairs with both degradations found: {both}/{len(pairs)} "
         f"({both / len(pairs):.0%}); pairs given exactly the right restorations: {pair_right}/{len(pairs)} "
         f"({pair_right / len(pairs):.0%})."
     )
@@ -196,31 +234,53 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
     )
 
 
+def report(records, seconds, photos, follow_seeds: int, auto_followed: bool, title: str) -> None:
+    print(f"### {title} on {len(photos)} validation photos ({len(records)} degraded versions)\n")
+    print(routing_summary(records, follow_seeds, auto_followed) + "\n")
+    print(confusion_table(records) + "\n")
+    print(per_label_table(records) + "\n")
+    print(
+        f"Detection time per photo here ({torch.get_num_threads()} threads): median {np.median(seconds) * 1000:.0f} "
+        "ms.\n"
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--val-dir", type=Path, default=Path("data/dev/val"))
     parser.add_argument("--detector", help="detector folder (default: the bundled one)")
+    parser.add_argument("--compare-detector", help="another detector folder, measured on the same degraded photos")
     parser.add_argument("--seeds-single", type=int, default=20, help="draws per photo of each single degradation")
     parser.add_argument("--seeds-pair", type=int, default=4)
     parser.add_argument("--seeds-light-jpeg", type=int, default=4)
+    parser.add_argument(
+        "--follow-seeds", type=int, default=2, help="rain and noise draws per photo routed right to follow through auto"
+    )
+    parser.add_argument(
+        "--first-look-only", action="store_true", help="do not run auto mode itself (its restorations take long)"
+    )
     parser.add_argument("--mixed-seeds", type=int, default=2, help="noisy and shaken draws per photo (0: skip)")
     parser.add_argument("--mixed-side", type=int, default=256)
     args = parser.parse_args(argv)
-    detector = DegradationDetector.from_pretrained(args.detector)
+    detectors = [DegradationDetector.from_pretrained(args.detector)]
+    if args.compare_detector:
+        detectors.append(DegradationDetector.from_pretrained(args.compare_detector))
     photos = list_photos(args.val_dir)
-    records, seconds = evaluate_detector(detector, photos, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg)
-    follow_auto(records, detector)
-    print(f"### Detector on {len(photos)} validation photos ({len(records)} degraded versions)\n")
-    print(routing_summary(records) + "\n")
-    print(confusion_table(records) + "\n")
-    print(per_label_table(records) + "\n")
-    print(
-        f"Detection time per photo here (photos of 0.2-0.5 megapixels, {torch.get_num_threads()} threads): "
-        f"median {np.median(seconds) * 1000:.0f} ms.\n"
+    follow_seeds = 0 if args.first_look_only else args.follow_seeds
+    all_records, all_seconds = evaluate_detectors(
+        detectors, photos, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, follow_seeds
     )
+    titles = ["Detector", f"Compared detector ({args.compare_detector})"]
+    for detector, records, seconds, title in zip(detectors, all_records, all_seconds, titles):
+        if args.first_look_only:
+            for record in records:
+                record.pop("photo", None)
+        else:
+            follow_auto(records, detector)
+        report(records, seconds, photos, follow_seeds, not args.first_look_only, title)
     if args.mixed_seeds:
         print("### Auto mode on mixed noise + blur\n")
-        print(mixed_comparison(detector, photos, args.mixed_seeds, args.mixed_side))
+        print(mixed_comparison(detectors[0], photos, args.mixed_seeds, args.mixed_side))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""What the degradation detector is trained and calibrated from: training photos that share content with evaluation
+photos are found by their pixels, second-look samples are labelled with what remains, per-label thresholds are chosen
+from held-out records and read back from a checkpoint's config."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import ResNetForImageClassification
+
+from conftest import REPO_ROOT
+from mprnet_hf.detection import LABELS, DegradationDetector, Detection, detector_config
+from mprnet_hf.detection.calibrate import choose_thresholds, routed_right_count
+from mprnet_hf.detection.data import build_crop_set, second_look_targets
+from mprnet_hf.detection.overlap import overlapping_photos
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CLEAN = REPO_ROOT / "examples" / "clean"
+
+
+def test_a_cropped_and_resized_copy_of_an_evaluation_photo_is_found(tmp_path):
+    coffee = Image.open(CLEAN / "coffee.png").convert("RGB").resize((768, 513), Image.Resampling.BICUBIC)
+    coffee.save(tmp_path / "evaluation.png")
+    coffee.crop((100, 60, 700, 480)).resize((450, 315), Image.Resampling.BOX).save(tmp_path / "renamed_crop.png")
+    coffee.resize((600, 401)).save(tmp_path / "same.jpg", quality=80)
+    overlaps = overlapping_photos(
+        [tmp_path / "renamed_crop.png", tmp_path / "same.jpg", CLEAN / "monarch.png"],
+        [tmp_path / "evaluation.png", CLEAN / "building.png"],
+    )
+    assert set(overlaps) == {tmp_path / "renamed_crop.png", tmp_path / "same.jpg"}
+    assert all(reference == tmp_path / "evaluation.png" for reference, _why in overlaps.values())
+    assert "keypoints agree" in overlaps[tmp_path / "renamed_crop.png"][1]
+
+
+def test_second_looks_label_what_remains_and_leave_out_what_was_restored():
+    labels, weights = second_look_targets(("noise", "blur"), ("denoise",))
+    assert dict(zip(LABELS, labels)) == {"blur": 1, "noise": 0, "rain": 0, "jpeg": 0, "clean": 0}
+    assert dict(zip(LABELS, weights)) == {"blur": 1, "noise": 0, "rain": 1, "jpeg": 1, "clean": 1}
+    labels, weights = second_look_targets(("rain",), ("derain",))
+    assert labels[LABELS.index("blur")] == labels[LABELS.index("noise")] == 0
+    assert weights[LABELS.index("rain")] == weights[LABELS.index("clean")] == 0
+    assert weights[LABELS.index("blur")] == weights[LABELS.index("noise")] == 1
+
+
+def test_crop_set_reads_native_scale_crops_of_degraded_regions_and_second_looks():
+    photos = [CLEAN / "coffee.png"]
+    crops, labels, weights = build_crop_set(photos, variants_per_photo=3, crops_per_variant=2, seed=0)
+    assert crops.shape == (6, 96, 96, 3) and crops.dtype == np.uint8
+    assert labels.shape == weights.shape == (6, len(LABELS)) and (weights == 1).all()
+    assert (labels.sum(axis=1) >= 1).all()  # every crop is degraded by something or clean
+    crops, labels, weights = build_crop_set(photos, 1, 2, seed=0, second_looks_per_photo=1)
+    assert len(crops) == 4 and (weights[2:, LABELS.index("rain")] == 0).all()  # a derained photo: rain left out
+
+
+def test_thresholds_are_chosen_to_route_held_out_photos_right():
+    faint_rain = {"blur": 0.05, "noise": 0.05, "rain": 0.4, "jpeg": 0.1, "clean": 0.3}
+    clean = {"blur": 0.05, "noise": 0.05, "rain": 0.1, "jpeg": 0.1, "clean": 0.9}
+    records = [{"kinds": ("rain",), "probabilities": faint_rain}] * 5 + [{"kinds": (), "probabilities": clean}] * 5
+    thresholds = choose_thresholds(records)
+    assert 0.1 < thresholds["rain"] <= 0.4 and thresholds["blur"] == thresholds["noise"] == 0.5
+    assert routed_right_count(records, thresholds) == 10 > routed_right_count(records, dict.fromkeys(LABELS, 0.5))
+
+
+def test_per_label_thresholds_are_read_from_the_checkpoint(tmp_path):
+    probabilities = {"blur": 0.1, "noise": 0.1, "rain": 0.35, "jpeg": 0.45, "clean": 0.2}
+    assert Detection(probabilities).found == []
+    assert Detection(probabilities, {"rain": 0.3, "jpeg": 0.5}).found == ["rain"]
+    config = detector_config()
+    config.detection_thresholds = {"rain": 0.3}
+    ResNetForImageClassification(config).save_pretrained(tmp_path)
+    assert DegradationDetector.from_pretrained(tmp_path).threshold["rain"] == 0.3
+    assert DegradationDetector.from_pretrained(tmp_path, threshold=0.5).threshold == 0.5
+    config.detection_thresholds = {"rain": 1.5}
+    with pytest.raises(ValueError, match="detection_thresholds must map labels"):
+        DegradationDetector(ResNetForImageClassification(config))
