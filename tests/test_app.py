@@ -132,7 +132,7 @@ def test_auto_names_both_degradations_runs_both_steps_and_raises_psnr(client):
     assert after > before, f"auto made the photo worse: {before:.2f} -> {after:.2f} dB"
 
 
-# building_rain, not fruits_rain: once derained, fruits_rain looks noisy to the detector (noise 0.66), so auto mode
+# building_rain, not fruits_rain: once derained, fruits_rain looks noisy to the detector (noise 0.63), so auto mode
 # also denoises it (docs/DETECTION.md counts how often a second look adds a step).
 @pytest.mark.parametrize("example, word", [("derain/building_rain", "rain"), ("denoise/squirrel_noise", "noise")])
 def test_auto_names_a_single_degradation_and_shows_its_stages(client, example, word):
