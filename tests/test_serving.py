@@ -4,6 +4,7 @@ request, against hand-computed values."""
 
 import math
 import re
+import time
 import warnings
 
 import pytest
@@ -159,6 +160,7 @@ def test_other_payloads_are_refused_with_one_message(uploads, payload):
 def test_served_urls_give_the_local_path():
     assert served_file_path("https://host/gradio_api/file=/tmp/a%20b.png") == "/tmp/a b.png"
     assert served_file_path("http://host/prefix/gradio_api/file=/tmp/x.png") == "/tmp/x.png"
+    assert served_file_path("http://host/gradio_api/file=/up/gradio_api/file=x") == "/up/gradio_api/file=x"
     for url in ("https://host/file=/tmp/x.png", "file:///gradio_api/file=/tmp/x.png", "/gradio_api/file=/tmp/x"):
         with pytest.raises(ValueError, match=re.escape(UPLOAD_REFUSED)):
             served_file_path(url)
@@ -175,11 +177,13 @@ def test_uploads_are_opened_fully_decoded(tmp_path):
 
 def test_animations_are_read_at_their_first_frame_and_say_so(tmp_path):
     path = tmp_path / "anim.gif"
-    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(path, save_all=True, append_images=frames[1:])
     image, notes = open_image_file(path)
     assert image.tell() == 0 and image.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
-    assert notes == ["'anim.gif' is animated (3 frames); only the first frame was restored."]
+    assert notes == ["'anim.gif' is animated (2 frames); only the first frame was restored."]
+    Image.new("RGB", (8, 8)).save(tmp_path / "still.gif")
+    assert open_image_file(tmp_path / "still.gif")[1] == []
 
 
 def test_bad_uploads_get_a_message_saying_what_to_do(tmp_path):
@@ -241,8 +245,15 @@ def test_flops_are_counted_per_pixel():
 
 
 def test_seconds_per_megapixel_are_measured(tiny_model):
+    image = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        tiny_model(image)
+        started = time.perf_counter()
+        tiny_model(image)
+        once = (time.perf_counter() - started) / (64 * 64 / 1e6)
     seconds = measured_seconds_per_megapixel(tiny_model, side=64, repeats=2)
-    assert 0 < seconds < 1000
+    # The best of two calls against one call timed here: the same rate, within what a shared machine varies.
+    assert once / 5 < seconds < once * 5
 
 
 def test_a_request_costs_seconds_per_pass_over_its_megapixels(tiny_model):
