@@ -506,3 +506,82 @@ def test_degrade_is_the_tasks_degradation_then_maybe_jpeg():
             rng = np.random.default_rng(seed)
             expected = maybe_jpeg(degradation(image, rng), rng, 0.5)
             torch.testing.assert_close(degrade(image, task, seed, jpeg_share=0.5), expected, atol=0, rtol=0)
+
+
+def test_rain_of_given_parameters_and_no_drops():
+    image = photo_like(48, 40)
+    rng = np.random.default_rng(11)
+    expected = image
+    for _ in range(1 + int(rng.random() < 0.4)):
+        drops = (rng.random((48, 40)) < 0.01) * rng.uniform(0.4, 1.0, (48, 40))
+        streaks = blur(torch.from_numpy(drops.astype(np.float32))[None], line_kernel(12, 20, 1.2))
+        expected = 1 - (1 - expected) * (1 - 0.7 * (streaks / streaks.amax()).clamp(0, 1))
+    rainy = add_rain(
+        image, np.random.default_rng(11), density=0.01, length=12, angle=20, streak_width=1.2, brightness=0.7
+    )
+    torch.testing.assert_close(rainy, expected, atol=1e-6, rtol=0)
+    no_drops = add_rain(image, np.random.default_rng(0), density=0.0)
+    torch.testing.assert_close(no_drops, image, atol=1e-7, rtol=0)  # no drop, no streak (and no 0 / 0)
+
+
+# What the validation sets and benchmarks were degraded with (`validation_pairs` degrades photo i with seed i): the
+# recorded PSNRs of docs/EVALUATION.md and the training logs compare models on exactly these inputs, so a change to
+# any degradation (a range, a probability, a kernel) must come with re-measured tables, and with new values here.
+# Each entry: mean, standard deviation and ramp-weighted mean of degrade(photo_like(40, 36), task, seed), seeds 0-5.
+RECORDED_DEGRADATIONS = {
+    "deblur": [
+        [0.48756, 0.146961, 0.247091],
+        [0.4868, 0.121066, 0.246419],
+        [0.48782, 0.104819, 0.246277],
+        [0.4871, 0.129816, 0.246735],
+        [0.488273, 0.145134, 0.247453],
+        [0.487683, 0.137283, 0.247088],
+    ],
+    "derain": [
+        [0.553377, 0.172137, 0.282853],
+        [0.586336, 0.167715, 0.296922],
+        [0.685409, 0.140649, 0.344957],
+        [0.632117, 0.15365, 0.333961],
+        [0.68514, 0.143098, 0.358626],
+        [0.612663, 0.156649, 0.304989],
+    ],
+    "denoise": [
+        [0.48685, 0.164085, 0.247348],
+        [0.483796, 0.175002, 0.245925],
+        [0.487186, 0.171828, 0.246868],
+        [0.487804, 0.164009, 0.247587],
+        [0.483254, 0.199257, 0.243821],
+        [0.481332, 0.243371, 0.244598],
+    ],
+}
+# Second moments (rows^2, columns^2, rows x columns about the centre) of the 33 x 33 training shake kernels, seeds 0-1.
+RECORDED_SHAKES = {
+    "smooth": [[0.5811, 1.0325, -0.2222], [3.5215, 17.2317, -1.3857]],
+    "jerky": [[3.0013, 1.3718, -1.3224], [0.6373, 0.9369, 0.0361]],
+    "reversal": [[16.6058, 22.9524, -1.3378], [3.345, 2.1636, 2.0121]],
+}
+
+
+def summary(image: torch.Tensor) -> list[float]:
+    image = image.double()
+    height, width = image.shape[-2:]
+    ramp = torch.arange(height * width, dtype=torch.float64).reshape(height, width) / (height * width)
+    return [image.mean().item(), image.std().item(), (image * ramp).mean().item()]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_same_seed_degrades_as_when_the_quality_tables_were_measured(task):
+    image = photo_like(40, 36)
+    measured = [summary(degrade(image, task, seed)) for seed in range(6)]
+    # 1e-5: a few 8-bit JPEG levels rounding the other way on another CPU; any change of a degradation moves more.
+    np.testing.assert_allclose(measured, RECORDED_DEGRADATIONS[task], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("style", TRAJECTORY_STYLES)
+def test_the_same_seed_shakes_as_when_the_quality_tables_were_measured(style):
+    rows, columns = np.mgrid[:33, :33] - 16.0
+    moments = []
+    for seed in range(2):
+        kernel = motion_blur_kernel(33, np.random.default_rng(seed), style=style).astype(np.float64)
+        moments.append([(kernel * rows**2).sum(), (kernel * columns**2).sum(), (kernel * rows * columns).sum()])
+    np.testing.assert_allclose(moments, RECORDED_SHAKES[style], atol=1e-3, rtol=0)
