@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,8 @@ from mprnet_hf.models.mprnet.inference import (
 )
 from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetOutput
 from mprnet_hf.models.mprnet.whole_image_statistics import owned_spans
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -303,3 +306,32 @@ def test_auto_mode_comes_from_the_installed_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "mprnet_hf.auto", None)  # a model folder's remote code without the package
     with pytest.raises(ValueError, match=re.escape("task='auto' needs the mprnet_hf package (pip install mprnet-hf)")):
         auto_module()
+
+
+def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
+    """A noisy example through task="auto", with tiny models for every task: each step tiles as asked (the tile
+    grid and the statistics passes show in the progress counts), and the pixel limit and precision reach it."""
+    from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
+    from mprnet_hf.models.mprnet.inference import tile_starts
+
+    models = dict.fromkeys(TASKS, tiny_model)
+    with Image.open(REPO_ROOT / "examples" / "denoise" / "monarch_noise.png") as photo:
+        photo = photo.convert("RGB")
+    totals = []
+    restored = restore_image(
+        models,
+        photo,
+        task="auto",
+        tile_size=64,
+        tile_overlap=8,
+        statistics_passes=2,
+        progress=lambda done, total: totals.append(total),
+        max_megapixels=0.05,
+    )
+    assert restored.steps and restored.steps[0] == "denoise" and restored.image.size == photo.size
+    tiles = len(tile_starts(171, 64, 8)) * len(tile_starts(256, 64, 8))
+    assert totals and set(totals) == {tiles * 3}
+    with pytest.raises(ValueError, match=re.escape("above the limit of 0.04 megapixels")):
+        restore_image(models, photo, task="auto", max_megapixels=0.04)
+    with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):
+        restore_image(models, photo, task="auto", precision="fp16")
