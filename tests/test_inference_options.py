@@ -331,6 +331,16 @@ def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
     assert restored.steps and restored.steps[0] == "denoise" and restored.image.size == photo.size
     tiles = len(tile_starts(171, 64, 8)) * len(tile_starts(256, 64, 8))
     assert totals and set(totals) == {tiles * 3}
+    totals.clear()
+    restore_image(
+        tiny_model,
+        photo,
+        tile_size=64,
+        tile_overlap=8,
+        statistics_passes=2,
+        progress=lambda done, total: totals.append(total),
+    )
+    assert totals == [tiles * 3] * (tiles * 3)  # the same options without auto mode
     with pytest.raises(ValueError, match=re.escape("above the limit of 0.04 megapixels")):
         restore_image(models, photo, task="auto", max_megapixels=0.04)
     with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):
