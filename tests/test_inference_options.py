@@ -102,6 +102,8 @@ def test_tile_size_from_memory_is_hand_computed(tiny_model):
     # A budget of a 700 x 700 restore: tiles of 640 (rounded down to a multiple of 64).
     budget_700 = 700**2 * TINY_PEAK_BYTES_PER_PIXEL / 0.4
     assert choose_tile_size(tiny_model, 1000, 800, available_bytes=budget_700) == 640
+    budget_844 = 844**2 * TINY_PEAK_BYTES_PER_PIXEL / 0.4  # 844 = 13 x 64 + 12: 832, not 12 x 64
+    assert choose_tile_size(tiny_model, 1000, 900, available_bytes=budget_844) == 832
     assert choose_tile_size(tiny_model, 1000, 800, available_bytes=1) == 256  # never below 256
     # Without a figure it asks the model's device: this machine fits a small image whole.
     assert choose_tile_size(tiny_model, 70, 90) is None
@@ -292,6 +294,17 @@ def test_restore_image_returns_every_stage_as_an_image():
     assert np.array_equal(np.asarray(restored.image), np.asarray(restored.stages[-1]))
 
 
+def test_restore_image_gives_the_result_in_the_inputs_mode():
+    rgba = np.random.default_rng(5).integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    restored = restore_image(ScaledRestorer(), Image.fromarray(rgba, "RGBA"))
+    assert restored.input_mode == "RGBA" and restored.image.mode == "RGBA"
+    assert np.array_equal(np.asarray(restored.image)[..., 3], rgba[..., 3])  # the alpha comes back untouched
+    np.testing.assert_allclose(np.asarray(restored.image)[..., :3], rgba[..., :3] * 0.75, atol=0.5 + 1e-3)
+    assert all(stage.mode == "RGB" for stage in restored.stages)
+    grey = restore_image(ScaledRestorer(), Image.new("L", (9, 7), 200))
+    assert grey.image.mode == "L" and np.asarray(grey.image).max() == 150
+
+
 def test_restore_image_refuses_unknown_tasks():
     with pytest.raises(
         ValueError, match=re.escape("Unknown task 'dehaze': 'auto', or the model's own task (deblur, derain, denoise)")
@@ -329,6 +342,9 @@ def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
         max_megapixels=0.05,
     )
     assert restored.steps and restored.steps[0] == "denoise" and restored.image.size == photo.size
+    # The first step is the given model's restore (not a bundled model's), with the options given.
+    denoised = restore_image(tiny_model, photo, tile_size=64, tile_overlap=8, statistics_passes=2).image
+    assert np.array_equal(np.asarray(restored.step_images[0]), np.asarray(denoised))
     tiles = len(tile_starts(171, 64, 8)) * len(tile_starts(256, 64, 8))
     assert totals and set(totals) == {tiles * 3}
     totals.clear()
