@@ -70,9 +70,12 @@ def test_each_precision_gets_its_autocast():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no CUDA here: torch warns that it disables the context
         fp16 = autocast_context(torch.device("cuda"), "fp16")
+        cuda_bf16 = autocast_context(torch.device("cuda"), "bf16")
     assert isinstance(fp16, torch.autocast) and fp16.device == "cuda" and fp16.fast_dtype == torch.float16
-    with pytest.raises(ValueError, match=re.escape("fp16 autocast is only supported on GPU; use bf16 on CPU")):
+    assert cuda_bf16.fast_dtype == torch.bfloat16  # not CUDA autocast's default of fp16
+    with pytest.raises(ValueError) as refused:
         autocast_context(torch.device("cpu"), "fp16")
+    assert str(refused.value) == "fp16 autocast is only supported on GPU; use bf16 on CPU"
     with pytest.raises(ValueError, match=re.escape("precision must be one of fp32, bf16, fp16, got 'fp8'")):
         autocast_context(torch.device("cpu"), "fp8")
 
