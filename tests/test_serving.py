@@ -271,6 +271,11 @@ def test_a_request_costs_seconds_per_pass_over_its_megapixels(tiny_model):
 def test_a_request_over_its_budget_is_refused_naming_the_largest_size(tiny_model):
     bound = CostBound(budget_s=10.0, seconds_per_megapixel=10.0)
     bound.check(tiny_model, 1000, 1000, None, "here")  # exactly the budget
+    bound.check(tiny_model, 1000, 800, None, "here")
+    with pytest.raises(ValueError, match=re.escape("1000x800 (0.8 megapixels): restoring it would take longer")):
+        bound.check(tiny_model, 1000, 800, 512, "here")  # in tiles: a statistics pass as well, 16 s
+    with pytest.raises(ValueError, match=re.escape("The image is 1000x750 (0.8 megapixels)")):  # 0.75 rounds to even
+        CostBound(budget_s=1.0, seconds_per_megapixel=10.0).check(tiny_model, 1000, 750, None, "here")
     with pytest.raises(ValueError) as refused:
         bound.check(tiny_model, 2000, 1000, 512, "on this server")
     assert str(refused.value) == (
@@ -284,7 +289,7 @@ def test_zerogpu_asks_are_estimated_from_flops_within_the_floor_and_cap():
     bound = zerogpu_cost_bound(ChannelMixer())
     # 2 (margin) * 54 operations per pixel * 1e6 pixels / 50e12 operations per second, after 5 s of start-up.
     assert (bound.budget_s, bound.overhead_s) == (60, 5.0)
-    assert bound.seconds_per_megapixel == pytest.approx(2 * 54e6 / 50e12)
+    assert bound.seconds_per_megapixel == pytest.approx(2 * 54e6 / 50e12, rel=1e-9)
     slow = CostBound(budget_s=60, seconds_per_megapixel=10.0, overhead_s=0.0)
     model = ChannelMixer()
     assert gpu_duration(slow, model, 100, 100, None) == 10  # 0.1 s: the floor
