@@ -115,6 +115,7 @@ def restore(client, path):
     return client.predict(handle_file(str(path)), "denoise", 512, 64, api_name="/restore")
 
 
+@pytest.mark.server
 def test_app_restores_just_under_its_configured_limit_and_refuses_just_over(small_limit_client, tmp_path):
     restored, *_ = restore(small_limit_client, blank_png(tmp_path / "under.png", 100, 100))
     assert Image.open(restored).size == (100, 100)

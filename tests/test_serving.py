@@ -1,0 +1,323 @@
+"""The serving helpers in-process (the app tests drive the same code through a server): which model serves a task,
+numbers from the environment, safe echoes, which payloads name an upload, reading uploads, and the cost of a
+request, against hand-computed values."""
+
+import math
+import re
+import time
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from mprnet_hf.hub.bundled import bundled_checkpoint
+from mprnet_hf.models.mprnet.configuration_mprnet import MPRNetConfig
+from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel, MPRNetOutput
+from mprnet_hf.serving import (
+    UPLOAD_REFUSED,
+    CostBound,
+    cpu_cost_bound,
+    default_device,
+    environment_number,
+    flops_per_pixel,
+    gpu_duration,
+    load_models,
+    measured_seconds_per_megapixel,
+    model_source,
+    open_image_file,
+    served_file_path,
+    short_repr,
+    uploaded_file,
+    zerogpu_cost_bound,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class ChannelMixer(torch.nn.Module):
+    """A stand-in model of known cost: one 1x1 convolution from 3 to 9 channels, 3 * 9 multiply-adds per pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = MPRNetConfig()
+        self.mix = torch.nn.Conv2d(3, 9, 1, bias=False)
+
+    def forward(self, pixel_values):
+        stages = tuple(self.mix(pixel_values).chunk(3, dim=1))
+        return MPRNetOutput(reconstruction=stages[-1], stage_reconstructions=stages)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return MPRNetModel(MPRNetConfig.for_task("denoise", size="tiny")).eval()
+
+
+# ------------------------------------------------------------------------------------------------ models
+def test_each_task_is_served_by_its_bundled_checkpoint_unless_told_otherwise(monkeypatch, tmp_path):
+    for task in ("deblur", "derain", "denoise"):
+        monkeypatch.delenv(f"MPRNET_{task.upper()}_MODEL", raising=False)
+        assert model_source(task) == str(bundled_checkpoint(task))
+    monkeypatch.setenv("MPRNET_DERAIN_MODEL", "someone/mprnet-derain")
+    assert model_source("derain") == "someone/mprnet-derain"
+    assert model_source("deblur") == str(bundled_checkpoint("deblur"))
+    monkeypatch.setenv("MPRNET_DEBLUR_MODEL", "")  # set but empty: the default
+    assert model_source("deblur") == str(bundled_checkpoint("deblur"))
+    with pytest.raises(ValueError, match=re.escape("Unknown task 'dehaze': choose one of deblur, derain, denoise")):
+        model_source("dehaze")
+
+
+def test_models_load_in_eval_mode_and_a_mismatched_task_is_warned_about(monkeypatch):
+    monkeypatch.delenv("MPRNET_DENOISE_MODEL", raising=False)
+    monkeypatch.delenv("MPRNET_DERAIN_MODEL", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        models = load_models(("denoise",), device=torch.device("cpu"))
+    assert list(models) == ["denoise"]
+    model = models["denoise"]
+    assert model.config.task == "denoise" and not model.training
+    assert next(model.parameters()).device == torch.device("cpu")
+    monkeypatch.setenv("MPRNET_DERAIN_MODEL", str(bundled_checkpoint("denoise")))
+    with pytest.warns(UserWarning, match=re.escape("was trained for 'denoise' but serves 'derain'")):
+        assert list(load_models(("derain",))) == ["derain"]
+
+
+def test_the_default_device_is_the_gpu_when_there_is_one():
+    assert default_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------------------------ environment
+def test_numbers_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MPRNET_TEST_NUMBER", raising=False)
+    assert environment_number("MPRNET_TEST_NUMBER", 7.5) == 7.5
+    monkeypatch.setenv("MPRNET_TEST_NUMBER", "")
+    assert environment_number("MPRNET_TEST_NUMBER", 7.5) == 7.5
+    monkeypatch.setenv("MPRNET_TEST_NUMBER", "0.25")
+    assert environment_number("MPRNET_TEST_NUMBER", 7.5) == 0.25
+    for value in ("0", "-1", "nan", "inf", "-inf", "ten"):
+        monkeypatch.setenv("MPRNET_TEST_NUMBER", value)
+        with pytest.raises(ValueError, match=re.escape(f"MPRNET_TEST_NUMBER must be a positive number, got {value!r}")):
+            environment_number("MPRNET_TEST_NUMBER", 7.5)
+
+
+def test_echoes_are_short_and_safe():
+    assert short_repr("deblur") == "'deblur'"
+    assert short_repr(["a", 1]) == "['a', 1]"
+    assert short_repr("<b>&") == "'&lt;b&gt;&amp;'"
+    # 40 characters of the repr, then an ellipsis; a string is cut before repr() sees the rest.
+    assert short_repr("x" * 10_000) == "'" + "x" * 39 + "…"
+    assert short_repr("x" * 38) == "'" + "x" * 38 + "'"  # exactly 40 characters: whole
+    assert short_repr("x" * 39) == "'" + "x" * 39 + "…"
+    assert short_repr(list(range(100)), limit=10) == "[0, 1, 2, …"
+    assert short_repr(12345, limit=3) == "123…"
+
+
+# ------------------------------------------------------------------------------------------------ uploads
+@pytest.fixture
+def uploads(tmp_path):
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "photo.png").write_bytes(b"not looked at")
+    (tmp_path / "secret.png").write_bytes(b"outside")
+    (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    return folder
+
+
+def test_payloads_naming_an_uploaded_file_give_its_path(uploads):
+    photo = uploads / "photo.png"
+    assert uploaded_file(None, [uploads]) is None
+    assert uploaded_file(str(photo), [uploads]) == photo
+    assert uploaded_file({"path": str(photo), "meta": {}}, [uploads]) == photo
+    assert uploaded_file(str(uploads / "sub" / ".." / "photo.png"), [uploads / "elsewhere", uploads]) == photo
+    served = f"http://127.0.0.1:9/gradio_api/file={photo}"
+    assert uploaded_file({"path": served}, [str(uploads)]) == photo
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "",
+        5,
+        {"url": "http://127.0.0.1:9/photo.png"},
+        "{folder}/../secret.png",
+        "{folder}/link.png",
+        "{folder}/missing.png",
+        "{folder}",
+        "{folder}/photo.png\0.png",
+        "/" + "a" * 5000,
+        "file://{folder}/photo.png",
+        "ftp://127.0.0.1/gradio_api/file={folder}/photo.png",
+    ],
+)
+def test_other_payloads_are_refused_with_one_message(uploads, payload):
+    if isinstance(payload, str):
+        payload = payload.format(folder=uploads)
+    with pytest.raises(ValueError, match=re.escape(UPLOAD_REFUSED)):
+        uploaded_file(payload, [uploads])
+
+
+def test_served_urls_give_the_local_path():
+    assert served_file_path("https://host/gradio_api/file=/tmp/a%20b.png") == "/tmp/a b.png"
+    assert served_file_path("http://host/prefix/gradio_api/file=/tmp/x.png") == "/tmp/x.png"
+    assert served_file_path("http://host/gradio_api/file=/up/gradio_api/file=x") == "/up/gradio_api/file=x"
+    for url in ("https://host/file=/tmp/x.png", "file:///gradio_api/file=/tmp/x.png", "/gradio_api/file=/tmp/x"):
+        with pytest.raises(ValueError, match=re.escape(UPLOAD_REFUSED)):
+            served_file_path(url)
+
+
+def test_uploads_are_opened_fully_decoded(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (30, 20), (10, 200, 30)).save(path)
+    sizes = []
+    image, notes = open_image_file(path, check_size=lambda width, height: sizes.append((width, height)))
+    assert image.size == (30, 20) and image.getpixel((29, 19)) == (10, 200, 30) and notes == []
+    assert sizes == [(30, 20)]
+
+
+def test_animations_are_read_at_their_first_frame_and_say_so(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    image, notes = open_image_file(path)
+    assert image.tell() == 0 and image.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+    assert notes == ["'anim.gif' is animated (2 frames); only the first frame was restored."]
+    Image.new("RGB", (8, 8)).save(tmp_path / "still.gif")
+    assert open_image_file(tmp_path / "still.gif")[1] == []
+    Image.new("RGB", (8, 8)).save(tmp_path / "still.bmp")  # a format without frames at all
+    assert open_image_file(tmp_path / "still.bmp")[1] == []
+
+
+def test_bad_uploads_get_a_message_saying_what_to_do(tmp_path):
+    with pytest.raises(ValueError) as refused:
+        open_image_file(None)
+    assert str(refused.value) == "No image was uploaded. Upload a photo (PNG, JPEG, WebP, ...) first."
+    with pytest.raises(
+        ValueError, match=re.escape("The uploaded file 'gone.png' could not be found; upload it again.")
+    ):
+        open_image_file(tmp_path / "gone.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=re.escape("The file 'empty.png' is empty (0 bytes). Upload a valid image")):
+        open_image_file(tmp_path / "empty.png")
+    (tmp_path / "notes.png").write_bytes(b"just some text, no image")
+    with pytest.raises(
+        ValueError,
+        match=re.escape("'notes.png' is not an image file this app reads. Upload a PNG, JPEG, WebP, BMP, TIFF, GIF"),
+    ):
+        open_image_file(tmp_path / "notes.png")
+    # An EPS file would be handed to Ghostscript: never even tried.
+    (tmp_path / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(ValueError, match="is not an image file this app reads"):
+        open_image_file(tmp_path / "drawing.eps")
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:-60])
+    with pytest.raises(ValueError) as refused:
+        open_image_file(tmp_path / "cut.png")
+    message = str(refused.value)
+    assert message.startswith("'cut.png' is corrupt or truncated (image file is truncated")  # Pillow's reason
+    assert message.endswith("). Re-export or re-download the image.")
+
+
+def test_size_checks_run_before_decoding(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (30, 20)).save(path)
+
+    def too_large(width, height):
+        raise ValueError(f"{width}x{height} costs too much")
+
+    with pytest.raises(ValueError, match="30x20 costs too much"):
+        open_image_file(path, check_size=too_large)
+    with pytest.raises(ValueError, match=re.escape("30x20 (0.0 megapixels), above the limit of 0.0005 megapixels")):
+        open_image_file(path, limit_megapixels=0.0005)
+    assert open_image_file(path, limit_megapixels=0.0006)[0].size == (30, 20)
+
+
+def test_headers_past_pillows_bomb_warning_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (200, 200)).save(path)
+    monkeypatch.delenv("MPRNET_MAX_MEGAPIXELS", raising=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30_000)  # Pillow warns above 30,000 and refuses above 60,000
+    with pytest.raises(ValueError) as refused:
+        open_image_file(path)
+    assert str(refused.value) == (
+        "'bomb.png' declares more pixels than the limit of 16 megapixels (a possible decompression bomb). "
+        "Downscale the image and try again."
+    )
+    Image.new("1", (200, 100)).save(path)  # 20,000: no warning
+    assert open_image_file(path)[0].size == (200, 100)
+
+
+# ------------------------------------------------------------------------------------------------ cost
+def test_flops_are_counted_per_pixel():
+    # A 1x1 convolution from 3 to 9 channels: 27 multiply-adds, 54 floating-point operations per pixel.
+    assert flops_per_pixel(ChannelMixer()) == 54
+    assert flops_per_pixel(ChannelMixer(), side=16) == 54
+    # The model itself, on a batch of one: its convolutions cost about the same per pixel at any side.
+    tiny = MPRNetModel(MPRNetConfig.for_task("denoise", size="tiny")).eval()
+    assert flops_per_pixel(tiny, side=32) == pytest.approx(flops_per_pixel(tiny), rel=0.1)
+
+
+def test_seconds_per_megapixel_are_measured(tiny_model):
+    image = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        tiny_model(image)
+        started = time.perf_counter()
+        tiny_model(image)
+        once = (time.perf_counter() - started) / (64 * 64 / 1e6)
+    seconds = measured_seconds_per_megapixel(tiny_model, side=64, repeats=2)
+    # The best of two calls against one call timed here: the same rate, within what a shared machine varies.
+    assert once / 5 < seconds < once * 5
+
+
+def test_a_request_costs_seconds_per_pass_over_its_megapixels(tiny_model):
+    bound = CostBound(budget_s=10.0, seconds_per_megapixel=4.0, overhead_s=1.5)
+    # Untiled, or one tile: one pass; in tiles: a statistics pass as well.
+    assert bound.seconds(tiny_model, 1000, 500, None) == pytest.approx(1.5 + 4.0 * 0.5, rel=1e-12)
+    assert bound.seconds(tiny_model, 500, 200, 512) == pytest.approx(1.5 + 4.0 * 0.1, rel=1e-12)
+    assert bound.seconds(tiny_model, 1000, 500, 256) == pytest.approx(1.5 + 4.0 * 2 * 0.5, rel=1e-12)
+    # (10 - 1.5) / 4 = 2.125 megapixels in one pass; half that when tiled.
+    assert bound.largest_megapixels(tiny_model, None) == pytest.approx(2.125)
+    assert bound.largest_megapixels(tiny_model, 256) == pytest.approx(2.125 / 2)
+    assert bound.largest_megapixels(tiny_model, 2048) == pytest.approx(2.125)  # a 1458-pixel square fits one tile
+
+
+def test_a_request_over_its_budget_is_refused_naming_the_largest_size(tiny_model):
+    bound = CostBound(budget_s=10.0, seconds_per_megapixel=10.0)
+    bound.check(tiny_model, 1000, 1000, None, "here")  # exactly the budget
+    bound.check(tiny_model, 1000, 800, None, "here")
+    with pytest.raises(ValueError, match=re.escape("1000x800 (0.8 megapixels): restoring it would take longer")):
+        bound.check(tiny_model, 1000, 800, 512, "here")  # in tiles: a statistics pass as well, 16 s
+    with pytest.raises(ValueError, match=re.escape("The image is 1000x750 (0.8 megapixels)")):  # 0.75 rounds to even
+        CostBound(budget_s=1.0, seconds_per_megapixel=10.0).check(tiny_model, 1000, 750, None, "here")
+    with pytest.raises(ValueError) as refused:
+        bound.check(tiny_model, 2000, 1000, 512, "on this server")
+    assert str(refused.value) == (
+        "The image is 2000x1000 (2.0 megapixels): restoring it would take longer than the 10 s one request may use "
+        "on this server. The largest photo accepted is about 0.5 megapixels (for this photo's shape, 1000x500). "
+        "Downscale or crop it and try again."
+    )
+
+
+def test_zerogpu_asks_are_estimated_from_flops_within_the_floor_and_cap():
+    bound = zerogpu_cost_bound(ChannelMixer())
+    # 2 (margin) * 54 operations per pixel * 1e6 pixels / 50e12 operations per second, after 5 s of start-up.
+    assert (bound.budget_s, bound.overhead_s) == (60, 5.0)
+    assert bound.seconds_per_megapixel == pytest.approx(2 * 54e6 / 50e12, rel=1e-9)
+    slow = CostBound(budget_s=60, seconds_per_megapixel=10.0, overhead_s=0.0)
+    model = ChannelMixer()
+    assert gpu_duration(slow, model, 100, 100, None) == 10  # 0.1 s: the floor
+    assert gpu_duration(slow, model, 1000, 1210, None) == 13  # 12.1 s, rounded up
+    assert gpu_duration(slow, model, 1000, 1000, None) == 10
+    assert gpu_duration(slow, model, 3000, 3000, None) == 60  # 90 s: the cap
+
+
+def test_cpu_bound_is_measured_here_within_the_configured_seconds(tiny_model, monkeypatch):
+    monkeypatch.setenv("MPRNET_MAX_SECONDS", "12.5")
+    bound = cpu_cost_bound(tiny_model)
+    assert bound.budget_s == 12.5 and bound.overhead_s == 0
+    measured = measured_seconds_per_megapixel(tiny_model)
+    # Twice the measured rate; timings on a shared machine vary, so within a factor of 3 of twice a new measure.
+    assert 2 * measured / 3 < bound.seconds_per_megapixel < 2 * measured * 3
+    monkeypatch.delenv("MPRNET_MAX_SECONDS")
+    assert cpu_cost_bound(tiny_model).budget_s == 90
+    assert math.isfinite(bound.seconds_per_megapixel)
