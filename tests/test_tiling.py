@@ -170,12 +170,13 @@ def test_one_tile_records_exactly_the_untiled_models_means(tiny_model):
     images = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
     untiled_means = []
 
-    def remember_mean(block, inputs, output):
+    def remember_mean(block, inputs):
         features = inputs[0]
         untiled_means.append(features.mean(dim=(2, 3)).unflatten(0, (-1, 2)).transpose(0, 1))
 
     blocks = [module for module in tiny_model.modules() if isinstance(module, ChannelAttention)]
-    handles = [block.register_forward_hook(remember_mean) for block in blocks]
+    # Before the block runs: in inference it gates its input in place.
+    handles = [block.register_forward_pre_hook(remember_mean) for block in blocks]
     with torch.inference_mode():
         tiny_model(images)
     for handle in handles:

@@ -102,6 +102,14 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
+def _writes_in_place(result: torch.Tensor) -> bool:
+    """Whether a block may write into `result`, a fresh tensor of its own: only when autograd records nothing, and
+    never under a tracer (ONNX export, torch.compile keep the plain graph). On CPU every feature map allocated anew
+    is a fresh memory mapping whose pages fault in one by one (large maps are never reused by the allocator unless
+    `speed.fast.reuse_freed_memory()` is on), so writing in place saves time as well as memory."""
+    return not torch.is_grad_enabled() and not result.requires_grad and not _tracing()
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: average each channel, squeeze, expand, sigmoid, and rescale the channels.
 
@@ -138,6 +146,8 @@ class ChannelAttention(nn.Module):
             gated = override.channel_attention(self, features)
             return gated if residual is None else gated + residual
         gate = self.gate(self.pooled(features))
+        if residual is not None and _writes_in_place(features):
+            return features.mul_(gate).add_(residual)
         # addcmul gates and adds in one pass over the feature map, where `features * gate + residual` makes two.
         return features * gate if residual is None else torch.addcmul(residual, features, gate)
 
@@ -155,8 +165,14 @@ class ChannelAttentionBlock(nn.Module):
         object.__setattr__(self, "activation", activation)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        body = self.conv2(self.activation(self.conv1(features)))
-        return self.channel_attention(body, residual=features)
+        hidden = self.conv1(features)
+        if _writes_in_place(hidden) and hidden.is_cpu and self.activation.weight.numel() == 1:
+            # MPRNet's PReLU has one slope: a leaky ReLU with that slope, written into the convolution's output
+            # (on CPU only: reading the slope would synchronise a GPU at every block).
+            hidden = F.leaky_relu_(hidden, self.activation.weight.item())
+        else:
+            hidden = self.activation(hidden)
+        return self.channel_attention(self.conv2(hidden), residual=features)
 
 
 def attention_blocks(config, channels, activation, count, downscale=1) -> nn.Sequential:
