@@ -102,12 +102,13 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
-def _writes_in_place(result: torch.Tensor) -> bool:
-    """Whether a block may write into `result`, a fresh tensor of its own: only when autograd records nothing, and
-    never under a tracer (ONNX export, torch.compile keep the plain graph). On CPU every feature map allocated anew
-    is a fresh memory mapping whose pages fault in one by one (large maps are never reused by the allocator unless
-    `speed.fast.reuse_freed_memory()` is on), so writing in place saves time as well as memory."""
-    return not torch.is_grad_enabled() and not result.requires_grad and not _tracing()
+def _writes_in_place() -> bool:
+    """Whether a block may write into the fresh tensors it made itself: only when autograd records nothing (so no
+    result requires grad), and never under a tracer (ONNX export, torch.compile keep the plain graph). On CPU every
+    feature map allocated anew is a fresh memory mapping whose pages fault in one by one (large maps are never reused
+    by the allocator unless `speed.fast.reuse_freed_memory()` is on), so writing in place saves time as well as
+    memory."""
+    return not torch.is_grad_enabled() and not _tracing()
 
 
 class ChannelAttention(nn.Module):
@@ -139,14 +140,15 @@ class ChannelAttention(nn.Module):
         return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
 
     def forward(self, features: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """`features` gated channel by channel, plus `residual` when given."""
+        """`features` gated channel by channel, plus `residual` when given (then written into `features` when no
+        autograd records: the caller hands over a fresh tensor of its own)."""
         # Tracers (ONNX export, torch.compile) never see the override: it is a per-call Python object.
         override = None if _tracing() else _STATISTICS_OVERRIDE.get()
         if override is not None:
             gated = override.channel_attention(self, features)
             return gated if residual is None else gated + residual
         gate = self.gate(self.pooled(features))
-        if residual is not None and _writes_in_place(features):
+        if residual is not None and _writes_in_place():
             return features.mul_(gate).add_(residual)
         # addcmul gates and adds in one pass over the feature map, where `features * gate + residual` makes two.
         return features * gate if residual is None else torch.addcmul(residual, features, gate)
@@ -166,7 +168,7 @@ class ChannelAttentionBlock(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         hidden = self.conv1(features)
-        if _writes_in_place(hidden) and hidden.is_cpu and self.activation.weight.numel() == 1:
+        if _writes_in_place() and hidden.is_cpu and self.activation.weight.numel() == 1:
             # MPRNet's PReLU has one slope: a leaky ReLU with that slope, written into the convolution's output
             # (on CPU only: reading the slope would synchronise a GPU at every block).
             hidden = F.leaky_relu_(hidden, self.activation.weight.item())
