@@ -275,12 +275,13 @@ def run_interleaved(specs: list[dict], env: dict) -> list[dict]:
             workers[index].stdin.flush()
             times[index].append(float(workers[index].stdout.readline()))
     rows = []
-    for worker_process, round_s in zip(workers, times):
+    for spec, worker_process, round_s in zip(specs, workers, times):
         worker_process.stdin.close()
-        for line in worker_process.stdout:
-            if line.startswith(RESULT_MARKER):
-                row = json.loads(line[len(RESULT_MARKER) :])
-        worker_process.wait()
+        results = [line for line in worker_process.stdout if line.startswith(RESULT_MARKER)]
+        if worker_process.wait() or not results:
+            # Without this a failed worker would silently reuse the previous path's row.
+            raise RuntimeError(f"worker {spec} exited with code {worker_process.returncode} without its row")
+        row = json.loads(results[-1][len(RESULT_MARKER) :])
         rows.append(dict(row, round_s=[round(value, 3) for value in round_s], interleaved=True))
         rows[-1].update(load_before=load_before, load_after=load_average())
     return rows
