@@ -6,6 +6,9 @@ timed runs: on a shared machine the share of peak is then taken against the capa
 Time counts the model's work once (convolution FLOPs of one untiled pass), so a path that tiles, or runs a statistics
 pass, shows a lower share for the same model.
 
+Models: the bundled ones (deblur, derain, denoise) and the released configurations with seeded random weights
+(deblur-released, ...): what converted official checkpoints run.
+
 Paths:
   model_nchw       `model.restore_padded` on NCHW weights and activations: what `model(x)` ran before it switched
                    to channels-last on CPU by itself (the "before" of the plain model call)
@@ -55,6 +58,9 @@ from benchmarks.common import (
 )
 
 MODELS = ("deblur", "derain", "denoise")
+# The official widths with seeded random weights: what converted official checkpoints run (speed does not depend on
+# the weights' values). The app serves only the bundled models, so these have no `app` row.
+RELEASED_MODELS = tuple(f"{task}-released" for task in MODELS)
 PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch", "served", "cli", "app")
 # The app exports its models to ONNX in the background at start-up (minutes each when not cached).
 APP_READY_TIMEOUT_S = 1800
@@ -81,6 +87,27 @@ def model_folder(task: str) -> str:
     from mprnet_hf.hub.bundled import bundled_checkpoint
 
     return str(bundled_checkpoint(task))
+
+
+def task_of(model_name: str) -> str:
+    return model_name.removesuffix("-released")
+
+
+def model_config(model_name: str):
+    from mprnet_hf import MPRNetConfig
+
+    if model_name in RELEASED_MODELS:
+        return MPRNetConfig.for_task(task_of(model_name), "released")
+    return MPRNetConfig.from_pretrained(model_folder(model_name))
+
+
+def load_model(model_name: str):
+    from mprnet_hf import MPRNetModel
+
+    if model_name in RELEASED_MODELS:
+        torch.manual_seed(0)
+        return MPRNetModel(model_config(model_name)).eval()
+    return MPRNetModel.from_pretrained(model_folder(model_name)).eval()
 
 
 def build_path(path: str, task: str, model, spec: dict):
@@ -197,15 +224,14 @@ def _no_grad(function):
 def worker(spec: dict) -> dict:
     from PIL import Image
 
-    from mprnet_hf import MPRNetModel
     from mprnet_hf.models.mprnet.inference import choose_tile_size
 
     torch.set_num_threads(spec["threads"])
-    model = MPRNetModel.from_pretrained(model_folder(spec["model"])).eval()
+    model = load_model(spec["model"])
     pixels = np.random.default_rng(1).integers(0, 256, (spec["size"], spec["size"], 3), dtype=np.uint8)
     photo = Image.fromarray(pixels)
     started = time.perf_counter()
-    restore, report = build_path(spec["path"], spec["model"], model, spec)
+    restore, report = build_path(spec["path"], task_of(spec["model"]), model, spec)
     start_up_s = time.perf_counter() - started
     peak_before = matmul_peak_gflops()
     warmup_s, latencies = [], []
@@ -225,7 +251,7 @@ def worker(spec: dict) -> dict:
         auto_tile=choose_tile_size(model, spec["size"], spec["size"]),
     )
     if report is not None:
-        result.update(backend=report.backends[spec["model"]], reused_freed_memory=report.reused_freed_memory)
+        result.update(backend=report.backends[task_of(spec["model"])], reused_freed_memory=report.reused_freed_memory)
     return result
 
 
@@ -258,7 +284,11 @@ TABLE_COLUMNS = [
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated bundled models")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"comma-separated, from {','.join(MODELS + RELEASED_MODELS)} (released: official widths, random weights)",
+    )
     parser.add_argument("--sizes", default="512,1024,2048", help="comma-separated square sizes")
     parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, from {','.join(PATHS)}")
     parser.add_argument("--threads", type=int, default=2)
@@ -273,12 +303,13 @@ def main(argv=None):
         emit_result(worker(json.loads(args.worker)))
         return
 
-    from mprnet_hf import MPRNetConfig
-
     models, sizes, paths = parse_list(args.models), parse_list(args.sizes, int), parse_list(args.paths)
-    for name, values, allowed in (("models", models, MODELS), ("paths", paths, PATHS + tuple(EXTRA_PATHS))):
+    allowed_models = MODELS + RELEASED_MODELS
+    for name, values, allowed in (("models", models, allowed_models), ("paths", paths, PATHS + tuple(EXTRA_PATHS))):
         if unknown := sorted(set(values) - set(allowed)):
             parser.error(f"unknown {name}: {', '.join(unknown)}")
+    if "app" in paths and set(models) & set(RELEASED_MODELS):
+        parser.error("the app serves only the bundled models: leave out the app path or the released models")
     busy = other_busy_processes()
     if busy:
         print(
@@ -288,7 +319,7 @@ def main(argv=None):
     meta = run_metadata("benchmarks.peak_share", argv, busy=busy)
     new_rows = []
     for task in models:
-        config = MPRNetConfig.from_pretrained(model_folder(task))
+        config = model_config(task)
         for size in sizes:
             flops = count_conv_flops(config, size, size)
             for path in paths:
@@ -313,7 +344,7 @@ def main(argv=None):
     order = PATHS + tuple(EXTRA_PATHS)
     shown.sort(
         key=lambda r: (
-            MODELS.index(r["model"]),
+            allowed_models.index(r["model"]),
             r["size"],
             order.index(r["path"]) if r["path"] in order else len(order),
         )

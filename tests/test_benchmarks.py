@@ -1,4 +1,6 @@
-"""The side-by-side speed benchmark's own logic: interleaved workers and per-round ratios."""
+"""The benchmarks' own logic: interleaved workers and per-round ratios; the peak-share runner's models."""
+
+import json
 
 import pytest
 
@@ -51,3 +53,28 @@ def test_interleaved_workers_take_turns_and_report_every_round():
         assert len(result["round_s"]) == 3 and all(seconds > 0 for seconds in result["round_s"])
         assert result["interleaved"] and result["finite_output"]
         assert result["median_s"] == pytest.approx(sorted(result["round_s"])[1], abs=1e-3)
+
+
+def test_peak_share_runs_the_released_configuration_with_its_own_flop_count(tmp_path, capsys):
+    from benchmarks.common import count_conv_flops
+    from benchmarks.peak_share import main
+    from mprnet_hf import MPRNetConfig
+
+    output = tmp_path / "peak_share.json"
+    main(
+        ["--models", "derain-released", "--sizes", "16", "--paths", "model_call", "--threads", "1"]
+        + ["--warmup", "0", "--repeats", "1", "--output", str(output)]
+    )
+    rows = json.loads(output.read_text())["rows"]
+    assert [(r["model"], r["size"], r["path"]) for r in rows] == [("derain-released", 16, "model_call")]
+    released_flops = count_conv_flops(MPRNetConfig.for_task("derain", "released"), 16, 16)
+    assert rows[0]["conv_gflop"] == round(released_flops / 1e9, 1)
+    assert "derain-released" in capsys.readouterr().out
+
+
+def test_peak_share_refuses_the_app_path_for_released_models(capsys):
+    from benchmarks.peak_share import main
+
+    with pytest.raises(SystemExit):
+        main(["--models", "deblur-released", "--paths", "app"])
+    assert "the app serves only the bundled models" in capsys.readouterr().err
