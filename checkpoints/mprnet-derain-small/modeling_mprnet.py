@@ -140,15 +140,16 @@ class ChannelAttention(nn.Module):
         return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
 
     def forward(self, features: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """`features` gated channel by channel, plus `residual` when given (then written into `features` when no
-        autograd records: the caller hands over a fresh tensor of its own)."""
+        """`features` gated channel by channel, plus `residual` when given (then, on CPU when no autograd records,
+        written into `features`: the caller hands over a fresh tensor of its own)."""
         # Tracers (ONNX export, torch.compile) never see the override: it is a per-call Python object.
         override = None if _tracing() else _STATISTICS_OVERRIDE.get()
         if override is not None:
             gated = override.channel_attention(self, features)
             return gated if residual is None else gated + residual
         gate = self.gate(self.pooled(features))
-        if residual is not None and _writes_in_place():
+        # In place on CPU only, where it was measured; GPUs keep the one fused pass of addcmul below.
+        if residual is not None and features.is_cpu and _writes_in_place():
             return features.mul_(gate).add_(residual)
         # addcmul gates and adds in one pass over the feature map, where `features * gate + residual` makes two.
         return features * gate if residual is None else torch.addcmul(residual, features, gate)
