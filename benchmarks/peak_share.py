@@ -18,14 +18,14 @@ Paths:
                    serving preparation (tiles of 512 and the whole-image statistics pass)
   served_torch     `serving_speed.prepare_for_serving(models, backend="torch")`, then `restore_image` with
                    `serving_tile_size` (channels-last, reused freed memory, tiles only when memory requires)
-  served           the same with onnxruntime (the default backend when installed): what the app and a CLI run over a
-                   folder restore with
+  served           the same on onnxruntime (`backend="onnxruntime"`); the serving default, "auto", times both at
+                   start-up and serves with the faster
   cli              `mprnet-restore PHOTO --task TASK` for one photo, warm: the command's own preparation once (for a
                    few photos it serves with PyTorch channels-last), then its per-file step per call
                    (`cli.restore_file`: decode, tile choice, restore, write the PNG)
   app              the app's API as a script calls it: app.py's server started in the worker and `gradio_client`
                    (a PNG uploaded, the restored PNG and stage previews written and sent back), timed once the app's
-                   background ONNX export is ready; `MPRNET_MAX_SECONDS` is raised so that large photos are served
+                   background ONNX export is ready and its backend chosen; `MPRNET_MAX_SECONDS` is raised so that large photos are served
 
 Other ways of running a model can be registered in `EXTRA_PATHS` (name -> function(task, model) returning a function
 of a PIL photo) to add their rows.
@@ -136,7 +136,7 @@ def build_path(path: str, task: str, model, spec: dict):
         from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
         report = prepare_for_serving(
-            {task: model}, backend="torch" if path == "served_torch" else "auto", cache_dir=spec.get("cache_dir")
+            {task: model}, backend="torch" if path == "served_torch" else "onnxruntime", cache_dir=spec.get("cache_dir")
         )
 
         def served(photo):

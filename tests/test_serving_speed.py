@@ -1,6 +1,9 @@
 """The fast default paths and the serving preparation: channels-last by default on CPU, tile sizes from memory, and
 the onnxruntime backend, all within 1e-5 of the official fixtures."""
 
+import re
+import time
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -8,7 +11,7 @@ from safetensors.torch import load_file
 from conftest import TINY, assert_within_tolerance, fixture_errors, fixture_model
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.models.mprnet.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
-from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
+from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size, time_backends_side_by_side
 
 BUNDLED_SIZE = MPRNetConfig.size_widths("small")
 GIB = 2**30
@@ -103,3 +106,39 @@ def test_onnxruntime_serving_path_matches_fixtures_and_is_cached(reference_dir, 
     again = fixture_model(reference_dir, "derain")
     prepare_for_serving({"derain": again}, backend="onnxruntime", cache_dir=tmp_path, allocator=False)
     assert len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+class StubRuntime:
+    """A whole-image runtime whose speed the test sets: it sleeps, then returns blank stages."""
+
+    def __init__(self, delay_s):
+        self.delay_s, self.calls = delay_s, 0
+
+    def __call__(self, images):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return tuple(torch.zeros_like(images) for _ in range(3))
+
+
+@pytest.mark.parametrize("runtime_delay_s, runtime_wins", [(0.0, True), (1.0, False)])
+def test_backends_are_timed_by_turns_and_the_model_is_left_on_pytorch(runtime_delay_s, runtime_wins):
+    model = tiny_model()
+    runtime = StubRuntime(runtime_delay_s)
+    torch_seconds, runtime_seconds = time_backends_side_by_side(model, runtime, size=256, rounds=3)
+    assert runtime.calls == 3
+    assert (runtime_seconds < torch_seconds) == runtime_wins
+    assert torch_seconds > 0 and runtime_seconds >= runtime_delay_s
+    assert model.whole_image_runtime is None
+
+
+@pytest.mark.slow
+def test_auto_backend_serves_with_the_one_it_measured_faster(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = tiny_model()
+    report = prepare_for_serving({"derain": model}, backend="auto", cache_dir=tmp_path, allocator=False)
+    (note,) = [note for note in report.notes if note.startswith("derain:")]
+    onnx_seconds, torch_seconds = (float(value) for value in re.findall(r"([0-9.]+) s on", note))
+    chosen_onnxruntime = onnx_seconds < torch_seconds
+    assert note.endswith("serving with onnxruntime" if chosen_onnxruntime else "serving with PyTorch")
+    assert (report.backends["derain"] == "onnxruntime") == chosen_onnxruntime
+    assert (getattr(model, "whole_image_runtime", None) is not None) == chosen_onnxruntime

@@ -12,9 +12,11 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
   allocation and is never undone;
 * per model: `fast.optimize_for_inference` (eval, no gradients, channels-last weights);
 * per model, with onnxruntime installed: the model is exported to ONNX once (cached on disk, keyed by the weights, the
-  config and the library versions) and whole-image restores run through an onnxruntime session, which fuses the
-  element-wise work into the convolutions. Tiled restores that record whole-image statistics keep using PyTorch
-  (they need its hooks). Same arithmetic up to float rounding (tests/test_serving_speed.py);
+  config and the library versions) and whole-image restores can run through an onnxruntime session, which fuses the
+  element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won on an
+  AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed on
+  the same image, taking turns, and the faster one serves. Tiled restores that record whole-image statistics keep
+  using PyTorch (they need its hooks). Same arithmetic up to float rounding (tests/test_serving_speed.py);
 * a warm-up restore per model, so no request pays for a first call's set-up.
 
 On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as it is, uncompiled.
@@ -39,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "torch")
 WARM_UP_SIZE = 64
+# The side-by-side timing of "auto": large enough that the convolutions dominate, as in the photos served, and small
+# enough to cost seconds once per model at start-up.
+BACKEND_TRIAL_SIZE = 512
+BACKEND_TRIAL_ROUNDS = 3
 
 
 def onnx_cache_dir() -> Path:
@@ -130,7 +136,25 @@ def _warm_up(model: MPRNetModel) -> None:
     restore_tensor(model, images.to(next(model.parameters()).device), return_stages=True)
 
 
-def _attach_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport) -> None:
+def time_backends_side_by_side(
+    model: MPRNetModel, restorer: "OnnxRuntimeRestorer", size: int = BACKEND_TRIAL_SIZE, rounds=BACKEND_TRIAL_ROUNDS
+) -> tuple[float, float]:
+    """Median seconds of a whole-image restore of a `size`² image with PyTorch and with `restorer`, taking turns
+    call by call so that a change in the machine's load falls on both alike. Leaves `model` on PyTorch."""
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    seconds = {None: [], restorer: []}
+    for _ in range(rounds):
+        for runtime, times in seconds.items():
+            model.whole_image_runtime = runtime
+            started = time.perf_counter()
+            restore_tensor(model, images, tile_size=None, return_stages=True)
+            times.append(time.perf_counter() - started)
+    model.whole_image_runtime = None
+    torch_seconds, onnx_seconds = (sorted(times)[len(times) // 2] for times in seconds.values())
+    return torch_seconds, onnx_seconds
+
+
+def _attach_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport, timed: bool) -> None:
     started = time.perf_counter()
     try:
         restorer = OnnxRuntimeRestorer(exported_model_path(model, cache_dir))
@@ -140,9 +164,20 @@ def _attach_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: Servin
         return
     model.whole_image_runtime = restorer
     _warm_up(model)
-    report.backends[task] = "onnxruntime"
+    serve_onnxruntime = True
+    if timed:
+        torch_seconds, onnx_seconds = time_backends_side_by_side(model, restorer)
+        serve_onnxruntime = onnx_seconds < torch_seconds
+        report.notes.append(
+            f"{task}: {BACKEND_TRIAL_SIZE}² restore in {onnx_seconds:.2f} s on onnxruntime, {torch_seconds:.2f} s on "
+            f"PyTorch; serving with {'onnxruntime' if serve_onnxruntime else 'PyTorch'}"
+        )
+        logger.info(report.notes[-1])
+    if serve_onnxruntime:
+        model.whole_image_runtime = restorer
+        report.backends[task] = "onnxruntime"
+        logger.info(f"{task}: whole-image restores now run on onnxruntime ({restorer.path})")
     report.start_up_seconds[task] = round(report.start_up_seconds.get(task, 0) + time.perf_counter() - started, 2)
-    logger.info(f"{task}: whole-image restores now run on onnxruntime ({restorer.path})")
 
 
 def prepare_for_serving(
@@ -157,8 +192,9 @@ def prepare_for_serving(
 
     Args:
         device: where the models run (default: the first model's device). On CUDA only eval mode is set.
-        backend: "auto" (onnxruntime on CPU when installed, else PyTorch), "onnxruntime" (the same, but a missing
-            onnxruntime is an error) or "torch" (channels-last PyTorch only).
+        backend: "auto" (with onnxruntime installed, both are timed side by side on a 512² image and the faster
+            serves; else PyTorch), "onnxruntime" (always onnxruntime on CPU; a missing onnxruntime is an error) or
+            "torch" (channels-last PyTorch only). The report's notes give the timings of "auto".
         cache_dir: where ONNX exports are kept (`onnx_cache_dir()` by default). Each model is exported once per
             weights and library versions (docs/PERFORMANCE.md gives how long it takes).
         background: export and load the onnxruntime sessions in a background thread; requests are served by the
@@ -201,7 +237,7 @@ def prepare_for_serving(
 
     def export_all():
         for task, model in to_export:
-            _attach_onnxruntime(task, model, cache_dir, report)
+            _attach_onnxruntime(task, model, cache_dir, report, timed=backend == "auto")
 
     if background and to_export:
         threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True).start()
