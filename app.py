@@ -191,7 +191,8 @@ def tile_size_for(size: tuple[int, int], task: str, tile_size: int) -> int | Non
     automatic, the serving choice."""
     if tile_size != AUTOMATIC_TILES:
         return tile_size
-    return serving_tile_size(MODELS[task], *size, DEFAULT_TILE_SIZE)
+    concurrent = QUEUE_OPTIONS["default_concurrency_limit"]
+    return serving_tile_size(MODELS[task], *size, DEFAULT_TILE_SIZE, concurrent_restores=concurrent)
 
 
 def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:

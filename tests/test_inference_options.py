@@ -23,13 +23,16 @@ from mprnet_hf.models.mprnet.inference import (
     Tiling,
     auto_module,
     autocast_context,
+    balanced_tile_size,
     choose_tile_size,
+    default_tile_overlap,
     estimated_peak_bytes,
     free_memory_bytes,
     plan_tiles,
     restore_image,
     restore_tensor,
     takes_recorded_statistics,
+    tile_starts,
     why_no_recorded_statistics,
 )
 from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetOutput
@@ -101,12 +104,17 @@ def test_tile_size_from_memory_is_hand_computed(tiny_model):
     whole = estimated_peak_bytes(tiny_model, 1000, 800)
     # Whole while the estimate fits in 40 % of the memory available, to the byte.
     assert choose_tile_size(tiny_model, 1000, 800, available_bytes=whole / 0.4) is None
-    assert choose_tile_size(tiny_model, 1000, 800, available_bytes=whole / 0.4 - 10) == 832  # sqrt(800000) = 894
-    # A budget of a 700 x 700 restore: tiles of 640 (rounded down to a multiple of 64).
+    # Just short of that: the largest tile that fits is 832 (sqrt(800000) = 894, rounded down to a multiple of 64);
+    # 832 takes the 800 columns in one tile and the 1000 rows in two, and no smaller multiple of 64 does both.
+    assert choose_tile_size(tiny_model, 1000, 800, available_bytes=whole / 0.4 - 10) == 832
+    # A budget of a 700 x 700 restore: tiles of 640 would be 2 x 2 (rows from 0 and 360, columns from 0 and 160);
+    # 2 x 2 tiles overlapping by 64 need only ceil((1000 - 64) / 2) + 64 = 532 rows, so 576.
     budget_700 = 700**2 * TINY_PEAK_BYTES_PER_PIXEL / 0.4
-    assert choose_tile_size(tiny_model, 1000, 800, available_bytes=budget_700) == 640
-    budget_844 = 844**2 * TINY_PEAK_BYTES_PER_PIXEL / 0.4  # 844 = 13 x 64 + 12: 832, not 12 x 64
-    assert choose_tile_size(tiny_model, 1000, 900, available_bytes=budget_844) == 832
+    assert choose_tile_size(tiny_model, 1000, 800, available_bytes=budget_700) == 576
+    budget_844 = 844**2 * TINY_PEAK_BYTES_PER_PIXEL / 0.4  # 844 = 13 x 64 + 12: largest 832, 2 x 2 tiles, so 576
+    assert choose_tile_size(tiny_model, 1000, 900, available_bytes=budget_844) == 576
+    # The same budget with a larger share of it allowed: 1000 x 900 fits whole.
+    assert choose_tile_size(tiny_model, 1000, 900, available_bytes=budget_844, memory_share=0.8) is None
     assert choose_tile_size(tiny_model, 1000, 800, available_bytes=1) == 256  # never below 256
     # Without a figure it asks the model's device: this machine fits a small image whole.
     assert choose_tile_size(tiny_model, 70, 90) is None
@@ -115,6 +123,28 @@ def test_tile_size_from_memory_is_hand_computed(tiny_model):
         choose_tile_size(tiny_model, 0, 10, available_bytes=2**30)
     with pytest.raises(ValueError, match=re.escape("height and width must be at least 1, got 10x0")):
         choose_tile_size(tiny_model, 10, 0, available_bytes=2**30)
+    with pytest.raises(ValueError, match=re.escape("memory_share must be in (0, 1], got 0")):
+        choose_tile_size(tiny_model, 10, 10, available_bytes=2**30, memory_share=0)
+
+
+@pytest.mark.parametrize("height, width", [(2048, 2048), (4000, 3000), (1000, 257), (5000, 300), (700, 9000)])
+@pytest.mark.parametrize("largest", [256, 512, 1664])
+def test_balanced_tiles_are_as_few_as_the_largest_and_no_larger_than_needed(height, width, largest):
+    tile = balanced_tile_size(height, width, largest)
+    assert tile % 64 == 0 and 256 <= tile <= largest
+
+    def tile_count(side):
+        overlap = default_tile_overlap(largest)
+        return len(tile_starts(height, side, overlap)) * len(tile_starts(width, side, overlap))
+
+    assert tile_count(tile) == tile_count(largest)
+    if tile > 256:
+        assert tile_count(tile - 64) > tile_count(largest)
+
+
+def test_a_2048_photo_whose_largest_tile_is_1664_gets_four_tiles_of_1088():
+    # Four tiles of 1664 would restore 11.1 megapixels for a 4.2-megapixel photo; four of 1088, 4.7.
+    assert balanced_tile_size(2048, 2048, 1664) == 1088
 
 
 def meminfo_available_bytes() -> int:

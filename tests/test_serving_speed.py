@@ -10,7 +10,12 @@ from safetensors.torch import load_file
 
 from conftest import TINY, assert_within_tolerance, fixture_errors, fixture_model
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.models.mprnet.inference import choose_tile_size, estimated_peak_bytes, restore_tensor
+from mprnet_hf.models.mprnet.inference import (
+    balanced_tile_size,
+    choose_tile_size,
+    estimated_peak_bytes,
+    restore_tensor,
+)
 from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size, time_backends_side_by_side
 
 BUNDLED_SIZE = MPRNetConfig.size_widths("small")
@@ -52,17 +57,29 @@ def test_a_megapixel_photo_on_a_cpu_with_gigabytes_free_is_not_tiled():
 
 
 @pytest.mark.parametrize("available_gib", [0.25, 1, 4])
-def test_tiles_are_the_largest_that_fit_the_memory(available_gib):
+def test_tiles_fit_the_memory_and_are_as_few_as_fit(available_gib):
     model = tiny_model(**BUNDLED_SIZE)
     available = int(available_gib * GIB)
     tile = choose_tile_size(model, 8000, 6000, available_bytes=available)
     assert tile is not None and tile % 64 == 0 and tile >= 256
     if tile > 256:
-        assert (
-            estimated_peak_bytes(model, tile, tile)
-            <= 0.4 * available
-            < estimated_peak_bytes(model, tile + 64, tile + 64)
-        )
+        assert estimated_peak_bytes(model, tile, tile) <= 0.4 * available
+        largest = (tile // 64) * 64
+        while estimated_peak_bytes(model, largest + 64, largest + 64) <= 0.4 * available:
+            largest += 64
+        assert balanced_tile_size(8000, 6000, largest) == tile
+
+
+def test_a_serving_process_splits_its_memory_share_between_concurrent_restores():
+    model = tiny_model(**BUNDLED_SIZE)
+    whole = estimated_peak_bytes(model, 2048, 2048)
+    # A library call plans on 40 % of the memory; a server with one restore at a time on 80 %, with two on 40 % each.
+    available = int(whole / 0.6)
+    assert choose_tile_size(model, 2048, 2048, available_bytes=available) is not None
+    assert serving_tile_size(model, 2048, 2048, available_bytes=available) is None
+    assert serving_tile_size(model, 2048, 2048, available_bytes=available, concurrent_restores=2) is not None
+    with pytest.raises(ValueError, match="concurrent_restores must be a whole number of at least 1, got 0"):
+        serving_tile_size(model, 2048, 2048, available_bytes=available, concurrent_restores=0)
 
 
 def test_bad_sizes_and_backends_are_refused():

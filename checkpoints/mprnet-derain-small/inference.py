@@ -104,10 +104,13 @@ def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
 # the mprnet_hf project's performance docs measure for the bundled and the released configurations, a margin that
 # also covers the higher peak under `fast.reuse_freed_memory`.
 PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 64
-# Share of the free memory one restore may plan to use: a server may restore two requests at once (the app does on a
-# GPU, or with MPRNET_CONCURRENCY=2), and the rest of the process (and of the machine) needs some too.
+# Share of the free memory one restore may plan to use when nothing else is known: a library call runs in someone
+# else's process, which may restore two images at once and needs memory of its own. Serving processes, which know how
+# many restores they run at once, pass their own share (`serving_speed.serving_tile_size`).
 MEMORY_SHARE_PER_RESTORE = 0.4
 SMALLEST_AUTOMATIC_TILE = 256
+# Automatic tile sides are multiples of this.
+AUTOMATIC_TILE_STEP = 64
 
 
 def peak_bytes_per_pixel(model: MPRNetModel) -> int:
@@ -140,24 +143,50 @@ def free_memory_bytes(device: torch.device) -> int:
 
 
 def choose_tile_size(
-    model: MPRNetModel, height: int, width: int, device: torch.device | None = None, available_bytes: int | None = None
+    model: MPRNetModel,
+    height: int,
+    width: int,
+    device: torch.device | None = None,
+    available_bytes: int | None = None,
+    memory_share: float = MEMORY_SHARE_PER_RESTORE,
 ) -> int | None:
     """The tile size for restoring a `height` x `width` image from the memory available, or None to restore it
     whole (the fastest and exact path: no seams, no statistics pass).
 
-    Whole when the estimated peak (`estimated_peak_bytes`) fits in `MEMORY_SHARE_PER_RESTORE` of the free memory of
-    `device` (the model's device by default) or `available_bytes`; else the largest square tile, a multiple of 64
-    and at least `SMALLEST_AUTOMATIC_TILE`, that does.
+    Whole when the estimated peak (`estimated_peak_bytes`) fits in `memory_share` of the free memory of `device` (the
+    model's device by default) or of `available_bytes`. Otherwise as few tiles as the largest square tile that fits
+    allows, each made as small as that count permits (`balanced_tile_size`): a 2048² photo whose largest fitting tile
+    is 1664 gets four tiles of 1088, not four of 1664 that overlap by more than half.
     """
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be at least 1, got {height}x{width}")
+    if not 0 < memory_share <= 1:
+        raise ValueError(f"memory_share must be in (0, 1], got {memory_share!r}")
     device = device or next(model.parameters()).device
     available = free_memory_bytes(device) if available_bytes is None else available_bytes
-    budget = MEMORY_SHARE_PER_RESTORE * available
+    budget = memory_share * available
     if estimated_peak_bytes(model, height, width) <= budget:
         return None
-    side = int((budget / peak_bytes_per_pixel(model)) ** 0.5) // 64 * 64
-    return max(SMALLEST_AUTOMATIC_TILE, side)
+    largest = int((budget / peak_bytes_per_pixel(model)) ** 0.5) // AUTOMATIC_TILE_STEP * AUTOMATIC_TILE_STEP
+    largest = max(SMALLEST_AUTOMATIC_TILE, largest)
+    return balanced_tile_size(height, width, largest)
+
+
+def balanced_tile_size(height: int, width: int, largest: int) -> int:
+    """The smallest square tile side, a multiple of `AUTOMATIC_TILE_STEP` and at most `largest`, that covers a
+    `height` x `width` image in as few tiles as tiles of `largest` do (with the default overlap). Fewer pixels are
+    then restored twice: the work of a tiled restore is the tiles' total area."""
+    overlap = default_tile_overlap(largest)
+
+    def smallest_side_for(length: int) -> int:
+        count = len(tile_starts(length, largest, overlap))
+        if count == 1:
+            return length
+        return -(-(length - overlap) // count) + overlap  # the count's tiles, overlapping by `overlap`, cover it
+
+    side = max(smallest_side_for(height), smallest_side_for(width))
+    side = -(-side // AUTOMATIC_TILE_STEP) * AUTOMATIC_TILE_STEP
+    return max(SMALLEST_AUTOMATIC_TILE, min(largest, side))
 
 
 def passes_over_image(
@@ -466,5 +495,6 @@ __all__ = [
     "tile_starts",
     "passes_over_image",
     "choose_tile_size",
+    "balanced_tile_size",
     "estimated_peak_bytes",
 ]

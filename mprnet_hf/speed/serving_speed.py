@@ -45,6 +45,9 @@ WARM_UP_SIZE = 64
 # enough to cost seconds once per model at start-up.
 BACKEND_TRIAL_SIZE = 512
 BACKEND_TRIAL_ROUNDS = 3
+# Share of the available memory a serving process's restores may plan on together; the rest is the headroom of the
+# process's own buffers (decoded photos, PNG encoding) and of the machine.
+SERVER_MEMORY_SHARE = 0.8
 
 
 def onnx_cache_dir() -> Path:
@@ -252,18 +255,29 @@ def serving_tile_size(
     height: int,
     requested_tile_size: int | None = DEFAULT_TILE_SIZE,
     available_bytes: int | None = None,
+    concurrent_restores: int = 1,
 ) -> int | None:
     """The tile size a serving process restores a `width` x `height` photo with.
 
     On CUDA, `requested_tile_size` (the app's slider: GPU memory is the constraint the user can see). On CPU, the
     memory available decides (`inference.choose_tile_size`): None (whole, the fastest and exact path) whenever the
-    photo fits, else the largest tile that does; a fixed 512 would tile every 1-megapixel photo and double its cost
-    with the statistics pass.
+    photo fits, else as few tiles as fit; a fixed 512 would tile every 1-megapixel photo and double its cost with the
+    statistics pass. A serving process owns its machine's memory, so each of its `concurrent_restores` restores may
+    plan on an equal part of `SERVER_MEMORY_SHARE` of it, where a library call keeps to the smaller default share.
     """
+    if isinstance(concurrent_restores, bool) or not isinstance(concurrent_restores, int) or concurrent_restores < 1:
+        raise ValueError(f"concurrent_restores must be a whole number of at least 1, got {concurrent_restores!r}")
     device = next(model.parameters()).device
     if device.type == "cuda":
         return requested_tile_size
-    return choose_tile_size(model, height, width, device=device, available_bytes=available_bytes)
+    return choose_tile_size(
+        model,
+        height,
+        width,
+        device=device,
+        available_bytes=available_bytes,
+        memory_share=SERVER_MEMORY_SHARE / concurrent_restores,
+    )
 
 
 __all__ = [
