@@ -24,8 +24,9 @@ Paths:
                    few photos it serves with PyTorch channels-last), then its per-file step per call
                    (`cli.restore_file`: decode, tile choice, restore, write the PNG)
   app              the app's API as a script calls it: app.py's server started in the worker and `gradio_client`
-                   (a PNG uploaded, the restored PNG and stage previews written and sent back), timed once the app's
-                   background ONNX export is ready and its backend chosen; `MPRNET_MAX_SECONDS` is raised so that large photos are served
+                   (a PNG uploaded, the restored PNG and stage previews written and sent back), timed once the
+                   backends of all its models are chosen (export and side-by-side timing done); `MPRNET_MAX_SECONDS`
+                   is raised so that large photos are served
 
 Other ways of running a model can be registered in `EXTRA_PATHS` (name -> function(task, model) returning a function
 of a PIL photo) to add their rows.
@@ -200,12 +201,10 @@ def app_restore(task: str):
     app.demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH_OPTIONS
     )
+    # Until every served model's backend is settled: the export and the side-by-side timing of the other models
+    # would otherwise run in the background during the timed calls.
     deadline = time.monotonic() + APP_READY_TIMEOUT_S
-    while (
-        app.SERVING.backends.get(task) == "torch channels-last"
-        and not any(note.startswith(task) for note in app.SERVING.notes)
-        and time.monotonic() < deadline
-    ):
+    while not all(_backend_settled(app.SERVING, served) for served in app.MODELS) and time.monotonic() < deadline:
         time.sleep(2)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     saved = _photo_file(Path(tempfile.mkdtemp(prefix="peak-share-app-")))
@@ -214,6 +213,12 @@ def app_restore(task: str):
         return client.predict(handle_file(str(saved(photo))), task, 0, 64, api_name="/restore")
 
     return restore, app.SERVING
+
+
+def _backend_settled(report, task: str) -> bool:
+    return report.backends.get(task) != "torch channels-last" or any(
+        note.startswith(f"{task}:") for note in report.notes
+    )
 
 
 def _no_grad(function):

@@ -42,8 +42,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# The tiny variant's n_feat (8) + ORSNet width (12), times the 64 bytes per pixel and channel of the estimate.
-TINY_PEAK_BYTES_PER_PIXEL = 64 * (8 + 12)
+# The tiny variant's n_feat (8) + ORSNet width (12), times the 40 bytes per pixel and channel of the estimate.
+TINY_PEAK_BYTES_PER_PIXEL = 40 * (8 + 12)
 
 
 @pytest.fixture(scope="module")

@@ -72,9 +72,13 @@ def test_tiles_fit_the_memory_and_are_as_few_as_fit(available_gib):
 
 def test_a_serving_process_splits_its_memory_share_between_concurrent_restores():
     model = tiny_model(**BUNDLED_SIZE)
-    whole = estimated_peak_bytes(model, 2048, 2048)
-    # A library call plans on 40 % of the memory; a server with one restore at a time on 80 %, with two on 40 % each.
-    available = int(whole / 0.6)
+    channels = 16 + 24  # n_feat + ORSNet width of the bundled size
+    pixel_channels = 2048 * 2048 * channels
+    assert estimated_peak_bytes(model, 2048, 2048) == 40 * pixel_channels
+    # 90 bytes per pixel and channel available: a library call plans on 40 % of it (36 < 40 needed: tiles); a
+    # server, whose estimate is 64 (it reuses freed memory), on 80 % with one restore at a time (72: whole) and 40 %
+    # each with two (36: tiles).
+    available = 90 * pixel_channels
     assert choose_tile_size(model, 2048, 2048, available_bytes=available) is not None
     assert serving_tile_size(model, 2048, 2048, available_bytes=available) is None
     assert serving_tile_size(model, 2048, 2048, available_bytes=available, concurrent_restores=2) is not None

@@ -100,10 +100,12 @@ def fits_in_one_tile(height: int, width: int, tile_size: int | None) -> bool:
     return tile_size is None or (height <= tile_size and width <= tile_size)
 
 
-# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width): about twice what
-# the mprnet_hf project's performance docs measure for the bundled and the released configurations, a margin that
-# also covers the higher peak under `fast.reuse_freed_memory`.
-PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 64
+# Peak memory of an untiled fp32 CPU restore per pixel and per channel of (n_feat + ORSNet width), with a margin over
+# what the mprnet_hf project's performance docs measure for the bundled and the released configurations: for a plain
+# call, and in a process that reuses freed memory (`fast.reuse_freed_memory`, which the serving processes apply), where
+# freed blocks fragment and the peak is higher.
+PEAK_BYTES_PER_PIXEL_AND_CHANNEL = 40
+PEAK_BYTES_PER_PIXEL_AND_CHANNEL_REUSING_FREED_MEMORY = 64
 # Share of the free memory one restore may plan to use when nothing else is known: a library call runs in someone
 # else's process, which may restore two images at once and needs memory of its own. Serving processes, which know how
 # many restores they run at once, pass their own share (`serving_speed.serving_tile_size`).
@@ -113,14 +115,18 @@ SMALLEST_AUTOMATIC_TILE = 256
 AUTOMATIC_TILE_STEP = 64
 
 
-def peak_bytes_per_pixel(model: MPRNetModel) -> int:
-    return PEAK_BYTES_PER_PIXEL_AND_CHANNEL * (model.config.n_feat + model.config.orsnet_width)
+def peak_bytes_per_pixel(model: MPRNetModel, bytes_per_channel: int = PEAK_BYTES_PER_PIXEL_AND_CHANNEL) -> int:
+    return bytes_per_channel * (model.config.n_feat + model.config.orsnet_width)
 
 
-def estimated_peak_bytes(model: MPRNetModel, height: int, width: int) -> int:
-    """A generous estimate of the memory an untiled fp32 restore of a `height` x `width` image needs."""
+def estimated_peak_bytes(
+    model: MPRNetModel, height: int, width: int, bytes_per_channel: int = PEAK_BYTES_PER_PIXEL_AND_CHANNEL
+) -> int:
+    """A generous estimate of the memory an untiled fp32 restore of a `height` x `width` image needs, at
+    `bytes_per_channel` per pixel and channel (`PEAK_BYTES_PER_PIXEL_AND_CHANNEL_REUSING_FREED_MEMORY` in a process
+    that reuses freed memory)."""
     padded_pixels = (height + -height % SIZE_MULTIPLE) * (width + -width % SIZE_MULTIPLE)
-    return peak_bytes_per_pixel(model) * padded_pixels
+    return peak_bytes_per_pixel(model, bytes_per_channel) * padded_pixels
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -149,14 +155,15 @@ def choose_tile_size(
     device: torch.device | None = None,
     available_bytes: int | None = None,
     memory_share: float = MEMORY_SHARE_PER_RESTORE,
+    bytes_per_channel: int = PEAK_BYTES_PER_PIXEL_AND_CHANNEL,
 ) -> int | None:
     """The tile size for restoring a `height` x `width` image from the memory available, or None to restore it
     whole (the fastest and exact path: no seams, no statistics pass).
 
-    Whole when the estimated peak (`estimated_peak_bytes`) fits in `memory_share` of the free memory of `device` (the
-    model's device by default) or of `available_bytes`. Otherwise as few tiles as the largest square tile that fits
-    allows, each made as small as that count permits (`balanced_tile_size`): a 2048² photo whose largest fitting tile
-    is 1664 gets four tiles of 1088, not four of 1664 that overlap by more than half.
+    Whole when the estimated peak (`estimated_peak_bytes` at `bytes_per_channel`) fits in `memory_share` of the free
+    memory of `device` (the model's device by default) or of `available_bytes`. Otherwise as few tiles as the largest
+    square tile that fits allows, each made as small as that count permits (`balanced_tile_size`): a 2048² photo
+    whose largest fitting tile is 1664 gets four tiles of 1088, not four of 1664 that overlap by more than half.
     """
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be at least 1, got {height}x{width}")
@@ -165,10 +172,10 @@ def choose_tile_size(
     device = device or next(model.parameters()).device
     available = free_memory_bytes(device) if available_bytes is None else available_bytes
     budget = memory_share * available
-    if estimated_peak_bytes(model, height, width) <= budget:
+    if estimated_peak_bytes(model, height, width, bytes_per_channel) <= budget:
         return None
-    largest = int((budget / peak_bytes_per_pixel(model)) ** 0.5) // AUTOMATIC_TILE_STEP * AUTOMATIC_TILE_STEP
-    largest = max(SMALLEST_AUTOMATIC_TILE, largest)
+    side_that_fits = int((budget / peak_bytes_per_pixel(model, bytes_per_channel)) ** 0.5)
+    largest = max(SMALLEST_AUTOMATIC_TILE, side_that_fits // AUTOMATIC_TILE_STEP * AUTOMATIC_TILE_STEP)
     return balanced_tile_size(height, width, largest)
 
 
