@@ -9,7 +9,7 @@ from transformers import ResNetForImageClassification
 
 from conftest import REPO_ROOT
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, detector_config
-from mprnet_hf.detection.calibrate import choose_thresholds, routed_right_count
+from mprnet_hf.detection.calibrate import choose_thresholds, fit_routing, rerouted, routed_right_count
 from mprnet_hf.detection.data import build_crop_set, second_look_targets
 from mprnet_hf.detection.overlap import overlapping_photos
 
@@ -72,4 +72,44 @@ def test_per_label_thresholds_are_read_from_the_checkpoint(tmp_path):
     assert DegradationDetector.from_pretrained(tmp_path, threshold=0.5).threshold == 0.5
     config.detection_thresholds = {"rain": 1.5}
     with pytest.raises(ValueError, match="detection_thresholds must map labels"):
+        DegradationDetector(ResNetForImageClassification(config))
+
+
+def pooled(mean_logits: dict[str, float]) -> tuple[float, ...]:
+    """`pooled_features` of crops that all give these logits (no spread)."""
+    return tuple(mean_logits.get(label, -4.0) for label in LABELS) + (0.0,) * len(LABELS)
+
+
+def test_a_routing_rule_learns_how_much_blur_strong_noise_explains():
+    # Strong noise raises the blur logit of a sharp photo to 1; a noisy and shaken one reads blur 3.
+    noisy = [{"kinds": ("noise",), "features": pooled({"noise": 6 + i % 3, "blur": 1.0})} for i in range(30)]
+    shaken = [{"kinds": ("blur",), "features": pooled({"blur": 1.0 + i % 2})} for i in range(30)]
+    both = [{"kinds": ("blur", "noise"), "features": pooled({"noise": 6 + i % 3, "blur": 3.0})} for i in range(30)]
+    records = noisy + shaken + both
+    alone = rerouted(records, None)
+    routing = fit_routing(records)
+    routed = rerouted(records, routing)
+    # Each label alone cannot route both the noisy and the shaken photos right: their blur logits are the same.
+    assert routed_right_count(alone, choose_thresholds(alone)) < len(records)
+    assert routed_right_count(routed, choose_thresholds(routed)) == len(records)
+    assert routing["blur"]["weights"][LABELS.index("noise")] < 0
+
+
+def test_a_routing_rule_is_read_from_the_checkpoint_and_checked(tmp_path):
+    config = detector_config()
+    weights = [0.0] * (2 * len(LABELS))
+    config.detection_routing = {
+        label: {"weights": weights[:index] + [1.0] + weights[index + 1 :], "bias": -1.0}
+        for index, label in enumerate(("blur", "noise", "rain"))
+    }
+    ResNetForImageClassification(config).save_pretrained(tmp_path)
+    detector = DegradationDetector.from_pretrained(tmp_path)
+    detection = detector.detect(np.full((120, 120, 3), 128, np.uint8))
+    mean_logits = detection.features[: len(LABELS)]
+    # blur's routed probability is the sigmoid of its mean logit minus 1; JPEG's is its mean logit's own.
+    assert detection.probabilities["blur"] == pytest.approx(1 / (1 + np.exp(1 - mean_logits[0])), abs=1e-6)
+    assert detection.probabilities["jpeg"] == pytest.approx(1 / (1 + np.exp(-mean_logits[3])), abs=1e-6)
+    assert DegradationDetector.from_pretrained(tmp_path, routing=False).routing is None
+    config.detection_routing = {"blur": {"weights": [1.0], "bias": 0.0}}
+    with pytest.raises(ValueError, match="detection_routing must give"):
         DegradationDetector(ResNetForImageClassification(config))

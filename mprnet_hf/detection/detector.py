@@ -3,7 +3,9 @@ which of blur, noise, rain and JPEG artefacts it shows, or that it looks clean.
 
 Downscaling a photo to a thumbnail hides exactly what the detector must see (fine noise, a few pixels of blur), so it
 reads full-resolution crops instead: the most contrasted squares of a grid over the photo (flat sky says little about
-blur), and averages their logits.
+blur), and averages their logits. A checkpoint may also carry a routing rule (`detection_routing`): the probability of
+each restoration's label then comes from all labels' pooled logits and their spread over the crops, so that e.g. blur
+read alongside strong noise counts only when clearly above what noise alone gives.
 """
 
 from dataclasses import dataclass
@@ -19,6 +21,9 @@ from ..hub.bundled import bundled_checkpoints_dir
 # The detector's outputs, in order; the first three name the MPRNet task that undoes them.
 LABELS = ("blur", "noise", "rain", "jpeg", "clean")
 TASK_OF_LABEL = {"blur": "deblur", "noise": "denoise", "rain": "derain"}
+ROUTED_LABELS = tuple(TASK_OF_LABEL)
+# What a routing rule reads of a photo: the mean of each label's crop logits, then their spread over the crops.
+ROUTING_FEATURES = 2 * len(LABELS)
 # Words for people: the status of the app and the CLI.
 LABEL_WORDS = {"blur": "blur", "noise": "noise", "rain": "rain", "jpeg": "JPEG artefacts", "clean": "looks clean"}
 CROP_SIZE = 96
@@ -69,6 +74,48 @@ def config_thresholds(config) -> float | dict[str, float]:
             f"got {thresholds!r}"
         )
     return {label: float(thresholds.get(label, DETECTION_THRESHOLD)) for label in LABELS}
+
+
+def config_routing(config) -> dict[str, dict] | None:
+    """The routing rule a checkpoint carries (`detection_routing`: per label of `ROUTED_LABELS`, `weights` over the
+    `pooled_features` and a `bias`), checked, or None."""
+    routing = getattr(config, "detection_routing", None)
+    if routing is None:
+        return None
+
+    def valid(rule) -> bool:
+        if not isinstance(rule, dict) or not isinstance(rule.get("bias"), (int, float)):
+            return False
+        weights = rule.get("weights")
+        return (
+            isinstance(weights, list)
+            and len(weights) == ROUTING_FEATURES
+            and all(isinstance(value, (int, float)) and np.isfinite(value) for value in weights)
+        )
+
+    if not isinstance(routing, dict) or set(routing) != set(ROUTED_LABELS) or not all(map(valid, routing.values())):
+        raise ValueError(
+            f"The detector's detection_routing must give, for each of {list(ROUTED_LABELS)}, {ROUTING_FEATURES} "
+            f"weights and a bias; got {routing!r}. Recalibrate it with python -m mprnet_hf.detection.calibrate"
+        )
+    return {
+        label: {"weights": list(map(float, rule["weights"])), "bias": float(rule["bias"])}
+        for label, rule in routing.items()
+    }
+
+
+def pooled_features(crop_logits: torch.Tensor) -> torch.Tensor:
+    """(2 * len(LABELS),): each label's mean logit over the crops, then its spread (one crop: no spread)."""
+    return torch.cat([crop_logits.mean(dim=0), crop_logits.std(dim=0, correction=0)])
+
+
+def routed_probabilities(features: torch.Tensor, routing: dict[str, dict] | None) -> dict[str, float]:
+    """Each label's probability: the sigmoid of its mean crop logit, or of its routing rule over `features`."""
+    probabilities = dict(zip(LABELS, torch.sigmoid(features[: len(LABELS)]).tolist()))
+    for label, rule in (routing or {}).items():
+        logit = float(features.double() @ torch.tensor(rule["weights"], dtype=torch.float64)) + rule["bias"]
+        probabilities[label] = float(torch.sigmoid(torch.tensor(logit)))
+    return probabilities
 
 
 def bundled_detector_path() -> Path:
@@ -151,6 +198,8 @@ class Detection:
 
     probabilities: dict[str, float]
     threshold: float | dict[str, float] = DETECTION_THRESHOLD
+    # `pooled_features` of the crops, what a routing rule reads (kept for calibrating one).
+    features: tuple[float, ...] | None = None
 
     def threshold_of(self, label: str) -> float:
         if isinstance(self.threshold, dict):
@@ -193,13 +242,20 @@ class DegradationDetector:
     ```
     """
 
-    def __init__(self, model: ResNetForImageClassification, threshold: float | dict[str, float] | None = None):
+    def __init__(
+        self,
+        model: ResNetForImageClassification,
+        threshold: float | dict[str, float] | None = None,
+        routing: dict[str, dict] | bool | None = None,
+    ):
         """`threshold`: one for every label, or one per label; by default the checkpoint's own
-        (`config.detection_thresholds`), else 0.5."""
+        (`config.detection_thresholds`), else 0.5. `routing`: a rule per restoration's label (`config_routing`); by
+        default (None or True) the checkpoint's own, if any; False reads every label's mean crop logit alone."""
         # Channels-last convolutions read the crops about a quarter faster on a CPU.
         self.model = model.eval().to(memory_format=torch.channels_last)
         config = model.config
         self.threshold = threshold if threshold is not None else config_thresholds(config)
+        self.routing = config_routing(config) if routing in (None, True) else (routing or None)
         self.crop_size = getattr(config, "crop_size", CROP_SIZE)
         self.crops_per_photo = getattr(config, "crops_per_photo", CROPS_PER_PHOTO)
         self.pixel_mean = getattr(config, "pixel_mean", PIXEL_MEAN)
@@ -210,9 +266,14 @@ class DegradationDetector:
             )
 
     @classmethod
-    def from_pretrained(cls, source: str | Path | None = None, threshold: float | dict[str, float] | None = None):
+    def from_pretrained(
+        cls,
+        source: str | Path | None = None,
+        threshold: float | dict[str, float] | None = None,
+        routing: dict[str, dict] | bool | None = None,
+    ):
         model = ResNetForImageClassification.from_pretrained(str(source or bundled_detector_path()))
-        return cls(model, threshold)
+        return cls(model, threshold, routing)
 
     @torch.inference_mode()
     def crop_logits(self, crops: np.ndarray) -> torch.Tensor:
@@ -242,9 +303,9 @@ class DegradationDetector:
 
     def detect(self, image) -> Detection:
         """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1])."""
-        logits = self.crop_logits(self.read_crops(image)).mean(dim=0)
-        probabilities = torch.sigmoid(logits).tolist()
-        return Detection(dict(zip(LABELS, probabilities)), self.threshold)
+        features = pooled_features(self.crop_logits(self.read_crops(image)))
+        probabilities = routed_probabilities(features, self.routing)
+        return Detection(probabilities, self.threshold, tuple(features.tolist()))
 
 
 __all__ = ["LABELS", "LABEL_WORDS", "Detection", "DegradationDetector", "detector_config", "crop_positions"]

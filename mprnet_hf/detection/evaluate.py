@@ -80,6 +80,7 @@ def evaluate_detectors(detectors, photos, seeds_single, seeds_pair, seeds_light_
                         "found": detection.found,
                         "tasks": detection.tasks,
                         "probabilities": detection.probabilities,
+                        "features": detection.features,
                     }
                     if worth_following(group, kinds, detection.tasks, seed, follow_seeds):
                         record["photo"] = degraded
