@@ -704,3 +704,16 @@ def test_rain_output_is_clipped_to_the_valid_range():
         streaks = blur(torch.from_numpy(drops.astype(np.float32))[None], line_kernel(length, angle, width))
         expected = 1 - (1 - expected) * (1 - 0.8 * (streaks / streaks.amax()).clamp(0, 1))
     torch.testing.assert_close(rainy, expected.clamp(0, 1), atol=1e-6, rtol=0)
+
+
+def test_reversal_paths_double_back_at_the_drawn_steps():
+    """One to three reversals, at steps drawn from the last seven eighths of the path: each is a turn of about half a
+    circle (turns between other steps stay far smaller), at exactly the steps the generator draws first."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        drawn = set(rng.integers(256 // 8, 256, size=int(rng.integers(1, 4))).tolist())
+        steps = np.diff(shake_trajectory(np.random.default_rng(seed), "reversal"), axis=0)
+        heading = np.arctan2(steps[:, 1], steps[:, 0])
+        turns = np.abs(np.angle(np.exp(1j * np.diff(heading))))
+        # turns[j] is the change of direction made at step j + 2 of the path.
+        assert {int(j) + 2 for j in np.nonzero(turns > 1.5)[0]} == drawn
