@@ -354,9 +354,11 @@ def test_sensor_noise_has_the_variance_of_its_formula():
     torch.testing.assert_close(noisy, expected)
 
 
-def demosaiced_noise_numpy(image: np.ndarray, shot: float, read_sigma: float, seed: int) -> np.ndarray:
-    """An independent reference: RGGB photosites, bilinear interpolation of each colour's samples (scipy), then the
-    colour-correction matrix."""
+def demosaiced_noise_numpy(
+    image: np.ndarray, shot: float, read_sigma: float, seed: int, mode: str = "mirror"
+) -> np.ndarray:
+    """An independent reference: RGGB photosites, bilinear interpolation of each colour's samples (scipy, borders
+    mirrored, or repeated with mode "nearest"), then the colour-correction matrix."""
     _, height, width = image.shape
     samples = np.random.default_rng(seed).standard_normal((height, width), dtype=np.float32).astype(np.float64)
     std = np.sqrt(shot * np.clip(image, 0, None) + read_sigma**2)
@@ -370,7 +372,7 @@ def demosaiced_noise_numpy(image: np.ndarray, shot: float, read_sigma: float, se
     green = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]]) / 4
     noise = np.stack(
         [
-            ndimage.convolve(samples * std[channel] * sites[channel], kernel, mode="mirror")
+            ndimage.convolve(samples * std[channel] * sites[channel], kernel, mode=mode)
             for channel, kernel in enumerate((red_blue, green, red_blue))
         ]
     )
@@ -585,3 +587,133 @@ def test_the_same_seed_shakes_as_when_the_quality_tables_were_measured(style):
         kernel = motion_blur_kernel(33, np.random.default_rng(seed), style=style).astype(np.float64)
         moments.append([(kernel * rows**2).sum(), (kernel * columns**2).sum(), (kernel * rows * columns).sum()])
     np.testing.assert_allclose(moments, RECORDED_SHAKES[style], atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------------- edges and limits
+# Written against the survivors of a mutation run (docs/TESTING.md, "Mutation testing"): the kernels' shapes at the
+# grid's edge, images too small to mirror, inputs outside [0, 1], and the messages of the refusals.
+def reference_shake_kernel(points: np.ndarray, size: int, length: float) -> np.ndarray:
+    """The trajectory scaled to `min(length, size - 2)` pixels across, centred on the grid, each point spread over its
+    four neighbouring taps by its sub-pixel position."""
+    scaled = points * (min(length, size - 2) / (2 * np.abs(points).max())) + (size - 1) / 2
+    kernel = np.zeros((size, size))
+    for x, y in scaled:
+        row, column = int(np.floor(y)), int(np.floor(x))
+        fy, fx = y - row, x - column
+        kernel[row, column] += (1 - fy) * (1 - fx)
+        kernel[row + 1, column] += fy * (1 - fx)
+        kernel[row, column + 1] += (1 - fy) * fx
+        kernel[row + 1, column + 1] += fy * fx
+    return kernel / kernel.sum()
+
+
+@pytest.mark.parametrize(
+    "size, length, style, seed",
+    [
+        (17, 40.0, "smooth", 0),
+        (16, 14.0, "jerky", 1),
+        (15, 13.0, "reversal", 2),
+        (15, 13.0, "smooth", 5),
+        (33, 20.0, "jerky", 3),
+    ],
+)
+def test_shake_kernel_splats_the_scaled_trajectory_up_to_the_grids_edge(size, length, style, seed):
+    points = shake_trajectory(np.random.default_rng(seed), style)
+    kernel = motion_blur_kernel(size, np.random.default_rng(seed), length=length, style=style)
+    np.testing.assert_allclose(kernel, reference_shake_kernel(points, size, length), atol=1e-7)
+
+
+def test_shake_kernel_of_random_length_and_the_default_style():
+    rng = np.random.default_rng(4)
+    points = shake_trajectory(rng, "smooth")
+    length = rng.uniform(3, 33 - 2)
+    np.testing.assert_allclose(
+        motion_blur_kernel(33, np.random.default_rng(4)), reference_shake_kernel(points, 33, length), atol=1e-7
+    )
+    smooth = shake_trajectory(np.random.default_rng(6), "smooth")
+    np.testing.assert_array_equal(shake_trajectory(np.random.default_rng(6)), smooth)
+
+
+def test_cut_shake_kernels_reach_both_edges_of_the_grid():
+    """At the largest length a path spans size - 2 pixels: bilinear splatting puts weight on the first or last row and
+    column of the grid; over a few seeds both ends of both axes are reached."""
+    reached = set()
+    for seed in range(12):
+        kernel = motion_blur_kernel(15, np.random.default_rng(seed), length=30.0)
+        rows, columns = kernel.sum(axis=1), kernel.sum(axis=0)
+        reached |= {
+            name
+            for name, mass in (("top", rows[0]), ("bottom", rows[-1]), ("left", columns[0]), ("right", columns[-1]))
+            if mass > 1e-4
+        }
+    assert reached == {"top", "bottom", "left", "right"}
+
+
+def test_refusals_name_the_accepted_values():
+    with pytest.raises(
+        ValueError, match=r"^Unknown trajectory style 'wobbly': expected one of smooth, jerky, reversal$"
+    ):
+        shake_trajectory(np.random.default_rng(0), "wobbly")
+    with pytest.raises(ValueError, match=rf"^Unknown task 'dehaze': expected one of {', '.join(TASKS)}$"):
+        degrade(photo_like(), "dehaze", 0)
+    with pytest.raises(ValueError, match=r"^Expected a \(3, H, W\) image, got shape \(1, 48, 40\)$"):
+        degrade(photo_like()[:1], "denoise", 0)
+    with pytest.raises(ValueError, match=r"^JPEG quality must be between 1 and 95, got 96$"):
+        jpeg_compress(photo_like(), 96)
+
+
+def test_blur_takes_double_precision_kernels():
+    kernel = np.outer([1.0, 2.0, 1.0], [1.0, 4.0, 6.0, 4.0, 1.0]) / 64  # float64, as numpy builds it
+    image = photo_like(12, 11)
+    np.testing.assert_allclose(blur(image, kernel).numpy(), scipy_blur(image, kernel, "mirror"), atol=2e-6)
+    assert blur(image, kernel).dtype == torch.float32
+
+
+@pytest.mark.parametrize("height, width", [(2, 2), (2, 7), (7, 2), (9, 1), (1, 1)])
+def test_demosaiced_noise_on_images_two_pixels_or_one_pixel_wide(height, width):
+    image = torch.from_numpy(np.random.default_rng(height * 10 + width).random((3, height, width))).float()
+    noisy = add_demosaiced_noise(image, shot=0.02, read_sigma=0.01, rng=np.random.default_rng(8))
+    expected = demosaiced_noise_numpy(
+        image.double().numpy(), 0.02, 0.01, 8, mode="mirror" if min(height, width) > 1 else "nearest"
+    )
+    np.testing.assert_allclose(noisy.numpy(), expected, atol=1e-5)
+
+
+def test_demosaiced_noise_stays_in_range_and_has_no_shot_noise_below_black():
+    image = torch.zeros(3, 16, 16)
+    image[:, :8] = -0.3  # below black: only the read noise
+    image[:, 8:] = 0.97
+    noisy = add_demosaiced_noise(image, shot=0.05, read_sigma=0.05, rng=np.random.default_rng(9))
+    expected = demosaiced_noise_numpy(image.double().numpy(), 0.05, 0.05, 9)
+    np.testing.assert_allclose(noisy.numpy(), expected, atol=1e-5)
+    assert noisy.min() == 0 and noisy.max() == 1  # both clips are reached
+
+
+def test_rain_output_is_clipped_to_the_valid_range():
+    """Screen blending keeps [0, 1] inputs in range; an input that overshoots (a sharpened photo) is clipped too."""
+    image = photo_like(32, 32) * 2 - 0.5  # from -0.1 to 1.3
+    rainy = add_rain(image, np.random.default_rng(2), density=0.01, brightness=0.8)
+    assert rainy.min() == 0 and rainy.max() == 1
+    rng = np.random.default_rng(2)
+    layers = 1 + int(rng.random() < 0.4)
+    expected = image
+    for _ in range(layers):
+        density, length = 0.01, rng.uniform(8, 35)
+        angle, width = rng.uniform(-35, 35), rng.uniform(0.5, 1.8)
+        drops = (rng.random((32, 32)) < density) * rng.uniform(0.4, 1.0, (32, 32))
+        streaks = blur(torch.from_numpy(drops.astype(np.float32))[None], line_kernel(length, angle, width))
+        expected = 1 - (1 - expected) * (1 - 0.8 * (streaks / streaks.amax()).clamp(0, 1))
+    torch.testing.assert_close(rainy, expected.clamp(0, 1), atol=1e-6, rtol=0)
+
+
+def test_reversal_paths_double_back_at_the_drawn_steps():
+    """One to three reversals, at steps drawn from the last seven eighths of the path: each is a turn of about half a
+    circle (turns between other steps stay far smaller), at exactly the steps the generator draws first."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        drawn = set(rng.integers(256 // 8, 256, size=int(rng.integers(1, 4))).tolist())
+        steps = np.diff(shake_trajectory(np.random.default_rng(seed), "reversal"), axis=0)
+        heading = np.arctan2(steps[:, 1], steps[:, 0])
+        turns = np.abs(np.angle(np.exp(1j * np.diff(heading))))
+        # turns[j] is the change of direction made at step j + 2 of the path.
+        assert {int(j) + 2 for j in np.nonzero(turns > 1.5)[0]} == drawn

@@ -234,3 +234,16 @@ def test_to_pil_clips_out_of_range_values_and_alpha():
     assert sixteen.mode == "I;16" and np.asarray(sixteen).tolist() == [[0, 32768, 65535]]
     with_alpha = MPRNetImageProcessor.to_pil(rgb.clip(0, 1), "L", alpha=np.array([[-1.0, 0.5, 2.0]]))
     assert with_alpha.mode == "LA" and np.asarray(with_alpha)[..., 1].tolist() == [[0, 128, 255]]
+
+
+def test_a_batch_of_one_and_a_single_row_are_images():
+    """A (1, 3, H, W) tensor in a list is one image (a model's output fed back); a (1, W) array is one row of grey."""
+    rgb = gradient()
+    chw = torch.from_numpy(rgb).permute(2, 0, 1)
+    inputs = processor(images=[chw[None], chw])
+    assert inputs["pixel_values"].shape == (2, 3, 12, 20)
+    assert torch.equal(inputs["pixel_values"][0], inputs["pixel_values"][1])
+    row = processor(images=torch.arange(0, 250, 10, dtype=torch.uint8)[None])
+    (grey,) = processor.postprocess(row["pixel_values"], row)
+    assert grey.mode == "L" and grey.size == (25, 1)
+    assert np.asarray(grey).reshape(-1).tolist() == list(range(0, 250, 10))

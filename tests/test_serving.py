@@ -4,6 +4,7 @@ request, against hand-computed values."""
 
 import math
 import re
+import struct
 import time
 import warnings
 
@@ -173,6 +174,23 @@ def test_uploads_are_opened_fully_decoded(tmp_path):
     image, notes = open_image_file(path, check_size=lambda width, height: sizes.append((width, height)))
     assert image.size == (30, 20) and image.getpixel((29, 19)) == (10, 200, 30) and notes == []
     assert sizes == [(30, 20)]
+
+
+def test_uploads_pillow_only_warns_about_are_opened(tmp_path):
+    """Only the decompression-bomb warning refuses an upload: a JPEG with a broken multi-picture (MPF) header, which
+    Pillow reads as a plain JPEG after a warning, is opened like the same JPEG without that header."""
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (24, 16), (200, 40, 90)).save(plain)
+    data = plain.read_bytes()
+    # An APP2 "MPF" segment holding a TIFF header and an empty directory: no number of pictures.
+    segment = b"MPF\x00" + b"II*\x00\x08\x00\x00\x00" + b"\x00\x00" + b"\x00\x00\x00\x00"
+    broken = tmp_path / "broken_mpf.jpg"
+    broken.write_bytes(data[:2] + b"\xff\xe2" + struct.pack(">H", len(segment) + 2) + segment + data[2:])
+    with pytest.warns(UserWarning, match="malformed MPO"):
+        image, notes = open_image_file(broken)
+    assert image.format == "JPEG" and image.size == (24, 16) and notes == []
+    with Image.open(plain) as expected:
+        assert image.tobytes() == expected.convert("RGB").tobytes()
 
 
 def test_animations_are_read_at_their_first_frame_and_say_so(tmp_path):
