@@ -74,14 +74,16 @@ MODELS = load_models()
 # Auto mode's detector: a small classifier that stays on the CPU (it reads a few crops, well under a second).
 DETECTOR = DegradationDetector.from_pretrained()
 ON_GPU = next(MODELS[TASKS[0]].parameters()).is_cuda
+MAX_MEGAPIXELS = max_megapixels()
+# What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now
+# (before the serving preparation below starts timing its backends in the background, which this would slow down).
+COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
 # Start-up, never inside a request: channels-last weights, glibc keeping freed memory, a warm-up call, and on a CPU
-# onnxruntime sessions for whole-photo restores (exported once in the background and cached on disk; requests are
-# served by PyTorch until then). On ZeroGPU only eval mode (bf16 autocast, no compile).
+# onnxruntime sessions for whole-photo restores where they are faster (exported once in the background and cached on
+# disk, then timed against PyTorch; requests are served by PyTorch meanwhile). On ZeroGPU only eval mode (bf16
+# autocast, no compile).
 SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", "auto"), background=True)
 print(f"MPRNet serving: {SERVING.summary()}", flush=True)
-MAX_MEGAPIXELS = max_megapixels()
-# What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now.
-COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
 # Two requests at once only split a small CPU between them (each takes twice as long); a GPU overlaps them.
 QUEUE_OPTIONS = dict(
     default_concurrency_limit=int(os.environ.get("MPRNET_CONCURRENCY", "2" if ON_GPU else "1")),

@@ -15,7 +15,7 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
   config and the library versions) and whole-image restores can run through an onnxruntime session, which fuses the
   element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won on an
   AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed on
-  the same image, taking turns, and the faster one serves. Tiled restores that record whole-image statistics keep
+  the same image and the faster one serves. Tiled restores that record whole-image statistics keep
   using PyTorch (they need its hooks). Same arithmetic up to float rounding (tests/test_serving_speed.py);
 * a warm-up restore per model, so no request pays for a first call's set-up.
 
@@ -147,33 +147,45 @@ def _warm_up(model: MPRNetModel) -> None:
 def time_backends_side_by_side(
     model: MPRNetModel, restorer: "OnnxRuntimeRestorer", size: int = BACKEND_TRIAL_SIZE, rounds=BACKEND_TRIAL_ROUNDS
 ) -> tuple[float, float]:
-    """The best of `rounds` seconds of a whole-image restore of a `size`² image with PyTorch and with `restorer`,
-    taking turns call by call so that a change in the machine's load falls on both alike, and the best rather than
-    the median because start-up work running beside them (the app measures its CPU cost bounds meanwhile) only ever
-    slows a call down. Leaves `model` on PyTorch."""
+    """The best of `rounds` seconds of a whole-image restore of a `size`² image with PyTorch, then with `restorer`.
+    The calls of each backend run back to back, not in turns: each runtime's worker threads keep spinning for a while
+    after a call, which would slow the other's next call, a cost that serving with one backend never pays. The best
+    call rather than the median, because other work running beside (the app's start-up) only ever slows one down.
+    Leaves `model` on PyTorch."""
     images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    seconds = {None: [], restorer: []}
-    for _ in range(rounds):
-        for runtime, times in seconds.items():
-            model.whole_image_runtime = runtime
+    best = {}
+    for runtime in (None, restorer):
+        model.whole_image_runtime = runtime
+        times = []
+        for _ in range(rounds):
             started = time.perf_counter()
             restore_tensor(model, images, tile_size=None, return_stages=True)
             times.append(time.perf_counter() - started)
+        best[runtime] = min(times)
     model.whole_image_runtime = None
-    torch_seconds, onnx_seconds = (min(times) for times in seconds.values())
-    return torch_seconds, onnx_seconds
+    return best[None], best[restorer]
 
 
-def _attach_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport, timed: bool) -> None:
+def _load_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport) -> OnnxRuntimeRestorer | None:
+    """Exports `model` (or reuses its cached export) and warms an onnxruntime session up on it; None if that fails.
+    The model keeps serving with PyTorch until `_choose_backend` decides."""
     started = time.perf_counter()
     try:
         restorer = OnnxRuntimeRestorer(exported_model_path(model, cache_dir))
+        model.whole_image_runtime = restorer
+        _warm_up(model)
     except Exception as error:  # an export or session failure must leave the PyTorch path serving
         report.notes.append(f"{task}: onnxruntime unavailable ({type(error).__name__}: {error}); serving with PyTorch")
         logger.warning(report.notes[-1])
-        return
-    model.whole_image_runtime = restorer
-    _warm_up(model)
+        return None
+    finally:
+        model.whole_image_runtime = None
+        report.start_up_seconds[task] = round(report.start_up_seconds.get(task, 0) + time.perf_counter() - started, 2)
+    return restorer
+
+
+def _choose_backend(task: str, model: MPRNetModel, restorer: OnnxRuntimeRestorer, report, timed: bool) -> None:
+    started = time.perf_counter()
     serve_onnxruntime = True
     if timed:
         torch_seconds, onnx_seconds = time_backends_side_by_side(model, restorer)
@@ -246,8 +258,12 @@ def prepare_for_serving(
         to_export.append((task, model))
 
     def export_all():
+        # Every export and session first, then the timings: by then a serving process's own start-up (building its
+        # interface, measuring its cost bounds) is over and no longer slows the calls being compared.
+        restorers = {task: _load_onnxruntime(task, model, cache_dir, report) for task, model in to_export}
         for task, model in to_export:
-            _attach_onnxruntime(task, model, cache_dir, report, timed=backend == "auto")
+            if restorers[task] is not None:
+                _choose_backend(task, model, restorers[task], report, timed=backend == "auto")
 
     if background and to_export:
         threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True).start()
