@@ -45,7 +45,7 @@ from mprnet_hf.serving import (
     uploaded_file,
     zerogpu_cost_bound,
 )
-from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
+from mprnet_hf.speed.serving_speed import onnxruntime_available, prepare_for_serving, serving_tile_size
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Gradio copies every returned file into its own cache, so our copies only need to outlive one response.
@@ -79,10 +79,12 @@ MAX_MEGAPIXELS = max_megapixels()
 # (before the serving preparation below starts timing its backends in the background, which this would slow down).
 COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
 # Start-up, never inside a request: channels-last weights, glibc keeping freed memory, a warm-up call, and on a CPU
-# onnxruntime sessions for whole-photo restores where they are faster (exported once in the background and cached on
-# disk, then timed against PyTorch; requests are served by PyTorch meanwhile). On ZeroGPU only eval mode (bf16
-# autocast, no compile).
-SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", "auto"), background=True)
+# onnxruntime sessions for whole-photo restores (exported once in the background and cached on disk; requests are
+# served by PyTorch meanwhile). onnxruntime rather than the timed choice of "auto": requests run in worker threads,
+# where PyTorch's convolutions ran up to 1.5x slower than in the thread "auto" times them in (docs/PERFORMANCE.md).
+# On ZeroGPU only eval mode (bf16 autocast, no compile).
+DEFAULT_BACKEND = "onnxruntime" if onnxruntime_available() else "torch"
+SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", DEFAULT_BACKEND), background=True)
 print(f"MPRNet serving: {SERVING.summary()}", flush=True)
 # Two requests at once only split a small CPU between them (each takes twice as long); a GPU overlaps them.
 QUEUE_OPTIONS = dict(

@@ -15,8 +15,10 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
   config and the library versions) and whole-image restores can run through an onnxruntime session, which fuses the
   element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won on an
   AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed on
-  the same image and the faster one serves. Tiled restores that record whole-image statistics keep
-  using PyTorch (they need its hooks). Same arithmetic up to float rounding (tests/test_serving_speed.py);
+  the same image and the faster one serves. The timing runs in the export thread; where requests run in other
+  threads, PyTorch may serve slower than it timed (docs/PERFORMANCE.md), which is why the app asks for onnxruntime.
+  Tiled restores that record whole-image statistics keep using PyTorch (they need its hooks). Same arithmetic up to
+  float rounding (tests/test_serving_speed.py);
 * a warm-up restore per model, so no request pays for a first call's set-up.
 
 On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as it is, uncompiled.
