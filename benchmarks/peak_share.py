@@ -25,8 +25,8 @@ Paths:
                    (`cli.restore_file`: decode, tile choice, restore, write the PNG)
   app              the app's API as a script calls it: app.py's server started in the worker and `gradio_client`
                    (a PNG uploaded, the restored PNG and stage previews written and sent back), timed once the
-                   backends of all its models are chosen (export and side-by-side timing done); `MPRNET_MAX_SECONDS`
-                   is raised so that large photos are served
+                   backends of all its models are settled (`ServingReport.prepared`); `MPRNET_MAX_SECONDS` is raised so
+                   that large photos are served
 
 Other ways of running a model can be registered in `EXTRA_PATHS` (name -> function(task, model) returning a function
 of a PIL photo) to add their rows.
@@ -201,11 +201,9 @@ def app_restore(task: str):
     app.demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH_OPTIONS
     )
-    # Until every served model's backend is settled: the export and the side-by-side timing of the other models
+    # Until every served model's backend is settled: exports (and, with MPRNET_BACKEND=auto, the backend timings)
     # would otherwise run in the background during the timed calls.
-    deadline = time.monotonic() + APP_READY_TIMEOUT_S
-    while not all(_backend_settled(app.SERVING, served) for served in app.MODELS) and time.monotonic() < deadline:
-        time.sleep(2)
+    app.SERVING.prepared.wait(APP_READY_TIMEOUT_S)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     saved = _photo_file(Path(tempfile.mkdtemp(prefix="peak-share-app-")))
 
@@ -213,12 +211,6 @@ def app_restore(task: str):
         return client.predict(handle_file(str(saved(photo))), task, 0, 64, api_name="/restore")
 
     return restore, app.SERVING
-
-
-def _backend_settled(report, task: str) -> bool:
-    return report.backends.get(task) != "torch channels-last" or any(
-        note.startswith(f"{task}:") for note in report.notes
-    )
 
 
 def _no_grad(function):

@@ -113,7 +113,7 @@ def test_onnxruntime_serving_path_matches_fixtures_and_is_cached(reference_dir, 
     tiled_images = torch.rand(1, 3, 72, 88, generator=torch.Generator().manual_seed(2))
     tiled_reference = restore_tensor(model, tiled_images, tile_size=48, tile_overlap=8)
     report = prepare_for_serving({"derain": model}, backend="onnxruntime", cache_dir=tmp_path, allocator=False)
-    assert report.backends == {"derain": "onnxruntime"}
+    assert report.backends == {"derain": "onnxruntime"} and report.prepared.is_set()
     assert len(list(tmp_path.glob("*.onnx"))) == 1 and not list(tmp_path.glob("*.partial"))
     io = load_file(reference_dir / "fixture_derain_io.safetensors")
     assert_within_tolerance(fixture_errors(lambda images: tuple(restore_tensor(model, images)), io))
@@ -156,7 +156,10 @@ def test_backends_are_timed_by_turns_and_the_model_is_left_on_pytorch(runtime_de
 def test_auto_backend_serves_with_the_one_it_measured_faster(tmp_path):
     pytest.importorskip("onnxruntime")
     model = tiny_model()
-    report = prepare_for_serving({"derain": model}, backend="auto", cache_dir=tmp_path, allocator=False)
+    report = prepare_for_serving(
+        {"derain": model}, backend="auto", cache_dir=tmp_path, allocator=False, background=True
+    )
+    assert report.prepared.wait(600), "the background export and timing did not finish"
     (note,) = [note for note in report.notes if note.startswith("derain:")]
     onnx_seconds, torch_seconds = (float(value) for value in re.findall(r"([0-9.]+) s on", note))
     chosen_onnxruntime = onnx_seconds < torch_seconds

@@ -133,6 +133,8 @@ class ServingReport:
     backends: dict[str, str] = field(default_factory=dict)
     start_up_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Set once every backend is settled (with `background=True`, when the export thread is done).
+    prepared: threading.Event = field(default_factory=threading.Event)
 
     def summary(self) -> str:
         parts = [
@@ -235,6 +237,7 @@ def prepare_for_serving(
         for task, model in models.items():
             model.eval()
             report.backends[task] = "torch (unchanged on GPU)"
+        report.prepared.set()
         return report
 
     if allocator:
@@ -262,10 +265,13 @@ def prepare_for_serving(
     def export_all():
         # Every export and session first, then the timings: by then a serving process's own start-up (building its
         # interface, measuring its cost bounds) is over and no longer slows the calls being compared.
-        restorers = {task: _load_onnxruntime(task, model, cache_dir, report) for task, model in to_export}
-        for task, model in to_export:
-            if restorers[task] is not None:
-                _choose_backend(task, model, restorers[task], report, timed=backend == "auto")
+        try:
+            restorers = {task: _load_onnxruntime(task, model, cache_dir, report) for task, model in to_export}
+            for task, model in to_export:
+                if restorers[task] is not None:
+                    _choose_backend(task, model, restorers[task], report, timed=backend == "auto")
+        finally:
+            report.prepared.set()
 
     if background and to_export:
         threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True).start()
