@@ -102,13 +102,14 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
-def _writes_in_place() -> bool:
-    """Whether a block may write into the fresh tensors it made itself: only when autograd records nothing (so no
-    result requires grad), and never under a tracer (ONNX export, torch.compile keep the plain graph). On CPU every
-    feature map allocated anew is a fresh memory mapping whose pages fault in one by one (large maps are never reused
-    by the allocator unless `speed.fast.reuse_freed_memory()` is on), so writing in place saves time as well as
-    memory."""
-    return not torch.is_grad_enabled() and not _tracing()
+def _writes_in_place(features: torch.Tensor) -> bool:
+    """Whether a block may write into `features`, a fresh tensor it made itself: only on CPU, only when autograd
+    records nothing (so no result requires grad), and never under a tracer (ONNX export, torch.compile keep the plain
+    graph). On CPU every feature map allocated anew is a fresh memory mapping whose pages fault in one by one (large
+    maps are never reused by the allocator unless `speed.fast.reuse_freed_memory()` is on), so writing in place saves
+    time as well as memory; that was measured on CPU only, and GPUs keep the path they had (one fused `addcmul` per
+    block, and PReLU, whose slope would otherwise be read back and synchronise the GPU at every block)."""
+    return features.is_cpu and not torch.is_grad_enabled() and not _tracing()
 
 
 class ChannelAttention(nn.Module):
@@ -140,16 +141,15 @@ class ChannelAttention(nn.Module):
         return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
 
     def forward(self, features: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """`features` gated channel by channel, plus `residual` when given (then, on CPU when no autograd records,
-        written into `features`: the caller hands over a fresh tensor of its own)."""
+        """`features` gated channel by channel, plus `residual` when given (then written into `features` when
+        `_writes_in_place` allows: the caller hands over a fresh tensor of its own)."""
         # Tracers (ONNX export, torch.compile) never see the override: it is a per-call Python object.
         override = None if _tracing() else _STATISTICS_OVERRIDE.get()
         if override is not None:
             gated = override.channel_attention(self, features)
             return gated if residual is None else gated + residual
         gate = self.gate(self.pooled(features))
-        # In place on CPU only, where it was measured; GPUs keep the one fused pass of addcmul below.
-        if residual is not None and features.is_cpu and _writes_in_place():
+        if residual is not None and _writes_in_place(features):
             return features.mul_(gate).add_(residual)
         # addcmul gates and adds in one pass over the feature map, where `features * gate + residual` makes two.
         return features * gate if residual is None else torch.addcmul(residual, features, gate)
@@ -169,9 +169,8 @@ class ChannelAttentionBlock(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         hidden = self.conv1(features)
-        if _writes_in_place() and hidden.is_cpu and self.activation.weight.numel() == 1:
-            # MPRNet's PReLU has one slope: a leaky ReLU with that slope, written into the convolution's output
-            # (on CPU only: reading the slope would synchronise a GPU at every block).
+        if _writes_in_place(hidden) and self.activation.weight.numel() == 1:
+            # MPRNet's PReLU has one slope: a leaky ReLU with that slope, written into the convolution's output.
             hidden = F.leaky_relu_(hidden, self.activation.weight.item())
         else:
             hidden = self.activation(hidden)
