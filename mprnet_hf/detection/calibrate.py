@@ -23,7 +23,6 @@ import torch
 from .detector import DETECTION_THRESHOLD, LABELS, ROUTED_LABELS, TASK_OF_LABEL, routed_probabilities
 
 THRESHOLD_GRID = tuple(round(float(value), 2) for value in np.arange(0.2, 0.81, 0.05))
-ROUTING_LABELS = ROUTED_LABELS
 # Weight decay of the routing regression: keeps the rule close to "each label alone" where the records say little.
 ROUTING_L2 = 1e-2
 
@@ -37,7 +36,7 @@ def routed_right_count(records, thresholds: dict[str, float]) -> int:
     exactly the restorations their degradations need."""
     right = 0
     for record in records:
-        found = [label for label in ROUTING_LABELS if record["probabilities"][label] >= thresholds[label]]
+        found = [label for label in ROUTED_LABELS if record["probabilities"][label] >= thresholds[label]]
         right += tasks_of(found) == tasks_of(record["kinds"])
     return right
 
@@ -53,7 +52,7 @@ def choose_thresholds(records, passes: int = 3) -> dict[str, float]:
     """Coordinate ascent over `THRESHOLD_GRID` from 0.5 for every label; ties go to the value nearest 0.5."""
     thresholds = dict.fromkeys(LABELS, DETECTION_THRESHOLD)
     for _ in range(passes):
-        for label in ROUTING_LABELS:
+        for label in ROUTED_LABELS:
             thresholds[label] = max(
                 THRESHOLD_GRID,
                 key=lambda value: (
@@ -87,12 +86,12 @@ def logistic_regression(features: np.ndarray, targets: np.ndarray, l2: float = R
 
 
 def fit_routing(records, l2: float = ROUTING_L2) -> dict[str, dict]:
-    """A routing rule per label of `ROUTING_LABELS` from records that carry the detector's `features`."""
+    """A routing rule per label of `ROUTED_LABELS` from records that carry the detector's `features`."""
     if not records or any(record.get("features") is None for record in records):
         raise ValueError("Fitting a routing rule needs records with the detector's pooled features")
     features = np.array([record["features"] for record in records], dtype=np.float64)
     routing = {}
-    for label in ROUTING_LABELS:
+    for label in ROUTED_LABELS:
         targets = np.array([label in record["kinds"] for record in records], dtype=np.float64)
         weights, bias = logistic_regression(features, targets, l2)
         routing[label] = {"weights": weights, "bias": bias}
