@@ -38,6 +38,7 @@ from mprnet_hf.models.mprnet.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE
 from mprnet_hf.serving import (
     UPLOAD_REFUSED,
     cpu_cost_bound,
+    default_device,
     gpu_duration,
     load_models,
     max_megapixels,
@@ -45,7 +46,8 @@ from mprnet_hf.serving import (
     uploaded_file,
     zerogpu_cost_bound,
 )
-from mprnet_hf.speed.serving_speed import onnxruntime_available, prepare_for_serving, serving_tile_size
+from mprnet_hf.speed.fast import reuse_freed_memory
+from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Gradio copies every returned file into its own cache, so our copies only need to outlive one response.
@@ -69,6 +71,11 @@ AUTOMATIC_TILES = 0
 TILE_SIZE_RANGE = (256, 1024)
 TILE_OVERLAP_RANGE = (0, 96)
 
+# On a CPU, glibc keeps freed memory for reuse and every thread allocates from its main heap: set before any other
+# thread allocates, since a thread keeps the arena it first got, and a thread's own arena unmaps its freed feature
+# maps, which a request's worker thread would re-fault on every restore (docs/PERFORMANCE.md).
+if default_device().type == "cpu":
+    reuse_freed_memory()
 # ZeroGPU needs the weights loaded at import, outside any @spaces.GPU function; it moves them to the GPU per call.
 MODELS = load_models()
 # Auto mode's detector: a small classifier that stays on the CPU (it reads a few crops, well under a second).
@@ -78,12 +85,11 @@ MAX_MEGAPIXELS = max_megapixels()
 # What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now
 # (before the serving preparation below starts timing its backends in the background, which this would slow down).
 COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
-# Start-up, never inside a request: channels-last weights, glibc keeping freed memory, a warm-up call, and on a CPU
-# onnxruntime sessions for whole-photo restores (exported once in the background and cached on disk; requests are
-# served by PyTorch meanwhile). onnxruntime rather than the timed choice of "auto": requests run in worker threads,
-# where PyTorch's convolutions ran up to 1.5x slower than in the thread "auto" times them in (docs/PERFORMANCE.md).
-# On ZeroGPU only eval mode (bf16 autocast, no compile).
-DEFAULT_BACKEND = "onnxruntime" if onnxruntime_available() else "torch"
+# Start-up, never inside a request: channels-last weights, a warm-up call, and on a CPU onnxruntime sessions for
+# whole-photo restores (exported once in the background and cached on disk; requests are served by PyTorch
+# meanwhile), then a 512² restore timed on both runtimes keeps the faster one ("auto"; which wins depends on the
+# processor). On ZeroGPU only eval mode (bf16 autocast, no compile).
+DEFAULT_BACKEND = "auto"
 SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", DEFAULT_BACKEND), background=True)
 print(f"MPRNet serving: {SERVING.summary()}", flush=True)
 # Two requests at once only split a small CPU between them (each takes twice as long); a GPU overlaps them.

@@ -185,16 +185,22 @@ def cli_restore(task: str, model):
     return restore
 
 
-def app_restore(task: str):
+def import_app():
     import os
+
+    os.environ["MPRNET_MAX_SECONDS"] = "100000"  # the app's per-request CPU bound would refuse 2048² photos
+    import app
+
+    return app
+
+
+def app_restore(task: str):
     import socket
     import tempfile
 
     from gradio_client import Client, handle_file
 
-    os.environ["MPRNET_MAX_SECONDS"] = "100000"  # the app's per-request CPU bound would refuse 2048² photos
-    import app
-
+    app = import_app()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -224,6 +230,10 @@ def worker(spec: dict) -> dict:
     from mprnet_hf.models.mprnet.inference import choose_tile_size
 
     torch.set_num_threads(spec["threads"])
+    if spec["path"] == "app":
+        # First, as when app.py is the process's main module: it sets the allocator before any other thread
+        # allocates, and threads that allocated before would keep arenas of their own.
+        import_app()
     model = load_model(spec["model"])
     pixels = np.random.default_rng(1).integers(0, 256, (spec["size"], spec["size"], 3), dtype=np.uint8)
     photo = Image.fromarray(pixels)

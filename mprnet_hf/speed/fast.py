@@ -9,7 +9,10 @@ measurements are in docs/PERFORMANCE.md and the README's "Speed and memory" sect
 * `reuse_freed_memory()`: process-wide glibc setting. By default glibc hands every large tensor (> 32 MiB) back to the
   kernel when it is freed and maps fresh pages for the next one; the kernel then zeroes and faults in every page
   again, a large share of the CPU time of a restore (docs/PERFORMANCE.md). Keeping freed memory in the heap removes
-  it, at the price of a higher peak resident memory (fragmentation) that is never returned to the system.
+  it, at the price of a higher peak resident memory (fragmentation) that is never returned to the system. It also
+  makes every thread allocate from the one main heap: a thread's own glibc arena grows in heaps of at most 64 MiB
+  and unmaps each heap as soon as it is empty, whatever the trim setting, so a restore in a worker thread (the app's
+  requests) would otherwise re-fault its feature maps on every call.
 * `compile=True`: `torch.compile` of the three-stage forward. Off by default: ZeroGPU forbids it, the first call at
   each input size compiles for a long time on a small CPU, and it needs a C++ compiler.
 """
@@ -25,6 +28,7 @@ from ..models.mprnet.modeling_mprnet import MPRNetModel
 # mallopt() parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 # mallopt() takes an int: keep up to 2 GiB of free memory at the top of the heap before trimming.
 _LARGEST_TRIM_THRESHOLD = 2**31 - 1
 
@@ -86,13 +90,18 @@ def reuse_freed_memory() -> bool:
     Large allocations then come from the heap and are reused by the next tensor of a similar size, so the kernel no
     longer zeroes and faults in fresh pages for every large activation. Peak resident memory grows (freed blocks
     fragment), and memory freed after inference stays with the process until it exits.
+
+    All threads then share glibc's main arena (threads already holding an arena of their own keep it), so call this
+    early, before the threads that will run inference first allocate. Large allocations are few and slow to compute,
+    so the shared arena's lock costs nothing measurable.
     """
     libc = _glibc()
     if libc is None:
         return False
     no_mmap = libc.mallopt(_M_MMAP_MAX, 0)
     no_trim = libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST_TRIM_THRESHOLD)
-    return bool(no_mmap and no_trim)
+    one_arena = libc.mallopt(_M_ARENA_MAX, 1)
+    return bool(no_mmap and no_trim and one_arena)
 
 
 __all__ = ["optimize_for_inference", "to_channels_last", "reuse_freed_memory"]
