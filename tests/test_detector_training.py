@@ -10,6 +10,7 @@ from transformers import ResNetForImageClassification
 from conftest import REPO_ROOT
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, detector_config
 from mprnet_hf.detection.calibrate import choose_thresholds, fit_routing, rerouted, routed_right_count
+from mprnet_hf.detection.calibrate import main as calibrate_main
 from mprnet_hf.detection.data import build_crop_set, second_look_targets
 from mprnet_hf.detection.overlap import overlapping_photos
 
@@ -113,3 +114,11 @@ def test_a_routing_rule_is_read_from_the_checkpoint_and_checked(tmp_path):
     config.detection_routing = {"blur": {"weights": [1.0], "bias": 0.0}}
     with pytest.raises(ValueError, match="detection_routing must give"):
         DegradationDetector(ResNetForImageClassification(config))
+
+
+def test_calibration_changes_only_a_folder_it_is_given(capsys):
+    """The calibration rewrites its detector's config.json: with no --detector it must refuse, not recalibrate the
+    bundled checkpoint."""
+    with pytest.raises(SystemExit):
+        calibrate_main([])
+    assert "--detector" in capsys.readouterr().err

@@ -8,10 +8,13 @@ validation photos):
 - per-label thresholds: for blur, noise and rain those that route the most held-out photos to exactly the right
   restorations, for JPEG the best F1 (JPEG artefacts change no route, auto mode only reports them).
 
-Recalibrate a trained detector in place (its weights unchanged):
+Recalibrate a trained detector in place (its weights unchanged); the folder is named, never defaulted, so the bundled
+checkpoint changes only when asked for, and the routing rule is fitted only with `--fit-routing` (it measured better
+on one validation set and worse on the other, docs/DETECTION.md):
 
-    OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate --detector checkpoints/mprnet-detector \
-        --train-dir data/photos/train --exclude-like data/dev/val data/photos/val --holdout-every 8
+    cp -r checkpoints/mprnet-detector runs/detector-calibrated
+    OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate --detector runs/detector-calibrated \
+        --train-dir data/photos/train --exclude-like data/dev/val data/photos/val --holdout-every 8 [--fit-routing]
 """
 
 import argparse
@@ -106,20 +109,34 @@ def rerouted(records, routing: dict[str, dict] | None) -> list[dict]:
     ]
 
 
-def calibrate_detector(model, photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int):
-    """(routing, thresholds, number of degraded versions) for `model` on the held-out `photos`."""
+def calibrate_detector(
+    model, photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, with_routing: bool = False
+):
+    """(routing or None, thresholds, number of degraded versions) for `model` on the held-out `photos`; the
+    thresholds apply to the routed probabilities when `with_routing`, else to each label's own."""
     from .detector import DegradationDetector
     from .evaluate import evaluate_detector
 
     detector = DegradationDetector(model, threshold=DETECTION_THRESHOLD, routing=False)
     records, _ = evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg)
-    routing = fit_routing(records)
+    routing = fit_routing(records) if with_routing else None
     return routing, choose_thresholds(rerouted(records, routing)), len(records)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--detector", type=Path, default=Path("checkpoints/mprnet-detector"))
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        required=True,
+        help="the detector folder to recalibrate in place (copy checkpoints/mprnet-detector to try a calibration)",
+    )
+    parser.add_argument(
+        "--fit-routing",
+        action="store_true",
+        help="also fit a routing rule per restoration's label (stored as detection_routing); without it any rule "
+        "the folder carries is removed and thresholds apply to each label alone",
+    )
     parser.add_argument("--train-dir", type=Path, default=Path("data/photos/train"))
     parser.add_argument("--exclude-like", type=Path, nargs="*", default=[Path("data/dev/val"), Path("data/photos/val")])
     parser.add_argument("--holdout-every", type=int, default=8, help="as the detector was trained with")
@@ -136,7 +153,7 @@ def main(argv=None):
     _, held_out, _ = split_photos(args)
     model = ResNetForImageClassification.from_pretrained(str(args.detector))
     routing, thresholds, count = calibrate_detector(
-        model, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg
+        model, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, with_routing=args.fit_routing
     )
     model.config.detection_routing, model.config.detection_thresholds = routing, thresholds
     model.config.save_pretrained(args.detector)
