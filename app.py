@@ -92,6 +92,15 @@ COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) f
 DEFAULT_BACKEND = "auto"
 SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", DEFAULT_BACKEND), background=True)
 print(f"MPRNet serving: {SERVING.summary()}", flush=True)
+
+
+def _log_settled_backends():
+    # The background export and the backend trial decide what serves; say what they decided, with their timings.
+    SERVING.prepared.wait()
+    print(f"MPRNet serving, every backend settled: {SERVING.summary()}", flush=True)
+
+
+threading.Thread(target=_log_settled_backends, daemon=True, name="mprnet-serving-log").start()
 # Two requests at once only split a small CPU between them (each takes twice as long); a GPU overlaps them.
 QUEUE_OPTIONS = dict(
     default_concurrency_limit=int(os.environ.get("MPRNET_CONCURRENCY", "2" if ON_GPU else "1")),

@@ -15,8 +15,8 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
   config and the library versions) and whole-image restores can run through an onnxruntime session, which fuses the
   element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won on an
   AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed on
-  the same image and the faster one serves. The timing runs in the export thread; where requests run in other
-  threads, PyTorch may serve slower than it timed (docs/PERFORMANCE.md), which is why the app asks for onnxruntime.
+  the same image and the faster one serves. The timing runs in the export thread: it measures what requests in other
+  threads get only once `reuse_freed_memory()` has put every thread on glibc's main heap (docs/PERFORMANCE.md).
   Tiled restores that record whole-image statistics keep using PyTorch (they need its hooks). Same arithmetic up to
   float rounding (tests/test_serving_speed.py);
 * a warm-up restore per model, so no request pays for a first call's set-up.
