@@ -112,6 +112,30 @@ def test_worker_threads_reuse_freed_memory_too():
     assert statistics.median(faults[3::2]) < pages_of_96_mib // 10, faults
 
 
+LARGE_REUSE_SCRIPT = """
+import resource, torch
+from mprnet_hf.speed.fast import reuse_freed_memory
+assert reuse_freed_memory() is True
+faults = []
+for _ in range(2):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(640, 1024, 1024)  # 2.5 GiB: a 2048² restore's feature maps add up to several GiB
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(faults)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
+def test_freed_memory_is_kept_beyond_2_gib():
+    result = subprocess.run(
+        [sys.executable, "-c", LARGE_REUSE_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (int(value) for value in result.stdout.strip().strip("[]").split(","))
+    pages = 640 * 2**20 * 4 // resource.getpagesize()
+    assert first > pages // 2 and second < pages // 100, (first, second)
+
+
 def test_reuse_freed_memory_reports_unavailability(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert reuse_freed_memory() is False

@@ -29,8 +29,9 @@ from ..models.mprnet.modeling_mprnet import MPRNetModel
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
-# mallopt() takes an int: keep up to 2 GiB of free memory at the top of the heap before trimming.
-_LARGEST_TRIM_THRESHOLD = 2**31 - 1
+# -1 disables trimming altogether (mallopt(3)); the largest positive int would still hand back anything above 2 GiB
+# of free memory, which a 2048² restore, with several GiB of feature maps, then faults in again on its next call.
+_NEVER_TRIM = -1
 
 
 def optimize_for_inference(
@@ -99,7 +100,7 @@ def reuse_freed_memory() -> bool:
     if libc is None:
         return False
     no_mmap = libc.mallopt(_M_MMAP_MAX, 0)
-    no_trim = libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST_TRIM_THRESHOLD)
+    no_trim = libc.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)
     one_arena = libc.mallopt(_M_ARENA_MAX, 1)
     return bool(no_mmap and no_trim and one_arena)
 
