@@ -106,7 +106,8 @@ def test_worker_threads_reuse_freed_memory_too():
     assert result.returncode == 0, result.stderr[-3000:]
     faults = [int(value) for value in result.stdout.strip().strip("[]").split(",")]
     pages_of_96_mib = 96 * 2**20 // resource.getpagesize()
-    assert faults[1] > pages_of_96_mib // 2, "the first maps must fault in (or the count measures nothing)"
+    # The first two maps (48 and 96 MiB) need at least 96 MiB of fresh pages, or the count measures nothing.
+    assert faults[0] + faults[1] > 0.9 * pages_of_96_mib, faults
     # Each later 96 MiB map, unreused, faults all its pages in again; reused, few (glibc's placement of the two sizes
     # leaves an occasional one half fresh).
     assert statistics.median(faults[3::2]) < pages_of_96_mib // 10, faults
@@ -114,26 +115,31 @@ def test_worker_threads_reuse_freed_memory_too():
 
 LARGE_REUSE_SCRIPT = """
 import resource, torch
-from mprnet_hf.speed.fast import reuse_freed_memory
+from mprnet_hf.speed.fast import heap_bytes_free_for_reuse, reuse_freed_memory
 assert reuse_freed_memory() is True
 faults = []
-for _ in range(2):
+for _ in range(4):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.ones(640, 1024, 1024)  # 2.5 GiB: a 2048² restore's feature maps add up to several GiB
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(faults)
+print(faults, heap_bytes_free_for_reuse())
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
-def test_freed_memory_is_kept_beyond_2_gib():
+def test_freed_memory_is_kept_beyond_2_gib_and_counted_as_free():
     result = subprocess.run(
         [sys.executable, "-c", LARGE_REUSE_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    first, second = (int(value) for value in result.stdout.strip().strip("[]").split(","))
+    faults, free_in_heap = result.stdout.strip().rsplit(" ", 1)
+    first, *later = (int(value) for value in faults.strip("[]").split(","))
     pages = 640 * 2**20 * 4 // resource.getpagesize()
-    assert first > pages // 2 and second < pages // 100, (first, second)
+    # A freed block is reused once it borders the heap's free top (the aligned request of the same size is a few
+    # bytes larger than the block itself, so the first repeat may still extend the heap); trimmed, none ever is.
+    assert first > pages // 2 and min(later) < pages // 100, (first, later)
+    # What serving_tile_size adds to the system's available memory: the freed 2.5 GiB, held for reuse.
+    assert int(free_in_heap) >= 640 * 2**20 * 4
 
 
 def test_reuse_freed_memory_reports_unavailability(monkeypatch):

@@ -105,4 +105,25 @@ def reuse_freed_memory() -> bool:
     return bool(no_mmap and no_trim and one_arena)
 
 
-__all__ = ["optimize_for_inference", "to_channels_last", "reuse_freed_memory"]
+class _MallInfo2(ctypes.Structure):
+    # glibc's struct mallinfo2 (2.33 and later): every field a size_t.
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def heap_bytes_free_for_reuse() -> int:
+    """Bytes glibc's heaps hold free for this process's next allocations (0 without glibc 2.33+).
+
+    After `reuse_freed_memory()` a restore's feature maps stay with the process when freed, so the system reports
+    them as used; a serving process deciding whether its next photo fits adds them back to the available memory.
+    """
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return 0
+    libc.mallinfo2.restype = _MallInfo2
+    return int(libc.mallinfo2().fordblks)
+
+
+__all__ = ["optimize_for_inference", "to_channels_last", "reuse_freed_memory", "heap_bytes_free_for_reuse"]

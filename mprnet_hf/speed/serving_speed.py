@@ -39,10 +39,11 @@ from ..models.mprnet.inference import (
     DEFAULT_TILE_SIZE,
     PEAK_BYTES_PER_PIXEL_AND_CHANNEL_REUSING_FREED_MEMORY,
     choose_tile_size,
+    free_memory_bytes,
     restore_tensor,
 )
 from ..models.mprnet.modeling_mprnet import MPRNetModel
-from .fast import optimize_for_inference, reuse_freed_memory
+from .fast import heap_bytes_free_for_reuse, optimize_for_inference, reuse_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -302,6 +303,9 @@ def serving_tile_size(
     device = next(model.parameters()).device
     if device.type == "cuda":
         return requested_tile_size
+    if available_bytes is None:
+        # The memory the last restores freed stays with this process (reuse_freed_memory) and is free for this one.
+        available_bytes = free_memory_bytes(device) + heap_bytes_free_for_reuse()
     return choose_tile_size(
         model,
         height,
