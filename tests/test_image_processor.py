@@ -415,3 +415,14 @@ def test_outputs_survive_conversion_to_tensors():
     inputs = processor(images=image).convert_to_tensors("pt")
     assert inputs["original_modes"] == ["RGBA"] and isinstance(inputs["alpha_channels"][0], np.ndarray)
     assert np.array_equal(np.asarray(processor.postprocess(inputs["pixel_values"], inputs)[0]), np.asarray(image))
+
+
+def test_lab_images_are_mapped_to_srgb_colours():
+    # L* 50.2 (128 of 255) with a* = b* = 0 is the grey 0.468 in sRGB: ((66.2 / 116)^3)^(1 / 2.4) * 1.055 - 0.055.
+    # a* = +72 is a magenta-red: (222, 34, 123) as LittleCMS maps D50 Lab to sRGB. Band "A" is a*, not alpha.
+    lab = Image.new("LAB", (4, 2), (128, 128, 128))
+    lab.paste((128, 200, 128), (2, 0, 4, 2))
+    inputs, restored = round_trip(lab)
+    expected = np.array([[119, 119, 119]] * 2 + [[222, 34, 123]] * 2)[None].repeat(2, axis=0) / 255
+    np.testing.assert_allclose(pixels(inputs), expected, rtol=0, atol=2 / 255)
+    assert inputs["alpha_channels"] == [None] and restored.mode == "RGB"
