@@ -1,6 +1,7 @@
 """The image processor: every input kind and mode in, the same kind of image back."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -48,6 +49,8 @@ def test_rgba_keeps_alpha():
     rgba = np.dstack([gradient(), np.linspace(0, 255, 20 * 12).reshape(12, 20).astype(np.uint8)])
     inputs, restored = round_trip(Image.fromarray(rgba, "RGBA"))
     assert inputs["pixel_values"].shape[1] == 3
+    (alpha,) = inputs["alpha_channels"]
+    assert alpha.dtype == np.float32 and np.array_equal(alpha, rgba[..., 3] / np.float32(255))
     assert restored.mode == "RGBA" and np.array_equal(np.asarray(restored), rgba)
 
 
@@ -65,7 +68,8 @@ def test_sixteen_bit_keeps_precision():
     values = np.linspace(0, 65535, 30 * 10).reshape(10, 30).astype(np.uint16)
     image = Image.fromarray(values, mode="I;16")
     inputs, restored = round_trip(image)
-    assert inputs["pixel_values"][0, 0, 0, 1].item() == pytest.approx(values[0, 1] / 65535, abs=1e-6)
+    assert inputs["pixel_values"].dtype == torch.float32
+    np.testing.assert_allclose(inputs["pixel_values"][0].numpy(), np.stack([values / 65535] * 3), rtol=0, atol=1e-7)
     assert restored.mode == "I;16"
     assert np.abs(np.asarray(restored).astype(int) - values.astype(int)).max() <= 1
 
@@ -157,17 +161,29 @@ def test_save_and_load(tmp_path):
 @pytest.mark.parametrize(
     "image,message",
     [
-        (np.zeros((0, 5, 3), dtype=np.uint8), "empty"),
-        (np.zeros((5, 5, 5), dtype=np.uint8), "Cannot interpret"),
-        (np.full((4, 4, 3), 2.0, dtype=np.float32), r"\[0, 1\]"),
-        (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
-        (np.zeros((4, 4, 3), dtype=np.int64), "Unsupported pixel type"),
-        ("not an image", "Unsupported image type"),
-        ([], "No images"),
+        (np.zeros((0, 5, 3), dtype=np.uint8), "The image is empty (shape (0, 5, 3)); it needs at least one pixel"),
+        (
+            np.zeros((5, 5, 5), dtype=np.uint8),
+            "Cannot interpret an array of shape (5, 5, 5) as an image: expected (H, W), (H, W, 3), (H, W, 4) "
+            "or channels-first (3, H, W)",
+        ),
+        (
+            np.full((4, 4, 3), 2.0, dtype=np.float32),
+            "Float images must hold values in [0, 1], got [2, 2]; divide 8-bit data by 255 or pass it as uint8",
+        ),
+        (np.full((4, 4, 3), np.nan, dtype=np.float32), "The image contains NaN or infinite values"),
+        (
+            np.zeros((4, 4, 3), dtype=np.int64),
+            "Unsupported pixel type int64: use uint8, uint16 or float in [0, 1]",
+        ),
+        ("not an image", "Unsupported image type str: pass a PIL image, a numpy array or a torch tensor"),
+        ([], "No images given"),
+        (Image.new("RGB", (0, 5)), "The image is empty (0x5 pixels)"),
+        (Image.new("RGB", (5, 0)), "The image is empty (5x0 pixels)"),
     ],
 )
 def test_bad_inputs(image, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         processor(images=image)
 
 
@@ -247,3 +263,166 @@ def test_a_batch_of_one_and_a_single_row_are_images():
     (grey,) = processor.postprocess(row["pixel_values"], row)
     assert grey.mode == "L" and grey.size == (25, 1)
     assert np.asarray(grey).reshape(-1).tolist() == list(range(0, 250, 10))
+
+
+def pixels(inputs, index=0) -> np.ndarray:
+    """The processor's output for one image as a float (H, W, 3) array."""
+    return inputs["pixel_values"][index].permute(1, 2, 0).numpy()
+
+
+def as_rgb(hwc: np.ndarray) -> np.ndarray:
+    """What the processor should make of a uint8 (H, W), (H, W, 3) or (H, W, 4) array: RGB in [0, 1]."""
+    hwc = hwc[..., None].repeat(3, axis=2) if hwc.ndim == 2 else hwc[..., :3]
+    return hwc / np.float32(255)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_tensors_are_channels_first_even_when_four_pixels_wide(channels):
+    # (C, 5, 4): its last side could be taken for channels; a tensor's layout is always (C, H, W).
+    chw = torch.from_numpy(np.random.default_rng(channels).integers(0, 256, (channels, 5, 4), dtype=np.uint8))
+    inputs = processor(images=chw)
+    hwc = chw.permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(pixels(inputs), as_rgb(hwc[..., 0] if channels == 1 else hwc))
+    if channels == 4:
+        np.testing.assert_array_equal(inputs["alpha_channels"][0], hwc[..., 3] / np.float32(255))
+
+
+@pytest.mark.parametrize(
+    "shape, channels_first",
+    [
+        ((1, 5, 6), True),
+        ((3, 4, 5), True),
+        ((4, 5, 6), True),
+        ((3, 6, 1), False),  # one channel of grey, three rows high
+        ((4, 6, 3), False),  # RGB four rows high
+        ((3, 6, 4), False),  # RGBA three rows high
+        ((3, 10), False),  # grey, three rows high
+        ((5, 1), False),  # one column of grey
+        ((1, 1), False),  # one pixel
+    ],
+)
+def test_arrays_are_read_channels_last_unless_only_channels_first_fits(shape, channels_first):
+    array = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+    hwc = np.moveaxis(array, 0, -1) if channels_first else array
+    if hwc.ndim == 3 and hwc.shape[-1] == 1:
+        hwc = hwc[..., 0]
+    inputs = processor(images=array)
+    assert inputs["original_sizes"].tolist() == [list(hwc.shape[:2])]
+    np.testing.assert_array_equal(pixels(inputs), as_rgb(hwc))
+    if hwc.ndim == 3 and hwc.shape[-1] == 4:
+        np.testing.assert_array_equal(inputs["alpha_channels"][0], hwc[..., 3] / np.float32(255))
+
+
+def test_boolean_and_single_channel_float_and_sixteen_bit_arrays_are_grey():
+    mask = np.array([[True, False, True], [False, False, True]])
+    np.testing.assert_array_equal(pixels(processor(images=mask))[..., 0], mask.astype(np.float32))
+    # Float data is kept to 16 bits: 0.25 is 16383.75 / 65535, read as 16384 / 65535.
+    grey = np.array([[0.0, 0.25, 1.0], [1 / 65535, 0.5, 0.75]], dtype=np.float32)
+    sixteen_bit = np.round(grey * 65535).astype(np.uint16)
+    for array in (grey, sixteen_bit):
+        inputs = processor(images=array)
+        assert inputs["original_modes"] == ["I;16"]
+        np.testing.assert_allclose(pixels(inputs), np.stack([sixteen_bit / 65535] * 3, axis=-1), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_tensors_are_read_at_full_precision(dtype):
+    # A model's fp16 or bf16 output fed back: numpy has no bfloat16, and 65535 overflows float16.
+    values = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=dtype).reshape(1, 2, 2).expand(3, 2, 2)
+    expected = np.array([[0, 16384], [32768, 65535]]) / 65535  # float data is kept to 16 bits
+    np.testing.assert_allclose(pixels(processor(images=values)), np.stack([expected] * 3, axis=-1), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("to_batch", [torch.stack, np.stack])
+def test_four_dimensional_batches_are_split_into_images(to_batch):
+    first, second = gradient(), gradient()[::-1].copy()
+    if to_batch is torch.stack:
+        batch = torch.stack([torch.from_numpy(first).permute(2, 0, 1), torch.from_numpy(second).permute(2, 0, 1)])
+    else:
+        batch = np.stack([first, second])
+    inputs = processor(images=batch)
+    assert inputs["pixel_values"].shape == (2, 3, 12, 20)
+    np.testing.assert_array_equal(pixels(inputs, 0), as_rgb(first))
+    np.testing.assert_array_equal(pixels(inputs, 1), as_rgb(second))
+
+
+def test_one_pixel_wide_image_is_accepted():
+    column = Image.fromarray(gradient(1, 5))
+    inputs, restored = round_trip(column)
+    assert inputs["pixel_values"].shape == (1, 3, 5, 1)
+    np.testing.assert_array_equal(np.asarray(restored), np.asarray(column))
+
+
+def test_float_grayscale_images_in_either_range_come_back_grey():
+    # Mode F holds [0, 1] data, or 0-255 data when anything is brighter than 1 (clipped to that range).
+    for values, expected in (
+        ([0.0, 0.25, 1.0], [0.0, 0.25, 1.0]),
+        ([0.0, 127.5, 255.0, 300.0, -3.0], [0.0, 0.5, 1.0, 1.0, 0.0]),
+        ([0.0, 1.5], [0.0, 1.5 / 255]),
+    ):
+        image = Image.fromarray(np.array([values], dtype=np.float32), mode="F")
+        inputs, restored = round_trip(image)
+        assert inputs["pixel_values"].dtype == torch.float32
+        np.testing.assert_allclose(pixels(inputs), np.array([[[value] * 3 for value in expected]]), atol=1e-7)
+        assert restored.mode == "L" and np.asarray(restored).tolist() == [[round(v * 255) for v in expected]]
+    message = (
+        "The image has NaN or infinite pixel values (a floating-point image with missing data?). "
+        "Replace them with numbers, or export the image as 8- or 16-bit, and try again."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        processor(images=Image.fromarray(np.array([[0.5, np.inf]], dtype=np.float32), mode="F"))
+
+
+def rgba_with_every_alpha() -> Image.Image:
+    alpha = np.arange(0, 240, 2, dtype=np.uint8).reshape(6, 20)
+    return Image.fromarray(np.dstack([gradient(20, 6), alpha]), "RGBA")
+
+
+@pytest.mark.parametrize("mode, straight_mode, restored_mode", [("RGBa", "RGBA", "RGBA"), ("La", "LA", "LA")])
+def test_premultiplied_alpha_is_read_straight(mode, straight_mode, restored_mode):
+    image = rgba_with_every_alpha().convert("L" if mode == "La" else "RGB")
+    image.putalpha(rgba_with_every_alpha().getchannel("A"))
+    premultiplied = image.convert(mode)
+    straight = np.asarray(premultiplied.convert(straight_mode))  # the colours divided back out by Pillow
+    inputs, restored = round_trip(premultiplied)
+    np.testing.assert_array_equal(pixels(inputs), as_rgb(straight[..., 0] if mode == "La" else straight))
+    np.testing.assert_array_equal(inputs["alpha_channels"][0], straight[..., -1] / np.float32(255))
+    assert restored.mode == restored_mode and np.array_equal(np.asarray(restored), straight)
+
+
+def test_palette_transparency_and_palette_alpha_become_alpha():
+    opaque, clear = (10, 200, 30), (250, 5, 90)
+    indices = np.array([[0, 1, 1], [1, 0, 1]], dtype=np.uint8)
+    palette = Image.fromarray(indices, "P")
+    palette.putpalette([*clear, *opaque])
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", transparency=0)  # a GIF or PNG whose colour 0 is transparent
+    inputs, restored = round_trip(Image.open(buffer))
+    np.testing.assert_array_equal(inputs["alpha_channels"][0], (indices == 1).astype(np.float32))
+    expected_rgb = np.where(indices[..., None] == 1, opaque, clear).astype(np.uint8)
+    np.testing.assert_array_equal(pixels(inputs), as_rgb(expected_rgb))
+    assert restored.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(restored), np.dstack([expected_rgb, (indices == 1) * 255]))
+    with_alpha = rgba_with_every_alpha().convert("PA")
+    inputs, restored = round_trip(with_alpha)
+    np.testing.assert_array_equal(inputs["alpha_channels"][0], np.asarray(with_alpha.getchannel("A")) / np.float32(255))
+    assert restored.mode == "RGBA" and np.array_equal(np.asarray(restored), np.asarray(with_alpha.convert("RGBA")))
+
+
+def test_outputs_survive_conversion_to_tensors():
+    # BatchFeature.convert_to_tensors("pt") must leave the per-image modes and alpha channels alone.
+    image = rgba_with_every_alpha()
+    inputs = processor(images=image).convert_to_tensors("pt")
+    assert inputs["original_modes"] == ["RGBA"] and isinstance(inputs["alpha_channels"][0], np.ndarray)
+    assert np.array_equal(np.asarray(processor.postprocess(inputs["pixel_values"], inputs)[0]), np.asarray(image))
+
+
+def test_lab_images_are_mapped_to_srgb_colours():
+    # L* 50.2 (128 of 255) with a* = b* = 0 is the grey 0.468 in sRGB: ((66.2 / 116)^3)^(1 / 2.4) * 1.055 - 0.055.
+    # a* = +72 is a magenta-red: (222, 34, 123) as LittleCMS maps D50 Lab to sRGB. Band "A" is a*, not alpha.
+    lab = Image.new("LAB", (4, 2), (128, 128, 128))
+    lab.paste((128, 200, 128), (2, 0, 4, 2))
+    inputs, restored = round_trip(lab)
+    expected = np.array([[119, 119, 119]] * 2 + [[222, 34, 123]] * 2)[None].repeat(2, axis=0) / 255
+    np.testing.assert_allclose(pixels(inputs), expected, rtol=0, atol=2 / 255)
+    assert inputs["alpha_channels"] == [None] and restored.mode == "RGB"

@@ -127,11 +127,32 @@ def test_tile_size_from_memory_is_hand_computed(tiny_model):
         choose_tile_size(tiny_model, 10, 10, available_bytes=2**30, memory_share=0)
 
 
+def test_tile_size_honours_the_share_and_bytes_per_channel_it_is_given(tiny_model):
+    whole = estimated_peak_bytes(tiny_model, 1000, 800)
+    # A share of 1 (all of the memory available) is allowed; more than all of it is not.
+    assert choose_tile_size(tiny_model, 1000, 800, available_bytes=whole, memory_share=1) is None
+    with pytest.raises(ValueError, match=re.escape("memory_share must be in (0, 1], got 1.5")):
+        choose_tile_size(tiny_model, 1000, 800, available_bytes=whole, memory_share=1.5)
+    # Memory for a whole restore at 40 bytes per pixel and channel is short at 64 (a serving process): the largest
+    # tile is then sqrt(800000 * 40 / 64) = 707, so 704, which takes 1000 x 800 in 2 x 2 tiles of 532 rows, so 576
+    # (at 40 it would be 832).
+    tile = choose_tile_size(tiny_model, 1000, 800, available_bytes=whole / 0.4, bytes_per_channel=64)
+    assert tile == 576 and isinstance(tile, int)
+
+
+def test_largest_automatic_tile_is_rounded_down_before_it_is_balanced(tiny_model):
+    # Memory for an 844-pixel square: the largest tile is 832, so an 840-pixel-wide image takes two columns and its
+    # 2000 rows three: ceil((2000 - 64) / 3) + 64 = 710 rows, so 768. Unrounded, 840 columns would fit one tile.
+    budget_844 = 844**2 * TINY_PEAK_BYTES_PER_PIXEL / 0.4
+    tile = choose_tile_size(tiny_model, 2000, 840, available_bytes=budget_844)
+    assert tile == 768 and isinstance(tile, int)
+
+
 @pytest.mark.parametrize("height, width", [(2048, 2048), (4000, 3000), (1000, 257), (5000, 300), (700, 9000)])
 @pytest.mark.parametrize("largest", [256, 512, 1664])
 def test_balanced_tiles_are_as_few_as_the_largest_and_no_larger_than_needed(height, width, largest):
     tile = balanced_tile_size(height, width, largest)
-    assert tile % 64 == 0 and 256 <= tile <= largest
+    assert isinstance(tile, int) and tile % 64 == 0 and 256 <= tile <= largest  # a float tile cannot slice tensors
 
     def tile_count(side):
         overlap = default_tile_overlap(largest)

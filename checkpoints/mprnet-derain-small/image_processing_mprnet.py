@@ -15,7 +15,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from .modeling_mprnet import mirror_pad
 
 # Modes whose restored image is converted back to the input's mode; everything else comes back as RGB.
-_GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
@@ -108,8 +108,11 @@ def _split_alpha(image) -> tuple[np.ndarray, np.ndarray | None, str]:
     if mode == "P":
         # Palette images may carry transparency in their palette.
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if mode in ("RGBa", "La"):
+        # Premultiplied alpha: its band is named "a", and the colours are divided back out by converting.
+        image = image.convert(mode.upper())
     alpha = None
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if image.mode in ("RGBA", "LA", "PA"):
         alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     return rgb, alpha, mode
