@@ -165,3 +165,15 @@ def test_the_card_of_a_fine_tuned_detector_says_where_it_started():
         {"folder": "checkpoints/mprnet-detector", "epochs": 6, "minutes": 17.49, "train_crops": 36630, "seed": 0}
     )
     assert "`checkpoints/mprnet-detector`" in sentence and "6 epochs, 17.5 minutes, 36630 crops, seed 0" in sentence
+    assert "trained from scratch here" in sentence
+    chained = origin_sentence(
+        {
+            "folder": "runs/ft",
+            "epochs": 1,
+            "minutes": 8.8,
+            "train_crops": 54450,
+            "seed": 1,
+            "fine_tuned_from": "checkpoints/mprnet-detector",
+        }
+    )
+    assert "itself fine-tuned here from `checkpoints/mprnet-detector`" in chained and "from scratch" not in chained

@@ -241,7 +241,10 @@ def starting_point(init_from: Path | None) -> dict | None:
         return None
     log_path = Path(init_from) / "training_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
-    return {"folder": str(init_from), **{key: log.get(key) for key in ("epochs", "minutes", "train_crops", "seed")}}
+    facts = {key: log.get(key) for key in ("epochs", "minutes", "train_crops", "seed")}
+    # A chain of fine-tunings names the folder the earlier one started from.
+    facts["fine_tuned_from"] = (log.get("init_from") or {}).get("folder")
+    return {"folder": str(init_from), **facts}
 
 
 def train(args) -> dict:
@@ -340,10 +343,14 @@ def origin_sentence(start: dict | None) -> str:
         )
         if value
     )
+    how = (
+        f"itself fine-tuned here from `{start['fine_tuned_from']}`"
+        if start.get("fine_tuned_from")
+        else "itself trained from scratch here"
+    )
     return (
-        f"Fine-tuned from the weights of an earlier detector (`{start['folder']}`, itself trained from scratch here on "
-        f"the same training photos{': ' + earlier if earlier else ''}; no weights from outside the project), trained "
-        "further"
+        f"Fine-tuned from the weights of an earlier detector (`{start['folder']}`, {how} on the same training "
+        f"photos{': ' + earlier if earlier else ''}; no weights from outside the project), trained further"
     )
 
 
