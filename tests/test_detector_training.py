@@ -4,6 +4,7 @@ from held-out records and read back from a checkpoint's config."""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from transformers import ResNetForImageClassification
 
@@ -122,3 +123,57 @@ def test_calibration_changes_only_a_folder_it_is_given(capsys):
     with pytest.raises(SystemExit):
         calibrate_main([])
     assert "--detector" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_from_the_given_detector_and_drops_its_calibration(tmp_path):
+    from mprnet_hf.detection.train import initial_model
+
+    config = detector_config()
+    config.detection_thresholds = {"rain": 0.3}
+    config.detection_routing = {"blur": {"weights": [0.0] * (2 * len(LABELS)), "bias": 0.0}}
+    earlier = ResNetForImageClassification(config)
+    earlier.save_pretrained(tmp_path / "earlier")
+    started = initial_model(tmp_path / "earlier")
+    assert all(torch.equal(weight, started.state_dict()[name]) for name, weight in earlier.state_dict().items()), (
+        "fine-tuning must start from the earlier detector's weights"
+    )
+    # Its thresholds and routing rule were chosen for the earlier weights: read by the detector, they would decide
+    # the new thresholds' calibration.
+    assert DegradationDetector(started).threshold == 0.5 and DegradationDetector(started).routing is None
+    fresh = initial_model(None)
+    assert not torch.equal(fresh.classifier[1].weight, earlier.classifier[1].weight)
+
+
+def test_fine_tuning_refuses_what_is_not_a_degradation_detector(tmp_path):
+    from mprnet_hf.detection.train import initial_model
+
+    with pytest.raises(ValueError, match="no config.json there"):
+        initial_model(tmp_path / "missing")
+    config = detector_config()
+    config.id2label = {0: "cat", 1: "dog"}
+    config.label2id, config.num_labels = {"cat": 0, "dog": 1}, 2
+    ResNetForImageClassification(config).save_pretrained(tmp_path / "animals")
+    with pytest.raises(ValueError, match="not a degradation detector"):
+        initial_model(tmp_path / "animals")
+
+
+def test_the_card_of_a_fine_tuned_detector_says_where_it_started():
+    from mprnet_hf.detection.train import origin_sentence
+
+    assert origin_sentence(None) == "Trained from scratch"
+    sentence = origin_sentence(
+        {"folder": "checkpoints/mprnet-detector", "epochs": 6, "minutes": 17.49, "train_crops": 36630, "seed": 0}
+    )
+    assert "`checkpoints/mprnet-detector`" in sentence and "6 epochs, 17.5 minutes, 36630 crops, seed 0" in sentence
+    assert "trained from scratch here" in sentence
+    chained = origin_sentence(
+        {
+            "folder": "runs/ft",
+            "epochs": 1,
+            "minutes": 8.8,
+            "train_crops": 54450,
+            "seed": 1,
+            "fine_tuned_from": "checkpoints/mprnet-detector",
+        }
+    )
+    assert "itself fine-tuned here from `checkpoints/mprnet-detector`" in chained and "from scratch" not in chained

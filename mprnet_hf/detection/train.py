@@ -10,6 +10,10 @@ calibrate the per-label thresholds (`detection.calibrate`), never the evaluation
 (`detection.data`) are generated once and cached under --cache-dir, so every epoch is only the network's time. AdamW
 with a one-cycle schedule, binary cross-entropy per label with the labels a second look cannot know left out,
 horizontal and vertical flips. The folder is written with `save_pretrained` (safetensors) and a model card.
+
+`--init-from FOLDER` fine-tunes a detector trained here before: its weights start the training, and its thresholds
+and any routing rule, chosen for those weights, are chosen again. Give it the same split (`--train-dir`,
+`--exclude-like`, `--holdout-every`) so that the calibration photos stay unseen.
 """
 
 import argparse
@@ -54,7 +58,7 @@ Plain `ResNetForImageClassification.from_pretrained` loads the weights; the crop
 
 ## Training
 
-Trained from scratch on {train_photos} photos of `{train_dir}` (natural photos with recorded licences,
+{origin} on {train_photos} photos of `{train_dir}` (natural photos with recorded licences,
 `docs/PHOTOS.md`; {excluded} left out because they show the content of an evaluation photo of
 {exclude_dirs}, compared by pixels; {holdout_photos} more held out for calibration) degraded with the project's
 synthetic degradations (`mprnet_hf/data/degradations.py`): camera shake, Gaussian and defocus blur;
@@ -114,6 +118,12 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop after the epoch that passes this")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="a detector folder trained here before, to fine-tune (hold out the same photos: same --holdout-every, "
+        "--train-dir and --exclude-like, so the calibration photos stay unseen)",
+    )
     return parser.parse_args(argv)
 
 
@@ -197,6 +207,46 @@ def calibrate(model, photos, seeds: int) -> tuple[dict[str, float], int]:
     return choose_thresholds(records), len(records)
 
 
+# What a checkpoint's config carries that was chosen for its own weights: a fine-tuned detector chooses them again.
+CALIBRATED_CONFIG_KEYS = ("detection_thresholds", "detection_routing")
+
+
+def initial_model(init_from: Path | None) -> ResNetForImageClassification:
+    """A fresh detector (`detector_config`), or the detector in `init_from` to fine-tune, checked and stripped of
+    its calibration."""
+    if init_from is None:
+        return ResNetForImageClassification(detector_config())
+    if not (Path(init_from) / "config.json").is_file():
+        raise ValueError(
+            f"--init-from {init_from}: no config.json there; pass a detector folder saved by this training "
+            "(e.g. checkpoints/mprnet-detector)"
+        )
+    model = ResNetForImageClassification.from_pretrained(str(init_from))
+    config = model.config
+    labels = tuple(config.id2label[index] for index in range(config.num_labels))
+    if labels != LABELS or config.problem_type != "multi_label_classification":
+        raise ValueError(
+            f"--init-from {init_from}: not a degradation detector (labels {list(labels)}, problem type "
+            f"{config.problem_type}); expected multi-label {list(LABELS)}"
+        )
+    for key in CALIBRATED_CONFIG_KEYS:
+        if hasattr(config, key):
+            delattr(config, key)
+    return model
+
+
+def starting_point(init_from: Path | None) -> dict | None:
+    """What the fine-tuned detector's own training log says of it (epochs, minutes, seed), for the model card."""
+    if init_from is None:
+        return None
+    log_path = Path(init_from) / "training_log.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    facts = {key: log.get(key) for key in ("epochs", "minutes", "train_crops", "seed")}
+    # A chain of fine-tunings names the folder the earlier one started from.
+    facts["fine_tuned_from"] = (log.get("init_from") or {}).get("folder")
+    return {"folder": str(init_from), **facts}
+
+
 def train(args) -> dict:
     set_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -221,7 +271,7 @@ def train(args) -> dict:
     )
 
     # Channels-last convolutions train about a quarter faster on a CPU; the saved weights are the same.
-    model = ResNetForImageClassification(detector_config()).to(memory_format=torch.channels_last)
+    model = initial_model(args.init_from).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_crops) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -265,6 +315,7 @@ def train(args) -> dict:
         "val_crops": len(val_crops),
         "thresholds": thresholds,
         "calibration_photos": calibration_photos,
+        "init_from": starting_point(args.init_from),
     }
     save(model, args, facts)
     return metrics
@@ -276,6 +327,31 @@ def as_in_checkout(folder: Path) -> str:
     if folder.parent.name in ("dev", "photos") and folder.parent.parent.name == "data":
         return f"data/{folder.parent.name}/{folder.name}"
     return str(folder)
+
+
+def origin_sentence(start: dict | None) -> str:
+    """How the card's training paragraph begins: from scratch, or fine-tuned from which earlier detector."""
+    if start is None:
+        return "Trained from scratch"
+    earlier = ", ".join(
+        text
+        for text, value in (
+            (f"{start['epochs']} epochs", start["epochs"]),
+            (f"{start['minutes']:.1f} minutes" if start["minutes"] else "", start["minutes"]),
+            (f"{start['train_crops']} crops", start["train_crops"]),
+            (f"seed {start['seed']}", start["seed"] is not None),
+        )
+        if value
+    )
+    how = (
+        f"itself fine-tuned here from `{start['fine_tuned_from']}`"
+        if start.get("fine_tuned_from")
+        else "itself trained from scratch here"
+    )
+    return (
+        f"Fine-tuned from the weights of an earlier detector (`{start['folder']}`, {how} on the same training "
+        f"photos{': ' + earlier if earlier else ''}; no weights from outside the project), trained further"
+    )
 
 
 def save(model, args, facts: dict) -> None:
@@ -292,7 +368,12 @@ def save(model, args, facts: dict) -> None:
         f"checkpoints/{args.output_dir.name} --variants-per-photo {args.variants_per_photo} --second-looks-per-photo "
         f"{args.second_looks_per_photo} --holdout-every {args.holdout_every} --epochs {args.epochs} --seed {args.seed}"
     )
+    if args.learning_rate != parse_args([]).learning_rate:
+        command += f" --learning-rate {args.learning_rate:g}"
+    if args.init_from is not None:
+        command += f" --init-from {args.init_from}"
     card = CARD_TEMPLATE.format(
+        origin=origin_sentence(facts["init_from"]),
         parameters=parameters,
         megabytes=(args.output_dir / "model.safetensors").stat().st_size / 2**20,
         crop=config.crop_size,
