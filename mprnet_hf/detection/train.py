@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from transformers import ResNetForImageClassification, set_seed
 
+from .calibrate import calibrate_detector
 from .data import cached_crop_set
 from .detector import LABELS, crops_to_batch, detector_config
 
@@ -197,16 +198,6 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     return (losses * weights).sum() / weights.sum().clamp_min(1)
 
 
-def calibrate(model, photos, seeds: int) -> tuple[dict[str, float], int]:
-    """Per-label thresholds chosen on held-out photos (`detection.calibrate`), and how many degraded versions."""
-    from .calibrate import choose_thresholds
-    from .detector import DegradationDetector
-    from .evaluate import evaluate_detector
-
-    records, _ = evaluate_detector(DegradationDetector(model, threshold=0.5), photos, seeds, 1, 1)
-    return choose_thresholds(records), len(records)
-
-
 # What a checkpoint's config carries that was chosen for its own weights: a fine-tuned detector chooses them again.
 CALIBRATED_CONFIG_KEYS = ("detection_thresholds", "detection_routing")
 
@@ -300,7 +291,8 @@ def train(args) -> dict:
         if minutes > args.max_minutes:
             break
     minutes = (time.perf_counter() - training_started) / 60
-    thresholds, calibration_photos = calibrate(model, held_out, args.calibration_seeds)
+    # Per-label thresholds chosen on the held-out photos, for each label read alone (no routing rule).
+    _, thresholds, calibration_photos = calibrate_detector(model, held_out, args.calibration_seeds, 1, 1)
     print(f"thresholds {thresholds} (from {calibration_photos} held-out degraded photos)", flush=True)
     model.config.detection_thresholds = thresholds
     facts = {
