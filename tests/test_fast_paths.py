@@ -1,6 +1,7 @@
 """Every fast inference path gives the official results (fixtures in ../shared/reference, max error 1e-5), and
 test-time local statistics (TLC) behave as specified."""
 
+import json
 import resource
 import statistics
 import subprocess
@@ -51,6 +52,19 @@ def test_eager_benchmark_baseline_matches_fixtures(reference_dir, name):
     assert_within_tolerance(fixture_errors(lambda images: official_style_restore(model, images), io))
 
 
+# The allocator settings are process-wide, so their tests run in a child process to leave the test process untouched.
+needs_glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
+
+
+def output_of_child(script: str, timeout: float) -> str:
+    """What a Python child process running `script` from the repository root printed; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()
+
+
 REUSE_MEMORY_SCRIPT = """
 import sys, torch
 from safetensors.torch import load_file
@@ -69,16 +83,14 @@ print("ok")
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
+@needs_glibc
 def test_fast_path_with_reused_memory_matches_fixtures(reference_dir):
-    # The allocator setting is process-wide, so it runs in a child process to leave the test process untouched.
     script = REUSE_MEMORY_SCRIPT.format(tests_dir=str(REPO_ROOT / "tests"))
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    assert output_of_child(script, timeout=300).endswith("ok")
 
 
 THREAD_REUSE_SCRIPT = """
-import resource, threading, torch
+import json, resource, threading, torch
 from mprnet_hf.speed.fast import reuse_freed_memory
 assert reuse_freed_memory() is True
 faults = []
@@ -92,19 +104,15 @@ for channels in (12, 24) * 6:
     thread = threading.Thread(target=feature_maps, args=(channels,))
     thread.start()
     thread.join()
-print(faults)
+print(json.dumps(faults))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
+@needs_glibc
 def test_worker_threads_reuse_freed_memory_too():
     """The app restores in worker threads: their feature maps must come from freed memory, not fresh pages (each
     page the kernel zeroes and maps again is a page fault)."""
-    result = subprocess.run(
-        [sys.executable, "-c", THREAD_REUSE_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    faults = [int(value) for value in result.stdout.strip().strip("[]").split(",")]
+    faults = json.loads(output_of_child(THREAD_REUSE_SCRIPT, timeout=120))
     pages_of_96_mib = 96 * 2**20 // resource.getpagesize()
     # The first two maps (48 and 96 MiB) need at least 96 MiB of fresh pages, or the count measures nothing.
     assert faults[0] + faults[1] > 0.9 * pages_of_96_mib, faults
@@ -114,7 +122,7 @@ def test_worker_threads_reuse_freed_memory_too():
 
 
 LARGE_REUSE_SCRIPT = """
-import resource, torch
+import json, resource, torch
 from mprnet_hf.speed.fast import heap_bytes_free_for_reuse, reuse_freed_memory
 assert reuse_freed_memory() is True
 faults = []
@@ -122,24 +130,20 @@ for _ in range(4):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.ones(640, 1024, 1024)  # 2.5 GiB: a 2048² restore's feature maps add up to several GiB
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(faults, heap_bytes_free_for_reuse())
+print(json.dumps({"faults": faults, "free_in_heap": heap_bytes_free_for_reuse()}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_freed_memory needs glibc (Linux)")
+@needs_glibc
 def test_freed_memory_is_kept_beyond_2_gib_and_counted_as_free():
-    result = subprocess.run(
-        [sys.executable, "-c", LARGE_REUSE_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    faults, free_in_heap = result.stdout.strip().rsplit(" ", 1)
-    first, *later = (int(value) for value in faults.strip("[]").split(","))
+    child = json.loads(output_of_child(LARGE_REUSE_SCRIPT, timeout=120))
+    first, *later = child["faults"]
     pages = 640 * 2**20 * 4 // resource.getpagesize()
     # A freed block is reused once it borders the heap's free top (the aligned request of the same size is a few
     # bytes larger than the block itself, so the first repeat may still extend the heap); trimmed, none ever is.
     assert first > pages // 2 and min(later) < pages // 100, (first, later)
     # What serving_tile_size adds to the system's available memory: the freed 2.5 GiB, held for reuse.
-    assert int(free_in_heap) >= 640 * 2**20 * 4
+    assert child["free_in_heap"] >= 640 * 2**20 * 4
 
 
 def test_reuse_freed_memory_reports_unavailability(monkeypatch):
