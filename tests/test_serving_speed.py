@@ -16,7 +16,12 @@ from mprnet_hf.models.mprnet.inference import (
     estimated_peak_bytes,
     restore_tensor,
 )
-from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size, time_backends_side_by_side
+from mprnet_hf.speed.serving_speed import (
+    model_fingerprint,
+    prepare_for_serving,
+    serving_tile_size,
+    time_backends_side_by_side,
+)
 
 BUNDLED_SIZE = MPRNetConfig.size_widths("small")
 GIB = 2**30
@@ -127,6 +132,19 @@ def test_onnxruntime_serving_path_matches_fixtures_and_is_cached(reference_dir, 
     again = fixture_model(reference_dir, "derain")
     prepare_for_serving({"derain": again}, backend="onnxruntime", cache_dir=tmp_path, allocator=False)
     assert len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+class ModelWithOtherCode(MPRNetModel):
+    """The same weights and config as an MPRNetModel, under code from another file (this one)."""
+
+
+def test_exports_are_keyed_by_the_model_code_too():
+    pytest.importorskip("onnxruntime")
+    model = tiny_model()
+    other_code = ModelWithOtherCode(model.config).eval()
+    other_code.load_state_dict(model.state_dict())
+    assert model_fingerprint(model) == model_fingerprint(tiny_model())
+    assert model_fingerprint(other_code) != model_fingerprint(model)
 
 
 class StubRuntime:

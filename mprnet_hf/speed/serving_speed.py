@@ -12,13 +12,13 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
   allocation and is never undone;
 * per model: `fast.optimize_for_inference` (eval, no gradients, channels-last weights);
 * per model, with onnxruntime installed: the model is exported to ONNX once (cached on disk, keyed by the weights, the
-  config and the library versions) and whole-image restores can run through an onnxruntime session, which fuses the
-  element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won on an
-  AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed on
-  the same image and the faster one serves. The timing runs in the export thread: it measures what requests in other
-  threads get only once `reuse_freed_memory()` has put every thread on glibc's main heap (docs/PERFORMANCE.md).
-  Tiled restores that record whole-image statistics keep using PyTorch (they need its hooks). Same arithmetic up to
-  float rounding (tests/test_serving_speed.py);
+  config, the model's code and the library versions) and whole-image restores can run through an onnxruntime session,
+  which fuses the element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won
+  on an AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed
+  on the same image and the faster one serves. The timing runs in the export thread: it measures what requests in other
+  threads get only once `reuse_freed_memory()` has put every thread on glibc's main heap (docs/PERFORMANCE.md). Tiled
+  restores that record whole-image statistics keep using PyTorch (they need its hooks). Same arithmetic up to float
+  rounding (tests/test_serving_speed.py);
 * a warm-up restore per model, so no request pays for a first call's set-up.
 
 On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as it is, uncompiled.
@@ -26,6 +26,7 @@ On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as 
 
 import copy
 import hashlib
+import inspect
 import logging
 import os
 import threading
@@ -76,10 +77,12 @@ def onnxruntime_available() -> bool:
 
 
 def model_fingerprint(model: MPRNetModel) -> str:
-    """Identifies what an exported graph depends on: weights, config and the versions of the exporting libraries."""
+    """Identifies what an exported graph depends on: weights, config, the model's code (a graph traced from older code
+    would keep serving what that code computed) and the versions of the exporting libraries."""
     import onnxruntime
 
     digest = hashlib.sha256()
+    digest.update(Path(inspect.getfile(type(model))).read_bytes())
     digest.update(model.config.to_json_string(use_diff=False).encode())
     digest.update(f"torch {torch.__version__} onnxruntime {onnxruntime.__version__}".encode())
     for name, tensor in sorted(model.state_dict().items()):
