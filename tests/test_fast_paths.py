@@ -41,6 +41,27 @@ def test_channels_last_fast_path_matches_fixtures(reference_dir, name):
     assert_within_tolerance(fixture_errors(restore, io))
 
 
+def test_training_path_matches_fixtures_and_inference_leaves_its_input_alone(reference_dir):
+    """With autograd recording, the blocks sum and gate out of place (training must backpropagate through them); in
+    inference they write into feature maps they made. Both must give the official results, and neither may write
+    into the caller's images."""
+    model = fixture_model(reference_dir, "deblur")
+    io = load_file(reference_dir / "fixture_deblur_io.safetensors")
+
+    def restore_with_autograd(images):
+        images = images.clone().requires_grad_(True)
+        stages = model(images).stage_reconstructions
+        stages[-1].sum().backward()
+        assert images.grad is not None and torch.isfinite(images.grad).all()
+        return [stage.detach() for stage in stages]
+
+    assert_within_tolerance(fixture_errors(restore_with_autograd, io))
+    images = io["input_0"].clone()
+    with torch.inference_mode():
+        model(images)
+    assert torch.equal(images, io["input_0"])
+
+
 @pytest.mark.parametrize("name", FIXTURES)
 def test_eager_benchmark_baseline_matches_fixtures(reference_dir, name):
     """The benchmarks' looped, official-schedule baseline computes the same thing as the library."""
@@ -292,3 +313,20 @@ def test_pipeline_precision_option():
     assert 35 < similarity < float("inf"), similarity
     with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):
         restorer(photo, precision="fp16")
+
+
+def test_inference_on_cpu_allocates_full_size_maps_only_for_convolutions_resizes_and_concatenations():
+    """Every feature-map-sized sum, gate and sigmoid of an inference call is written into a map the block made (on a
+    large photo each fresh map costs page faults); with autograd recording they allocate, as training needs."""
+    from benchmarks.large_allocations import large_allocations
+
+    torch.manual_seed(0)
+    model = MPRNetModel(MPRNetConfig(**TINY)).eval()
+    images = torch.rand(1, 3, 64, 64)
+    one_map = 64 * 64 * model.config.n_feat * 4
+    with torch.inference_mode():
+        inference = large_allocations(model, images, one_map)
+    assert set(inference) == {"aten::conv2d", "aten::upsample_bilinear2d", "aten::cat"}, inference.keys()
+    with torch.enable_grad():
+        recorded = large_allocations(model.requires_grad_(True), images, one_map)
+    assert {"aten::add", "aten::mul"} <= set(recorded), recorded.keys()

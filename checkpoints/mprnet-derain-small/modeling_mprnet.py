@@ -112,6 +112,18 @@ def _writes_in_place(features: torch.Tensor) -> bool:
     return features.is_cpu and not torch.is_grad_enabled() and not _tracing()
 
 
+def _sum_into(fresh: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
+    """`fresh + others[0] + others[1] + ...`, summed in that order; written into `fresh` when `_writes_in_place`
+    allows, so the caller must have made `fresh` itself and must not read it again."""
+    if _writes_in_place(fresh):
+        for other in others:
+            fresh.add_(other)
+        return fresh
+    for other in others:
+        fresh = fresh + other
+    return fresh
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: average each channel, squeeze, expand, sigmoid, and rescale the channels.
 
@@ -205,14 +217,20 @@ class DownSample(nn.Module):
 
 
 class UpSample(nn.Module):
-    """Bilinear x2, then a bias-free 1x1 convolution that narrows the features (the conv runs after the resize)."""
+    """Bilinear x2 and a bias-free 1x1 convolution that narrows the features.
+
+    The official code resizes first. Here the convolution runs first, at the lower resolution: the convolution mixes
+    channels pixel by pixel and the resize mixes pixels channel by channel, both linearly, so they commute and the
+    order changes nothing but float rounding, while convolving a quarter of the pixels and resizing fewer channels
+    saves work and a full-resolution feature map.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(features, scale_factor=2, mode="bilinear", align_corners=False))
+        return F.interpolate(self.conv(features), scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class MPRNetEncoder(nn.Module):
@@ -241,15 +259,16 @@ class MPRNetEncoder(nn.Module):
 
     def forward(self, features, previous_encoder=None, previous_decoder=None) -> list[torch.Tensor]:
         fuse = self.cross_stage_fusion and previous_encoder is not None and previous_decoder is not None
+        # Each level's blocks return a fresh tensor, which the fusion may add into.
         level1 = self.level1(features)
         if fuse:
-            level1 = level1 + self.csff_enc1(previous_encoder[0]) + self.csff_dec1(previous_decoder[0])
+            level1 = _sum_into(level1, self.csff_enc1(previous_encoder[0]), self.csff_dec1(previous_decoder[0]))
         level2 = self.level2(self.down12(level1))
         if fuse:
-            level2 = level2 + self.csff_enc2(previous_encoder[1]) + self.csff_dec2(previous_decoder[1])
+            level2 = _sum_into(level2, self.csff_enc2(previous_encoder[1]), self.csff_dec2(previous_decoder[1]))
         level3 = self.level3(self.down23(level2))
         if fuse:
-            level3 = level3 + self.csff_enc3(previous_encoder[2]) + self.csff_dec3(previous_decoder[2])
+            level3 = _sum_into(level3, self.csff_enc3(previous_encoder[2]), self.csff_dec3(previous_decoder[2]))
         return [level1, level2, level3]
 
 
@@ -270,8 +289,8 @@ class MPRNetDecoder(nn.Module):
     def forward(self, encoder_features: list[torch.Tensor]) -> list[torch.Tensor]:
         encoder1, encoder2, encoder3 = encoder_features
         level3 = self.level3(encoder3)
-        level2 = self.level2(self.up32(level3) + self.skip_attention2(encoder2))
-        level1 = self.level1(self.up21(level2) + self.skip_attention1(encoder1))
+        level2 = self.level2(_sum_into(self.up32(level3), self.skip_attention2(encoder2)))
+        level1 = self.level1(_sum_into(self.up21(level2), self.skip_attention1(encoder1)))
         return [level1, level2, level3]
 
 
@@ -286,8 +305,11 @@ class SupervisedAttentionModule(nn.Module):
 
     def forward(self, features: torch.Tensor, degraded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         restored = self.conv2(features) + degraded
-        attention = torch.sigmoid(self.conv3(restored))
-        return self.conv1(features) * attention + features, restored
+        attention = self.conv3(restored)
+        gated = self.conv1(features)
+        if _writes_in_place(gated):
+            return gated.mul_(attention.sigmoid_()).add_(features), restored
+        return gated * torch.sigmoid(attention) + features, restored
 
 
 class OriginalResolutionBlock(nn.Module):
@@ -300,7 +322,7 @@ class OriginalResolutionBlock(nn.Module):
         self.conv = conv(width, width, config.kernel_size, bias=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.blocks(features)) + features
+        return _sum_into(self.conv(self.blocks(features)), features)
 
 
 class OriginalResolutionSubnetwork(nn.Module):
@@ -328,12 +350,14 @@ class OriginalResolutionSubnetwork(nn.Module):
     def forward(self, features, encoder_features, decoder_features) -> torch.Tensor:
         encoder1, encoder2, encoder3 = encoder_features
         decoder1, decoder2, decoder3 = decoder_features
-        features = self.orb1(features)
-        features = features + self.conv_enc1(encoder1) + self.conv_dec1(decoder1)
-        features = self.orb2(features)
-        features = features + self.conv_enc2(self.up_enc1(encoder2)) + self.conv_dec2(self.up_dec1(decoder2))
-        features = self.orb3(features)
-        features = features + self.conv_enc3(self.up_enc2(encoder3)) + self.conv_dec3(self.up_dec2(decoder3))
+        # Each block returns a fresh tensor, which the fusion may add into.
+        features = _sum_into(self.orb1(features), self.conv_enc1(encoder1), self.conv_dec1(decoder1))
+        features = _sum_into(
+            self.orb2(features), self.conv_enc2(self.up_enc1(encoder2)), self.conv_dec2(self.up_dec1(decoder2))
+        )
+        features = _sum_into(
+            self.orb3(features), self.conv_enc3(self.up_enc2(encoder3)), self.conv_dec3(self.up_dec2(decoder3))
+        )
         return features
 
 
