@@ -1,8 +1,9 @@
-"""Side-by-side speed of two copies of the library (before and after a change): `restore_image` of the bundled
-deblur checkpoint on a 512x512 photo.
+"""Side-by-side speed of two copies of the library (before and after a change): one user path (`restore_image`, the
+`image-restoration` pipeline or the plain `model(pixel_values)` call) of a bundled checkpoint on a square photo.
 
   git archive BASE | tar -x -C /tmp/old && git archive HEAD | tar -x -C /tmp/new
   python -m benchmarks.compare_versions /tmp/old /tmp/new --calls 20
+  python -m benchmarks.compare_versions /tmp/old /tmp/new --path pipeline --size 1024 --checkpoint mprnet-denoise-small
 
 Each copy runs in its own long-lived subprocess, and the two take turns call by call (old, new, new, old, ...), so
 a drift in the machine's speed (this shared virtual machine drifts by 10-30 % over minutes) or another job's load
@@ -17,29 +18,40 @@ import sys
 
 WORKER = r"""
 import sys, time
-root = sys.argv[1]
+root, threads, path, size, checkpoint = sys.argv[1:6]
 sys.path.insert(0, root)
 import torch
-torch.set_num_threads(int(sys.argv[2]))
+torch.set_num_threads(int(threads))
 from PIL import Image
 import mprnet_hf
 assert mprnet_hf.__file__.startswith(root), mprnet_hf.__file__
-from mprnet_hf import MPRNetModel
-from mprnet_hf.inference import restore_image  # the path both versions have
-model = MPRNetModel.from_pretrained(root + "/checkpoints/mprnet-deblur-small").eval()
-photo = Image.open(root + "/examples/clean/building.png").convert("RGB").resize((512, 512))
-restore_image(model, photo)
+from mprnet_hf import MPRNetImageProcessor, MPRNetModel
+from mprnet_hf.inference import restore_image  # the path every version has
+folder = root + "/checkpoints/" + checkpoint
+model = MPRNetModel.from_pretrained(folder).eval()
+photo = Image.open(root + "/examples/clean/building.png").convert("RGB").resize((int(size), int(size)))
+if path == "pipeline":
+    from transformers import pipeline
+    restore = pipeline("image-restoration", model=model, image_processor=MPRNetImageProcessor.from_pretrained(folder))
+elif path == "model_call":
+    pixels = MPRNetImageProcessor.from_pretrained(folder)(photo, return_tensors="pt")["pixel_values"]
+    def restore(_):
+        with torch.inference_mode():
+            return model(pixels).reconstruction
+else:
+    restore = lambda photo: restore_image(model, photo)
+restore(photo)
 print("ready", flush=True)
 for _ in sys.stdin:
     started = time.perf_counter()
-    restore_image(model, photo)
+    restore(photo)
     print(time.perf_counter() - started, flush=True)
 """
 
 
-def start_worker(root: str, threads: int) -> subprocess.Popen:
+def start_worker(root: str, args: argparse.Namespace) -> subprocess.Popen:
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, root, str(threads)],
+        [sys.executable, "-c", WORKER, root, str(args.threads), args.path, str(args.size), args.checkpoint],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -47,7 +59,7 @@ def start_worker(root: str, threads: int) -> subprocess.Popen:
         cwd="/tmp",
     )
     if worker.stdout.readline().strip() != "ready":
-        sys.exit(f"the worker for {root} failed to start (run its restore_image by hand to see why)")
+        sys.exit(f"the worker for {root} failed to start (run its {args.path} by hand to see why)")
     return worker
 
 
@@ -63,8 +75,11 @@ def main(argv=None) -> None:
     parser.add_argument("new", help="root of the copy after the change")
     parser.add_argument("--calls", type=int, default=20, help="timed calls of each copy")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--path", choices=("restore_image", "pipeline", "model_call"), default="restore_image")
+    parser.add_argument("--size", type=int, default=512, help="side of the square photo, px")
+    parser.add_argument("--checkpoint", default="mprnet-deblur-small", help="folder under each copy's checkpoints/")
     args = parser.parse_args(argv)
-    workers = {"old": start_worker(args.old, args.threads), "new": start_worker(args.new, args.threads)}
+    workers = {"old": start_worker(args.old, args), "new": start_worker(args.new, args)}
     times = {"old": [], "new": []}
     for call in range(args.calls):
         # Alternating which copy goes first cancels any advantage of running right after the other one.
