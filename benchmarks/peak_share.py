@@ -20,6 +20,9 @@ Paths:
                    `serving_tile_size` (channels-last, reused freed memory, tiles only when memory requires)
   served           the same on onnxruntime (`backend="onnxruntime"`); the serving default, "auto", times both at
                    start-up and serves with the faster
+  compiled         served_torch's preparation (channels-last, reused freed memory), then `torch.compile` of the
+                   forward (`optimize_for_inference(compile=True)`, inductor with frozen weights) at the photo's fixed
+                   size, compiled by one call at start-up (its "start-up s"); opt-in, never used by the app or the CLI
   cli              `mprnet-restore PHOTO --task TASK` for one photo, warm: the command's own preparation once (for a
                    few photos it serves with PyTorch channels-last), then its per-file step per call
                    (`cli.restore_file`: decode, tile choice, restore, write the PNG)
@@ -62,7 +65,7 @@ MODELS = ("deblur", "derain", "denoise")
 # The official widths with seeded random weights: what converted official checkpoints run (speed does not depend on
 # the weights' values). The app serves only the bundled models, so these have no `app` row.
 RELEASED_MODELS = tuple(f"{task}-released" for task in MODELS)
-PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch", "served", "cli", "app")
+PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch", "served", "compiled", "cli", "app")
 # The app exports its models to ONNX in the background at start-up (minutes each when not cached).
 APP_READY_TIMEOUT_S = 1800
 # Hook for the app's and the CLI's own restore functions: name -> builder(task, model) -> function(PIL image).
@@ -145,6 +148,8 @@ def build_path(path: str, task: str, model, spec: dict):
             return restore_image(model, photo, tile_size=tile_size, tile_overlap=64)
 
         return served, report
+    if path == "compiled":
+        return compiled_restore(task, model, spec["size"]), None
     if path == "cli":
         return cli_restore(task, model), None
     if path == "app":
@@ -162,6 +167,24 @@ def _photo_file(folder: Path):
         return source
 
     return saved
+
+
+def compiled_restore(task: str, model, size: int):
+    from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+    from mprnet_hf.speed.fast import optimize_for_inference
+    from mprnet_hf.speed.serving_speed import prepare_for_serving
+
+    prepare_for_serving({task: model}, background=False, backend="torch")
+    optimize_for_inference(model, compile=True)
+    processor = MPRNetImageProcessor()
+    with torch.inference_mode():
+        model(torch.rand(1, 3, size, size))  # compiles for this size
+
+    def restore(photo):
+        with torch.inference_mode():
+            return model(processor(images=photo, return_tensors="pt")["pixel_values"])
+
+    return restore
 
 
 def cli_restore(task: str, model):
@@ -297,7 +320,11 @@ def main(argv=None):
         help=f"comma-separated, from {','.join(MODELS + RELEASED_MODELS)} (released: official widths, random weights)",
     )
     parser.add_argument("--sizes", default="512,1024,2048", help="comma-separated square sizes")
-    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, from {','.join(PATHS)}")
+    parser.add_argument(
+        "--paths",
+        default=",".join(path for path in PATHS if path != "compiled"),  # compiling takes minutes per shape
+        help=f"comma-separated, from {','.join(PATHS)} (all but compiled by default)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
