@@ -27,6 +27,9 @@ from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
 from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array
 
 CONFUSION_COLUMNS = ("blur", "noise", "rain", "jpeg", "clean", "two or more")
+# Bins of the degraded photo's PSNR against the clean one (dB): how strong a single degradation was. The draws span
+# each degradation's whole training range, whose faint end may leave a photo indistinguishable from a clean one.
+STRENGTH_BINS = ((None, 25.0), (25.0, 30.0), (30.0, 35.0), (35.0, 40.0), (40.0, None))
 
 
 def conditions(seeds_single: int, seeds_pair: int, seeds_light_jpeg: int) -> list[tuple[str, tuple, float, int]]:
@@ -70,6 +73,7 @@ def evaluate_detectors(detectors, photos, seeds_single, seeds_pair, seeds_light_
             for seed in range(seeds):
                 rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
                 degraded = as_rgb_array(apply_degradations(clean, kinds, rng, light_jpeg_share=light_share))
+                input_psnr = psnr(clean, degraded) if kinds else None
                 for index, detector in enumerate(detectors):
                     started = time.perf_counter()
                     detection = detector.detect(degraded)
@@ -81,6 +85,7 @@ def evaluate_detectors(detectors, photos, seeds_single, seeds_pair, seeds_light_
                         "tasks": detection.tasks,
                         "probabilities": detection.probabilities,
                         "features": detection.features,
+                        "input_psnr": input_psnr,
                     }
                     if worth_following(group, kinds, detection.tasks, seed, follow_seeds):
                         record["photo"] = degraded
@@ -131,6 +136,35 @@ def per_label_table(records) -> str:
         lines.append(
             f"| {label} | {hits / max(sum(predicted), 1):.3f} | {hits / max(sum(truth), 1):.3f} | {sum(truth)} |"
         )
+    return "\n".join(lines)
+
+
+def strength_bin_name(low, high) -> str:
+    if low is None:
+        return f"under {high:g} dB"
+    return f"{low:g} dB and more" if high is None else f"{low:g}-{high:g} dB"
+
+
+def routing_by_strength(records) -> str:
+    """Single blur, noise and rain routed right by the first look, by how far the degraded photo is from the clean
+    one (its PSNR): whether the misses are the faint end of the ranges."""
+    kinds = ("blur", "noise", "rain")
+    singles = [record for record in records if record["group"] == "single" and record["kinds"][0] in kinds]
+    lines = [
+        "| degraded photo's PSNR | " + " | ".join(kinds) + " | all |",
+        "|---" * (len(kinds) + 2) + "|",
+    ]
+    for low, high in STRENGTH_BINS:
+        in_bin = [
+            record
+            for record in singles
+            if (low is None or record["input_psnr"] >= low) and (high is None or record["input_psnr"] < high)
+        ]
+        cells = []
+        for group in [[record for record in in_bin if record["kinds"][0] == kind] for kind in kinds] + [in_bin]:
+            right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in group)
+            cells.append(f"{right}/{len(group)}" if group else "-")
+        lines.append(f"| {strength_bin_name(low, high)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -239,6 +273,8 @@ def report(records, seconds, photos, follow_seeds: int, auto_followed: bool, tit
     print(f"### {title} on {len(photos)} validation photos ({len(records)} degraded versions)\n")
     print(routing_summary(records, follow_seeds, auto_followed) + "\n")
     print(confusion_table(records) + "\n")
+    print("Single degradations routed right by the first look, by strength:\n")
+    print(routing_by_strength(records) + "\n")
     print(per_label_table(records) + "\n")
     print(
         f"Detection time per photo here ({torch.get_num_threads()} threads): median {np.median(seconds) * 1000:.0f} "
