@@ -177,3 +177,38 @@ def test_the_card_of_a_fine_tuned_detector_says_where_it_started():
         }
     )
     assert "itself fine-tuned here from `checkpoints/mprnet-detector`" in chained and "from scratch" not in chained
+
+
+def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):
+    from mprnet_hf.detection.data import cached_crop_set
+    from mprnet_hf.detection.train import crop_set_draws, parse_args, training_crop_set
+
+    args = parse_args(["--seed", "0", "1", "--variants-per-photo", "2", "3"])
+    assert args.draws == [(0, 2), (1, 3)]
+    assert parse_args(["--seed", "4", "5"]).draws == [(4, 36), (5, 36)]
+    photos = [CLEAN / "coffee.png"]
+    crops, labels, weights = training_crop_set(
+        tmp_path, photos, args.draws, crops_per_variant=1, second_looks_per_photo=0
+    )
+    assert len(list(tmp_path.glob("*.npz"))) == 2, "each draw is cached on its own, so a later run can add a draw"
+    first, second = (cached_crop_set(tmp_path, photos, variants, 1, seed) for seed, variants in args.draws)
+    assert crops.shape == (5, 96, 96, 3) and labels.shape == weights.shape == (5, len(LABELS))
+    assert np.array_equal(crops, np.concatenate([first[0], second[0]]))
+    assert np.array_equal(labels, np.concatenate([first[1], second[1]]))
+    assert not np.array_equal(first[0][:2], second[0][:2]), "two seeds must draw different degradations"
+    with pytest.raises(ValueError, match="one number for every seed or one per seed"):
+        crop_set_draws([0, 1, 2], [36, 54])
+    with pytest.raises(ValueError, match="a seed given twice"):
+        crop_set_draws([1, 1], [36])
+
+
+def test_the_card_names_every_draw_of_a_run_over_several_seeds():
+    from mprnet_hf.detection.train import draws_sentence, origin_sentence, seeds_text
+
+    assert seeds_text(0) == "seed 0" and seeds_text([0]) == "seed 0" and seeds_text([0, 1]) == "seeds 0, 1"
+    assert draws_sentence([(0, 36)]) == "36 times per photo"
+    assert draws_sentence([(0, 36), (1, 54)]) == "36 + 54 times per photo (2 draws)"
+    sentence = origin_sentence(
+        {"folder": "runs/ft3", "epochs": 4, "minutes": 33.0, "train_crops": 91080, "seed": [0, 1]}
+    )
+    assert "4 epochs, 33.0 minutes, 91080 crops, seeds 0, 1" in sentence

@@ -14,6 +14,9 @@ horizontal and vertical flips. The folder is written with `save_pretrained` (saf
 `--init-from FOLDER` fine-tunes a detector trained here before: its weights start the training, and its thresholds
 and any routing rule, chosen for those weights, are chosen again. Give it the same split (`--train-dir`,
 `--exclude-like`, `--holdout-every`) so that the calibration photos stay unseen.
+
+Several seeds (`--seed 0 1 --variants-per-photo 36 54`) train on several draws of degradations of the same photos
+together, each drawn and cached on its own: a crop set made for one run is reused by a later run that adds a draw.
 """
 
 import argparse
@@ -66,12 +69,12 @@ synthetic degradations (`mprnet_hf/data/degradations.py`): camera shake, Gaussia
 Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks; JPEG compression at quality {jpeg_low}-{jpeg_high}
 (the "jpeg" label). Light JPEG compression (quality {light_low}-{light_high}) is applied to
 a share of every kind without changing its label. Photos are clean ({clean:.0%}), singly degraded ({single:.0%})
-or degraded twice ({pair:.0%}), {variants} times per photo (a {region}-pixel region of it, {crops_per_variant} crops
+or degraded twice ({pair:.0%}), {variants} (a {region}-pixel region of it, {crops_per_variant} crops
 each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks} more
 version(s) degraded and then derained and/or denoised by the bundled restoration models and labelled with what
 remains (rain and noise that were restored, and "clean" when nothing remains, are left out of the loss).
 {train_crops} labelled crops, {epochs} epochs, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus
-{data_minutes:.1f} minutes making the crops (seed {seed}). Command:
+{data_minutes:.1f} minutes making the crops ({seed}). Command:
 
 ```
 {command}
@@ -110,7 +113,13 @@ def parse_args(argv=None):
     parser.add_argument("--holdout-every", type=int, default=8, help="every n-th photo is held out for calibration")
     parser.add_argument("--output-dir", type=Path, default=Path("checkpoints/mprnet-detector"))
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/detector-crops"))
-    parser.add_argument("--variants-per-photo", type=int, default=36)
+    parser.add_argument(
+        "--variants-per-photo",
+        type=int,
+        nargs="+",
+        default=[36],
+        help="degraded versions per photo: one number for every seed, or one per seed",
+    )
     parser.add_argument("--crops-per-variant", type=int, default=6)
     parser.add_argument("--second-looks-per-photo", type=int, default=1)
     parser.add_argument("--calibration-seeds", type=int, default=3, help="draws per held-out photo and degradation")
@@ -118,14 +127,50 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop after the epoch that passes this")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one draw of degradations per seed; the first also seeds the weights, the order and the held-out crops",
+    )
     parser.add_argument(
         "--init-from",
         type=Path,
         help="a detector folder trained here before, to fine-tune (hold out the same photos: same --holdout-every, "
         "--train-dir and --exclude-like, so the calibration photos stay unseen)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.draws = crop_set_draws(args.seed, args.variants_per_photo)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def crop_set_draws(seeds: list[int], variants_per_photo: list[int]) -> list[tuple[int, int]]:
+    """(seed, degraded versions per photo) of each crop set that trains together."""
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed {' '.join(map(str, seeds))}: a seed given twice would train on the same draw twice")
+    if len(variants_per_photo) == 1:
+        variants_per_photo = variants_per_photo * len(seeds)
+    if len(variants_per_photo) != len(seeds):
+        raise ValueError(
+            f"--variants-per-photo takes one number for every seed or one per seed: {len(variants_per_photo)} "
+            f"numbers for {len(seeds)} seeds"
+        )
+    if min(variants_per_photo) < 1:
+        raise ValueError("--variants-per-photo must be at least 1")
+    return list(zip(seeds, variants_per_photo))
+
+
+def training_crop_set(cache_dir, photos, draws, crops_per_variant: int, second_looks_per_photo: int):
+    """The crop sets of every draw, each cached on its own (`cached_crop_set`), one after the other."""
+    sets = [
+        cached_crop_set(cache_dir, photos, variants, crops_per_variant, seed, second_looks_per_photo)
+        for seed, variants in draws
+    ]
+    return tuple(np.concatenate(parts) for parts in zip(*sets))
 
 
 def split_photos(args) -> tuple[list[Path], list[Path], dict]:
@@ -239,20 +284,16 @@ def starting_point(init_from: Path | None) -> dict | None:
 
 
 def train(args) -> dict:
-    set_seed(args.seed)
+    first_seed, first_variants = args.draws[0]
+    set_seed(first_seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     started = time.perf_counter()
     train_photos, held_out, overlaps = split_photos(args)
-    train_crops, train_labels, train_weights = cached_crop_set(
-        args.cache_dir,
-        train_photos,
-        args.variants_per_photo,
-        args.crops_per_variant,
-        args.seed,
-        args.second_looks_per_photo,
+    train_crops, train_labels, train_weights = training_crop_set(
+        args.cache_dir, train_photos, args.draws, args.crops_per_variant, args.second_looks_per_photo
     )
     val_crops, val_labels, val_weights = cached_crop_set(
-        args.cache_dir, held_out, args.variants_per_photo // 4, args.crops_per_variant, args.seed + 1, 1
+        args.cache_dir, held_out, max(first_variants // 4, 1), args.crops_per_variant, first_seed + 1, 1
     )
     data_minutes = (time.perf_counter() - started) / 60
     print(
@@ -268,7 +309,7 @@ def train(args) -> dict:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, args.learning_rate, total_steps=args.epochs * steps_per_epoch, pct_start=0.1
     )
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(first_seed)
     training_started, epochs_run = time.perf_counter(), 0
     for epoch in range(args.epochs):
         model.train()
@@ -331,7 +372,7 @@ def origin_sentence(start: dict | None) -> str:
             (f"{start['epochs']} epochs", start["epochs"]),
             (f"{start['minutes']:.1f} minutes" if start["minutes"] else "", start["minutes"]),
             (f"{start['train_crops']} crops", start["train_crops"]),
-            (f"seed {start['seed']}", start["seed"] is not None),
+            (seeds_text(start["seed"]), start["seed"] is not None),
         )
         if value
     )
@@ -346,6 +387,20 @@ def origin_sentence(start: dict | None) -> str:
     )
 
 
+def seeds_text(seed: int | list[int]) -> str:
+    """'seed 0', or 'seeds 0, 1' for a run over several draws (a log keeps a list then)."""
+    if isinstance(seed, list):
+        return f"seed {seed[0]}" if len(seed) == 1 else "seeds " + ", ".join(map(str, seed))
+    return f"seed {seed}"
+
+
+def draws_sentence(draws: list[tuple[int, int]]) -> str:
+    """How many degraded versions per photo the card's training paragraph names."""
+    if len(draws) == 1:
+        return f"{draws[0][1]} times per photo"
+    return " + ".join(str(variants) for _seed, variants in draws) + f" times per photo ({len(draws)} draws)"
+
+
 def save(model, args, facts: dict) -> None:
     from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, REGION_SIDE
 
@@ -357,8 +412,9 @@ def save(model, args, facts: dict) -> None:
     command = (
         f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
         f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir "
-        f"checkpoints/{args.output_dir.name} --variants-per-photo {args.variants_per_photo} --second-looks-per-photo "
-        f"{args.second_looks_per_photo} --holdout-every {args.holdout_every} --epochs {args.epochs} --seed {args.seed}"
+        f"checkpoints/{args.output_dir.name} --variants-per-photo {' '.join(str(v) for _s, v in args.draws)} "
+        f"--second-looks-per-photo {args.second_looks_per_photo} --holdout-every {args.holdout_every} "
+        f"--epochs {args.epochs} --seed {' '.join(str(seed) for seed, _v in args.draws)}"
     )
     if args.learning_rate != parse_args([]).learning_rate:
         command += f" --learning-rate {args.learning_rate:g}"
@@ -382,7 +438,7 @@ def save(model, args, facts: dict) -> None:
         clean=CONDITION_SHARES["clean"],
         single=CONDITION_SHARES["single"],
         pair=CONDITION_SHARES["pair"],
-        variants=args.variants_per_photo,
+        variants=draws_sentence(args.draws),
         region=REGION_SIDE,
         crops_per_variant=args.crops_per_variant,
         second_looks=args.second_looks_per_photo,
@@ -391,7 +447,7 @@ def save(model, args, facts: dict) -> None:
         batch_size=args.batch_size,
         minutes=facts["minutes"],
         data_minutes=facts["data_minutes"],
-        seed=args.seed,
+        seed=seeds_text([seed for seed, _variants in args.draws]),
         command=command,
         val_crops=facts["val_crops"],
         crop_table=metrics_table(facts["metrics"]),
@@ -400,7 +456,10 @@ def save(model, args, facts: dict) -> None:
     )
     (args.output_dir / "README.md").write_text(card)
     log = {key: value for key, value in facts.items() if key != "metrics"}
-    log.update(seed=args.seed, crop_metrics=facts["metrics"], minutes=round(facts["minutes"], 2))
+    seeds = [seed for seed, _variants in args.draws]
+    log.update(
+        seed=seeds[0] if len(seeds) == 1 else seeds, crop_metrics=facts["metrics"], minutes=round(facts["minutes"], 2)
+    )
     (args.output_dir / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     print(f"saved to {args.output_dir} ({parameters:,} weights, {facts['minutes']:.1f} min)")
 
