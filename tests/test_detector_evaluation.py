@@ -4,7 +4,7 @@ import numpy as np
 
 from mprnet_hf.detection.data import apply_degradations, load_rgb
 from mprnet_hf.detection.detector import as_rgb_array
-from mprnet_hf.detection.evaluate import psnr, routing_by_strength
+from mprnet_hf.detection.evaluate import psnr, routing_by_strength, routing_summary, worth_following
 
 EXAMPLE = "examples/clean/building.png"
 
@@ -38,3 +38,35 @@ def test_input_psnr_is_the_degraded_photo_against_the_clean_one():
     assert abs(psnr(clean, shifted) - 10 * np.log10(255**2 / mean_squared_error)) < 1e-6
     noisy = as_rgb_array(apply_degradations(clean, ("noise",), np.random.default_rng(0), light_jpeg_share=0.0))
     assert 10 < psnr(clean, noisy) < 60
+
+
+def pair(kinds, tasks, auto_steps=None):
+    record = {"group": "pair", "kinds": kinds, "tasks": tasks, "found": [], "input_psnr": 20.0}
+    if auto_steps is not None:
+        record["auto_steps"] = auto_steps
+    return record
+
+
+def test_a_pair_is_followed_through_auto_mode_only_where_a_second_look_comes():
+    assert worth_following("pair", ("blur", "noise"), ["denoise"], seed=5, follow_seeds=0, follow_pairs=True)
+    assert worth_following("pair", ("noise", "rain"), ["derain", "denoise"], 0, 0, follow_pairs=True)
+    # Deblurring is the last step and nothing at all runs on a photo read as clean: no look could change them.
+    assert not worth_following("pair", ("blur", "rain"), ["deblur"], 0, 0, follow_pairs=True)
+    assert not worth_following("pair", ("blur", "noise"), [], 0, 0, follow_pairs=True)
+    assert not worth_following("pair", ("blur", "noise"), ["denoise"], 0, 0)
+
+
+def test_pairs_are_counted_by_what_auto_mode_ran_where_it_was_followed():
+    singles = [single("noise", ["denoise"], 22.0), single("blur", [], 41.0)]
+    pairs = [
+        pair(("blur", "noise"), ["denoise"], auto_steps=["denoise", "deblur"]),  # blur found by the second look
+        pair(("noise", "rain"), ["derain", "denoise"], auto_steps=["derain", "denoise", "deblur"]),  # one step too many
+        pair(("blur", "rain"), ["deblur"]),  # not followed: its first look is what auto mode runs
+        pair(("blur", "jpeg"), ["deblur"]),
+        pair(("blur", "noise"), ["denoise", "deblur"], auto_steps=["denoise", "deblur"]),
+        pair(("blur", "rain"), ["derain"], auto_steps=["derain", "deblur"]),
+    ]
+    summary = routing_summary(singles + pairs, follow_seeds=0, auto_followed=False, pairs_followed=True)
+    assert "exactly the right restorations by the first look: 3/6 (50%)" in summary
+    assert "(run on the 4 pairs whose first step is followed by a second look): **4/6 (67%)**" in summary
+    assert "by auto mode, which looks again (run on" not in routing_summary(singles + pairs, 0, auto_followed=False)

@@ -7,9 +7,10 @@ degradations, pairs, single degradations saved again as light JPEG (quality 60-9
 and light JPEG). For each the detector's decision is recorded: the labels it finds and the restorations auto mode
 would run. Auto mode itself (restorations and second looks) is run on the single-degradation photos whose first look
 asked for the right first step and more, and on `--follow-seeds` draws of each rain and noise photo routed right (does
-the second look add a step?). `--compare-detector` measures another detector on the same degraded photos. Then auto
-mode's PSNR on noisy and shaken photos is compared with every single task and with the hand-picked chain (denoise,
-then deblur).
+the second look add a step?); with `--follow-pairs`, also on every pair whose first step is followed by a second look
+(blur under noise or rain is often found only then). `--compare-detector` measures another detector on the same
+degraded photos. Then auto mode's PSNR on noisy and shaken photos is compared with every single task and with the
+hand-picked chain (denoise, then deblur).
 """
 
 import argparse
@@ -52,10 +53,16 @@ def decision(found: list[str]) -> str:
     return found[0] if found else "clean"
 
 
-def worth_following(group: str, kinds, tasks: list[str], seed: int, follow_seeds: int) -> bool:
-    """Whether auto mode itself should be run on a single-degradation photo: its first look asked for the right
+def worth_following(
+    group: str, kinds, tasks: list[str], seed: int, follow_seeds: int, follow_pairs: bool = False
+) -> bool:
+    """Whether auto mode itself should be run on a photo. A single degradation: its first look asked for the right
     first step and more (does the second look stop there?), or it was routed right and its step is followed by a
-    second look (`follow_seeds` draws of each photo: does that look add a step?)."""
+    second look (`follow_seeds` draws of each photo: does that look add a step?). A pair (`follow_pairs`): whenever
+    its first step is followed by a second look, which may find what the first missed or add a step; otherwise the
+    first look's restorations are what auto mode runs."""
+    if group == "pair":
+        return follow_pairs and bool(tasks) and looks_again_after(tasks[0])
     right = right_tasks(kinds)
     if group != "single" or not right:
         return False
@@ -64,7 +71,9 @@ def worth_following(group: str, kinds, tasks: list[str], seed: int, follow_seeds
     return seed < follow_seeds and looks_again_after(right[0])
 
 
-def evaluate_detectors(detectors, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0):
+def evaluate_detectors(
+    detectors, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0, follow_pairs: bool = False
+):
     """Each detector's records (and detection times) on the same degraded photos, degraded once for all."""
     records, seconds = [[] for _ in detectors], [[] for _ in detectors]
     for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
@@ -87,7 +96,7 @@ def evaluate_detectors(detectors, photos, seeds_single, seeds_pair, seeds_light_
                         "features": detection.features,
                         "input_psnr": input_psnr,
                     }
-                    if worth_following(group, kinds, detection.tasks, seed, follow_seeds):
+                    if worth_following(group, kinds, detection.tasks, seed, follow_seeds, follow_pairs):
                         record["photo"] = degraded
                     records[index].append(record)
     return records, seconds
@@ -175,6 +184,8 @@ def follow_auto(records, detector) -> None:
 
     from ..auto import bundled_models, restore_image_auto
 
+    if not any("photo" in record for record in records):
+        return
     models = bundled_models()
     for record in records:
         if "photo" in record:
@@ -182,17 +193,20 @@ def follow_auto(records, detector) -> None:
             record["auto_steps"] = list(restored.steps)
 
 
-def routing_summary(records, follow_seeds: int, auto_followed: bool = True) -> str:
-    """The routing of single degradations (first look, and auto mode's when `auto_followed`) and of pairs."""
+def auto_routing(record) -> list[str]:
+    """The restorations auto mode ran: followed, or else the first look's (no second look could change them)."""
+    return record.get("auto_steps", record["tasks"])
+
+
+def routing_summary(records, follow_seeds: int, auto_followed: bool = True, pairs_followed: bool = False) -> str:
+    """The routing of single degradations (first look, and auto mode's when `auto_followed`) and of pairs (first
+    look, and auto mode's when `pairs_followed`)."""
     singles = [record for record in records if record["group"] == "single" and record["kinds"][0] != "jpeg"]
     right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in singles)
     followed = [record for record in singles if "auto_steps" in record]
     extra = [record for record in followed if record["tasks"] != right_tasks(record["kinds"])]
     checked = [record for record in followed if record["tasks"] == right_tasks(record["kinds"])]
-    auto_right = sum(
-        record["auto_steps" if "auto_steps" in record else "tasks"] == right_tasks(record["kinds"])
-        for record in singles
-    )
+    auto_right = sum(auto_routing(record) == right_tasks(record["kinds"]) for record in singles)
     kept = sum(record["auto_steps"] == right_tasks(record["kinds"]) for record in checked)
     pairs = [record for record in records if record["group"] == "pair"]
     both = sum(set(record["kinds"]) <= set(record["found"]) for record in pairs)
@@ -213,10 +227,18 @@ def routing_summary(records, follow_seeds: int, auto_followed: bool = True) -> s
         )
     else:
         first_look = f"{lead}: **{count}** (auto mode itself, with its second looks, was not run here)."
+    pair_auto = ""
+    if pairs_followed:
+        pair_auto_right = sum(auto_routing(record) == right_tasks(record["kinds"]) for record in pairs)
+        followed_pairs = sum("auto_steps" in record for record in pairs)
+        pair_auto = (
+            f"; by auto mode, which looks again (run on the {followed_pairs} pairs whose first step is followed by a "
+            f"second look): **{pair_auto_right}/{len(pairs)} ({pair_auto_right / len(pairs):.0%})**"
+        )
     return (
         f"{first_look} Pairs with both degradations found: {both}/{len(pairs)} "
-        f"({both / len(pairs):.0%}); pairs given exactly the right restorations: {pair_right}/{len(pairs)} "
-        f"({pair_right / len(pairs):.0%})."
+        f"({both / len(pairs):.0%}); pairs given exactly the right restorations by the first look: "
+        f"{pair_right}/{len(pairs)} ({pair_right / len(pairs):.0%}){pair_auto}."
     )
 
 
@@ -269,9 +291,11 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
     )
 
 
-def report(records, seconds, photos, follow_seeds: int, auto_followed: bool, title: str) -> None:
+def report(
+    records, seconds, photos, follow_seeds: int, auto_followed: bool, title: str, pairs_followed: bool = False
+) -> None:
     print(f"### {title} on {len(photos)} validation photos ({len(records)} degraded versions)\n")
-    print(routing_summary(records, follow_seeds, auto_followed) + "\n")
+    print(routing_summary(records, follow_seeds, auto_followed, pairs_followed) + "\n")
     print(confusion_table(records) + "\n")
     print("Single degradations routed right by the first look, by strength:\n")
     print(routing_by_strength(records) + "\n")
@@ -296,6 +320,11 @@ def main(argv=None):
     parser.add_argument(
         "--first-look-only", action="store_true", help="do not run auto mode itself (its restorations take long)"
     )
+    parser.add_argument(
+        "--follow-pairs",
+        action="store_true",
+        help="run auto mode on the pairs whose first step is followed by a second look (also with --first-look-only)",
+    )
     parser.add_argument("--mixed-seeds", type=int, default=2, help="noisy and shaken draws per photo (0: skip)")
     parser.add_argument("--mixed-side", type=int, default=256)
     args = parser.parse_args(argv)
@@ -305,16 +334,16 @@ def main(argv=None):
     photos = list_photos(args.val_dir)
     follow_seeds = 0 if args.first_look_only else args.follow_seeds
     all_records, all_seconds = evaluate_detectors(
-        detectors, photos, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, follow_seeds
+        detectors, photos, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, follow_seeds, args.follow_pairs
     )
     titles = ["Detector", f"Compared detector ({args.compare_detector})"]
     for detector, records, seconds, title in zip(detectors, all_records, all_seconds, titles):
         if args.first_look_only:
             for record in records:
-                record.pop("photo", None)
-        else:
-            follow_auto(records, detector)
-        report(records, seconds, photos, follow_seeds, not args.first_look_only, title)
+                if record["group"] != "pair":
+                    record.pop("photo", None)
+        follow_auto(records, detector)
+        report(records, seconds, photos, follow_seeds, not args.first_look_only, title, args.follow_pairs)
     if args.mixed_seeds:
         print("### Auto mode on mixed noise + blur\n")
         print(mixed_comparison(detectors[0], photos, args.mixed_seeds, args.mixed_side))
