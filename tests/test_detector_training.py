@@ -2,6 +2,8 @@
 photos are found by their pixels, second-look samples are labelled with what remains, per-label thresholds are chosen
 from held-out records and read back from a checkpoint's config."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -207,8 +209,42 @@ def test_the_card_names_every_draw_of_a_run_over_several_seeds():
 
     assert seeds_text(0) == "seed 0" and seeds_text([0]) == "seed 0" and seeds_text([0, 1]) == "seeds 0, 1"
     assert draws_sentence([(0, 36)]) == "36 times per photo"
-    assert draws_sentence([(0, 36), (1, 54)]) == "36 + 54 times per photo (2 draws)"
+    assert draws_sentence([(0, 36), (1, 54)]) == "36 + 54 times per photo in 2 draws"
     sentence = origin_sentence(
         {"folder": "runs/ft3", "epochs": 4, "minutes": 33.0, "train_crops": 91080, "seed": [0, 1]}
     )
     assert "4 epochs, 33.0 minutes, 91080 crops, seeds 0, 1" in sentence
+
+
+def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
+    """The card's command is how a reader retrains the detector: parsed back, it must give the same draws, epochs,
+    learning rate and time limit (a default --max-minutes would stop a longer run early)."""
+    from mprnet_hf.detection.train import parse_args, save
+
+    argv = ["--seed", "0", "1", "2", "--variants-per-photo", "36", "54", "54", "--epochs", "6"]
+    argv += ["--max-minutes", "90", "--learning-rate", "1e-3", "--output-dir", str(tmp_path / "mprnet-detector")]
+    args = parse_args(argv)
+    metrics = {label: {"precision": 0.9, "recall": 0.8, "support": 10} for label in LABELS}
+    facts = {
+        "metrics": metrics,
+        "minutes": 49.9,
+        "data_minutes": 5.2,
+        "epochs": 6,
+        "train_photos": 165,
+        "holdout_photos": 23,
+        "excluded": {},
+        "train_crops": 145530,
+        "val_crops": 1380,
+        "thresholds": dict.fromkeys(LABELS, 0.5),
+        "calibration_photos": 529,
+        "init_from": None,
+    }
+    save(ResNetForImageClassification(detector_config()), args, facts)
+    card = (tmp_path / "mprnet-detector" / "README.md").read_text()
+    assert "Trained from scratch" in card and "36 + 54 + 54 times per photo in 3 draws" in card
+    command = next(line for line in card.splitlines() if "python -m mprnet_hf.detection.train" in line)
+    again = parse_args(command.split("mprnet_hf.detection.train", 1)[1].split())
+    assert again.draws == args.draws and again.epochs == 6 and again.max_minutes == 90
+    assert again.learning_rate == 1e-3 and str(again.output_dir) == "checkpoints/mprnet-detector"
+    log = json.loads((tmp_path / "mprnet-detector" / "training_log.json").read_text())
+    assert log["seed"] == [0, 1, 2]

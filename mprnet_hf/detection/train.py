@@ -398,7 +398,7 @@ def draws_sentence(draws: list[tuple[int, int]]) -> str:
     """How many degraded versions per photo the card's training paragraph names."""
     if len(draws) == 1:
         return f"{draws[0][1]} times per photo"
-    return " + ".join(str(variants) for _seed, variants in draws) + f" times per photo ({len(draws)} draws)"
+    return " + ".join(str(variants) for _seed, variants in draws) + f" times per photo in {len(draws)} draws"
 
 
 def save(model, args, facts: dict) -> None:
@@ -416,8 +416,12 @@ def save(model, args, facts: dict) -> None:
         f"--second-looks-per-photo {args.second_looks_per_photo} --holdout-every {args.holdout_every} "
         f"--epochs {args.epochs} --seed {' '.join(str(seed) for seed, _v in args.draws)}"
     )
-    if args.learning_rate != parse_args([]).learning_rate:
+    defaults = parse_args([])
+    if args.learning_rate != defaults.learning_rate:
         command += f" --learning-rate {args.learning_rate:g}"
+    if args.max_minutes != defaults.max_minutes:
+        # Without it a longer run stops early, after the epoch that passes the default.
+        command += f" --max-minutes {args.max_minutes:g}"
     if args.init_from is not None:
         command += f" --init-from {args.init_from}"
     card = CARD_TEMPLATE.format(
