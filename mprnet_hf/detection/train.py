@@ -409,12 +409,14 @@ def save(model, args, facts: dict) -> None:
     parameters = sum(parameter.numel() for parameter in model.parameters())
     config = model.config
     exclude_dirs = " ".join(as_in_checkout(folder) for folder in args.exclude_like)
+    seeds = [seed for seed, _variants in args.draws]
+    versions_per_draw = [versions for _seed, versions in args.draws]
     command = (
         f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
         f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir "
-        f"checkpoints/{args.output_dir.name} --variants-per-photo {' '.join(str(v) for _s, v in args.draws)} "
+        f"checkpoints/{args.output_dir.name} --variants-per-photo {' '.join(map(str, versions_per_draw))} "
         f"--second-looks-per-photo {args.second_looks_per_photo} --holdout-every {args.holdout_every} "
-        f"--epochs {args.epochs} --seed {' '.join(str(seed) for seed, _v in args.draws)}"
+        f"--epochs {args.epochs} --seed {' '.join(map(str, seeds))}"
     )
     defaults = parse_args([])
     if args.learning_rate != defaults.learning_rate:
@@ -451,7 +453,7 @@ def save(model, args, facts: dict) -> None:
         batch_size=args.batch_size,
         minutes=facts["minutes"],
         data_minutes=facts["data_minutes"],
-        seed=seeds_text([seed for seed, _variants in args.draws]),
+        seed=seeds_text(seeds),
         command=command,
         val_crops=facts["val_crops"],
         crop_table=metrics_table(facts["metrics"]),
@@ -460,7 +462,6 @@ def save(model, args, facts: dict) -> None:
     )
     (args.output_dir / "README.md").write_text(card)
     log = {key: value for key, value in facts.items() if key != "metrics"}
-    seeds = [seed for seed, _variants in args.draws]
     log.update(
         seed=seeds[0] if len(seeds) == 1 else seeds, crop_metrics=facts["metrics"], minutes=round(facts["minutes"], 2)
     )
