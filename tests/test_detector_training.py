@@ -185,31 +185,54 @@ def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):
     from mprnet_hf.detection.data import cached_crop_set
     from mprnet_hf.detection.train import crop_set_draws, parse_args, training_crop_set
 
-    args = parse_args(["--seed", "0", "1", "--variants-per-photo", "2", "3"])
-    assert args.draws == [(0, 2), (1, 3)]
-    assert parse_args(["--seed", "4", "5"]).draws == [(4, 36), (5, 36)]
+    args = parse_args(["--seed", "0", "1", "--variants-per-photo", "2", "3", "--second-looks-per-photo", "0"])
+    assert args.draws == [(0, 2, 0), (1, 3, 0)]
+    assert parse_args(["--seed", "4", "5"]).draws == [(4, 36, 1), (5, 36, 1)]
     photos = [CLEAN / "coffee.png"]
-    crops, labels, weights = training_crop_set(
-        tmp_path, photos, args.draws, crops_per_variant=1, second_looks_per_photo=0
-    )
+    crops, labels, weights = training_crop_set(tmp_path, photos, args.draws, crops_per_variant=1)
     assert len(list(tmp_path.glob("*.npz"))) == 2, "each draw is cached on its own, so a later run can add a draw"
-    first, second = (cached_crop_set(tmp_path, photos, variants, 1, seed) for seed, variants in args.draws)
+    first, second = (cached_crop_set(tmp_path, photos, variants, 1, seed, 0) for seed, variants, _ in args.draws)
     assert crops.shape == (5, 96, 96, 3) and labels.shape == weights.shape == (5, len(LABELS))
     assert np.array_equal(crops, np.concatenate([first[0], second[0]]))
     assert np.array_equal(labels, np.concatenate([first[1], second[1]]))
     assert not np.array_equal(first[0][:2], second[0][:2]), "two seeds must draw different degradations"
-    with pytest.raises(ValueError, match="one number for every seed or one per seed"):
-        crop_set_draws([0, 1, 2], [36, 54])
+    with pytest.raises(ValueError, match="--variants-per-photo takes one number for every seed or one per seed"):
+        crop_set_draws([0, 1, 2], [36, 54], [1])
+    with pytest.raises(ValueError, match="--second-looks-per-photo takes one number for every seed"):
+        crop_set_draws([0, 1, 2], [36], [1, 12])
     with pytest.raises(ValueError, match="a seed given twice"):
-        crop_set_draws([1, 1], [36])
+        crop_set_draws([1, 1], [36], [1])
+    with pytest.raises(ValueError, match="seed 3 draws nothing"):
+        crop_set_draws([0, 3], [36, 0], [1, 0])
+    with pytest.raises(ValueError, match="first seed's --variants-per-photo"):
+        crop_set_draws([3, 0], [0, 36], [12, 1])
+
+
+def test_a_draw_of_second_looks_only_adds_photos_restored_before_a_second_look(tmp_path):
+    """A draw may give only second looks (no first-look versions), to train more of what auto mode's look after
+    deraining or denoising must tell: what remains."""
+    from mprnet_hf.detection.train import parse_args, training_crop_set
+
+    argv = ["--seed", "0", "3", "--variants-per-photo", "1", "0", "--second-looks-per-photo", "0", "3"]
+    args = parse_args(argv)
+    assert args.draws == [(0, 1, 0), (3, 0, 3)]
+    crops, labels, weights = training_crop_set(tmp_path, [CLEAN / "coffee.png"], args.draws, crops_per_variant=1)
+    assert len(crops) == 4
+    restored = weights[1:]
+    # Looks 0-2 of the cycle: derained rain, denoised noise, denoised noise and blur; what was restored is left out.
+    assert restored[0, LABELS.index("rain")] == 0 and restored[1:, LABELS.index("noise")].max() == 0
+    assert labels[3, LABELS.index("blur")] == 1, "blur remains after denoising a noisy and shaken photo"
 
 
 def test_the_card_names_every_draw_of_a_run_over_several_seeds():
-    from mprnet_hf.detection.train import draws_sentence, origin_sentence, seeds_text
+    from mprnet_hf.detection.train import Draw, draws_sentence, origin_sentence, second_looks_sentence, seeds_text
 
     assert seeds_text(0) == "seed 0" and seeds_text([0]) == "seed 0" and seeds_text([0, 1]) == "seeds 0, 1"
-    assert draws_sentence([(0, 36)]) == "36 times per photo"
-    assert draws_sentence([(0, 36), (1, 54)]) == "36 + 54 times per photo in 2 draws"
+    assert draws_sentence([Draw(0, 36, 1)]) == "36 times per photo"
+    assert draws_sentence([Draw(0, 36, 1), Draw(1, 54, 1)]) == "36 + 54 times per photo in 2 draws"
+    assert second_looks_sentence([Draw(0, 36, 1)]) == "1 more version"
+    assert second_looks_sentence([Draw(0, 36, 1), Draw(1, 54, 1)]) == "1 more version in each of 2 draws"
+    assert second_looks_sentence([Draw(0, 36, 1), Draw(3, 0, 12)]) == "1 + 12 more versions in 2 draws"
     sentence = origin_sentence(
         {"folder": "runs/ft3", "epochs": 4, "minutes": 33.0, "train_crops": 91080, "seed": [0, 1]}
     )
@@ -221,7 +244,8 @@ def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
     learning rate and time limit (a default --max-minutes would stop a longer run early)."""
     from mprnet_hf.detection.train import parse_args, save
 
-    argv = ["--seed", "0", "1", "2", "--variants-per-photo", "36", "54", "54", "--epochs", "6"]
+    argv = ["--seed", "0", "1", "2", "3", "--variants-per-photo", "36", "54", "54", "0", "--epochs", "6"]
+    argv += ["--second-looks-per-photo", "1", "1", "1", "12"]
     argv += ["--max-minutes", "90", "--learning-rate", "1e-3", "--output-dir", str(tmp_path / "mprnet-detector")]
     args = parse_args(argv)
     metrics = {label: {"precision": 0.9, "recall": 0.8, "support": 10} for label in LABELS}
@@ -241,10 +265,11 @@ def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
     }
     save(ResNetForImageClassification(detector_config()), args, facts)
     card = (tmp_path / "mprnet-detector" / "README.md").read_text()
-    assert "Trained from scratch" in card and "36 + 54 + 54 times per photo in 3 draws" in card
+    assert "Trained from scratch" in card and "36 + 54 + 54 + 0 times per photo in 4 draws" in card
+    assert "also gives 1 + 1 + 1 + 12 more versions in 4 draws" in " ".join(card.split())
     command = next(line for line in card.splitlines() if "python -m mprnet_hf.detection.train" in line)
     again = parse_args(command.split("mprnet_hf.detection.train", 1)[1].split())
     assert again.draws == args.draws and again.epochs == 6 and again.max_minutes == 90
     assert again.learning_rate == 1e-3 and str(again.output_dir) == "checkpoints/mprnet-detector"
     log = json.loads((tmp_path / "mprnet-detector" / "training_log.json").read_text())
-    assert log["seed"] == [0, 1, 2]
+    assert log["seed"] == [0, 1, 2, 3]

@@ -24,6 +24,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -70,8 +71,8 @@ Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks; JPEG compression 
 (the "jpeg" label). Light JPEG compression (quality {light_low}-{light_high}) is applied to
 a share of every kind without changing its label. Photos are clean ({clean:.0%}), singly degraded ({single:.0%})
 or degraded twice ({pair:.0%}), {variants} (a {region}-pixel region of it, {crops_per_variant} crops
-each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks} more
-version(s) degraded and then derained and/or denoised by the bundled restoration models and labelled with what
+each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks}
+degraded and then derained and/or denoised by the bundled restoration models and labelled with what
 remains (rain and noise that were restored, and "clean" when nothing remains, are left out of the loss).
 {train_crops} labelled crops, {epochs} epochs, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus
 {data_minutes:.1f} minutes making the crops ({seed}). Command:
@@ -121,7 +122,14 @@ def parse_args(argv=None):
         help="degraded versions per photo: one number for every seed, or one per seed",
     )
     parser.add_argument("--crops-per-variant", type=int, default=6)
-    parser.add_argument("--second-looks-per-photo", type=int, default=1)
+    parser.add_argument(
+        "--second-looks-per-photo",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="versions per photo degraded, then derained or denoised as auto mode does before it looks again: one "
+        "number for every seed, or one per seed",
+    )
     parser.add_argument("--calibration-seeds", type=int, default=3, help="draws per held-out photo and degradation")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -142,33 +150,53 @@ def parse_args(argv=None):
     )
     args = parser.parse_args(argv)
     try:
-        args.draws = crop_set_draws(args.seed, args.variants_per_photo)
+        args.draws = crop_set_draws(args.seed, args.variants_per_photo, args.second_looks_per_photo)
     except ValueError as error:
         parser.error(str(error))
     return args
 
 
-def crop_set_draws(seeds: list[int], variants_per_photo: list[int]) -> list[tuple[int, int]]:
-    """(seed, degraded versions per photo) of each crop set that trains together."""
+class Draw(NamedTuple):
+    """One crop set of a training run: its seed, and how many versions of each photo it degrades (`variants`) and
+    degrades then restores before looking again (`second_looks`)."""
+
+    seed: int
+    variants: int
+    second_looks: int
+
+
+def per_seed(option: str, numbers: list[int], seeds: list[int]) -> list[int]:
+    if len(numbers) == 1:
+        return numbers * len(seeds)
+    if len(numbers) != len(seeds):
+        raise ValueError(
+            f"{option} takes one number for every seed or one per seed: {len(numbers)} numbers for {len(seeds)} seeds"
+        )
+    return numbers
+
+
+def crop_set_draws(seeds: list[int], variants_per_photo: list[int], second_looks_per_photo: list[int]) -> list[Draw]:
+    """The crop sets that train together, one per seed."""
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seed {' '.join(map(str, seeds))}: a seed given twice would train on the same draw twice")
-    if len(variants_per_photo) == 1:
-        variants_per_photo = variants_per_photo * len(seeds)
-    if len(variants_per_photo) != len(seeds):
-        raise ValueError(
-            f"--variants-per-photo takes one number for every seed or one per seed: {len(variants_per_photo)} "
-            f"numbers for {len(seeds)} seeds"
-        )
-    if min(variants_per_photo) < 1:
-        raise ValueError("--variants-per-photo must be at least 1")
-    return list(zip(seeds, variants_per_photo))
+    variants_per_photo = per_seed("--variants-per-photo", variants_per_photo, seeds)
+    second_looks_per_photo = per_seed("--second-looks-per-photo", second_looks_per_photo, seeds)
+    if min(variants_per_photo) < 0 or min(second_looks_per_photo) < 0:
+        raise ValueError("--variants-per-photo and --second-looks-per-photo cannot be negative")
+    draws = [Draw(*numbers) for numbers in zip(seeds, variants_per_photo, second_looks_per_photo)]
+    if empty := [draw.seed for draw in draws if draw.variants + draw.second_looks == 0]:
+        raise ValueError(f"seed {empty[0]} draws nothing: give it --variants-per-photo or --second-looks-per-photo")
+    if draws[0].variants == 0:
+        # The first draw's versions per photo also size the held-out crop set.
+        raise ValueError("the first seed's --variants-per-photo must be at least 1")
+    return draws
 
 
-def training_crop_set(cache_dir, photos, draws, crops_per_variant: int, second_looks_per_photo: int):
+def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: int):
     """The crop sets of every draw, each cached on its own (`cached_crop_set`), one after the other."""
     sets = [
-        cached_crop_set(cache_dir, photos, variants, crops_per_variant, seed, second_looks_per_photo)
-        for seed, variants in draws
+        cached_crop_set(cache_dir, photos, draw.variants, crops_per_variant, draw.seed, draw.second_looks)
+        for draw in draws
     ]
     return tuple(np.concatenate(parts) for parts in zip(*sets))
 
@@ -284,13 +312,13 @@ def starting_point(init_from: Path | None) -> dict | None:
 
 
 def train(args) -> dict:
-    first_seed, first_variants = args.draws[0]
+    first_seed, first_variants = args.draws[0].seed, args.draws[0].variants
     set_seed(first_seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     started = time.perf_counter()
     train_photos, held_out, overlaps = split_photos(args)
     train_crops, train_labels, train_weights = training_crop_set(
-        args.cache_dir, train_photos, args.draws, args.crops_per_variant, args.second_looks_per_photo
+        args.cache_dir, train_photos, args.draws, args.crops_per_variant
     )
     val_crops, val_labels, val_weights = cached_crop_set(
         args.cache_dir, held_out, max(first_variants // 4, 1), args.crops_per_variant, first_seed + 1, 1
@@ -394,11 +422,20 @@ def seeds_text(seed: int | list[int]) -> str:
     return f"seed {seed}"
 
 
-def draws_sentence(draws: list[tuple[int, int]]) -> str:
+def draws_sentence(draws: list[Draw]) -> str:
     """How many degraded versions per photo the card's training paragraph names."""
     if len(draws) == 1:
-        return f"{draws[0][1]} times per photo"
-    return " + ".join(str(variants) for _seed, variants in draws) + f" times per photo in {len(draws)} draws"
+        return f"{draws[0].variants} times per photo"
+    return " + ".join(str(draw.variants) for draw in draws) + f" times per photo in {len(draws)} draws"
+
+
+def second_looks_sentence(draws: list[Draw]) -> str:
+    """How many versions per photo, restored before a second look, the card's training paragraph names."""
+    counts = [draw.second_looks for draw in draws]
+    if len(set(counts)) > 1:
+        return " + ".join(map(str, counts)) + f" more versions in {len(draws)} draws"
+    versions = f"{counts[0]} more version{'' if counts[0] == 1 else 's'}"
+    return versions if len(draws) == 1 else f"{versions} in each of {len(draws)} draws"
 
 
 def save(model, args, facts: dict) -> None:
@@ -409,13 +446,14 @@ def save(model, args, facts: dict) -> None:
     parameters = sum(parameter.numel() for parameter in model.parameters())
     config = model.config
     exclude_dirs = " ".join(as_in_checkout(folder) for folder in args.exclude_like)
-    seeds = [seed for seed, _variants in args.draws]
-    versions_per_draw = [versions for _seed, versions in args.draws]
+    seeds = [draw.seed for draw in args.draws]
+    versions_per_draw = [draw.variants for draw in args.draws]
+    looks_per_draw = [draw.second_looks for draw in args.draws]
     command = (
         f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
         f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir "
         f"checkpoints/{args.output_dir.name} --variants-per-photo {' '.join(map(str, versions_per_draw))} "
-        f"--second-looks-per-photo {args.second_looks_per_photo} --holdout-every {args.holdout_every} "
+        f"--second-looks-per-photo {' '.join(map(str, looks_per_draw))} --holdout-every {args.holdout_every} "
         f"--epochs {args.epochs} --seed {' '.join(map(str, seeds))}"
     )
     defaults = parse_args([])
@@ -447,7 +485,7 @@ def save(model, args, facts: dict) -> None:
         variants=draws_sentence(args.draws),
         region=REGION_SIDE,
         crops_per_variant=args.crops_per_variant,
-        second_looks=args.second_looks_per_photo,
+        second_looks=second_looks_sentence(args.draws),
         train_crops=facts["train_crops"],
         epochs=facts["epochs"],
         batch_size=args.batch_size,
