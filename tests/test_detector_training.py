@@ -273,3 +273,37 @@ def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
     assert again.learning_rate == 1e-3 and str(again.output_dir) == "checkpoints/mprnet-detector"
     log = json.loads((tmp_path / "mprnet-detector" / "training_log.json").read_text())
     assert log["seed"] == [0, 1, 2, 3]
+
+
+def test_a_fine_tuned_detector_card_also_gives_the_command_of_the_detector_it_starts_from(tmp_path):
+    """A fine-tuning's command names its starting folder (--init-from); the card must also say how that folder was
+    made, or a reader cannot run it. The starting detector's log keeps its command as run."""
+    from mprnet_hf.detection.train import parse_args, save, starting_point
+
+    facts = {
+        "metrics": {label: {"precision": 0.9, "recall": 0.8, "support": 10} for label in LABELS},
+        "minutes": 10.0,
+        "data_minutes": 1.0,
+        "epochs": 1,
+        "train_photos": 165,
+        "holdout_photos": 23,
+        "excluded": {},
+        "train_crops": 1000,
+        "val_crops": 100,
+        "thresholds": dict.fromkeys(LABELS, 0.5),
+        "calibration_photos": 529,
+        "init_from": None,
+    }
+    first_dir = tmp_path / "runs" / "detector-first"
+    first = parse_args(["--seed", "0", "1", "--epochs", "6", "--output-dir", str(first_dir)])
+    save(ResNetForImageClassification(detector_config()), first, facts)
+    argv = ["--seed", "0", "3", "--variants-per-photo", "36", "0", "--second-looks-per-photo", "1", "12"]
+    argv += ["--init-from", str(first_dir), "--output-dir", str(tmp_path / "mprnet-detector")]
+    tuned = parse_args(argv)
+    save(ResNetForImageClassification(detector_config()), tuned, facts | {"init_from": starting_point(first_dir)})
+    card = (tmp_path / "mprnet-detector" / "README.md").read_text()
+    commands = [line for line in card.splitlines() if "python -m mprnet_hf.detection.train" in line]
+    assert len(commands) == 2, card
+    tuning, earlier = (parse_args(line.split("mprnet_hf.detection.train", 1)[1].split()) for line in commands)
+    assert tuning.draws == tuned.draws and tuning.init_from == first_dir
+    assert earlier.output_dir == first_dir and earlier.draws == first.draws and earlier.epochs == 6

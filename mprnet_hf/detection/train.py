@@ -80,7 +80,7 @@ remains (rain and noise that were restored, and "clean" when nothing remains, ar
 ```
 {command}
 ```
-
+{earlier_command}
 ## Accuracy
 
 Per crop on the {holdout_photos} held-out training photos ({val_crops} crops, threshold 0.5):
@@ -305,7 +305,7 @@ def starting_point(init_from: Path | None) -> dict | None:
         return None
     log_path = Path(init_from) / "training_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
-    facts = {key: log.get(key) for key in ("epochs", "minutes", "train_crops", "seed")}
+    facts = {key: log.get(key) for key in ("epochs", "minutes", "train_crops", "seed", "command")}
     # A chain of fine-tunings names the folder the earlier one started from.
     facts["fine_tuned_from"] = (log.get("init_from") or {}).get("folder")
     return {"folder": str(init_from), **facts}
@@ -438,23 +438,16 @@ def second_looks_sentence(draws: list[Draw]) -> str:
     return versions if len(draws) == 1 else f"{versions} in each of {len(draws)} draws"
 
 
-def save(model, args, facts: dict) -> None:
-    from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, REGION_SIDE
-
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.output_dir, safe_serialization=True)
-    parameters = sum(parameter.numel() for parameter in model.parameters())
-    config = model.config
+def training_command(args, output_dir: str) -> str:
+    """The command line that trains a detector as `args` did, into `output_dir`."""
     exclude_dirs = " ".join(as_in_checkout(folder) for folder in args.exclude_like)
-    seeds = [draw.seed for draw in args.draws]
-    versions_per_draw = [draw.variants for draw in args.draws]
-    looks_per_draw = [draw.second_looks for draw in args.draws]
     command = (
         f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
-        f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir "
-        f"checkpoints/{args.output_dir.name} --variants-per-photo {' '.join(map(str, versions_per_draw))} "
-        f"--second-looks-per-photo {' '.join(map(str, looks_per_draw))} --holdout-every {args.holdout_every} "
-        f"--epochs {args.epochs} --seed {' '.join(map(str, seeds))}"
+        f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir {output_dir} "
+        f"--variants-per-photo {' '.join(str(draw.variants) for draw in args.draws)} "
+        f"--second-looks-per-photo {' '.join(str(draw.second_looks) for draw in args.draws)} "
+        f"--holdout-every {args.holdout_every} --epochs {args.epochs} "
+        f"--seed {' '.join(str(draw.seed) for draw in args.draws)}"
     )
     defaults = parse_args([])
     if args.learning_rate != defaults.learning_rate:
@@ -464,6 +457,26 @@ def save(model, args, facts: dict) -> None:
         command += f" --max-minutes {args.max_minutes:g}"
     if args.init_from is not None:
         command += f" --init-from {args.init_from}"
+    return command
+
+
+def earlier_command_paragraph(start: dict | None) -> str:
+    """For a fine-tuned detector, the command that trained the detector it starts from (its log keeps it), so the
+    card's command can be run after it."""
+    if not start or not start.get("command"):
+        return ""
+    return f"\n`--init-from {start['folder']}` is the detector trained first, with:\n\n```\n{start['command']}\n```\n"
+
+
+def save(model, args, facts: dict) -> None:
+    from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, REGION_SIDE
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.output_dir, safe_serialization=True)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    config = model.config
+    seeds = [draw.seed for draw in args.draws]
+    command = training_command(args, f"checkpoints/{args.output_dir.name}")
     card = CARD_TEMPLATE.format(
         origin=origin_sentence(facts["init_from"]),
         parameters=parameters,
@@ -474,6 +487,7 @@ def save(model, args, facts: dict) -> None:
         train_dir=as_in_checkout(args.train_dir),
         excluded=len(facts["excluded"]),
         exclude_dirs=", ".join(f"`{as_in_checkout(folder)}`" for folder in args.exclude_like),
+        earlier_command=earlier_command_paragraph(facts["init_from"]),
         holdout_photos=facts["holdout_photos"],
         jpeg_low=JPEG_ARTEFACT_QUALITY[0],
         jpeg_high=JPEG_ARTEFACT_QUALITY[1],
@@ -501,7 +515,11 @@ def save(model, args, facts: dict) -> None:
     (args.output_dir / "README.md").write_text(card)
     log = {key: value for key, value in facts.items() if key != "metrics"}
     log.update(
-        seed=seeds[0] if len(seeds) == 1 else seeds, crop_metrics=facts["metrics"], minutes=round(facts["minutes"], 2)
+        seed=seeds[0] if len(seeds) == 1 else seeds,
+        crop_metrics=facts["metrics"],
+        minutes=round(facts["minutes"], 2),
+        # As run, into this folder: a detector fine-tuned from it names the folder in --init-from.
+        command=training_command(args, str(args.output_dir)),
     )
     (args.output_dir / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     print(f"saved to {args.output_dir} ({parameters:,} weights, {facts['minutes']:.1f} min)")
