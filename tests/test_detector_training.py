@@ -239,6 +239,25 @@ def test_the_card_names_every_draw_of_a_run_over_several_seeds():
     assert "4 epochs, 33.0 minutes, 91080 crops, seeds 0, 1" in sentence
 
 
+def training_facts(**changes) -> dict:
+    """What `train` hands `save` after a run (metrics, times, counts, thresholds), for the card tests."""
+    facts = {
+        "metrics": {label: {"precision": 0.9, "recall": 0.8, "support": 10} for label in LABELS},
+        "minutes": 10.0,
+        "data_minutes": 1.0,
+        "epochs": 1,
+        "train_photos": 165,
+        "holdout_photos": 23,
+        "excluded": {},
+        "train_crops": 1000,
+        "val_crops": 100,
+        "thresholds": dict.fromkeys(LABELS, 0.5),
+        "calibration_photos": 529,
+        "init_from": None,
+    }
+    return facts | changes
+
+
 def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
     """The card's command is how a reader retrains the detector: parsed back, it must give the same draws, epochs,
     learning rate and time limit (a default --max-minutes would stop a longer run early)."""
@@ -248,22 +267,7 @@ def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
     argv += ["--second-looks-per-photo", "1", "1", "1", "12"]
     argv += ["--max-minutes", "90", "--learning-rate", "1e-3", "--output-dir", str(tmp_path / "mprnet-detector")]
     args = parse_args(argv)
-    metrics = {label: {"precision": 0.9, "recall": 0.8, "support": 10} for label in LABELS}
-    facts = {
-        "metrics": metrics,
-        "minutes": 49.9,
-        "data_minutes": 5.2,
-        "epochs": 6,
-        "train_photos": 165,
-        "holdout_photos": 23,
-        "excluded": {},
-        "train_crops": 145530,
-        "val_crops": 1380,
-        "thresholds": dict.fromkeys(LABELS, 0.5),
-        "calibration_photos": 529,
-        "init_from": None,
-    }
-    save(ResNetForImageClassification(detector_config()), args, facts)
+    save(ResNetForImageClassification(detector_config()), args, training_facts(minutes=49.9, epochs=6))
     card = (tmp_path / "mprnet-detector" / "README.md").read_text()
     assert "Trained from scratch" in card and "36 + 54 + 54 + 0 times per photo in 4 draws" in card
     assert "also gives 1 + 1 + 1 + 12 more versions in 4 draws" in " ".join(card.split())
@@ -280,20 +284,7 @@ def test_a_fine_tuned_detector_card_also_gives_the_command_of_the_detector_it_st
     made, or a reader cannot run it. The starting detector's log keeps its command as run."""
     from mprnet_hf.detection.train import parse_args, save, starting_point
 
-    facts = {
-        "metrics": {label: {"precision": 0.9, "recall": 0.8, "support": 10} for label in LABELS},
-        "minutes": 10.0,
-        "data_minutes": 1.0,
-        "epochs": 1,
-        "train_photos": 165,
-        "holdout_photos": 23,
-        "excluded": {},
-        "train_crops": 1000,
-        "val_crops": 100,
-        "thresholds": dict.fromkeys(LABELS, 0.5),
-        "calibration_photos": 529,
-        "init_from": None,
-    }
+    facts = training_facts()
     first_dir = tmp_path / "runs" / "detector-first"
     first = parse_args(["--seed", "0", "1", "--epochs", "6", "--output-dir", str(first_dir)])
     save(ResNetForImageClassification(detector_config()), first, facts)
