@@ -183,22 +183,22 @@ def test_the_card_of_a_fine_tuned_detector_says_where_it_started():
 
 def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):
     from mprnet_hf.detection.data import cached_crop_set
-    from mprnet_hf.detection.train import crop_set_draws, parse_args, training_crop_set
+    from mprnet_hf.detection.train import Draw, crop_set_draws, parse_args, training_crop_set
 
     args = parse_args(["--seed", "0", "1", "--variants-per-photo", "2", "3", "--second-looks-per-photo", "0"])
-    assert args.draws == [(0, 2, 0), (1, 3, 0)]
-    assert parse_args(["--seed", "4", "5"]).draws == [(4, 36, 1), (5, 36, 1)]
+    assert args.draws == [Draw(0, 2, 0), Draw(1, 3, 0)]
+    assert parse_args(["--seed", "4", "5"]).draws == [Draw(4, 36, 1), Draw(5, 36, 1)]
     photos = [CLEAN / "coffee.png"]
     crops, labels, weights = training_crop_set(tmp_path, photos, args.draws, crops_per_variant=1)
     assert len(list(tmp_path.glob("*.npz"))) == 2, "each draw is cached on its own, so a later run can add a draw"
-    first, second = (cached_crop_set(tmp_path, photos, variants, 1, seed, 0) for seed, variants, _ in args.draws)
+    first, second = (cached_crop_set(tmp_path, photos, draw.variants, 1, draw.seed, 0) for draw in args.draws)
     assert crops.shape == (5, 96, 96, 3) and labels.shape == weights.shape == (5, len(LABELS))
     assert np.array_equal(crops, np.concatenate([first[0], second[0]]))
     assert np.array_equal(labels, np.concatenate([first[1], second[1]]))
     assert not np.array_equal(first[0][:2], second[0][:2]), "two seeds must draw different degradations"
-    with pytest.raises(ValueError, match="--variants-per-photo takes one number for every seed or one per seed"):
+    with pytest.raises(ValueError, match="--variants-per-photo takes one value for every seed or one per seed"):
         crop_set_draws([0, 1, 2], [36, 54], [1])
-    with pytest.raises(ValueError, match="--second-looks-per-photo takes one number for every seed"):
+    with pytest.raises(ValueError, match="--second-looks-per-photo takes one value for every seed"):
         crop_set_draws([0, 1, 2], [36], [1, 12])
     with pytest.raises(ValueError, match="a seed given twice"):
         crop_set_draws([1, 1], [36], [1])
@@ -211,17 +211,42 @@ def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):
 def test_a_draw_of_second_looks_only_adds_photos_restored_before_a_second_look(tmp_path):
     """A draw may give only second looks (no first-look versions), to train more of what auto mode's look after
     deraining or denoising must tell: what remains."""
-    from mprnet_hf.detection.train import parse_args, training_crop_set
+    from mprnet_hf.detection.train import Draw, parse_args, training_crop_set
 
     argv = ["--seed", "0", "3", "--variants-per-photo", "1", "0", "--second-looks-per-photo", "0", "3"]
     args = parse_args(argv)
-    assert args.draws == [(0, 1, 0), (3, 0, 3)]
+    assert args.draws == [Draw(0, 1, 0), Draw(3, 0, 3)]
     crops, labels, weights = training_crop_set(tmp_path, [CLEAN / "coffee.png"], args.draws, crops_per_variant=1)
     assert len(crops) == 4
     restored = weights[1:]
     # Looks 0-2 of the cycle: derained rain, denoised noise, denoised noise and blur; what was restored is left out.
     assert restored[0, LABELS.index("rain")] == 0 and restored[1:, LABELS.index("noise")].max() == 0
     assert labels[3, LABELS.index("blur")] == 1, "blur remains after denoising a noisy and shaken photo"
+
+
+def test_a_draw_can_choose_and_weight_its_kinds_of_second_look(tmp_path):
+    """The misroutes left are second looks at derained rain and denoised noise that still see blur: a draw of second
+    looks can cycle through the kinds it names, a name given twice coming twice as often."""
+    from mprnet_hf.detection.data import ALL_SECOND_LOOKS
+    from mprnet_hf.detection.train import crop_set_draws, parse_args, training_crop_set
+
+    argv = ["--seed", "0", "4", "--variants-per-photo", "1", "0", "--second-looks-per-photo", "0", "3"]
+    argv += ["--second-look-kinds", "all", "noise+blur/denoise,noise+blur/denoise,rain/derain"]
+    args = parse_args(argv)
+    assert args.draws[0].second_look_kinds == ALL_SECOND_LOOKS
+    assert args.draws[1].second_look_kinds == ("noise+blur/denoise", "noise+blur/denoise", "rain/derain")
+    crops, labels, weights = training_crop_set(tmp_path, [CLEAN / "coffee.png"], args.draws, crops_per_variant=1)
+    blur, noise, rain = (LABELS.index(label) for label in ("blur", "noise", "rain"))
+    assert labels[1:3, blur].tolist() == [1, 1] and weights[1:3, noise].max() == 0, "blur remains after denoising"
+    assert labels[3, blur] == 0 and weights[3, rain] == 0, "a derained rainy photo: nothing remains"
+    # The same seed with the default cycle is another draw, cached under another name.
+    default = parse_args(["--seed", "0", "4", "--variants-per-photo", "1", "0", "--second-looks-per-photo", "0", "3"])
+    training_crop_set(tmp_path, [CLEAN / "coffee.png"], default.draws, crops_per_variant=1)
+    assert len(list(tmp_path.glob("*-s4-*.npz"))) == 2
+    with pytest.raises(ValueError, match="unknown kind of second look 'blur/deblur': choose among rain/derain"):
+        crop_set_draws([0], [36], [1], ["rain/derain,blur/deblur"])
+    with pytest.raises(ValueError, match="--second-look-kinds takes one value for every seed or one per seed"):
+        crop_set_draws([0, 1, 2], [36], [1], ["all", "rain/derain"])
 
 
 def test_the_card_names_every_draw_of_a_run_over_several_seeds():
@@ -298,3 +323,30 @@ def test_a_fine_tuned_detector_card_also_gives_the_command_of_the_detector_it_st
     tuning, earlier = (parse_args(line.split("mprnet_hf.detection.train", 1)[1].split()) for line in commands)
     assert tuning.draws == tuned.draws and tuning.init_from == first_dir
     assert earlier.output_dir == first_dir and earlier.draws == first.draws and earlier.epochs == 6
+
+
+def test_a_detector_fine_tuned_twice_gives_every_command_in_order_and_its_chosen_second_looks(tmp_path):
+    """The bundled detector is a chain: from scratch, fine-tuned, fine-tuned again with a draw of chosen second
+    looks. Its card must give all three commands in the order a reader runs them, each parsed back to its run."""
+    from mprnet_hf.detection.train import parse_args, save, starting_point
+
+    facts = training_facts()
+    first_dir, second_dir = tmp_path / "detector-first", tmp_path / "detector-second"
+    first = parse_args(["--seed", "0", "1", "--epochs", "6", "--output-dir", str(first_dir)])
+    save(ResNetForImageClassification(detector_config()), first, facts)
+    second_argv = ["--seed", "0", "3", "--variants-per-photo", "36", "0", "--second-looks-per-photo", "1", "12"]
+    second = parse_args(second_argv + ["--init-from", str(first_dir), "--output-dir", str(second_dir)])
+    save(ResNetForImageClassification(detector_config()), second, facts | {"init_from": starting_point(first_dir)})
+    third_argv = ["--seed", "0", "4", "--variants-per-photo", "36", "0", "--second-looks-per-photo", "1", "12"]
+    third_argv += ["--second-look-kinds", "all", "rain/derain,rain/derain,noise/denoise"]
+    third = parse_args(third_argv + ["--init-from", str(second_dir), "--output-dir", str(tmp_path / "mprnet-detector")])
+    save(ResNetForImageClassification(detector_config()), third, facts | {"init_from": starting_point(second_dir)})
+    card = (tmp_path / "mprnet-detector" / "README.md").read_text()
+    commands = [line for line in card.splitlines() if "python -m mprnet_hf.detection.train" in line]
+    assert len(commands) == 3, card
+    own, *earlier = (parse_args(line.split("mprnet_hf.detection.train", 1)[1].split()) for line in commands)
+    assert own.draws == third.draws and own.init_from == second_dir
+    assert [run.output_dir for run in earlier] == [first_dir, second_dir] and earlier[1].init_from == first_dir
+    assert earlier[0].draws == first.draws and earlier[1].draws == second.draws
+    assert "made first by these 2 commands, in order" in card
+    assert "those of seed 4 cycle through rain/derain x2, noise/denoise x1" in " ".join(card.split())

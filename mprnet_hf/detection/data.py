@@ -86,15 +86,17 @@ REGION_MARGIN = 24
 # Of a few random regions of a photo the most contrasted is read, as the detector reads the most contrasted crops.
 REGION_CANDIDATES = 3
 # Auto mode looks again at the result of deraining and of denoising (`mprnet_hf.auto`): what it must see there is
-# what remains, not the leftovers of the step that ran. (degradations, restorations run before the second look).
-SECOND_LOOKS = (
-    (("rain",), ("derain",)),
-    (("noise",), ("denoise",)),
-    (("noise", "blur"), ("denoise",)),
-    (("noise", "rain"), ("derain",)),
-    (("blur", "rain"), ("derain",)),
-    (("noise", "rain"), ("derain", "denoise")),
-)
+# what remains, not the leftovers of the step that ran. Each kind of second look, by name: (degradations,
+# restorations run before the second look). A draw cycles through all of them, or through those it names.
+SECOND_LOOKS = {
+    "rain/derain": (("rain",), ("derain",)),
+    "noise/denoise": (("noise",), ("denoise",)),
+    "noise+blur/denoise": (("noise", "blur"), ("denoise",)),
+    "noise+rain/derain": (("noise", "rain"), ("derain",)),
+    "blur+rain/derain": (("blur", "rain"), ("derain",)),
+    "noise+rain/derain+denoise": (("noise", "rain"), ("derain", "denoise")),
+}
+ALL_SECOND_LOOKS = tuple(SECOND_LOOKS)
 UNDONE_BY = {"derain": "rain", "denoise": "noise"}
 SECOND_LOOK_SIDE = 256
 # The restorations' own border (they see a padded image there) is cut away before the crops are read.
@@ -153,13 +155,30 @@ def restore_region(models, pixels: np.ndarray, restorations: tuple[str, ...]) ->
     return np.asarray(image.convert("RGB"))
 
 
+def check_second_look_kinds(kinds) -> tuple[str, ...]:
+    """`kinds` as a tuple of `SECOND_LOOKS` names (a name given twice is drawn twice as often), or a ValueError."""
+    kinds = tuple(kinds)
+    if not kinds:
+        raise ValueError(f"name at least one kind of second look: {', '.join(ALL_SECOND_LOOKS)}")
+    if unknown := [kind for kind in kinds if kind not in SECOND_LOOKS]:
+        raise ValueError(f"unknown kind of second look {unknown[0]!r}: choose among {', '.join(ALL_SECOND_LOOKS)}")
+    return kinds
+
+
 def build_crop_set(
-    photos, variants_per_photo: int, crops_per_variant: int, seed: int, second_looks_per_photo: int = 0
+    photos,
+    variants_per_photo: int,
+    crops_per_variant: int,
+    seed: int,
+    second_looks_per_photo: int = 0,
+    second_look_kinds=ALL_SECOND_LOOKS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(crops (N, 96, 96, 3) uint8, labels (N, len(LABELS)) float32, loss weights (N, len(LABELS)) float32):
     every photo degraded `variants_per_photo` times with drawn conditions (a region of it, see `REGION_SIDE`),
     `crops_per_variant` crops of each drawn from those the detector would read; and `second_looks_per_photo`
-    photos degraded and then restored as auto mode does before it looks again (`SECOND_LOOKS`)."""
+    photos degraded and then restored as auto mode does before it looks again, cycling through
+    `second_look_kinds` (names of `SECOND_LOOKS`)."""
+    second_look_kinds = check_second_look_kinds(second_look_kinds)
     rng = np.random.default_rng(seed)
     models = None
     crops, labels, weights = [], [], []
@@ -178,7 +197,8 @@ def build_crop_set(
                 from ..auto import bundled_models
 
                 models = bundled_models()
-            kinds, restorations = SECOND_LOOKS[(photo_index * second_looks_per_photo + look) % len(SECOND_LOOKS)]
+            cycle = photo_index * second_looks_per_photo + look
+            kinds, restorations = SECOND_LOOKS[second_look_kinds[cycle % len(second_look_kinds)]]
             region = textured_region(clean, SECOND_LOOK_SIDE + 2 * SECOND_LOOK_MARGIN, rng)
             degraded = as_rgb_array(apply_degradations(region, kinds, rng))
             pixels = trimmed(restore_region(models, degraded, restorations), SECOND_LOOK_MARGIN)
@@ -200,19 +220,40 @@ def photo_set_key(photos) -> str:
     return digest.hexdigest()[:10]
 
 
+def second_look_kinds_key(kinds) -> str:
+    """'' for the default cycle through every kind of second look (cache names made before the choice existed stay
+    valid), else a short digest of the cycle."""
+    import hashlib
+
+    kinds = tuple(kinds)
+    if kinds == ALL_SECOND_LOOKS:
+        return ""
+    return "-k" + hashlib.sha1(",".join(kinds).encode()).hexdigest()[:8]
+
+
 def cached_crop_set(
-    cache_dir, photos, variants_per_photo: int, crops_per_variant: int, seed: int, second_looks_per_photo: int = 0
+    cache_dir,
+    photos,
+    variants_per_photo: int,
+    crops_per_variant: int,
+    seed: int,
+    second_looks_per_photo: int = 0,
+    second_look_kinds=ALL_SECOND_LOOKS,
 ):
     """`build_crop_set`, kept in `cache_dir` (an .npz per photo set and settings) so training again starts at once."""
+    second_look_kinds = check_second_look_kinds(second_look_kinds)
+    kinds_key = second_look_kinds_key(second_look_kinds) if second_looks_per_photo else ""
     name = (
-        f"{photo_set_key(photos)}-v{variants_per_photo}-c{crops_per_variant}-l{second_looks_per_photo}-s{seed}"
-        f"-r{REGION_SIDE}.npz"
+        f"{photo_set_key(photos)}-v{variants_per_photo}-c{crops_per_variant}-l{second_looks_per_photo}{kinds_key}"
+        f"-s{seed}-r{REGION_SIDE}.npz"
     )
     path = Path(cache_dir) / name
     if path.is_file():
         with np.load(path) as stored:
             return stored["crops"], stored["labels"], stored["weights"]
-    crops, labels, weights = build_crop_set(photos, variants_per_photo, crops_per_variant, seed, second_looks_per_photo)
+    crops, labels, weights = build_crop_set(
+        photos, variants_per_photo, crops_per_variant, seed, second_looks_per_photo, second_look_kinds
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, crops=crops, labels=labels, weights=weights)
     return crops, labels, weights

@@ -17,6 +17,8 @@ and any routing rule, chosen for those weights, are chosen again. Give it the sa
 
 Several seeds (`--seed 0 1 --variants-per-photo 36 54`) train on several draws of degradations of the same photos
 together, each drawn and cached on its own: a crop set made for one run is reused by a later run that adds a draw.
+A draw may hold second looks only (`--variants-per-photo 0`) and choose which kinds of them it cycles through
+(`--second-look-kinds`, names of `detection.data.SECOND_LOOKS`), to train more of the looks auto mode gets wrong.
 """
 
 import argparse
@@ -31,7 +33,7 @@ import torch
 from transformers import ResNetForImageClassification, set_seed
 
 from .calibrate import calibrate_detector
-from .data import cached_crop_set
+from .data import ALL_SECOND_LOOKS, cached_crop_set, check_second_look_kinds
 from .detector import LABELS, crops_to_batch, detector_config
 
 CARD_TEMPLATE = """---
@@ -130,6 +132,13 @@ def parse_args(argv=None):
         help="versions per photo degraded, then derained or denoised as auto mode does before it looks again: one "
         "number for every seed, or one per seed",
     )
+    parser.add_argument(
+        "--second-look-kinds",
+        nargs="+",
+        default=["all"],
+        help="which second looks a draw cycles through: 'all', or names joined by commas (a name given twice comes "
+        f"twice as often) among {', '.join(ALL_SECOND_LOOKS)}; one for every seed, or one per seed",
+    )
     parser.add_argument("--calibration-seeds", type=int, default=3, help="draws per held-out photo and degradation")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -150,7 +159,9 @@ def parse_args(argv=None):
     )
     args = parser.parse_args(argv)
     try:
-        args.draws = crop_set_draws(args.seed, args.variants_per_photo, args.second_looks_per_photo)
+        args.draws = crop_set_draws(
+            args.seed, args.variants_per_photo, args.second_looks_per_photo, args.second_look_kinds
+        )
     except ValueError as error:
         parser.error(str(error))
     return args
@@ -158,32 +169,49 @@ def parse_args(argv=None):
 
 class Draw(NamedTuple):
     """One crop set of a training run: its seed, and how many versions of each photo it degrades (`variants`) and
-    degrades then restores before looking again (`second_looks`)."""
+    degrades then restores before looking again (`second_looks`, cycling through `second_look_kinds`)."""
 
     seed: int
     variants: int
     second_looks: int
+    second_look_kinds: tuple[str, ...] = ALL_SECOND_LOOKS
 
 
-def per_seed(option: str, numbers: list[int], seeds: list[int]) -> list[int]:
-    if len(numbers) == 1:
-        return numbers * len(seeds)
-    if len(numbers) != len(seeds):
+def per_seed(option: str, values: list, seeds: list[int]) -> list:
+    if len(values) == 1:
+        return values * len(seeds)
+    if len(values) != len(seeds):
         raise ValueError(
-            f"{option} takes one number for every seed or one per seed: {len(numbers)} numbers for {len(seeds)} seeds"
+            f"{option} takes one value for every seed or one per seed: {len(values)} values for {len(seeds)} seeds"
         )
-    return numbers
+    return values
 
 
-def crop_set_draws(seeds: list[int], variants_per_photo: list[int], second_looks_per_photo: list[int]) -> list[Draw]:
+def parse_second_look_kinds(text: str) -> tuple[str, ...]:
+    """'all', or names of second looks joined by commas, as a tuple of names."""
+    if text == "all":
+        return ALL_SECOND_LOOKS
+    try:
+        return check_second_look_kinds(name.strip() for name in text.split(",") if name.strip())
+    except ValueError as error:
+        raise ValueError(f"--second-look-kinds {text}: {error}") from None
+
+
+def crop_set_draws(
+    seeds: list[int],
+    variants_per_photo: list[int],
+    second_looks_per_photo: list[int],
+    second_look_kinds: list[str] = ("all",),
+) -> list[Draw]:
     """The crop sets that train together, one per seed."""
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seed {' '.join(map(str, seeds))}: a seed given twice would train on the same draw twice")
     variants_per_photo = per_seed("--variants-per-photo", variants_per_photo, seeds)
     second_looks_per_photo = per_seed("--second-looks-per-photo", second_looks_per_photo, seeds)
+    kinds = [parse_second_look_kinds(text) for text in per_seed("--second-look-kinds", list(second_look_kinds), seeds)]
     if min(variants_per_photo) < 0 or min(second_looks_per_photo) < 0:
         raise ValueError("--variants-per-photo and --second-looks-per-photo cannot be negative")
-    draws = [Draw(*numbers) for numbers in zip(seeds, variants_per_photo, second_looks_per_photo)]
+    draws = [Draw(*values) for values in zip(seeds, variants_per_photo, second_looks_per_photo, kinds)]
     if empty := [draw.seed for draw in draws if draw.variants + draw.second_looks == 0]:
         raise ValueError(f"seed {empty[0]} draws nothing: give it --variants-per-photo or --second-looks-per-photo")
     if draws[0].variants == 0:
@@ -195,7 +223,9 @@ def crop_set_draws(seeds: list[int], variants_per_photo: list[int], second_looks
 def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: int):
     """The crop sets of every draw, each cached on its own (`cached_crop_set`), one after the other."""
     sets = [
-        cached_crop_set(cache_dir, photos, draw.variants, crops_per_variant, draw.seed, draw.second_looks)
+        cached_crop_set(
+            cache_dir, photos, draw.variants, crops_per_variant, draw.seed, draw.second_looks, draw.second_look_kinds
+        )
         for draw in draws
     ]
     return tuple(np.concatenate(parts) for parts in zip(*sets))
@@ -299,13 +329,25 @@ def initial_model(init_from: Path | None) -> ResNetForImageClassification:
     return model
 
 
+def commands_of(log: dict) -> list[str]:
+    """The commands that trained the detector a training log describes, from scratch to its own, as far as the logs
+    kept them (a log keeps its own command and those of the detector it was fine-tuned from)."""
+    if not log.get("command"):
+        return []
+    start = log.get("init_from") or {}
+    earlier = start.get("commands") or ([start["command"]] if start.get("command") else [])
+    return [*earlier, log["command"]]
+
+
 def starting_point(init_from: Path | None) -> dict | None:
-    """What the fine-tuned detector's own training log says of it (epochs, minutes, seed), for the model card."""
+    """What the fine-tuned detector's own training log says of it (epochs, minutes, seed, the commands that made
+    it), for the model card."""
     if init_from is None:
         return None
     log_path = Path(init_from) / "training_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
     facts = {key: log.get(key) for key in ("epochs", "minutes", "train_crops", "seed", "command")}
+    facts["commands"] = commands_of(log)
     # A chain of fine-tunings names the folder the earlier one started from.
     facts["fine_tuned_from"] = (log.get("init_from") or {}).get("folder")
     return {"folder": str(init_from), **facts}
@@ -433,9 +475,36 @@ def second_looks_sentence(draws: list[Draw]) -> str:
     """How many versions per photo, restored before a second look, the card's training paragraph names."""
     counts = [draw.second_looks for draw in draws]
     if len(set(counts)) > 1:
-        return " + ".join(map(str, counts)) + f" more versions in {len(draws)} draws"
-    versions = f"{counts[0]} more version{'' if counts[0] == 1 else 's'}"
-    return versions if len(draws) == 1 else f"{versions} in each of {len(draws)} draws"
+        sentence = " + ".join(map(str, counts)) + f" more versions in {len(draws)} draws"
+    else:
+        versions = f"{counts[0]} more version{'' if counts[0] == 1 else 's'}"
+        sentence = versions if len(draws) == 1 else f"{versions} in each of {len(draws)} draws"
+    return sentence + chosen_kinds_clause(draws)
+
+
+def chosen_kinds_clause(draws: list[Draw]) -> str:
+    """' (those of seed 4: rain/derain x3, ...)' for the draws that chose their kinds of second look."""
+    from collections import Counter
+
+    chosen = [draw for draw in draws if draw.second_looks and draw.second_look_kinds != ALL_SECOND_LOOKS]
+    if not chosen:
+        return ""
+    parts = []
+    for draw in chosen:
+        kinds = ", ".join(f"{name} x{count}" for name, count in Counter(draw.second_look_kinds).items())
+        parts.append(f"those of seed {draw.seed} cycle through {kinds}")
+    return " (" + "; ".join(parts) + ")"
+
+
+def second_look_kinds_option(draws: list[Draw]) -> str:
+    """'--second-look-kinds ... ' where a draw chose its kinds of second look, '' where every draw cycles through
+    them all."""
+    if all(draw.second_look_kinds == ALL_SECOND_LOOKS for draw in draws):
+        return ""
+    texts = [
+        "all" if draw.second_look_kinds == ALL_SECOND_LOOKS else ",".join(draw.second_look_kinds) for draw in draws
+    ]
+    return f"--second-look-kinds {' '.join(texts)} "
 
 
 def training_command(args, output_dir: str) -> str:
@@ -446,6 +515,7 @@ def training_command(args, output_dir: str) -> str:
         f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir {output_dir} "
         f"--variants-per-photo {' '.join(str(draw.variants) for draw in args.draws)} "
         f"--second-looks-per-photo {' '.join(str(draw.second_looks) for draw in args.draws)} "
+        f"{second_look_kinds_option(args.draws)}"
         f"--holdout-every {args.holdout_every} --epochs {args.epochs} "
         f"--seed {' '.join(str(draw.seed) for draw in args.draws)}"
     )
@@ -461,11 +531,18 @@ def training_command(args, output_dir: str) -> str:
 
 
 def earlier_command_paragraph(start: dict | None) -> str:
-    """For a fine-tuned detector, the command that trained the detector it starts from (its log keeps it), so the
-    card's command can be run after it."""
-    if not start or not start.get("command"):
+    """For a fine-tuned detector, the commands that trained the detector it starts from (its log keeps them), so
+    the card's command can be run after them."""
+    commands = (start or {}).get("commands") or ([start["command"]] if start and start.get("command") else [])
+    if not commands:
         return ""
-    return f"\n`--init-from {start['folder']}` is the detector trained first, with:\n\n```\n{start['command']}\n```\n"
+    if len(commands) == 1:
+        return f"\n`--init-from {start['folder']}` is the detector trained first, with:\n\n```\n{commands[0]}\n```\n"
+    listed = "\n".join(commands)
+    return (
+        f"\n`--init-from {start['folder']}` is the detector made first by these {len(commands)} commands, in "
+        f"order (the first from scratch, each later one fine-tuning the one before):\n\n```\n{listed}\n```\n"
+    )
 
 
 def save(model, args, facts: dict) -> None:
