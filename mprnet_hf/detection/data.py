@@ -241,7 +241,6 @@ def cached_crop_set(
     second_look_kinds=ALL_SECOND_LOOKS,
 ):
     """`build_crop_set`, kept in `cache_dir` (an .npz per photo set and settings) so training again starts at once."""
-    second_look_kinds = check_second_look_kinds(second_look_kinds)
     kinds_key = second_look_kinds_key(second_look_kinds) if second_looks_per_photo else ""
     name = (
         f"{photo_set_key(photos)}-v{variants_per_photo}-c{crops_per_variant}-l{second_looks_per_photo}{kinds_key}"

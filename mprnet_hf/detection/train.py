@@ -533,7 +533,7 @@ def training_command(args, output_dir: str) -> str:
 def earlier_command_paragraph(start: dict | None) -> str:
     """For a fine-tuned detector, the commands that trained the detector it starts from (its log keeps them), so
     the card's command can be run after them."""
-    commands = (start or {}).get("commands") or ([start["command"]] if start and start.get("command") else [])
+    commands = (start or {}).get("commands")
     if not commands:
         return ""
     if len(commands) == 1:
