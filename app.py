@@ -335,7 +335,7 @@ def restore_auto(photo: Photo, tile_size: int, tile_overlap: int, request_id=Non
     """Auto mode's steps (`auto.run_steps`), each restored in a GPU slot of its own."""
     return run_steps(
         photo,
-        lambda current: detect(current.pixels, DETECTOR),
+        lambda current, after: detect(current.pixels, DETECTOR, after),
         lambda task, current: restore_on_gpu(current, task, tile_size, tile_overlap, request_id, progress),
     )
 

@@ -18,7 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .detection.detector import LABEL_WORDS, LABELS, TASK_OF_LABEL, DegradationDetector, Detection, as_rgb_array
+from .detection.detector import (
+    LABEL_WORDS,
+    LABELS,
+    STEPS_LOOKED_AFTER,
+    TASK_OF_LABEL,
+    DegradationDetector,
+    Detection,
+    as_rgb_array,
+)
 from .hub.bundled import bundled_checkpoint
 from .models.mprnet.configuration_mprnet import TASKS
 from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
@@ -72,8 +80,9 @@ def detector_pixels(image) -> np.ndarray:
     return as_rgb_array(image)
 
 
-def detect(image, detector: DegradationDetector | None = None) -> Detection:
-    return (detector or bundled_detector()).detect(detector_pixels(image))
+def detect(image, detector: DegradationDetector | None = None, after: str | None = None) -> Detection:
+    """The detector's look at a photo as it came (`after` None), or at the result of the step `after`."""
+    return (detector or bundled_detector()).detect(detector_pixels(image), after=after)
 
 
 def next_task(detection: Detection, after: str | None = None) -> str | None:
@@ -84,7 +93,7 @@ def next_task(detection: Detection, after: str | None = None) -> str | None:
 
 def looks_again_after(task: str) -> bool:
     """Whether another step may follow `task`, so the detector should look at its result."""
-    return STEP_ORDER.index(task) < len(STEP_ORDER) - 1
+    return task in STEPS_LOOKED_AFTER
 
 
 def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
@@ -122,19 +131,20 @@ def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...])
 
 
 def run_steps(
-    image, look: Callable[[object], Detection], restore_step: Callable[[str, object], tuple]
+    image, look: Callable[[object, str | None], Detection], restore_step: Callable[[str, object], tuple]
 ) -> tuple[list[tuple[str, object, tuple]], list[Detection]]:
-    """Auto mode's loop: `look(image)` detects, `restore_step(task, image) -> (restored, stages)` restores; each step
-    runs on the previous one's result and the detector looks again while a later step may follow. Returns
-    (task, restored, stages) per step and every detection in order."""
-    detections, results = [look(image)], []
+    """Auto mode's loop: `look(image, after)` detects (`after`: the step just run, None at first),
+    `restore_step(task, image) -> (restored, stages)` restores; each step runs on the previous one's result and the
+    detector looks again while a later step may follow. Returns (task, restored, stages) per step and every
+    detection in order."""
+    detections, results = [look(image, None)], []
     task = next_task(detections[0])
     while task is not None:
         image, stages = restore_step(task, image)
         results.append((task, image, stages))
         if not looks_again_after(task):
             break
-        detections.append(look(image))
+        detections.append(look(image, task))
         task = next_task(detections[-1], after=task)
     return results, detections
 
@@ -187,7 +197,7 @@ def restore_image_auto(
         restoration = restore_image(loaded[task], current, processor, max_megapixels=None, **restore_options)
         return restoration.image, restoration.stages
 
-    results, detections = run_steps(unchanged, lambda current: detect(current, detector), restore_step)
+    results, detections = run_steps(unchanged, lambda current, after: detect(current, detector, after), restore_step)
     if not results:
         return AutoRestoration(unchanged, (), input_mode, detections, (), ())
     step_images = tuple(restored for _task, restored, _stages in results)
@@ -206,7 +216,7 @@ def restore_photo_auto(
     def restore_step(task, current):
         return restore_photo(models[task], current, **restore_options)
 
-    results, detections = run_steps(photo, lambda current: detect(current.pixels, detector), restore_step)
+    results, detections = run_steps(photo, lambda current, after: detect(current.pixels, detector, after), restore_step)
     restored = results[-1][1] if results else replace(photo, notes=[])
     return restored, results, detections
 

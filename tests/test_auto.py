@@ -11,9 +11,9 @@ from transformers import ResNetForImageClassification, pipeline
 
 from conftest import REPO_ROOT
 from mprnet_hf import ImageRestorationPipeline, cli
-from mprnet_hf.auto import auto_message, bundled_models, run_steps
+from mprnet_hf.auto import STEP_ORDER, auto_message, bundled_models, run_steps
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, bundled_detector_path
-from mprnet_hf.detection.detector import crop_positions, cut_crops
+from mprnet_hf.detection.detector import STEPS_LOOKED_AFTER, crop_positions, cut_crops
 from mprnet_hf.models.mprnet.inference import restore_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -83,7 +83,7 @@ def test_detector_routes_every_kind_of_example(detector, models, example, tasks)
         # first, and the look at the denoised photo for deblurring.
         assert detection.tasks[:1] == ["denoise"] and "noise" in detection.found, detection.describe()
         denoised = restore_image(models["denoise"], image).image
-        assert detector.detect(denoised).tasks == ["deblur"]
+        assert detector.detect(denoised, after="denoise").tasks == ["deblur"]
     else:
         assert detection.tasks == tasks, detection.describe()
         assert expected <= set(detection.found) <= expected | {"jpeg"}, detection.describe()
@@ -130,12 +130,18 @@ def test_steps_follow_the_order_and_look_again_after_each():
         ]
     )
 
-    def look(image):
+    looked_after = []
+
+    def look(image, after):
+        looked_after.append(after)
         return Detection({**next(looks), "jpeg": 0.0, "clean": 0.0})
 
     results, detections = run_steps("photo", look, lambda task, image: (f"{image}>{task}", ()))
-    # Each task runs once, in order, even when a later look still sees what an earlier step addressed.
+    # Each task runs once, in order, even when a later look still sees what an earlier step addressed; each look
+    # knows the step it follows (its thresholds may be its own).
     assert [task for task, *_ in results] == ["derain", "denoise", "deblur"]
+    assert looked_after == [None, "derain", "denoise"]
+    assert STEP_ORDER[:-1] == STEPS_LOOKED_AFTER
     assert results[-1][1] == "photo>derain>denoise>deblur" and len(detections) == 3
     clean = auto_message(Detection({"blur": 0.1, "noise": 0.0, "rain": 0.0, "jpeg": 0.1, "clean": 0.9}), ())
     assert "looks clean (clean 0.90" in clean and "returned unchanged" in clean

@@ -12,7 +12,14 @@ from transformers import ResNetForImageClassification
 
 from conftest import REPO_ROOT
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, detector_config
-from mprnet_hf.detection.calibrate import choose_thresholds, fit_routing, rerouted, routed_right_count
+from mprnet_hf.detection.calibrate import (
+    choose_thresholds,
+    choose_thresholds_after,
+    fit_routing,
+    rerouted,
+    right_next_steps,
+    routed_right_count,
+)
 from mprnet_hf.detection.calibrate import main as calibrate_main
 from mprnet_hf.detection.data import build_crop_set, second_look_targets
 from mprnet_hf.detection.overlap import overlapping_photos
@@ -79,6 +86,107 @@ def test_per_label_thresholds_are_read_from_the_checkpoint(tmp_path):
         DegradationDetector(ResNetForImageClassification(config))
 
 
+def look_after(step: str, kinds: tuple[str, ...], next_step: str | None, **probabilities) -> dict:
+    """An `after_step_records` record: what the detector read after `step` of a photo degraded by `kinds`."""
+    read = {"blur": 0.05, "noise": 0.05, "rain": 0.05, "jpeg": 0.05, "clean": 0.5, **probabilities}
+    return {
+        "group": "single" if len(kinds) == 1 else "pair",
+        "kinds": kinds,
+        "after": step,
+        "next": next_step,
+        "probabilities": read,
+    }
+
+
+def test_looks_after_a_step_get_thresholds_that_send_them_to_the_right_next_step():
+    # Derained rain reads blur 0.7 (the deraining's smoothing); derained rain over a shaken photo reads 0.9.
+    derained = [look_after("derain", ("rain",), None, blur=0.7)] * 5
+    derained += [look_after("derain", ("blur", "rain"), "deblur", blur=0.9)] * 3
+    derained += [look_after("derain", ("noise", "rain"), "denoise", noise=0.85, blur=0.3)] * 2
+    denoised = [look_after("denoise", ("noise",), None, blur=0.5)] * 4
+    denoised += [look_after("denoise", ("blur", "noise"), "deblur", blur=0.6)] * 4
+    first = {"blur": 0.65, "noise": 0.8, "rain": 0.5, "jpeg": 0.45, "clean": 0.5}
+    chosen = choose_thresholds_after(derained + denoised, first)
+    assert set(chosen) == {"derain", "denoise"}
+    assert set(chosen["derain"]) == {"noise", "blur"} and set(chosen["denoise"]) == {"blur"}  # what may follow
+    assert 0.7 < chosen["derain"]["blur"] <= 0.9 and 0.5 < chosen["denoise"]["blur"] <= 0.6
+    assert chosen["derain"]["noise"] == 0.8  # already right: the first look's value stays
+    assert right_next_steps(derained, first) == 5 and right_next_steps(derained, {**first, **chosen["derain"]}) == 10
+    assert right_next_steps(denoised, {**first, **chosen["denoise"]}) == 8
+    # A pair the first look's thresholds send on right is not traded for singles: derained rain reading blur 0.7
+    # cannot be told from a derained, slightly shaken rainy photo reading 0.72 with the grid's thresholds.
+    traded = [look_after("derain", ("rain",), None, blur=0.7)] * 5 + [
+        look_after("derain", ("blur", "rain"), "deblur", blur=0.72)
+    ]
+    assert choose_thresholds_after(traded, first)["derain"]["blur"] == 0.65
+
+
+def test_thresholds_after_a_step_are_read_from_the_checkpoint_and_checked(tmp_path):
+    config = detector_config()
+    config.detection_thresholds = {"blur": 0.65}
+    config.detection_thresholds_after = {"derain": {"blur": 0.9}}
+    ResNetForImageClassification(config).save_pretrained(tmp_path)
+    detector = DegradationDetector.from_pretrained(tmp_path)
+    grey = np.full((120, 120, 3), 128, np.uint8)
+    assert detector.detect(grey).threshold["blur"] == 0.65
+    assert detector.detect(grey, after="derain").threshold["blur"] == 0.9
+    assert detector.detect(grey, after="derain").threshold["noise"] == 0.5  # not named: the first look's
+    assert detector.detect(grey, after="denoise").threshold == detector.threshold
+    with pytest.raises(ValueError, match="looks again only after derain or denoise"):
+        detector.detect(grey, after="deblur")
+    for wrong in ({"deblur": {"blur": 0.9}}, {"derain": {"blur": 1.5}}, {"derain": 0.9}):
+        config.detection_thresholds_after = wrong
+        with pytest.raises(ValueError, match="detection_thresholds_after must map steps"):
+            DegradationDetector(ResNetForImageClassification(config))
+
+
+def test_calibrating_the_looks_after_a_step_keeps_the_first_look_and_says_so_in_the_card(tmp_path):
+    """End to end on two small held-out photos: the bundled restorations run, the folder gains thresholds after
+    derain and denoise and a card section with the command; a plain recalibration of the first look drops them
+    (they were chosen alongside the first look's earlier thresholds)."""
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for index, name in enumerate(("coffee", "monarch", "building", "coffee")):
+        photo = Image.open(CLEAN / f"{name}.png").convert("RGB")
+        photo.crop((index * 20, 0, index * 20 + 160, 128)).save(train_dir / f"photo{index}.png")
+    folder = tmp_path / "detector"
+    config = detector_config()
+    config.detection_thresholds = {"blur": 0.65, "noise": 0.8}
+    ResNetForImageClassification(config).save_pretrained(folder)
+    original_card = "# A detector\n\n## Limits\n\nSynthetic degradations only.\n"
+    (folder / "README.md").write_text(original_card)
+    common = [
+        "--detector",
+        str(folder),
+        "--train-dir",
+        str(train_dir),
+        "--exclude-like",
+        "--holdout-every",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--seeds-single",
+        "1",
+        "--seeds-pair",
+        "1",
+        "--seeds-light-jpeg",
+        "1",
+    ]
+    calibrate_main([*common, "--after-steps"])
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["detection_thresholds"] == {"blur": 0.65, "noise": 0.8}
+    assert set(saved["detection_thresholds_after"]) == {"derain", "denoise"}
+    assert set(saved["detection_thresholds_after"]["denoise"]) == {"blur"}
+    card = (folder / "README.md").read_text()
+    assert card.index("## Looks after a restoration") < card.index("## Limits")
+    assert "python -m mprnet_hf.detection.calibrate --detector" in card and "--after-steps" in card
+    calibrate_main([*common, "--after-steps"])  # again: the section is replaced, not repeated
+    assert (folder / "README.md").read_text().count("## Looks after a restoration") == 1
+    calibrate_main(common)
+    assert "detection_thresholds_after" not in json.loads((folder / "config.json").read_text())
+    assert (folder / "README.md").read_text() == original_card
+
+
 def pooled(mean_logits: dict[str, float]) -> tuple[float, ...]:
     """`pooled_features` of crops that all give these logits (no spread)."""
     return tuple(mean_logits.get(label, -4.0) for label in LABELS) + (0.0,) * len(LABELS)
@@ -133,6 +241,7 @@ def test_fine_tuning_starts_from_the_given_detector_and_drops_its_calibration(tm
     config = detector_config()
     config.detection_thresholds = {"rain": 0.3}
     config.detection_routing = {"blur": {"weights": [0.0] * (2 * len(LABELS)), "bias": 0.0}}
+    config.detection_thresholds_after = {"derain": {"blur": 0.9}}
     earlier = ResNetForImageClassification(config)
     earlier.save_pretrained(tmp_path / "earlier")
     started = initial_model(tmp_path / "earlier")
@@ -142,6 +251,7 @@ def test_fine_tuning_starts_from_the_given_detector_and_drops_its_calibration(tm
     # Its thresholds and routing rule were chosen for the earlier weights: read by the detector, they would decide
     # the new thresholds' calibration.
     assert DegradationDetector(started).threshold == 0.5 and DegradationDetector(started).routing is None
+    assert DegradationDetector(started).thresholds_after == {}
     fresh = initial_model(None)
     assert not torch.equal(fresh.classifier[1].weight, earlier.classifier[1].weight)
 

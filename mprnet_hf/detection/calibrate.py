@@ -6,7 +6,11 @@ validation photos):
   another (strong noise raises the blur logit of a sharp photo); the rule learns how much of a label the others
   explain;
 - per-label thresholds: for blur, noise and rain those that route the most held-out photos to exactly the right
-  restorations, for JPEG the best F1 (JPEG artefacts change no route, auto mode only reports them).
+  restorations, for JPEG the best F1 (JPEG artefacts change no route, auto mode only reports them);
+- with `--after-steps`, thresholds of their own for the looks auto mode takes after deraining and denoising: the
+  held-out photos are degraded, restored by the bundled models as auto mode restores them, and looked at again; for
+  each step, the thresholds of the labels whose restorations may follow it that ask for the most right next steps.
+  A restoration leaves its own traces (its smoothing can read as a little blur), which the first look never sees.
 
 Recalibrate a trained detector in place (its weights unchanged); the folder is named, never defaulted, so the bundled
 checkpoint changes only when asked for, and the routing rule is fitted only with `--fit-routing` (it measured better
@@ -15,17 +19,34 @@ on one validation set and worse on the other, docs/DETECTION.md):
     cp -r checkpoints/mprnet-detector runs/detector-calibrated
     OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate --detector runs/detector-calibrated \
         --train-dir data/photos/train --exclude-like data/dev/val data/photos/val --holdout-every 8 [--fit-routing]
+    # then, or alone: the looks after a step (the first look's thresholds and routing stay as they are)
+    OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate --detector runs/detector-calibrated --after-steps
 """
 
 import argparse
+import itertools
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .detector import DETECTION_THRESHOLD, LABELS, ROUTED_LABELS, TASK_OF_LABEL, routed_probabilities
+from ..auto import STEP_ORDER, next_task
+from .detector import (
+    DETECTION_THRESHOLD,
+    LABELS,
+    ROUTED_LABELS,
+    STEPS_LOOKED_AFTER,
+    TASK_OF_LABEL,
+    Detection,
+    config_thresholds,
+    routed_probabilities,
+)
 
 THRESHOLD_GRID = tuple(round(float(value), 2) for value in np.arange(0.2, 0.81, 0.05))
+# A look after a step may need a label nearly certain before it asks for another restoration: a restoration's own
+# traces can raise a label (smoothing reads as a little blur) well above where the first look's threshold lies.
+AFTER_STEP_GRID = tuple(round(float(value), 2) for value in np.arange(0.2, 0.96, 0.05))
 # Weight decay of the routing regression: keeps the rule close to "each label alone" where the records say little.
 ROUTING_L2 = 1e-2
 
@@ -123,6 +144,119 @@ def calibrate_detector(
     return routing, choose_thresholds(rerouted(records, routing)), len(records)
 
 
+def after_step_records(
+    detector, photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, models=None
+) -> list[dict]:
+    """What `detector` sees after each step auto mode looks again after: `photos` degraded as the evaluation degrades
+    them (`evaluate.degraded_versions`, the conditions a step of `STEPS_LOOKED_AFTER` restores), restored by their
+    right steps in order with `models` (default: the bundled ones) and looked at after each. A record per look:
+    kinds, `after` (the step just run), `next` (the right next step, or None) and the probabilities."""
+    from PIL import Image
+
+    from ..auto import bundled_models
+    from ..models.mprnet.inference import restore_image
+    from .evaluate import degraded_versions, right_tasks
+
+    def looked_after(kinds) -> list[str]:
+        return [task for task in right_tasks(kinds) if task in STEPS_LOOKED_AFTER]
+
+    models = models or bundled_models()
+    records = []
+    versions = degraded_versions(
+        photos, seeds_single, seeds_pair, seeds_light_jpeg, wanted=lambda _group, kinds: bool(looked_after(kinds))
+    )
+    for group, kinds, _seed, _clean, degraded in versions:
+        image, right = Image.fromarray(degraded), right_tasks(kinds)
+        for task in looked_after(kinds):
+            image = restore_image(models[task], image, tile_size=None).image
+            later = right[right.index(task) + 1 :]
+            probabilities = detector.detect(image).probabilities
+            records.append(
+                {
+                    "group": group,
+                    "kinds": kinds,
+                    "after": task,
+                    "next": later[0] if later else None,
+                    "probabilities": probabilities,
+                }
+            )
+    return records
+
+
+def right_next_steps(records, thresholds: dict[str, float]) -> int:
+    """How many looks after a step (`after_step_records`) the thresholds send on to exactly the right next step."""
+    return sum(
+        next_task(Detection(record["probabilities"], thresholds), after=record["after"]) == record["next"]
+        for record in records
+    )
+
+
+def choose_thresholds_after(records, first_thresholds: float | dict[str, float]) -> dict:
+    """{step: {label: threshold}} for each step of `STEPS_LOOKED_AFTER` the records look after, over the labels whose
+    restorations may follow it: of every combination of `AFTER_STEP_GRID` values, the one that sends the most
+    single-degradation looks on to the right next step while sending no fewer pairs right than the first look's
+    thresholds do; ties go to the combination nearest the first look's.
+
+    Where a restoration's traces and a faint remaining degradation read alike (derained rain and derained rain over
+    a slightly shaken photo), a threshold can only trade one for the other; the pairs' floor keeps mixed photos,
+    the reason auto mode looks again at all, from paying for the singles."""
+    if not isinstance(first_thresholds, dict):
+        first_thresholds = dict.fromkeys(LABELS, first_thresholds)
+    chosen = {}
+    for step in STEPS_LOOKED_AFTER:
+        singles = [record for record in records if record["after"] == step and len(record["kinds"]) == 1]
+        pairs = [record for record in records if record["after"] == step and len(record["kinds"]) > 1]
+        if not singles and not pairs:
+            continue
+        later = STEP_ORDER[STEP_ORDER.index(step) + 1 :]
+        labels = [label for label in ROUTED_LABELS if TASK_OF_LABEL[label] in later]
+        pairs_floor = right_next_steps(pairs, first_thresholds)
+
+        def merit(values, labels=labels, singles=singles, pairs=pairs, floor=pairs_floor):
+            thresholds = {**first_thresholds, **dict(zip(labels, values))}
+            pairs_right = right_next_steps(pairs, thresholds)
+            distance = sum(abs(value - first_thresholds[label]) for label, value in zip(labels, values))
+            return (pairs_right >= floor, right_next_steps(singles, thresholds), pairs_right, -round(distance, 6))
+
+        candidates = [tuple(first_thresholds[label] for label in labels)]
+        candidates += itertools.product(AFTER_STEP_GRID, repeat=len(labels))
+        chosen[step] = dict(zip(labels, max(candidates, key=merit)))
+    return chosen
+
+
+AFTER_STEPS_HEADING = "## Looks after a restoration"
+
+
+def after_steps_section(thresholds_after: dict, count: int, photos: int, command: str) -> str:
+    """The model card's section on the thresholds of the looks after a step, with the command that chose them."""
+    steps = "; ".join(
+        f"after {step}: " + ", ".join(f"{label} {value:.2f}" for label, value in thresholds.items())
+        for step, thresholds in thresholds_after.items()
+    )
+    paragraph = (
+        "Auto mode looks again after deraining and denoising. Those looks have thresholds of their own "
+        f"(`detection_thresholds_after` in `config.json`), chosen on {count} looks at the {photos} held-out training "
+        "photos, degraded and then restored by the bundled models as auto mode restores them: those that send the most "
+        "singly degraded photos on to the right next step without sending fewer pairs right than the first look's "
+        f"thresholds do. {steps[0].upper() + steps[1:]}; the other labels keep the first look's. Command:"
+    )
+    return f"{AFTER_STEPS_HEADING}\n\n{textwrap.fill(paragraph, 116)}\n\n```\n{command}\n```\n"
+
+
+def card_with_section(card: str, heading: str, section: str) -> str:
+    """`card` with the section under `heading` replaced by `section` (removed when it is empty), or `section` added
+    before "## Limits"."""
+    start = card.find(heading + "\n")
+    if start < 0 and not section:
+        return card
+    if start >= 0:
+        end = card.find("\n## ", start + len(heading))
+        rest = card[end + 1 :] if end >= 0 else ""
+        return card[:start] + (section + "\n" if section and rest else section) + rest
+    limits = card.find("## Limits")
+    return card[:limits] + section + "\n" + card[limits:] if limits >= 0 else card.rstrip("\n") + "\n\n" + section
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -136,6 +270,14 @@ def main(argv=None):
         action="store_true",
         help="also fit a routing rule per restoration's label (stored as detection_routing); without it any rule "
         "the folder carries is removed and thresholds apply to each label alone",
+    )
+    parser.add_argument(
+        "--after-steps",
+        action="store_true",
+        help="choose only the thresholds of the looks after deraining and denoising (stored as "
+        "detection_thresholds_after; the first look's thresholds and routing stay as the folder has them); it restores "
+        "the held-out photos with the bundled models, which takes tens of minutes on one thread. Without it, the first "
+        "look is calibrated and any thresholds after a step are removed",
     )
     parser.add_argument("--train-dir", type=Path, default=Path("data/photos/train"))
     parser.add_argument("--exclude-like", type=Path, nargs="*", default=[Path("data/dev/val"), Path("data/photos/val")])
@@ -152,16 +294,70 @@ def main(argv=None):
     torch.set_num_threads(1)
     _, held_out, _ = split_photos(args)
     model = ResNetForImageClassification.from_pretrained(str(args.detector))
+    if args.after_steps:
+        calibrate_after_steps(model, held_out, args, argv)
+        return
     routing, thresholds, count = calibrate_detector(
         model, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, with_routing=args.fit_routing
     )
     model.config.detection_routing, model.config.detection_thresholds = routing, thresholds
+    if hasattr(model.config, "detection_thresholds_after"):  # chosen with the first look's earlier calibration
+        del model.config.detection_thresholds_after
     model.config.save_pretrained(args.detector)
+    card_path = Path(args.detector) / "README.md"
+    if card_path.is_file():
+        card_path.write_text(card_with_section(card_path.read_text(), AFTER_STEPS_HEADING, ""))
     print(f"{len(held_out)} held-out photos, {count} degraded versions: thresholds {thresholds}, routing {routing}")
+
+
+def calibrate_after_steps(model, held_out, args, argv) -> None:
+    """Chooses and saves the thresholds of the looks after a step for the detector folder `args.detector`."""
+    import shlex
+    import sys
+
+    from .detector import DegradationDetector
+
+    detector = DegradationDetector(model, thresholds_after={})
+    records = after_step_records(detector, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg)
+    command = "OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    save_thresholds_after(model, args.detector, records, len(held_out), command)
+
+
+def save_thresholds_after(model, folder, records, photos: int, command: str) -> dict:
+    """Chooses the thresholds after each step from `records` (`after_step_records` of `photos` held-out photos),
+    saves them in the config of the detector folder `folder` and says so, with `command`, in its model card."""
+    first = config_thresholds(model.config)
+    first = first if isinstance(first, dict) else dict.fromkeys(LABELS, first)
+    thresholds_after = choose_thresholds_after(records, first)
+    for step, thresholds in thresholds_after.items():
+        for group, looks in (
+            ("singles", [record for record in records if record["after"] == step and len(record["kinds"]) == 1]),
+            ("pairs", [record for record in records if record["after"] == step and len(record["kinds"]) > 1]),
+        ):
+            before, after = right_next_steps(looks, first), right_next_steps(looks, {**first, **thresholds})
+            print(f"after {step}, {group}: right next step {after}/{len(looks)} ({before} with the first look's)")
+        print(f"after {step}: {thresholds}")
+    model.config.detection_thresholds_after = thresholds_after
+    model.config.save_pretrained(folder)
+    card_path = Path(folder) / "README.md"
+    if card_path.is_file():
+        section = after_steps_section(thresholds_after, len(records), photos, command)
+        card_path.write_text(card_with_section(card_path.read_text(), AFTER_STEPS_HEADING, section))
+    return thresholds_after
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["choose_thresholds", "routed_right_count", "fit_routing", "calibrate_detector"]
+__all__ = [
+    "choose_thresholds",
+    "routed_right_count",
+    "fit_routing",
+    "calibrate_detector",
+    "after_step_records",
+    "choose_thresholds_after",
+    "right_next_steps",
+]

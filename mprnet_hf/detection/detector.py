@@ -35,6 +35,11 @@ PIXEL_MEAN, PIXEL_SCALE = 0.5, 0.25
 # A label counts when its probability reaches its threshold: 0.5 unless the checkpoint's config gives its own
 # (`detection_thresholds`, calibrated on training photos held out of training, never on the reported validation).
 DETECTION_THRESHOLD = 0.5
+# The steps auto mode looks again after. A look at a derained or denoised photo sees what the step left behind (its
+# smoothing can read as a little blur), so a checkpoint may give such a look thresholds of its own
+# (`detection_thresholds_after`: step -> label -> threshold, calibrated on held-out looks after that step); labels it
+# does not name keep the first look's.
+STEPS_LOOKED_AFTER = ("derain", "denoise")
 DETECTOR_FOLDER = "mprnet-detector"
 EXIF_ORIENTATION = 0x0112
 
@@ -74,6 +79,26 @@ def config_thresholds(config) -> float | dict[str, float]:
             f"got {thresholds!r}"
         )
     return {label: float(thresholds.get(label, DETECTION_THRESHOLD)) for label in LABELS}
+
+
+def config_thresholds_after(config) -> dict[str, dict[str, float]]:
+    """The thresholds a checkpoint gives the looks after a step (`detection_thresholds_after`), checked, or none."""
+    after = getattr(config, "detection_thresholds_after", None)
+    if after is None:
+        return {}
+
+    def valid(thresholds) -> bool:
+        return isinstance(thresholds, dict) and all(
+            label in LABELS and isinstance(value, (int, float)) and 0 < value < 1 for label, value in thresholds.items()
+        )
+
+    if not isinstance(after, dict) or not set(after) <= set(STEPS_LOOKED_AFTER) or not all(map(valid, after.values())):
+        raise ValueError(
+            f"The detector's detection_thresholds_after must map steps of {list(STEPS_LOOKED_AFTER)} to thresholds "
+            f"by label of {list(LABELS)}, each between 0 and 1; got {after!r}. Recalibrate it with python -m "
+            "mprnet_hf.detection.calibrate --after-steps"
+        )
+    return {step: {label: float(value) for label, value in thresholds.items()} for step, thresholds in after.items()}
 
 
 def config_routing(config) -> dict[str, dict] | None:
@@ -247,15 +272,19 @@ class DegradationDetector:
         model: ResNetForImageClassification,
         threshold: float | dict[str, float] | None = None,
         routing: dict[str, dict] | bool | None = None,
+        thresholds_after: dict[str, dict[str, float]] | None = None,
     ):
         """`threshold`: one for every label, or one per label; by default the checkpoint's own
         (`config.detection_thresholds`), else 0.5. `routing`: a rule per restoration's label (`config_routing`); by
-        default (None or True) the checkpoint's own, if any; False reads every label's mean crop logit alone."""
+        default (None or True) the checkpoint's own, if any; False reads every label's mean crop logit alone.
+        `thresholds_after`: the thresholds of a look after a step (`config_thresholds_after`), by default the
+        checkpoint's own; {} gives every look the first look's."""
         # Channels-last convolutions read the crops about a quarter faster on a CPU.
         self.model = model.eval().to(memory_format=torch.channels_last)
         config = model.config
         self.threshold = threshold if threshold is not None else config_thresholds(config)
         self.routing = config_routing(config) if routing in (None, True) else (routing or None)
+        self.thresholds_after = config_thresholds_after(config) if thresholds_after is None else thresholds_after
         self.crop_size = getattr(config, "crop_size", CROP_SIZE)
         self.crops_per_photo = getattr(config, "crops_per_photo", CROPS_PER_PHOTO)
         self.pixel_mean = getattr(config, "pixel_mean", PIXEL_MEAN)
@@ -271,9 +300,10 @@ class DegradationDetector:
         source: str | Path | None = None,
         threshold: float | dict[str, float] | None = None,
         routing: dict[str, dict] | bool | None = None,
+        thresholds_after: dict[str, dict[str, float]] | None = None,
     ):
         model = ResNetForImageClassification.from_pretrained(str(source or bundled_detector_path()))
-        return cls(model, threshold, routing)
+        return cls(model, threshold, routing, thresholds_after)
 
     @torch.inference_mode()
     def crop_logits(self, crops: np.ndarray) -> torch.Tensor:
@@ -301,11 +331,31 @@ class DegradationDetector:
             raise ValueError(f"The image is empty ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
         return cut_crops(pixels, crop_positions(pixels, self.crop_size, self.crops_per_photo), self.crop_size)
 
-    def detect(self, image) -> Detection:
-        """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1])."""
+    def thresholds_of_look(self, after: str | None = None) -> float | dict[str, float]:
+        """The thresholds of the first look at a photo (`after` None), or of the look after the step `after`."""
+        if after is not None and after not in STEPS_LOOKED_AFTER:
+            raise ValueError(f"Auto mode looks again only after {' or '.join(STEPS_LOOKED_AFTER)}, not after {after!r}")
+        own = self.thresholds_after.get(after) if after else None
+        if not own:
+            return self.threshold
+        first = self.threshold if isinstance(self.threshold, dict) else dict.fromkeys(LABELS, self.threshold)
+        return {**first, **own}
+
+    def detect(self, image, after: str | None = None) -> Detection:
+        """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1]);
+        `after` names the step auto mode ran just before this look (None: the photo as it came)."""
+        threshold = self.thresholds_of_look(after)
         features = pooled_features(self.crop_logits(self.read_crops(image)))
         probabilities = routed_probabilities(features, self.routing)
-        return Detection(probabilities, self.threshold, tuple(features.tolist()))
+        return Detection(probabilities, threshold, tuple(features.tolist()))
 
 
-__all__ = ["LABELS", "LABEL_WORDS", "Detection", "DegradationDetector", "detector_config", "crop_positions"]
+__all__ = [
+    "LABELS",
+    "LABEL_WORDS",
+    "STEPS_LOOKED_AFTER",
+    "Detection",
+    "DegradationDetector",
+    "detector_config",
+    "crop_positions",
+]

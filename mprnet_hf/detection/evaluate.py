@@ -71,34 +71,43 @@ def worth_following(
     return seed < follow_seeds and looks_again_after(right[0])
 
 
+def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, wanted=None):
+    """(group, kinds, seed, clean photo, degraded (H, W, 3) uint8) of every evaluated condition of every photo, seeded
+    by the photo's place in `photos`; `wanted(group, kinds)` may skip conditions (they are not drawn at all)."""
+    for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
+        if wanted is not None and not wanted(group, kinds):
+            continue
+        for photo_index, path in enumerate(photos):
+            clean = load_rgb(path)
+            for seed in range(seeds):
+                rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
+                degraded = apply_degradations(clean, kinds, rng, light_jpeg_share=light_share)
+                yield group, kinds, seed, clean, as_rgb_array(degraded)
+
+
 def evaluate_detectors(
     detectors, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0, follow_pairs: bool = False
 ):
     """Each detector's records (and detection times) on the same degraded photos, degraded once for all."""
     records, seconds = [[] for _ in detectors], [[] for _ in detectors]
-    for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
-        for photo_index, path in enumerate(photos):
-            clean = load_rgb(path)
-            for seed in range(seeds):
-                rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
-                degraded = as_rgb_array(apply_degradations(clean, kinds, rng, light_jpeg_share=light_share))
-                input_psnr = psnr(clean, degraded) if kinds else None
-                for index, detector in enumerate(detectors):
-                    started = time.perf_counter()
-                    detection = detector.detect(degraded)
-                    seconds[index].append(time.perf_counter() - started)
-                    record = {
-                        "group": group,
-                        "kinds": kinds,
-                        "found": detection.found,
-                        "tasks": detection.tasks,
-                        "probabilities": detection.probabilities,
-                        "features": detection.features,
-                        "input_psnr": input_psnr,
-                    }
-                    if worth_following(group, kinds, detection.tasks, seed, follow_seeds, follow_pairs):
-                        record["photo"] = degraded
-                    records[index].append(record)
+    for group, kinds, seed, clean, degraded in degraded_versions(photos, seeds_single, seeds_pair, seeds_light_jpeg):
+        input_psnr = psnr(clean, degraded) if kinds else None
+        for index, detector in enumerate(detectors):
+            started = time.perf_counter()
+            detection = detector.detect(degraded)
+            seconds[index].append(time.perf_counter() - started)
+            record = {
+                "group": group,
+                "kinds": kinds,
+                "found": detection.found,
+                "tasks": detection.tasks,
+                "probabilities": detection.probabilities,
+                "features": detection.features,
+                "input_psnr": input_psnr,
+            }
+            if worth_following(group, kinds, detection.tasks, seed, follow_seeds, follow_pairs):
+                record["photo"] = degraded
+            records[index].append(record)
     return records, seconds
 
 

@@ -302,7 +302,7 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
 
 
 # What a checkpoint's config carries that was chosen for its own weights: a fine-tuned detector chooses them again.
-CALIBRATED_CONFIG_KEYS = ("detection_thresholds", "detection_routing")
+CALIBRATED_CONFIG_KEYS = ("detection_thresholds", "detection_routing", "detection_thresholds_after")
 
 
 def initial_model(init_from: Path | None) -> ResNetForImageClassification:
