@@ -289,6 +289,7 @@ def test_the_card_of_a_fine_tuned_detector_says_where_it_started():
         }
     )
     assert "itself fine-tuned here from `checkpoints/mprnet-detector`" in chained and "from scratch" not in chained
+    assert "1 epoch, 8.8 minutes" in chained  # one epoch, not "1 epochs"
 
 
 def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):

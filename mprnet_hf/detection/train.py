@@ -76,7 +76,7 @@ or degraded twice ({pair:.0%}), {variants} (a {region}-pixel region of it, {crop
 each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks}
 degraded and then derained and/or denoised by the bundled restoration models and labelled with what
 remains (rain and noise that were restored, and "clean" when nothing remains, are left out of the loss).
-{train_crops} labelled crops, {epochs} epochs, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus
+{train_crops} labelled crops, {epochs}, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus
 {data_minutes:.1f} minutes making the crops ({seed}). Command:
 
 ```
@@ -439,7 +439,7 @@ def origin_sentence(start: dict | None) -> str:
     earlier = ", ".join(
         text
         for text, value in (
-            (f"{start['epochs']} epochs", start["epochs"]),
+            (epochs_text(start["epochs"]), start["epochs"]),
             (f"{start['minutes']:.1f} minutes" if start["minutes"] else "", start["minutes"]),
             (f"{start['train_crops']} crops", start["train_crops"]),
             (seeds_text(start["seed"]), start["seed"] is not None),
@@ -455,6 +455,10 @@ def origin_sentence(start: dict | None) -> str:
         f"Fine-tuned from the weights of an earlier detector (`{start['folder']}`, {how} on the same training "
         f"photos{': ' + earlier if earlier else ''}; no weights from outside the project), trained further"
     )
+
+
+def epochs_text(epochs: int) -> str:
+    return f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
 
 
 def seeds_text(seed: int | list[int]) -> str:
@@ -578,7 +582,7 @@ def save(model, args, facts: dict) -> None:
         crops_per_variant=args.crops_per_variant,
         second_looks=second_looks_sentence(args.draws),
         train_crops=facts["train_crops"],
-        epochs=facts["epochs"],
+        epochs=epochs_text(facts["epochs"]),
         batch_size=args.batch_size,
         minutes=facts["minutes"],
         data_minutes=facts["data_minutes"],
