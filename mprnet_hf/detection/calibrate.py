@@ -42,6 +42,7 @@ from .detector import (
     Detection,
     config_thresholds,
     routed_probabilities,
+    thresholds_by_label,
 )
 
 THRESHOLD_GRID = tuple(round(float(value), 2) for value in np.arange(0.2, 0.81, 0.05))
@@ -192,36 +193,46 @@ def right_next_steps(records, thresholds: dict[str, float]) -> int:
     )
 
 
+def looks_after(records, step: str) -> tuple[list[dict], list[dict]]:
+    """(single-degradation looks, pair looks) of `after_step_records` taken after `step`."""
+    looks = [record for record in records if record["after"] == step]
+    return [record for record in looks if len(record["kinds"]) == 1], [
+        record for record in looks if len(record["kinds"]) > 1
+    ]
+
+
+def choose_thresholds_for_step(singles, pairs, labels, first_thresholds: dict[str, float]) -> dict[str, float]:
+    """Of every combination of `AFTER_STEP_GRID` values for `labels` (and the first look's), the one that sends the
+    most `singles` on to the right next step while sending no fewer `pairs` right than the first look's thresholds;
+    ties go to more pairs, then to the combination nearest the first look's."""
+    pairs_floor = right_next_steps(pairs, first_thresholds)
+
+    def merit(values):
+        thresholds = {**first_thresholds, **dict(zip(labels, values))}
+        pairs_right = right_next_steps(pairs, thresholds)
+        distance = sum(abs(value - first_thresholds[label]) for label, value in zip(labels, values))
+        return (pairs_right >= pairs_floor, right_next_steps(singles, thresholds), pairs_right, -round(distance, 6))
+
+    candidates = [tuple(first_thresholds[label] for label in labels)]
+    candidates += itertools.product(AFTER_STEP_GRID, repeat=len(labels))
+    return dict(zip(labels, max(candidates, key=merit)))
+
+
 def choose_thresholds_after(records, first_thresholds: float | dict[str, float]) -> dict:
     """{step: {label: threshold}} for each step of `STEPS_LOOKED_AFTER` the records look after, over the labels whose
-    restorations may follow it: of every combination of `AFTER_STEP_GRID` values, the one that sends the most
-    single-degradation looks on to the right next step while sending no fewer pairs right than the first look's
-    thresholds do; ties go to the combination nearest the first look's.
+    restorations may follow it (`choose_thresholds_for_step`).
 
     Where a restoration's traces and a faint remaining degradation read alike (derained rain and derained rain over
     a slightly shaken photo), a threshold can only trade one for the other; the pairs' floor keeps mixed photos,
     the reason auto mode looks again at all, from paying for the singles."""
-    if not isinstance(first_thresholds, dict):
-        first_thresholds = dict.fromkeys(LABELS, first_thresholds)
+    first_thresholds = thresholds_by_label(first_thresholds)
     chosen = {}
     for step in STEPS_LOOKED_AFTER:
-        singles = [record for record in records if record["after"] == step and len(record["kinds"]) == 1]
-        pairs = [record for record in records if record["after"] == step and len(record["kinds"]) > 1]
-        if not singles and not pairs:
-            continue
-        later = STEP_ORDER[STEP_ORDER.index(step) + 1 :]
-        labels = [label for label in ROUTED_LABELS if TASK_OF_LABEL[label] in later]
-        pairs_floor = right_next_steps(pairs, first_thresholds)
-
-        def merit(values, labels=labels, singles=singles, pairs=pairs, floor=pairs_floor):
-            thresholds = {**first_thresholds, **dict(zip(labels, values))}
-            pairs_right = right_next_steps(pairs, thresholds)
-            distance = sum(abs(value - first_thresholds[label]) for label, value in zip(labels, values))
-            return (pairs_right >= floor, right_next_steps(singles, thresholds), pairs_right, -round(distance, 6))
-
-        candidates = [tuple(first_thresholds[label] for label in labels)]
-        candidates += itertools.product(AFTER_STEP_GRID, repeat=len(labels))
-        chosen[step] = dict(zip(labels, max(candidates, key=merit)))
+        singles, pairs = looks_after(records, step)
+        if singles or pairs:
+            later = STEP_ORDER[STEP_ORDER.index(step) + 1 :]
+            labels = [label for label in ROUTED_LABELS if TASK_OF_LABEL[label] in later]
+            chosen[step] = choose_thresholds_for_step(singles, pairs, labels, first_thresholds)
     return chosen
 
 
@@ -242,6 +253,13 @@ def after_steps_section(thresholds_after: dict, count: int, photos: int, command
         f"thresholds do. {steps[0].upper() + steps[1:]}; the other labels keep the first look's. Command:"
     )
     return f"{AFTER_STEPS_HEADING}\n\n{textwrap.fill(paragraph, 116)}\n\n```\n{command}\n```\n"
+
+
+def rewrite_card_section(folder, section: str) -> None:
+    """Puts `section` (or, empty, removes it) under `AFTER_STEPS_HEADING` in the model card of `folder`, if any."""
+    card_path = Path(folder) / "README.md"
+    if card_path.is_file():
+        card_path.write_text(card_with_section(card_path.read_text(), AFTER_STEPS_HEADING, section))
 
 
 def card_with_section(card: str, heading: str, section: str) -> str:
@@ -305,9 +323,7 @@ def main(argv=None):
     if hasattr(model.config, "detection_thresholds_after"):  # chosen with the first look's earlier calibration
         del model.config.detection_thresholds_after
     model.config.save_pretrained(args.detector)
-    card_path = Path(args.detector) / "README.md"
-    if card_path.is_file():
-        card_path.write_text(card_with_section(card_path.read_text(), AFTER_STEPS_HEADING, ""))
+    rewrite_card_section(args.detector, "")
     print(f"{len(held_out)} held-out photos, {count} degraded versions: thresholds {thresholds}, routing {routing}")
 
 
@@ -329,23 +345,16 @@ def calibrate_after_steps(model, held_out, args, argv) -> None:
 def save_thresholds_after(model, folder, records, photos: int, command: str) -> dict:
     """Chooses the thresholds after each step from `records` (`after_step_records` of `photos` held-out photos),
     saves them in the config of the detector folder `folder` and says so, with `command`, in its model card."""
-    first = config_thresholds(model.config)
-    first = first if isinstance(first, dict) else dict.fromkeys(LABELS, first)
+    first = thresholds_by_label(config_thresholds(model.config))
     thresholds_after = choose_thresholds_after(records, first)
     for step, thresholds in thresholds_after.items():
-        for group, looks in (
-            ("singles", [record for record in records if record["after"] == step and len(record["kinds"]) == 1]),
-            ("pairs", [record for record in records if record["after"] == step and len(record["kinds"]) > 1]),
-        ):
+        for group, looks in zip(("singles", "pairs"), looks_after(records, step)):
             before, after = right_next_steps(looks, first), right_next_steps(looks, {**first, **thresholds})
             print(f"after {step}, {group}: right next step {after}/{len(looks)} ({before} with the first look's)")
         print(f"after {step}: {thresholds}")
     model.config.detection_thresholds_after = thresholds_after
     model.config.save_pretrained(folder)
-    card_path = Path(folder) / "README.md"
-    if card_path.is_file():
-        section = after_steps_section(thresholds_after, len(records), photos, command)
-        card_path.write_text(card_with_section(card_path.read_text(), AFTER_STEPS_HEADING, section))
+    rewrite_card_section(folder, after_steps_section(thresholds_after, len(records), photos, command))
     return thresholds_after
 
 

@@ -66,14 +66,24 @@ def detector_config() -> ResNetConfig:
     )
 
 
+def valid_thresholds(thresholds) -> bool:
+    """Whether `thresholds` (read from a config, an external input) maps labels of `LABELS` to numbers in (0, 1)."""
+    return isinstance(thresholds, dict) and all(
+        label in LABELS and isinstance(value, (int, float)) and 0 < value < 1 for label, value in thresholds.items()
+    )
+
+
+def thresholds_by_label(threshold: float | dict[str, float]) -> dict[str, float]:
+    """One threshold for every label, or per-label thresholds, as per-label thresholds."""
+    return dict(threshold) if isinstance(threshold, dict) else dict.fromkeys(LABELS, threshold)
+
+
 def config_thresholds(config) -> float | dict[str, float]:
     """The per-label thresholds a checkpoint carries, checked (a config is an external input), or 0.5 for all."""
     thresholds = getattr(config, "detection_thresholds", None)
     if thresholds is None:
         return DETECTION_THRESHOLD
-    if not isinstance(thresholds, dict) or not all(
-        label in LABELS and isinstance(value, (int, float)) and 0 < value < 1 for label, value in thresholds.items()
-    ):
+    if not valid_thresholds(thresholds):
         raise ValueError(
             f"The detector's detection_thresholds must map labels of {list(LABELS)} to numbers between 0 and 1, "
             f"got {thresholds!r}"
@@ -86,13 +96,8 @@ def config_thresholds_after(config) -> dict[str, dict[str, float]]:
     after = getattr(config, "detection_thresholds_after", None)
     if after is None:
         return {}
-
-    def valid(thresholds) -> bool:
-        return isinstance(thresholds, dict) and all(
-            label in LABELS and isinstance(value, (int, float)) and 0 < value < 1 for label, value in thresholds.items()
-        )
-
-    if not isinstance(after, dict) or not set(after) <= set(STEPS_LOOKED_AFTER) or not all(map(valid, after.values())):
+    steps_known = isinstance(after, dict) and set(after) <= set(STEPS_LOOKED_AFTER)
+    if not steps_known or not all(map(valid_thresholds, after.values())):
         raise ValueError(
             f"The detector's detection_thresholds_after must map steps of {list(STEPS_LOOKED_AFTER)} to thresholds "
             f"by label of {list(LABELS)}, each between 0 and 1; got {after!r}. Recalibrate it with python -m "
@@ -338,8 +343,7 @@ class DegradationDetector:
         own = self.thresholds_after.get(after) if after else None
         if not own:
             return self.threshold
-        first = self.threshold if isinstance(self.threshold, dict) else dict.fromkeys(LABELS, self.threshold)
-        return {**first, **own}
+        return {**thresholds_by_label(self.threshold), **own}
 
     def detect(self, image, after: str | None = None) -> Detection:
         """Detects the degradations of one photo (PIL image, (H, W, 3) array or (3, H, W) tensor in [0, 1]);
