@@ -7,9 +7,11 @@ Each thread count is timed after a warm-up call, the best and the median of `--r
 
     python -m benchmarks.detector                       # 12 megapixels, 1 and 2 threads
     python -m benchmarks.detector --sizes 4000x3000,6000x4000 --threads 2
+    python -m benchmarks.detector --detectors bundled,runs/detector-candidate   # side by side, in one run
 """
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -36,40 +38,48 @@ def time_calls(function, repeats: int) -> list[float]:
     return seconds
 
 
+def time_detector(detector, photo, repeats: int) -> dict[str, float]:
+    """Milliseconds of a whole detection (best and median), of reading the crops and of the network on them."""
+    whole = time_calls(lambda: detector.detect(photo), repeats)
+    choosing = time_calls(lambda: detector.read_crops(photo), repeats)
+    crops = detector.read_crops(photo)
+    network = time_calls(lambda: detector.crop_logits(crops), repeats)
+    return {
+        "best_ms": min(whole) * 1000,
+        "median_ms": statistics.median(whole) * 1000,
+        "crops_ms": statistics.median(choosing) * 1000,
+        "network_ms": statistics.median(network) * 1000,
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="4000x3000", help="comma-separated WIDTHxHEIGHT")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--detectors", default="bundled", help="comma-separated detector folders, or bundled (the shipped one)"
+    )
     args = parser.parse_args(argv)
-    detector = DegradationDetector.from_pretrained()
+    detectors = {
+        name: DegradationDetector.from_pretrained(None if name == "bundled" else name)
+        for name in parse_list(args.detectors)
+    }
     busy = other_busy_processes()
     rows = []
-    for size in parse_list(args.sizes):
+    for size, (name, detector), threads in itertools.product(
+        parse_list(args.sizes), detectors.items(), parse_list(args.threads, int)
+    ):
         width, height = (int(side) for side in size.split("x"))
-        photo = large_photo(width, height)
-        for threads in parse_list(args.threads, int):
-            torch.set_num_threads(threads)
-            # Each lambda is called at once, inside this iteration, so binding the loop's photo late is harmless.
-            whole = time_calls(lambda: detector.detect(photo), args.repeats)  # noqa: B023
-            choosing = time_calls(lambda: detector.read_crops(photo), args.repeats)  # noqa: B023
-            crops = detector.read_crops(photo)
-            network = time_calls(lambda: detector.crop_logits(crops), args.repeats)  # noqa: B023
-            rows.append(
-                {
-                    "size": f"{width}x{height}",
-                    "megapixels": width * height / 1e6,
-                    "threads": threads,
-                    "best_ms": min(whole) * 1000,
-                    "median_ms": statistics.median(whole) * 1000,
-                    "crops_ms": statistics.median(choosing) * 1000,
-                    "network_ms": statistics.median(network) * 1000,
-                }
-            )
+        torch.set_num_threads(threads)
+        grid = f"{detector.crops_per_photo} of {detector.crop_grid_side}x{detector.crop_grid_side}"
+        row = {"detector": f"{name} ({grid})", "size": size, "megapixels": width * height / 1e6, "threads": threads}
+        rows.append(row | time_detector(detector, large_photo(width, height), args.repeats))
     print(
         format_table(
             rows,
             [
+                ("detector (crops read of the grid)", "detector", ""),
                 ("photo", "size", ""),
                 ("MP", "megapixels", ".1f"),
                 ("threads", "threads", ""),
@@ -80,11 +90,7 @@ def main(argv=None):
             ],
         )
     )
-    weights = sum(parameter.numel() for parameter in detector.model.parameters())
-    print(
-        f"\n{detector.crops_per_photo} crops of {detector.crop_size} px, {weights:,} weights; "
-        f"load average {load_average()}; other busy processes: {len(busy)}"
-    )
+    print(f"\nload average {load_average()}; other busy processes: {len(busy)}")
 
 
 if __name__ == "__main__":

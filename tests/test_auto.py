@@ -100,6 +100,21 @@ def test_crops_are_native_scale_and_prefer_texture():
     assert np.array_equal(crops[0], flat_left[top : top + 96, left : left + 96])  # pixels as they are, no resizing
 
 
+def test_how_many_crops_are_read_and_from_which_grid_comes_from_the_checkpoint(tmp_path):
+    photo = np.random.default_rng(1).integers(0, 256, (700, 900, 3), dtype=np.uint8)
+    config = ResNetForImageClassification.from_pretrained(bundled_detector_path()).config
+    config.crops_per_photo, config.crop_grid_side = 5, 3
+    crops = DegradationDetector(ResNetForImageClassification(config)).read_crops(photo)
+    assert crops.shape == (5, 96, 96, 3)
+    # A 3x3 grid over 700x900 pixels: squares start at 0, 302 and 604 down, at 0, 402 and 804 across.
+    grid = [photo[top : top + 96, left : left + 96] for top in (0, 302, 604) for left in (0, 402, 804)]
+    assert all(any(np.array_equal(crop, square) for square in grid) for crop in crops)
+    assert len(DegradationDetector(ResNetForImageClassification(config)).read_crops(Image.fromarray(photo))) == 5
+    config.crop_grid_side = 0
+    with pytest.raises(ValueError, match="crop_grid_side"):
+        DegradationDetector(ResNetForImageClassification(config))
+
+
 def test_photo_smaller_than_a_crop_is_read(detector):
     detection = detector.detect(Image.new("RGB", (20, 7), (90, 140, 30)))
     assert set(detection.probabilities) == set(LABELS)

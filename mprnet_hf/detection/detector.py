@@ -27,9 +27,12 @@ ROUTING_FEATURES = 2 * len(LABELS)
 # Words for people: the status of the app and the CLI.
 LABEL_WORDS = {"blur": "blur", "noise": "noise", "rain": "rain", "jpeg": "JPEG artefacts", "clean": "looks clean"}
 CROP_SIZE = 96
-CROPS_PER_PHOTO = 32
-# Candidate crops form a grid of at most this many per side; the most contrasted CROPS_PER_PHOTO are read.
-GRID_SIDE = 10
+# Candidate crops form a grid of at most GRID_SIDE per side; the most contrasted CROPS_PER_PHOTO are read (about a
+# third of them: the detector learned on such crops). A checkpoint's config keeps both (`crops_per_photo`,
+# `crop_grid_side`); a config without a grid side was made when the grid was 10x10.
+CROPS_PER_PHOTO = 64
+GRID_SIDE = 14
+GRID_SIDE_BEFORE_CONFIGS_KEPT_IT = 10
 # Pixel scaling of the crops: batch norm does the rest.
 PIXEL_MEAN, PIXEL_SCALE = 0.5, 0.25
 # A label counts when its probability reaches its threshold: 0.5 unless the checkpoint's config gives its own
@@ -61,6 +64,7 @@ def detector_config() -> ResNetConfig:
         # How the detector reads a photo, kept with its weights.
         crop_size=CROP_SIZE,
         crops_per_photo=CROPS_PER_PHOTO,
+        crop_grid_side=GRID_SIDE,
         pixel_mean=PIXEL_MEAN,
         pixel_scale=PIXEL_SCALE,
     )
@@ -292,6 +296,12 @@ class DegradationDetector:
         self.thresholds_after = config_thresholds_after(config) if thresholds_after is None else thresholds_after
         self.crop_size = getattr(config, "crop_size", CROP_SIZE)
         self.crops_per_photo = getattr(config, "crops_per_photo", CROPS_PER_PHOTO)
+        self.crop_grid_side = getattr(config, "crop_grid_side", GRID_SIDE_BEFORE_CONFIGS_KEPT_IT)
+        if not all(isinstance(value, int) and value >= 1 for value in (self.crops_per_photo, self.crop_grid_side)):
+            raise ValueError(
+                "The detector's crops_per_photo and crop_grid_side must be whole numbers of at least 1, got "
+                f"{self.crops_per_photo!r} and {self.crop_grid_side!r}"
+            )
         self.pixel_mean = getattr(config, "pixel_mean", PIXEL_MEAN)
         self.pixel_scale = getattr(config, "pixel_scale", PIXEL_SCALE)
         if tuple(config.id2label[index] for index in range(config.num_labels)) != LABELS:
@@ -323,7 +333,7 @@ class DegradationDetector:
                 image = ImageOps.exif_transpose(image)
             width, height = image.size
             if image.mode == "RGB" and min(width, height) >= self.crop_size:
-                candidates = candidate_positions(height, width, self.crop_size)
+                candidates = candidate_positions(height, width, self.crop_size, self.crop_grid_side)
                 crops = np.stack(
                     [
                         np.asarray(image.crop((left, top, left + self.crop_size, top + self.crop_size)))
@@ -334,7 +344,8 @@ class DegradationDetector:
         pixels = as_rgb_array(image)
         if pixels.shape[0] < 1 or pixels.shape[1] < 1:
             raise ValueError(f"The image is empty ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
-        return cut_crops(pixels, crop_positions(pixels, self.crop_size, self.crops_per_photo), self.crop_size)
+        positions = crop_positions(pixels, self.crop_size, self.crops_per_photo, self.crop_grid_side)
+        return cut_crops(pixels, positions, self.crop_size)
 
     def thresholds_of_look(self, after: str | None = None) -> float | dict[str, float]:
         """The thresholds of the first look at a photo (`after` None), or of the look after the step `after`."""

@@ -51,8 +51,8 @@ A small ResNet ({parameters:,} weights, {megabytes:.1f} MB) that tells which of 
 artefacts** a photo shows, or that it **looks clean** (multi-label: a photo can be noisy and blurred). The
 `mprnet_hf` library uses it for `task="auto"`: it runs the MPRNet restorations the detector finds.
 
-It reads crops of {crop}x{crop} pixels at the photo's native scale (the {crops} most contrasted of a grid; a
-downscaled thumbnail would hide noise and blur) and averages their logits:
+It reads crops of {crop}x{crop} pixels at the photo's native scale (the {crops} most contrasted of a grid of up to
+{grid}x{grid}; a downscaled thumbnail would hide noise and blur) and averages their logits:
 
 ```python
 from mprnet_hf.detection import DegradationDetector
@@ -564,6 +564,7 @@ def save(model, args, facts: dict) -> None:
         megabytes=(args.output_dir / "model.safetensors").stat().st_size / 2**20,
         crop=config.crop_size,
         crops=config.crops_per_photo,
+        grid=config.crop_grid_side,
         train_photos=facts["train_photos"],
         train_dir=as_in_checkout(args.train_dir),
         excluded=len(facts["excluded"]),
