@@ -235,6 +235,13 @@ def test_calibration_changes_only_a_folder_it_is_given(capsys):
     assert "--detector" in capsys.readouterr().err
 
 
+def test_calibration_refuses_a_negative_weight_decay_before_touching_the_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        calibrate_main(["--detector", str(tmp_path), "--fit-routing", "--routing-l2", "-0.1"])
+    assert "--routing-l2 must be 0 or more" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_fine_tuning_starts_from_the_given_detector_and_drops_its_calibration(tmp_path):
     from mprnet_hf.detection.train import initial_model
 

@@ -133,7 +133,13 @@ def rerouted(records, routing: dict[str, dict] | None) -> list[dict]:
 
 
 def calibrate_detector(
-    model, photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, with_routing: bool = False
+    model,
+    photos,
+    seeds_single: int,
+    seeds_pair: int,
+    seeds_light_jpeg: int,
+    with_routing: bool = False,
+    routing_l2: float = ROUTING_L2,
 ):
     """(routing or None, thresholds, number of degraded versions) for `model` on the held-out `photos`; the
     thresholds apply to the routed probabilities when `with_routing`, else to each label's own."""
@@ -142,7 +148,7 @@ def calibrate_detector(
 
     detector = DegradationDetector(model, threshold=DETECTION_THRESHOLD, routing=False)
     records, _ = evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg)
-    routing = fit_routing(records) if with_routing else None
+    routing = fit_routing(records, routing_l2) if with_routing else None
     return routing, choose_thresholds(rerouted(records, routing)), len(records)
 
 
@@ -298,6 +304,13 @@ def main(argv=None):
         "the held-out photos with the bundled models, which takes tens of minutes on one thread. Without it, the first "
         "look is calibrated and any thresholds after a step are removed",
     )
+    parser.add_argument(
+        "--routing-l2",
+        type=float,
+        default=ROUTING_L2,
+        help="weight decay of the routing rule's regression (with --fit-routing; smaller lets it follow the held-out "
+        "photos more closely)",
+    )
     parser.add_argument("--train-dir", type=Path, default=Path("data/photos/train"))
     parser.add_argument("--exclude-like", type=Path, nargs="*", default=[Path("data/dev/val"), Path("data/photos/val")])
     parser.add_argument("--holdout-every", type=int, default=8, help="as the detector was trained with")
@@ -306,6 +319,8 @@ def main(argv=None):
     parser.add_argument("--seeds-pair", type=int, default=2)
     parser.add_argument("--seeds-light-jpeg", type=int, default=2)
     args = parser.parse_args(argv)
+    if not args.routing_l2 >= 0:
+        parser.error(f"--routing-l2 must be 0 or more, got {args.routing_l2}")
     from transformers import ResNetForImageClassification
 
     from .train import split_photos
@@ -317,7 +332,13 @@ def main(argv=None):
         calibrate_after_steps(model, held_out, args, argv)
         return
     routing, thresholds, count = calibrate_detector(
-        model, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, with_routing=args.fit_routing
+        model,
+        held_out,
+        args.seeds_single,
+        args.seeds_pair,
+        args.seeds_light_jpeg,
+        with_routing=args.fit_routing,
+        routing_l2=args.routing_l2,
     )
     model.config.detection_routing, model.config.detection_thresholds = routing, thresholds
     if hasattr(model.config, "detection_thresholds_after"):  # chosen with the first look's earlier calibration
