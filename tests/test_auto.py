@@ -100,7 +100,7 @@ def test_crops_are_native_scale_and_prefer_texture():
     assert np.array_equal(crops[0], flat_left[top : top + 96, left : left + 96])  # pixels as they are, no resizing
 
 
-def test_how_many_crops_are_read_and_from_which_grid_comes_from_the_checkpoint(tmp_path):
+def test_the_checkpoint_says_how_many_crops_are_read_and_of_which_grid():
     photo = np.random.default_rng(1).integers(0, 256, (700, 900, 3), dtype=np.uint8)
     config = ResNetForImageClassification.from_pretrained(bundled_detector_path()).config
     config.crops_per_photo, config.crop_grid_side = 5, 3
