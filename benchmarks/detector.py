@@ -65,16 +65,18 @@ def main(argv=None):
         name: DegradationDetector.from_pretrained(None if name == "bundled" else name)
         for name in parse_list(args.detectors)
     }
+    # Each size is enlarged once, for every detector and thread count.
+    photos = {size: large_photo(*(int(side) for side in size.split("x"))) for size in parse_list(args.sizes)}
     busy = other_busy_processes()
     rows = []
-    for size, (name, detector), threads in itertools.product(
-        parse_list(args.sizes), detectors.items(), parse_list(args.threads, int)
+    for (size, photo), (name, detector), threads in itertools.product(
+        photos.items(), detectors.items(), parse_list(args.threads, int)
     ):
-        width, height = (int(side) for side in size.split("x"))
         torch.set_num_threads(threads)
         grid = f"{detector.crops_per_photo} of {detector.crop_grid_side}x{detector.crop_grid_side}"
-        row = {"detector": f"{name} ({grid})", "size": size, "megapixels": width * height / 1e6, "threads": threads}
-        rows.append(row | time_detector(detector, large_photo(width, height), args.repeats))
+        megapixels = photo.width * photo.height / 1e6
+        row = {"detector": f"{name} ({grid})", "size": size, "megapixels": megapixels, "threads": threads}
+        rows.append(row | time_detector(detector, photo, args.repeats))
     print(
         format_table(
             rows,
