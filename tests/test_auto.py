@@ -110,9 +110,10 @@ def test_the_checkpoint_says_how_many_crops_are_read_and_of_which_grid():
     grid = [photo[top : top + 96, left : left + 96] for top in (0, 302, 604) for left in (0, 402, 804)]
     assert all(any(np.array_equal(crop, square) for square in grid) for crop in crops)
     assert len(DegradationDetector(ResNetForImageClassification(config)).read_crops(Image.fromarray(photo))) == 5
-    config.crop_grid_side = 0
-    with pytest.raises(ValueError, match="crop_grid_side"):
-        DegradationDetector(ResNetForImageClassification(config))
+    for grid_side, crops_per_photo in ((0, 5), (10**6, 5), (True, 5), (3.5, 5), (3, 10**6), (3, "5")):
+        config.crop_grid_side, config.crops_per_photo = grid_side, crops_per_photo
+        with pytest.raises(ValueError, match="crops_per_photo and crop_grid_side must be whole numbers"):
+            DegradationDetector(ResNetForImageClassification(config))
 
 
 def test_photo_smaller_than_a_crop_is_read(detector):

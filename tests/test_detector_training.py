@@ -235,10 +235,13 @@ def test_calibration_changes_only_a_folder_it_is_given(capsys):
     assert "--detector" in capsys.readouterr().err
 
 
-def test_calibration_refuses_a_negative_weight_decay_before_touching_the_folder(tmp_path, capsys):
+@pytest.mark.parametrize("weight_decay", ["-0.1", "inf", "nan"])
+def test_calibration_refuses_a_weight_decay_that_is_not_finite_and_positive_before_touching_the_folder(
+    tmp_path, capsys, weight_decay
+):
     with pytest.raises(SystemExit):
-        calibrate_main(["--detector", str(tmp_path), "--fit-routing", "--routing-l2", "-0.1"])
-    assert "--routing-l2 must be 0 or more" in capsys.readouterr().err
+        calibrate_main(["--detector", str(tmp_path), "--fit-routing", "--routing-l2", weight_decay])
+    assert "--routing-l2 must be a finite number, 0 or more" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

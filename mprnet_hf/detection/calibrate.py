@@ -26,6 +26,7 @@ on one validation set and worse on the other, docs/DETECTION.md):
 
 import argparse
 import itertools
+import math
 import textwrap
 from pathlib import Path
 
@@ -319,8 +320,8 @@ def main(argv=None):
     parser.add_argument("--seeds-pair", type=int, default=2)
     parser.add_argument("--seeds-light-jpeg", type=int, default=2)
     args = parser.parse_args(argv)
-    if not args.routing_l2 >= 0:
-        parser.error(f"--routing-l2 must be 0 or more, got {args.routing_l2}")
+    if not (math.isfinite(args.routing_l2) and args.routing_l2 >= 0):
+        parser.error(f"--routing-l2 must be a finite number, 0 or more, got {args.routing_l2}")
     from transformers import ResNetForImageClassification
 
     from .train import split_photos

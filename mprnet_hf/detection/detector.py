@@ -33,6 +33,9 @@ CROP_SIZE = 96
 CROPS_PER_PHOTO = 64
 GRID_SIDE = 14
 GRID_SIDE_BEFORE_CONFIGS_KEPT_IT = 10
+# A checkpoint's config is an external input: a grid or crop count far beyond these would cut thousands of crops
+# (gigabytes) out of every photo.
+MAX_GRID_SIDE, MAX_CROPS_PER_PHOTO = 32, 1024
 # Pixel scaling of the crops: batch norm does the rest.
 PIXEL_MEAN, PIXEL_SCALE = 0.5, 0.25
 # A label counts when its probability reaches its threshold: 0.5 unless the checkpoint's config gives its own
@@ -297,10 +300,12 @@ class DegradationDetector:
         self.crop_size = getattr(config, "crop_size", CROP_SIZE)
         self.crops_per_photo = getattr(config, "crops_per_photo", CROPS_PER_PHOTO)
         self.crop_grid_side = getattr(config, "crop_grid_side", GRID_SIDE_BEFORE_CONFIGS_KEPT_IT)
-        if not all(isinstance(value, int) and value >= 1 for value in (self.crops_per_photo, self.crop_grid_side)):
+        bounded = ((self.crops_per_photo, MAX_CROPS_PER_PHOTO), (self.crop_grid_side, MAX_GRID_SIDE))
+        if not all(type(value) is int and 1 <= value <= most for value, most in bounded):
             raise ValueError(
-                "The detector's crops_per_photo and crop_grid_side must be whole numbers of at least 1, got "
-                f"{self.crops_per_photo!r} and {self.crop_grid_side!r}"
+                f"The detector's crops_per_photo and crop_grid_side must be whole numbers from 1 to "
+                f"{MAX_CROPS_PER_PHOTO} and from 1 to {MAX_GRID_SIDE}, got {self.crops_per_photo!r} and "
+                f"{self.crop_grid_side!r}"
             )
         self.pixel_mean = getattr(config, "pixel_mean", PIXEL_MEAN)
         self.pixel_scale = getattr(config, "pixel_scale", PIXEL_SCALE)
