@@ -1,10 +1,22 @@
-"""The detector evaluation's own bookkeeping: how routing is counted and binned by how strong a degradation was."""
+"""The detector evaluation's own bookkeeping: how routing is counted and binned by how strong a degradation was, and
+what routing a clean photo to a restoration costs it."""
 
 import numpy as np
 
+from mprnet_hf.auto import bundled_model
 from mprnet_hf.detection.data import apply_degradations, load_rgb
 from mprnet_hf.detection.detector import as_rgb_array
-from mprnet_hf.detection.evaluate import psnr, routing_by_strength, routing_summary, worth_following
+from mprnet_hf.detection.evaluate import (
+    centre_crop,
+    misroute_cost_table,
+    misroute_costs,
+    misses_by_photo,
+    psnr,
+    routing_by_strength,
+    routing_summary,
+    worth_following,
+)
+from mprnet_hf.models.mprnet.inference import restore_image
 
 EXAMPLE = "examples/clean/building.png"
 
@@ -70,3 +82,40 @@ def test_pairs_are_counted_by_what_auto_mode_ran_where_it_was_followed():
     assert "exactly the right restorations by the first look: 3/6 (50%)" in summary
     assert "(run on the 4 pairs whose first step is followed by a second look): **4/6 (67%)**" in summary
     assert "by auto mode, which looks again (run on" not in routing_summary(singles + pairs, 0, auto_followed=False)
+
+
+def test_misroute_cost_is_each_restoration_of_a_clean_photo_scored_against_that_photo():
+    costs = misroute_costs([EXAMPLE], side=48)
+    clean = centre_crop(load_rgb(EXAMPLE), 48)
+    for task, values in costs.items():
+        restored = restore_image(bundled_model(task), as_rgb_array(clean)).image
+        assert values == [psnr(clean, restored)]
+        assert 15 < values[0] < 60  # the restoration changed the photo, without wrecking it
+    table = misroute_cost_table([EXAMPLE], costs)
+    assert f"| deblur | {costs['deblur'][0]:.2f} | {costs['deblur'][0]:.2f} (building) |" in table
+    assert len(table.splitlines()) == 2 + len(costs)
+
+
+def test_photos_with_misses_are_listed_most_misses_first():
+    def of(photo, record):
+        return {**record, "photo_name": photo}
+
+    clean = {"group": "clean", "kinds": (), "tasks": [], "found": []}
+    records = [
+        of("panda", single("noise", ["deblur", "denoise"], 22.0)),
+        of("panda", single("rain", ["deblur", "derain"], 22.0)),
+        of("panda", single("blur", ["deblur"], 22.0)),
+        of("panda", {**clean, "tasks": ["deblur"]}),
+        of("sheep", single("rain", ["derain"], 22.0)),
+        of("sheep", {"group": "pair", "kinds": ("noise", "rain"), "tasks": ["derain"], "found": []}),
+        of("sheep", single("jpeg", ["derain"], 30.0)),  # JPEG alone is not a restoration's single: not counted
+        of("moose", single("noise", [], 45.0)),
+        of("fruits", single("blur", ["deblur"], 25.0)),
+        of("fruits", clean),
+    ]
+    assert misses_by_photo(records).splitlines() == [
+        "| photo | singles routed right | pairs | clean |",
+        "|---|---|---|---|",
+        "| panda | 1/3 | 0/0 | 0/1 |",
+        "| moose | 0/1 | 0/0 | 0/0 |",
+    ]

@@ -174,7 +174,7 @@ def after_step_records(
     versions = degraded_versions(
         photos, seeds_single, seeds_pair, seeds_light_jpeg, wanted=lambda _group, kinds: bool(looked_after(kinds))
     )
-    for group, kinds, _seed, _clean, degraded in versions:
+    for group, kinds, _seed, _path, _clean, degraded in versions:
         image, right = Image.fromarray(degraded), right_tasks(kinds)
         for task in looked_after(kinds):
             image = restore_image(models[task], image, tile_size=None).image

@@ -10,7 +10,8 @@ asked for the right first step and more, and on `--follow-seeds` draws of each r
 the second look add a step?); with `--follow-pairs`, also on every pair whose first step is followed by a second look
 (blur under noise or rain is often found only then). `--compare-detector` measures another detector on the same
 degraded photos. Then auto mode's PSNR on noisy and shaken photos is compared with every single task and with the
-hand-picked chain (denoise, then deblur).
+hand-picked chain (denoise, then deblur). `--misroute-cost` instead measures what each restoration does to the clean
+photos themselves: what auto mode costs a photo that needed nothing when it routes it to a restoration.
 """
 
 import argparse
@@ -72,8 +73,8 @@ def worth_following(
 
 
 def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, wanted=None):
-    """(group, kinds, seed, clean photo, degraded (H, W, 3) uint8) of every evaluated condition of every photo, seeded
-    by the photo's place in `photos`; `wanted(group, kinds)` may skip conditions (they are not drawn at all)."""
+    """(group, kinds, seed, photo path, clean photo, degraded (H, W, 3) uint8) of every evaluated condition of every
+    photo, seeded by the photo's place in `photos`; `wanted(group, kinds)` may skip conditions (not drawn at all)."""
     for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
         if wanted is not None and not wanted(group, kinds):
             continue
@@ -82,7 +83,7 @@ def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jp
             for seed in range(seeds):
                 rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
                 degraded = apply_degradations(clean, kinds, rng, light_jpeg_share=light_share)
-                yield group, kinds, seed, clean, as_rgb_array(degraded)
+                yield group, kinds, seed, path, clean, as_rgb_array(degraded)
 
 
 def evaluate_detectors(
@@ -90,7 +91,9 @@ def evaluate_detectors(
 ):
     """Each detector's records (and detection times) on the same degraded photos, degraded once for all."""
     records, seconds = [[] for _ in detectors], [[] for _ in detectors]
-    for group, kinds, seed, clean, degraded in degraded_versions(photos, seeds_single, seeds_pair, seeds_light_jpeg):
+    for group, kinds, seed, path, clean, degraded in degraded_versions(
+        photos, seeds_single, seeds_pair, seeds_light_jpeg
+    ):
         input_psnr = psnr(clean, degraded) if kinds else None
         for index, detector in enumerate(detectors):
             started = time.perf_counter()
@@ -99,6 +102,7 @@ def evaluate_detectors(
             record = {
                 "group": group,
                 "kinds": kinds,
+                "photo_name": Path(path).stem,
                 "found": detection.found,
                 "tasks": detection.tasks,
                 "probabilities": detection.probabilities,
@@ -154,6 +158,31 @@ def per_label_table(records) -> str:
         lines.append(
             f"| {label} | {hits / max(sum(predicted), 1):.3f} | {hits / max(sum(truth), 1):.3f} | {sum(truth)} |"
         )
+    return "\n".join(lines)
+
+
+def misses_by_photo(records) -> str:
+    """Markdown: the photos with single blur, noise or rain or clean versions the first look routed wrong, most misses
+    first: whether the misses spread over the set or come from a few photos."""
+    tallies = defaultdict(lambda: {"singles": [0, 0], "pairs": [0, 0], "clean": [0, 0]})
+    for record in records:
+        column = {"single": "singles", "pair": "pairs", "clean": "clean", "clean + light JPEG": "clean"}.get(
+            record["group"]
+        )
+        if column is None or (column == "singles" and record["kinds"][0] == "jpeg"):
+            continue
+        tally = tallies[record.get("photo_name", "?")][column]
+        tally[0] += record["tasks"] == right_tasks(record["kinds"])
+        tally[1] += 1
+
+    def misses(name: str) -> int:
+        return sum(total - right for right, total in (tallies[name]["singles"], tallies[name]["clean"]))
+
+    missed = sorted((name for name in tallies if misses(name)), key=lambda name: (-misses(name), name))
+    lines = ["| photo | singles routed right | pairs | clean |", "|---|---|---|---|"]
+    for name in missed:
+        cells = " | ".join(f"{right}/{total}" for right, total in tallies[name].values())
+        lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)
 
 
@@ -300,6 +329,35 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
     )
 
 
+def misroute_costs(photos, models=None, side: int | None = None) -> dict[str, list[float]]:
+    """PSNR of each clean photo restored by each task against itself, per task (in the order of `photos`): what auto
+    mode costs a photo that needed nothing when it routes it to that restoration. `side` centre-crops the photos."""
+    from ..auto import complete_models
+    from ..models.mprnet.inference import restore_image
+
+    models = complete_models(models)
+    costs = {task: [] for task in TASKS}
+    for path in photos:
+        clean = load_rgb(path)
+        if side:
+            clean = centre_crop(clean, side)
+        for task in TASKS:
+            costs[task].append(psnr(clean, restore_image(models[task], as_rgb_array(clean)).image))
+    return costs
+
+
+def misroute_cost_table(photos, costs: dict[str, list[float]]) -> str:
+    """Markdown: each task's mean and lowest PSNR over the clean photos it restored, and the photo of the lowest."""
+    lines = [
+        "| restoration run on a clean photo | mean PSNR against the photo (dB) | lowest (photo) |",
+        "|---|---|---|",
+    ]
+    for task, values in costs.items():
+        worst = int(np.argmin(values))
+        lines.append(f"| {task} | {np.mean(values):.2f} | {values[worst]:.2f} ({Path(photos[worst]).stem}) |")
+    return "\n".join(lines)
+
+
 def report(
     records, seconds, photos, follow_seeds: int, auto_followed: bool, title: str, pairs_followed: bool = False
 ) -> None:
@@ -309,6 +367,8 @@ def report(
     print("Single degradations routed right by the first look, by strength:\n")
     print(routing_by_strength(records) + "\n")
     print(per_label_table(records) + "\n")
+    print("Photos with single degradations or clean versions routed wrong by the first look:\n")
+    print(misses_by_photo(records) + "\n")
     print(
         f"Detection time per photo here ({torch.get_num_threads()} threads): median {np.median(seconds) * 1000:.0f} "
         "ms.\n"
@@ -336,7 +396,17 @@ def main(argv=None):
     )
     parser.add_argument("--mixed-seeds", type=int, default=2, help="noisy and shaken draws per photo (0: skip)")
     parser.add_argument("--mixed-side", type=int, default=256)
+    parser.add_argument(
+        "--misroute-cost",
+        action="store_true",
+        help="only measure what each restoration does to the clean photos (what routing a clean photo costs)",
+    )
     args = parser.parse_args(argv)
+    if args.misroute_cost:
+        photos = list_photos(args.val_dir)
+        print(f"### Restoring photos that needed nothing ({len(photos)} clean validation photos)\n")
+        print(misroute_cost_table(photos, misroute_costs(photos)))
+        return
     detectors = [DegradationDetector.from_pretrained(args.detector)]
     if args.compare_detector:
         detectors.append(DegradationDetector.from_pretrained(args.compare_detector))
