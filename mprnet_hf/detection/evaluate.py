@@ -171,7 +171,7 @@ def misses_by_photo(records) -> str:
         )
         if column is None or (column == "singles" and record["kinds"][0] == "jpeg"):
             continue
-        tally = tallies[record.get("photo_name", "?")][column]
+        tally = tallies[record["photo_name"]][column]
         tally[0] += record["tasks"] == right_tasks(record["kinds"])
         tally[1] += 1
 
@@ -342,7 +342,8 @@ def misroute_costs(photos, models=None, side: int | None = None) -> dict[str, li
         if side:
             clean = centre_crop(clean, side)
         for task in TASKS:
-            costs[task].append(psnr(clean, restore_image(models[task], as_rgb_array(clean)).image))
+            restored = restore_image(models[task], as_rgb_array(clean), tile_size=None).image
+            costs[task].append(psnr(clean, restored))
     return costs
 
 
@@ -399,7 +400,8 @@ def main(argv=None):
     parser.add_argument(
         "--misroute-cost",
         action="store_true",
-        help="only measure what each restoration does to the clean photos (what routing a clean photo costs)",
+        help="only measure what each bundled restoration does to the clean photos of --val-dir (what routing a clean "
+        "photo costs); the detector and draw options are not used",
     )
     args = parser.parse_args(argv)
     if args.misroute_cost:
