@@ -48,6 +48,12 @@ def right_tasks(kinds) -> list[str]:
     return [task for task in ("derain", "denoise", "deblur") if task in wanted]
 
 
+def restoration_single(record) -> bool:
+    """Whether a record is a single blur, noise or rain photo: those the routing bar counts (JPEG artefacts alone
+    have no restoration)."""
+    return record["group"] == "single" and record["kinds"][0] in TASK_OF_LABEL
+
+
 def decision(found: list[str]) -> str:
     if len(found) > 1:
         return "two or more"
@@ -166,10 +172,10 @@ def misses_by_photo(records) -> str:
     first: whether the misses spread over the set or come from a few photos."""
     tallies = defaultdict(lambda: {"singles": [0, 0], "pairs": [0, 0], "clean": [0, 0]})
     for record in records:
-        column = {"single": "singles", "pair": "pairs", "clean": "clean", "clean + light JPEG": "clean"}.get(
-            record["group"]
-        )
-        if column is None or (column == "singles" and record["kinds"][0] == "jpeg"):
+        column = {"pair": "pairs", "clean": "clean", "clean + light JPEG": "clean"}.get(record["group"])
+        if restoration_single(record):
+            column = "singles"
+        if column is None:
             continue
         tally = tallies[record["photo_name"]][column]
         tally[0] += record["tasks"] == right_tasks(record["kinds"])
@@ -196,7 +202,7 @@ def routing_by_strength(records) -> str:
     """Single blur, noise and rain routed right by the first look, by how far the degraded photo is from the clean
     one (its PSNR): whether the misses are the faint end of the ranges."""
     kinds = ("blur", "noise", "rain")
-    singles = [record for record in records if record["group"] == "single" and record["kinds"][0] in kinds]
+    singles = [record for record in records if restoration_single(record)]
     lines = [
         "| degraded photo's PSNR | " + " | ".join(kinds) + " | all |",
         "|---" * (len(kinds) + 2) + "|",
@@ -239,7 +245,7 @@ def auto_routing(record) -> list[str]:
 def routing_summary(records, follow_seeds: int, auto_followed: bool = True, pairs_followed: bool = False) -> str:
     """The routing of single degradations (first look, and auto mode's when `auto_followed`) and of pairs (first
     look, and auto mode's when `pairs_followed`)."""
-    singles = [record for record in records if record["group"] == "single" and record["kinds"][0] != "jpeg"]
+    singles = [record for record in records if restoration_single(record)]
     right = sum(record["tasks"] == right_tasks(record["kinds"]) for record in singles)
     followed = [record for record in singles if "auto_steps" in record]
     extra = [record for record in followed if record["tasks"] != right_tasks(record["kinds"])]
