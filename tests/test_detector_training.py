@@ -425,6 +425,46 @@ def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
     assert log["seed"] == [0, 1, 2, 3]
 
 
+def test_a_wider_network_trains_from_scratch_and_its_card_gives_the_options_that_shape_it(tmp_path):
+    """A detector of other widths or depths must be made again by its card's command (the network's shape is not
+    in the draws), and a fine-tuning cannot reshape the network it starts from."""
+    from mprnet_hf.detection.train import initial_model, parse_args, save
+
+    argv = ["--embedding-size", "32", "--hidden-sizes", "32", "64", "128", "256", "--depths", "1", "2", "1", "1"]
+    args = parse_args([*argv, "--output-dir", str(tmp_path / "mprnet-detector")])
+    network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
+    model = initial_model(None, network)
+    assert model.config.hidden_sizes == [32, 64, 128, 256] and model.config.depths == [1, 2, 1, 1]
+    assert model.config.embedding_size == 32 and len(model.resnet.encoder.stages[1].layers) == 2
+    save(model, args, training_facts())
+    card = (tmp_path / "mprnet-detector" / "README.md").read_text()
+    command = next(line for line in card.splitlines() if "python -m mprnet_hf.detection.train" in line)
+    again = parse_args(command.split("mprnet_hf.detection.train", 1)[1].split())
+    assert (again.embedding_size, again.hidden_sizes, again.depths) == (32, [32, 64, 128, 256], [1, 2, 1, 1])
+    reloaded = DegradationDetector.from_pretrained(tmp_path / "mprnet-detector")
+    assert reloaded.model.config.hidden_sizes == [32, 64, 128, 256]
+    # The bundled shape adds no options to the command.
+    default_card_args = parse_args(["--output-dir", str(tmp_path / "default")])
+    save(ResNetForImageClassification(detector_config()), default_card_args, training_facts())
+    default_card = (tmp_path / "default" / "README.md").read_text()
+    assert "--hidden-sizes" not in default_card and "--embedding-size" not in default_card
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--hidden-sizes", "32", "64", "128", "256", "--init-from", "runs/earlier"], "keeps the network"),
+        (["--depths", "1", "0", "1", "1"], "must be positive"),
+    ],
+)
+def test_the_network_options_refuse_a_fine_tuning_or_an_empty_stage(argv, message, capsys):
+    from mprnet_hf.detection.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
 def test_a_fine_tuned_detector_card_also_gives_the_command_of_the_detector_it_starts_from(tmp_path):
     """A fine-tuning's command names its starting folder (--init-from); the card must also say how that folder was
     made, or a reader cannot run it. The starting detector's log keeps its command as run."""

@@ -50,13 +50,20 @@ DETECTOR_FOLDER = "mprnet-detector"
 EXIF_ORIENTATION = 0x0112
 
 
-def detector_config() -> ResNetConfig:
-    """A ResNet-10 of narrow stages: a few hundred thousand weights, fast on crops on a CPU."""
+# The bundled detector's network: a ResNet-10 of narrow stages, a few hundred thousand weights, fast on crops on a CPU.
+EMBEDDING_SIZE = 24
+HIDDEN_SIZES = (24, 48, 96, 160)
+DEPTHS = (1, 1, 1, 1)
+
+
+def detector_config(embedding_size: int = EMBEDDING_SIZE, hidden_sizes=HIDDEN_SIZES, depths=DEPTHS) -> ResNetConfig:
+    """The detector's `ResNetConfig`: its network (the stem's channels, each stage's channels and blocks) and how
+    it reads a photo."""
     return ResNetConfig(
         num_channels=3,
-        embedding_size=24,
-        hidden_sizes=[24, 48, 96, 160],
-        depths=[1, 1, 1, 1],
+        embedding_size=embedding_size,
+        hidden_sizes=list(hidden_sizes),
+        depths=list(depths),
         layer_type="basic",
         hidden_act="relu",
         downsample_in_first_stage=False,

@@ -34,7 +34,7 @@ from transformers import ResNetForImageClassification, set_seed
 
 from .calibrate import calibrate_detector
 from .data import ALL_SECOND_LOOKS, cached_crop_set, check_second_look_kinds
-from .detector import LABELS, crops_to_batch, detector_config
+from .detector import DEPTHS, EMBEDDING_SIZE, HIDDEN_SIZES, LABELS, crops_to_batch, detector_config
 
 CARD_TEMPLATE = """---
 library_name: transformers
@@ -152,6 +152,23 @@ def parse_args(argv=None):
         help="one draw of degradations per seed; the first also seeds the weights, the order and the held-out crops",
     )
     parser.add_argument(
+        "--embedding-size", type=int, default=EMBEDDING_SIZE, help="channels of the network's stem (from scratch)"
+    )
+    parser.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs=len(HIDDEN_SIZES),
+        default=list(HIDDEN_SIZES),
+        help="channels of the network's four stages (from scratch)",
+    )
+    parser.add_argument(
+        "--depths",
+        type=int,
+        nargs=len(DEPTHS),
+        default=list(DEPTHS),
+        help="residual blocks in each of the four stages (from scratch)",
+    )
+    parser.add_argument(
         "--init-from",
         type=Path,
         help="a detector folder trained here before, to fine-tune (hold out the same photos: same --holdout-every, "
@@ -164,7 +181,27 @@ def parse_args(argv=None):
         )
     except ValueError as error:
         parser.error(str(error))
+    if min(args.embedding_size, *args.hidden_sizes, *args.depths) < 1:
+        parser.error("--embedding-size, --hidden-sizes and --depths must be positive")
+    if args.init_from is not None and network_options(args):
+        parser.error(
+            "--embedding-size, --hidden-sizes and --depths shape a detector trained from scratch; a fine-tuned one "
+            "keeps the network of --init-from"
+        )
     return args
+
+
+def network_options(args) -> str:
+    """The options that give the network other than the bundled one's shape, as a command line has them; '' for
+    the bundled shape."""
+    options = []
+    if args.embedding_size != EMBEDDING_SIZE:
+        options.append(f"--embedding-size {args.embedding_size}")
+    if tuple(args.hidden_sizes) != HIDDEN_SIZES:
+        options.append(f"--hidden-sizes {' '.join(map(str, args.hidden_sizes))}")
+    if tuple(args.depths) != DEPTHS:
+        options.append(f"--depths {' '.join(map(str, args.depths))}")
+    return " ".join(options)
 
 
 class Draw(NamedTuple):
@@ -305,11 +342,11 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
 CALIBRATED_CONFIG_KEYS = ("detection_thresholds", "detection_routing", "detection_thresholds_after")
 
 
-def initial_model(init_from: Path | None) -> ResNetForImageClassification:
-    """A fresh detector (`detector_config`), or the detector in `init_from` to fine-tune, checked and stripped of
-    its calibration."""
+def initial_model(init_from: Path | None, network: dict | None = None) -> ResNetForImageClassification:
+    """A fresh detector (`detector_config`, shaped by `network`: its keyword arguments), or the detector in
+    `init_from` to fine-tune, checked and stripped of its calibration."""
     if init_from is None:
-        return ResNetForImageClassification(detector_config())
+        return ResNetForImageClassification(detector_config(**(network or {})))
     if not (Path(init_from) / "config.json").is_file():
         raise ValueError(
             f"--init-from {init_from}: no config.json there; pass a detector folder saved by this training "
@@ -373,7 +410,8 @@ def train(args) -> dict:
     )
 
     # Channels-last convolutions train about a quarter faster on a CPU; the saved weights are the same.
-    model = initial_model(args.init_from).to(memory_format=torch.channels_last)
+    network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
+    model = initial_model(args.init_from, network).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_crops) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -529,6 +567,8 @@ def training_command(args, output_dir: str) -> str:
     if args.max_minutes != defaults.max_minutes:
         # Without it a longer run stops early, after the epoch that passes the default.
         command += f" --max-minutes {args.max_minutes:g}"
+    if network := network_options(args):
+        command += f" {network}"
     if args.init_from is not None:
         command += f" --init-from {args.init_from}"
     return command
