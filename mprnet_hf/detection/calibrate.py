@@ -174,8 +174,9 @@ def after_step_records(
     versions = degraded_versions(
         photos, seeds_single, seeds_pair, seeds_light_jpeg, wanted=lambda _group, kinds: bool(looked_after(kinds))
     )
-    for group, kinds, _seed, _path, _clean, degraded in versions:
-        image, right = Image.fromarray(degraded), right_tasks(kinds)
+    for version in versions:
+        group, kinds = version.group, version.kinds
+        image, right = Image.fromarray(version.degraded), right_tasks(kinds)
         for task in looked_after(kinds):
             image = restore_image(models[task], image, tile_size=None).image
             later = right[right.index(task) + 1 :]

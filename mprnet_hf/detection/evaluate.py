@@ -18,6 +18,7 @@ import argparse
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -78,9 +79,20 @@ def worth_following(
     return seed < follow_seeds and looks_again_after(right[0])
 
 
+class DegradedVersion(NamedTuple):
+    """One evaluated condition of one photo: its degraded pixels and what made them."""
+
+    group: str
+    kinds: tuple[str, ...]
+    seed: int
+    path: Path
+    clean: np.ndarray  # (H, W, 3) uint8
+    degraded: np.ndarray  # (H, W, 3) uint8
+
+
 def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, wanted=None):
-    """(group, kinds, seed, photo path, clean photo, degraded (H, W, 3) uint8) of every evaluated condition of every
-    photo, seeded by the photo's place in `photos`; `wanted(group, kinds)` may skip conditions (not drawn at all)."""
+    """Every evaluated condition of every photo (`DegradedVersion`), seeded by the photo's place in `photos`;
+    `wanted(group, kinds)` may skip conditions (not drawn at all)."""
     for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
         if wanted is not None and not wanted(group, kinds):
             continue
@@ -89,7 +101,7 @@ def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jp
             for seed in range(seeds):
                 rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
                 degraded = apply_degradations(clean, kinds, rng, light_jpeg_share=light_share)
-                yield group, kinds, seed, path, clean, as_rgb_array(degraded)
+                yield DegradedVersion(group, kinds, seed, path, clean, as_rgb_array(degraded))
 
 
 def evaluate_detectors(
@@ -97,26 +109,25 @@ def evaluate_detectors(
 ):
     """Each detector's records (and detection times) on the same degraded photos, degraded once for all."""
     records, seconds = [[] for _ in detectors], [[] for _ in detectors]
-    for group, kinds, seed, path, clean, degraded in degraded_versions(
-        photos, seeds_single, seeds_pair, seeds_light_jpeg
-    ):
-        input_psnr = psnr(clean, degraded) if kinds else None
+    for version in degraded_versions(photos, seeds_single, seeds_pair, seeds_light_jpeg):
+        group, kinds = version.group, version.kinds
+        input_psnr = psnr(version.clean, version.degraded) if kinds else None
         for index, detector in enumerate(detectors):
             started = time.perf_counter()
-            detection = detector.detect(degraded)
+            detection = detector.detect(version.degraded)
             seconds[index].append(time.perf_counter() - started)
             record = {
                 "group": group,
                 "kinds": kinds,
-                "photo_name": Path(path).stem,
+                "photo_name": Path(version.path).stem,
                 "found": detection.found,
                 "tasks": detection.tasks,
                 "probabilities": detection.probabilities,
                 "features": detection.features,
                 "input_psnr": input_psnr,
             }
-            if worth_following(group, kinds, detection.tasks, seed, follow_seeds, follow_pairs):
-                record["photo"] = degraded
+            if worth_following(group, kinds, detection.tasks, version.seed, follow_seeds, follow_pairs):
+                record["photo"] = version.degraded
             records[index].append(record)
     return records, seconds
 
