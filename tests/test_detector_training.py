@@ -450,6 +450,21 @@ def test_a_wider_network_trains_from_scratch_and_its_card_gives_the_options_that
     assert "--hidden-sizes" not in default_card and "--embedding-size" not in default_card
 
 
+def test_the_card_says_on_how_many_threads_it_trained_and_its_command_asks_for_as_many(tmp_path):
+    """Minutes mean little without the threads they ran on; the command's OMP_NUM_THREADS is what `main` reads."""
+    from mprnet_hf.detection.train import parse_args, save, threads_asked
+
+    args = parse_args(["--output-dir", str(tmp_path / "mprnet-detector")])
+    save(ResNetForImageClassification(detector_config()), args, training_facts(minutes=24.6) | {"threads": 2})
+    card = " ".join((tmp_path / "mprnet-detector" / "README.md").read_text().split())
+    assert "on 2 CPU threads in 24.6 minutes" in card
+    assert "OMP_NUM_THREADS=2 nice -n 10 python -m mprnet_hf.detection.train" in card
+    log = json.loads((tmp_path / "mprnet-detector" / "training_log.json").read_text())
+    assert log["threads"] == 2 and log["command"].startswith("OMP_NUM_THREADS=2 ")
+    assert threads_asked({"OMP_NUM_THREADS": "2"}) == 2
+    assert threads_asked({}) == threads_asked({"OMP_NUM_THREADS": "0"}) == threads_asked({"OMP_NUM_THREADS": "x"}) == 1
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

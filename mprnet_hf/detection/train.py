@@ -24,6 +24,7 @@ A draw may hold second looks only (`--variants-per-photo 0`) and choose which ki
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -76,7 +77,7 @@ or degraded twice ({pair:.0%}), {variants} (a {region}-pixel region of it, {crop
 each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks}
 degraded and then derained and/or denoised by the bundled restoration models and labelled with what
 remains (rain and noise that were restored, and "clean" when nothing remains, are left out of the loss).
-{train_crops} labelled crops, {epochs}, batch {batch_size}, on one CPU thread in {minutes:.1f} minutes plus
+{train_crops} labelled crops, {epochs}, batch {batch_size}, on {threads} in {minutes:.1f} minutes plus
 {data_minutes:.1f} minutes making the crops ({seed}). Command:
 
 ```
@@ -457,6 +458,7 @@ def train(args) -> dict:
         "thresholds": thresholds,
         "calibration_photos": calibration_photos,
         "init_from": starting_point(args.init_from),
+        "threads": torch.get_num_threads(),
     }
     save(model, args, facts)
     return metrics
@@ -549,11 +551,11 @@ def second_look_kinds_option(draws: list[Draw]) -> str:
     return f"--second-look-kinds {' '.join(texts)} "
 
 
-def training_command(args, output_dir: str) -> str:
-    """The command line that trains a detector as `args` did, into `output_dir`."""
+def training_command(args, output_dir: str, threads: int = 1) -> str:
+    """The command line that trains a detector as `args` did, into `output_dir`, on `threads` CPU threads."""
     exclude_dirs = " ".join(as_in_checkout(folder) for folder in args.exclude_like)
     command = (
-        f"OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train --train-dir "
+        f"OMP_NUM_THREADS={threads} nice -n 10 python -m mprnet_hf.detection.train --train-dir "
         f"{as_in_checkout(args.train_dir)} --exclude-like {exclude_dirs} --output-dir {output_dir} "
         f"--variants-per-photo {' '.join(str(draw.variants) for draw in args.draws)} "
         f"--second-looks-per-photo {' '.join(str(draw.second_looks) for draw in args.draws)} "
@@ -597,8 +599,10 @@ def save(model, args, facts: dict) -> None:
     parameters = sum(parameter.numel() for parameter in model.parameters())
     config = model.config
     seeds = [draw.seed for draw in args.draws]
-    command = training_command(args, f"checkpoints/{args.output_dir.name}")
+    threads = facts.get("threads", 1)
+    command = training_command(args, f"checkpoints/{args.output_dir.name}", threads)
     card = CARD_TEMPLATE.format(
+        threads="one CPU thread" if threads == 1 else f"{threads} CPU threads",
         origin=origin_sentence(facts["init_from"]),
         parameters=parameters,
         megabytes=(args.output_dir / "model.safetensors").stat().st_size / 2**20,
@@ -641,14 +645,20 @@ def save(model, args, facts: dict) -> None:
         crop_metrics=facts["metrics"],
         minutes=round(facts["minutes"], 2),
         # As run, into this folder: a detector fine-tuned from it names the folder in --init-from.
-        command=training_command(args, str(args.output_dir)),
+        command=training_command(args, str(args.output_dir), threads),
     )
     (args.output_dir / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     print(f"saved to {args.output_dir} ({parameters:,} weights, {facts['minutes']:.1f} min)")
 
 
+def threads_asked(environ=os.environ) -> int:
+    """The CPU threads to train on: OMP_NUM_THREADS when it is a positive number, else one (the machine is shared)."""
+    text = environ.get("OMP_NUM_THREADS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
 def main(argv=None):
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads_asked())
     train(parse_args(argv))
 
 
