@@ -61,7 +61,8 @@ def test_bundled_detector_is_a_small_transformers_classifier_with_a_card():
     assert model.config.problem_type == "multi_label_classification"
     assert [model.config.id2label[index] for index in range(len(LABELS))] == list(LABELS)
     weights = folder / "model.safetensors"
-    assert weights.is_file() and weights.stat().st_size < 4 * 2**20
+    # Compact: a fraction of one restoration checkpoint (each at most 20 MB), read on every auto-mode call.
+    assert weights.is_file() and weights.stat().st_size < 6 * 2**20
     card = (folder / "README.md").read_text()
     facts = ("data/photos/train", "held out", "minutes", "precision", "recall", "python -m mprnet_hf.detection.train")
     for fact in facts:

@@ -430,19 +430,19 @@ def test_a_wider_network_trains_from_scratch_and_its_card_gives_the_options_that
     in the draws), and a fine-tuning cannot reshape the network it starts from."""
     from mprnet_hf.detection.train import initial_model, parse_args, save
 
-    argv = ["--embedding-size", "32", "--hidden-sizes", "32", "64", "128", "256", "--depths", "1", "2", "1", "1"]
+    argv = ["--embedding-size", "16", "--hidden-sizes", "16", "32", "64", "128", "--depths", "1", "2", "1", "1"]
     args = parse_args([*argv, "--output-dir", str(tmp_path / "mprnet-detector")])
     network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
     model = initial_model(None, network)
-    assert model.config.hidden_sizes == [32, 64, 128, 256] and model.config.depths == [1, 2, 1, 1]
-    assert model.config.embedding_size == 32 and len(model.resnet.encoder.stages[1].layers) == 2
+    assert model.config.hidden_sizes == [16, 32, 64, 128] and model.config.depths == [1, 2, 1, 1]
+    assert model.config.embedding_size == 16 and len(model.resnet.encoder.stages[1].layers) == 2
     save(model, args, training_facts())
     card = (tmp_path / "mprnet-detector" / "README.md").read_text()
     command = next(line for line in card.splitlines() if "python -m mprnet_hf.detection.train" in line)
     again = parse_args(command.split("mprnet_hf.detection.train", 1)[1].split())
-    assert (again.embedding_size, again.hidden_sizes, again.depths) == (32, [32, 64, 128, 256], [1, 2, 1, 1])
+    assert (again.embedding_size, again.hidden_sizes, again.depths) == (16, [16, 32, 64, 128], [1, 2, 1, 1])
     reloaded = DegradationDetector.from_pretrained(tmp_path / "mprnet-detector")
-    assert reloaded.model.config.hidden_sizes == [32, 64, 128, 256]
+    assert reloaded.model.config.hidden_sizes == [16, 32, 64, 128]
     # The bundled shape adds no options to the command.
     default_card_args = parse_args(["--output-dir", str(tmp_path / "default")])
     save(ResNetForImageClassification(detector_config()), default_card_args, training_facts())
@@ -468,7 +468,7 @@ def test_the_card_says_on_how_many_threads_it_trained_and_its_command_asks_for_a
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--hidden-sizes", "32", "64", "128", "256", "--init-from", "runs/earlier"], "keeps the network"),
+        (["--hidden-sizes", "16", "32", "64", "128", "--init-from", "runs/earlier"], "keeps the network"),
         (["--depths", "1", "0", "1", "1"], "must be positive"),
     ],
 )

@@ -50,9 +50,10 @@ DETECTOR_FOLDER = "mprnet-detector"
 EXIF_ORIENTATION = 0x0112
 
 
-# The bundled detector's network: a ResNet-10 of narrow stages, a few hundred thousand weights, fast on crops on a CPU.
-EMBEDDING_SIZE = 24
-HIDDEN_SIZES = (24, 48, 96, 160)
+# The bundled detector's network: a ResNet-10 of narrow stages, about a million weights, fast on crops on a CPU. The
+# narrower one bundled before (24, 48, 96, 160) found faint blur less often on photos it never saw (docs/DETECTION.md).
+EMBEDDING_SIZE = 32
+HIDDEN_SIZES = (32, 64, 128, 256)
 DEPTHS = (1, 1, 1, 1)
 
 
