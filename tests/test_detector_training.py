@@ -22,6 +22,7 @@ from mprnet_hf.detection.calibrate import (
 )
 from mprnet_hf.detection.calibrate import main as calibrate_main
 from mprnet_hf.detection.data import build_crop_set, second_look_targets
+from mprnet_hf.detection.detector import EMBEDDING_SIZE, HIDDEN_SIZES
 from mprnet_hf.detection.overlap import overlapping_photos
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -443,11 +444,20 @@ def test_a_wider_network_trains_from_scratch_and_its_card_gives_the_options_that
     assert (again.embedding_size, again.hidden_sizes, again.depths) == (16, [16, 32, 64, 128], [1, 2, 1, 1])
     reloaded = DegradationDetector.from_pretrained(tmp_path / "mprnet-detector")
     assert reloaded.model.config.hidden_sizes == [16, 32, 64, 128]
-    # The bundled shape adds no options to the command.
+    # The default shape is written out too: the command keeps its network when the defaults change.
     default_card_args = parse_args(["--output-dir", str(tmp_path / "default")])
     save(ResNetForImageClassification(detector_config()), default_card_args, training_facts())
     default_card = (tmp_path / "default" / "README.md").read_text()
-    assert "--hidden-sizes" not in default_card and "--embedding-size" not in default_card
+    shape = f"--embedding-size {EMBEDDING_SIZE} --hidden-sizes {' '.join(map(str, HIDDEN_SIZES))} --depths"
+    assert shape in default_card
+    # A fine-tuning keeps the network of --init-from, so its command gives no shape (parse_args would refuse it).
+    tuned_args = parse_args(["--output-dir", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "default")])
+    save(ResNetForImageClassification(detector_config()), tuned_args, training_facts())
+    tuned_command = next(
+        line for line in (tmp_path / "tuned" / "README.md").read_text().splitlines() if "--init-from" in line
+    )
+    assert not any(option in tuned_command for option in ("--embedding-size", "--hidden-sizes", "--depths"))
+    parse_args(tuned_command.split("mprnet_hf.detection.train", 1)[1].split())
 
 
 def test_the_card_says_on_how_many_threads_it_trained_and_its_command_asks_for_as_many(tmp_path):
@@ -469,6 +479,8 @@ def test_the_card_says_on_how_many_threads_it_trained_and_its_command_asks_for_a
     "argv, message",
     [
         (["--hidden-sizes", "16", "32", "64", "128", "--init-from", "runs/earlier"], "keeps the network"),
+        # The default shape given explicitly is refused as well: it would be silently ignored.
+        (["--embedding-size", str(EMBEDDING_SIZE), "--init-from", "runs/earlier"], "keeps the network"),
         (["--depths", "1", "0", "1", "1"], "must be positive"),
     ],
 )

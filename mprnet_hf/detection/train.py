@@ -153,21 +153,19 @@ def parse_args(argv=None):
         help="one draw of degradations per seed; the first also seeds the weights, the order and the held-out crops",
     )
     parser.add_argument(
-        "--embedding-size", type=int, default=EMBEDDING_SIZE, help="channels of the network's stem (from scratch)"
+        "--embedding-size", type=int, help=f"channels of the network's stem (from scratch; default {EMBEDDING_SIZE})"
     )
     parser.add_argument(
         "--hidden-sizes",
         type=int,
         nargs=len(HIDDEN_SIZES),
-        default=list(HIDDEN_SIZES),
-        help="channels of the network's four stages (from scratch)",
+        help=f"channels of the network's four stages (from scratch; default {' '.join(map(str, HIDDEN_SIZES))})",
     )
     parser.add_argument(
         "--depths",
         type=int,
         nargs=len(DEPTHS),
-        default=list(DEPTHS),
-        help="residual blocks in each of the four stages (from scratch)",
+        help=f"residual blocks in each of the four stages (from scratch; default {' '.join(map(str, DEPTHS))})",
     )
     parser.add_argument(
         "--init-from",
@@ -182,27 +180,30 @@ def parse_args(argv=None):
         )
     except ValueError as error:
         parser.error(str(error))
-    if min(args.embedding_size, *args.hidden_sizes, *args.depths) < 1:
-        parser.error("--embedding-size, --hidden-sizes and --depths must be positive")
-    if args.init_from is not None and network_options(args):
+    shape_given = [value for value in (args.embedding_size, args.hidden_sizes, args.depths) if value is not None]
+    if args.init_from is not None and shape_given:
         parser.error(
             "--embedding-size, --hidden-sizes and --depths shape a detector trained from scratch; a fine-tuned one "
             "keeps the network of --init-from"
         )
+    if args.init_from is None:
+        args.embedding_size = EMBEDDING_SIZE if args.embedding_size is None else args.embedding_size
+        args.hidden_sizes = list(HIDDEN_SIZES) if args.hidden_sizes is None else args.hidden_sizes
+        args.depths = list(DEPTHS) if args.depths is None else args.depths
+        if min(args.embedding_size, *args.hidden_sizes, *args.depths) < 1:
+            parser.error("--embedding-size, --hidden-sizes and --depths must be positive")
     return args
 
 
 def network_options(args) -> str:
-    """The options that give the network other than the bundled one's shape, as a command line has them; '' for
-    the bundled shape."""
-    options = []
-    if args.embedding_size != EMBEDDING_SIZE:
-        options.append(f"--embedding-size {args.embedding_size}")
-    if tuple(args.hidden_sizes) != HIDDEN_SIZES:
-        options.append(f"--hidden-sizes {' '.join(map(str, args.hidden_sizes))}")
-    if tuple(args.depths) != DEPTHS:
-        options.append(f"--depths {' '.join(map(str, args.depths))}")
-    return " ".join(options)
+    """The options that shape a network trained from scratch, as a command line gives them; always written, so that
+    a recorded command keeps its network when the defaults change. '' for a fine-tuning (it keeps its network)."""
+    if args.init_from is not None:
+        return ""
+    return (
+        f"--embedding-size {args.embedding_size} --hidden-sizes {' '.join(map(str, args.hidden_sizes))} "
+        f"--depths {' '.join(map(str, args.depths))}"
+    )
 
 
 class Draw(NamedTuple):
@@ -411,7 +412,9 @@ def train(args) -> dict:
     )
 
     # Channels-last convolutions train about a quarter faster on a CPU; the saved weights are the same.
-    network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
+    network = None
+    if args.init_from is None:
+        network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
     model = initial_model(args.init_from, network).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_crops) / args.batch_size)
@@ -644,6 +647,7 @@ def save(model, args, facts: dict) -> None:
         seed=seeds[0] if len(seeds) == 1 else seeds,
         crop_metrics=facts["metrics"],
         minutes=round(facts["minutes"], 2),
+        data_minutes=round(facts["data_minutes"], 2),
         # As run, into this folder: a detector fine-tuned from it names the folder in --init-from.
         command=training_command(args, str(args.output_dir), threads),
     )
