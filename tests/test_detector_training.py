@@ -429,12 +429,11 @@ def test_the_card_gives_a_command_that_trains_the_same_way(tmp_path):
 def test_a_wider_network_trains_from_scratch_and_its_card_gives_the_options_that_shape_it(tmp_path):
     """A detector of other widths or depths must be made again by its card's command (the network's shape is not
     in the draws), and a fine-tuning cannot reshape the network it starts from."""
-    from mprnet_hf.detection.train import initial_model, parse_args, save
+    from mprnet_hf.detection.train import initial_model, network_shape, parse_args, save
 
     argv = ["--embedding-size", "16", "--hidden-sizes", "16", "32", "64", "128", "--depths", "1", "2", "1", "1"]
     args = parse_args([*argv, "--output-dir", str(tmp_path / "mprnet-detector")])
-    network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
-    model = initial_model(None, network)
+    model = initial_model(None, network_shape(args))
     assert model.config.hidden_sizes == [16, 32, 64, 128] and model.config.depths == [1, 2, 1, 1]
     assert model.config.embedding_size == 16 and len(model.resnet.encoder.stages[1].layers) == 2
     save(model, args, training_facts())

@@ -195,6 +195,14 @@ def parse_args(argv=None):
     return args
 
 
+def network_shape(args) -> dict | None:
+    """`detector_config`'s keyword arguments for the network a run trains from scratch; None for a fine-tuning (it
+    keeps the network of --init-from)."""
+    if args.init_from is not None:
+        return None
+    return {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
+
+
 def network_options(args) -> str:
     """The options that shape a network trained from scratch, as a command line gives them; always written, so that
     a recorded command keeps its network when the defaults change. '' for a fine-tuning (it keeps its network)."""
@@ -412,10 +420,7 @@ def train(args) -> dict:
     )
 
     # Channels-last convolutions train about a quarter faster on a CPU; the saved weights are the same.
-    network = None
-    if args.init_from is None:
-        network = {"embedding_size": args.embedding_size, "hidden_sizes": args.hidden_sizes, "depths": args.depths}
-    model = initial_model(args.init_from, network).to(memory_format=torch.channels_last)
+    model = initial_model(args.init_from, network_shape(args)).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_crops) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
