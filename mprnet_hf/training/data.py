@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..data.degradations import blur_margin, degrade
+from ..data.synthesis import synthesis_margin, synthesize
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Folder names of the degraded and clean images in the layouts of the standard datasets.
@@ -97,7 +97,7 @@ class SyntheticPairs(Dataset):
     covers the largest training kernel: no output pixel saw the mirrored border).
     """
 
-    def __init__(self, folder, task: str, patch_size: int, length: int, seed: int = 1234):
+    def __init__(self, folder, task: str, patch_size: int, length: int, seed: int = 1234, synthesis: str = "broad"):
         self.paths = list_images(folder)
         if not self.paths:
             raise ValueError(f"No images found in {folder}")
@@ -106,7 +106,8 @@ class SyntheticPairs(Dataset):
         areas = np.array([image.shape[-1] * image.shape[-2] for image in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.task, self.patch_size, self.length, self.seed = task, patch_size, length, seed
-        self.margin = blur_margin() if task == "deblur" else 0
+        self.synthesis = synthesis
+        self.margin = synthesis_margin(task, synthesis)
 
     def __len__(self):
         return self.length
@@ -116,7 +117,7 @@ class SyntheticPairs(Dataset):
         image = self.images[int(rng.choice(len(self.images), p=self.weights))]
         (clean,) = random_crop([image], self.patch_size + 2 * self.margin, rng)
         clean = augment(clean, int(rng.integers(0, 9)))
-        degraded = degrade(clean, self.task, rng)
+        degraded = synthesize(clean, self.task, rng, self.synthesis)
         if self.margin:
             inner = slice(self.margin, self.margin + self.patch_size)
             clean, degraded = clean[:, inner, inner], degraded[:, inner, inner]
@@ -157,10 +158,11 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[:, top : top + size, left : left + size].contiguous()
 
 
-def validation_pairs(folder, task: str, crop: int = 256, seed: int = 0) -> list[dict]:
+def validation_pairs(folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "broad") -> list[dict]:
     """Fixed degraded/clean centre crops of the validation photos (the same every run)."""
     pairs = []
     for index, path in enumerate(list_images(folder)):
         clean = centre_crop(load_rgb(path), crop)
-        pairs.append({"name": path.stem, "pixel_values": degrade(clean, task, seed + index), "labels": clean})
+        degraded = synthesize(clean, task, np.random.default_rng(seed + index), synthesis)
+        pairs.append({"name": path.stem, "pixel_values": degraded, "labels": clean})
     return pairs

@@ -35,6 +35,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.synthesis import SYNTHESES
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
@@ -180,7 +181,8 @@ def training_data_text(args) -> str:
     """What a phase trained on, for its summary and model card."""
     if args.paired_dir:
         return f"paired folder ({args.layout} layout)"
-    return f"synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
+    synthesis = getattr(args, "synthesis", "classic")
+    return f"{synthesis} synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
 
 
 def training_summary(
@@ -281,6 +283,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     parser.add_argument(
+        "--synthesis",
+        default="broad",
+        choices=SYNTHESES,
+        help="how --train-dir photos and the validation crops are degraded: broad (mprnet_hf.data.synthesis, the "
+        "default) or classic (mprnet_hf.data.degradations.degrade, what the first bundled weights trained on)",
+    )
+    parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -329,10 +338,12 @@ def build_data(args, global_batch: int) -> tuple[DataLoader, list[dict]]:
     # Each process gets every num_processes-th batch, so --steps batches per process.
     length = args.steps * global_batch
     if args.train_dir:
-        dataset = SyntheticPairs(args.train_dir, args.task, args.patch_size, length, seed=args.seed)
+        dataset = SyntheticPairs(
+            args.train_dir, args.task, args.patch_size, length, seed=args.seed, synthesis=args.synthesis
+        )
     else:
         dataset = PairedFolder(args.paired_dir, args.layout, args.patch_size, seed=args.seed, length=length)
-    val_pairs = validation_pairs(args.val_dir, args.task)
+    val_pairs = validation_pairs(args.val_dir, args.task, synthesis=args.synthesis)
     workers = {}
     if args.num_workers:
         workers = {
