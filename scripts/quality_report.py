@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetConfig  # noqa: E402
+from mprnet_hf.evaluation import foreign  # noqa: E402
 from mprnet_hf.evaluation.evaluate import main as evaluate  # noqa: E402
 from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS  # noqa: E402
@@ -46,6 +47,7 @@ PROTOCOLS = [
     ],
     ("derain", "derain", "derain, synthetic streaks (Y)", []),
 ]
+SETS = ("own", "foreign-dev", "foreign-test")
 BM3D_ROWS = {"denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "deblur"}
 BASELINE_NAMES = {
     "nlm": "non-local means (true σ)",
@@ -60,20 +62,43 @@ BASELINE_NAMES = {
 
 
 def all_rows() -> list[dict]:
-    """Every row of the table in order: each protocol, then the same with JPEG at each quality."""
+    """Every row of the own synthesis in order: each protocol, then the same with JPEG at each quality."""
     rows = []
     for name, task, label, extra in PROTOCOLS:
-        rows.append({"name": name, "task": task, "label": label, "extra": extra, "bm3d": name in BM3D_ROWS})
+        own = ["--synthetic", *extra]
+        rows.append({"name": name, "task": task, "label": label, "extra": own, "bm3d": name in BM3D_ROWS, "set": "own"})
         for quality in JPEG_QUALITIES:
             rows.append(
                 {
                     "name": f"{name}-jpeg{quality}",
                     "task": task,
                     "label": f"{label} + JPEG {quality}",
-                    "extra": [*extra, "--jpeg", str(quality)],
+                    "extra": [*own, "--jpeg", str(quality)],
                     "bm3d": False,
+                    "set": "own",
                 }
             )
+    return rows
+
+
+def foreign_rows() -> list[dict]:
+    """A row per foreign set (mprnet_hf.evaluation.foreign): degradations made by third-party libraries that never
+    enter training, foreign-dev (may guide choices) before foreign-test (only reported)."""
+    rows = []
+    for item in sorted(foreign.foreign_sets().values(), key=lambda item: item.role):
+        frame = ", as drawn (whole frame changed too)" if item.whole_frame else ""
+        protocol = "Y" if item.task == "derain" else "RGB"
+        rows.append(
+            {
+                "name": f"{item.generator}-{item.name}",
+                "task": item.task,
+                "label": f"{item.task}, {item.generator} {item.name}{frame} ({protocol}) [{item.role}]",
+                "extra": ["--foreign", item.key],
+                "bm3d": False,
+                "set": item.role,
+                "skip": foreign.available(item.generator),
+            }
+        )
     return rows
 
 
@@ -144,7 +169,6 @@ def run(
         row["task"],
         "--data",
         str(data),
-        "--synthetic",
         "--json",
         str(path),
         *row["extra"],
@@ -244,6 +268,12 @@ def main(argv=None):
         "the bundled weights, CHECKPOINTS/evaluation for others)",
     )
     parser.add_argument("--tasks", help="comma-separated tasks to run (default: all)")
+    parser.add_argument(
+        "--sets",
+        default=",".join(SETS),
+        help="comma-separated row sets: own (this project's synthesis), foreign-dev (albumentations), "
+        "foreign-test (kornia, imagecorruptions); default: all three",
+    )
     parser.add_argument("--rows", help="comma-separated row names or shell patterns, e.g. 'deblur-shake-*,*-jpeg70'")
     parser.add_argument(
         "--bm3d-limit",
@@ -283,7 +313,14 @@ def main(argv=None):
     checkpoints = Path(args.checkpoints)
     bundled = checkpoints.resolve() == Path(BUNDLED_CHECKPOINTS).resolve()
     output = Path(args.output or (BUNDLED_OUTPUT if bundled else checkpoints / "evaluation"))
-    rows = select_rows(all_rows(), tasks, args.rows.split(",") if args.rows else None)
+    sets = args.sets.split(",")
+    if set(sets) - set(SETS):
+        parser.error(f"unknown set(s) in --sets {args.sets!r}: expected some of {', '.join(SETS)}")
+    candidates = [row for row in [*all_rows(), *foreign_rows()] if row["set"] in sets]
+    rows = select_rows(candidates, tasks, args.rows.split(",") if args.rows else None)
+    for row in [row for row in rows if row.get("skip")]:
+        print(f"skipping {row['name']}: {row['skip']}", file=sys.stderr)
+    rows = [row for row in rows if not row.get("skip")]
     labels = {row["name"]: row["label"] for row in rows}
     baselines_from = Path(args.baselines_from) if args.baselines_from else None
     results = {

@@ -48,6 +48,7 @@ from ..models.mprnet.configuration_mprnet import TASKS
 from ..models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
 from ..models.mprnet.modeling_mprnet import MPRNetModel
 from ..training.data import FOLDER_PAIRS, find_pairs, list_images
+from . import foreign
 from .baselines import BASELINES, NEEDS_KERNEL, SLOW_BASELINES
 
 PROTOCOLS = ("rgb", "y")
@@ -208,6 +209,24 @@ def synthetic_samples(
         )
         known_sigma = sigma / 255 if task == "denoise" else None
         return Sample(str(path.relative_to(folder)), to_uint8(degraded), clean, known_sigma, kernel)
+
+    return (load(index, path) for index, path in enumerate(paths))
+
+
+def foreign_samples(folder, key: str, limit: int | None = None) -> Iterator[Sample]:
+    """The clean photos in `folder` degraded by the foreign set `key` (`evaluation.foreign`; seed = index in sorted
+    order), one at a time. Nothing of the degradation is known to the baselines: the noise level is estimated."""
+    item = foreign.get(key)
+    reason = foreign.available(item.generator)
+    if reason:
+        raise ValueError(reason)
+    paths = list_images(folder)[:limit]
+    if not paths:
+        raise ValueError(f"No images found in {folder}")
+
+    def load(index, path) -> Sample:
+        clean = load_uint8(path)
+        return Sample(str(path.relative_to(folder)), foreign.degrade(item, clean, index), clean)
 
     return (load(index, path) for index, path in enumerate(paths))
 
@@ -381,6 +400,12 @@ def parse_args(argv=None):
     parser.add_argument("--task", choices=TASKS, help="default: the model's config.task")
     parser.add_argument("--data", required=True, help="a paired folder, or clean photos with --synthetic")
     parser.add_argument("--synthetic", action="store_true", help="degrade the clean photos in --data (seed = index)")
+    parser.add_argument(
+        "--foreign",
+        metavar="GENERATOR/SET",
+        help="degrade the clean photos in --data with a third-party library instead (mprnet_hf.evaluation.foreign; "
+        "e.g. albumentations/rain-heavy-streaks, kornia/motion-blur); the task is the set's",
+    )
     parser.add_argument("--protocol", choices=PROTOCOLS, help="default: y for derain, rgb otherwise")
     parser.add_argument(
         "--sigma",
@@ -424,6 +449,16 @@ def parse_args(argv=None):
     parser.add_argument("--json", help="write the per-image and mean scores to this file")
     parser.add_argument("--num-threads", type=int, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args(argv)
+    if args.foreign:
+        if args.synthetic:
+            parser.error("--foreign and --synthetic each choose how the clean photos are degraded: give one")
+        try:
+            item = foreign.get(args.foreign)
+        except ValueError as error:
+            parser.error(str(error))
+        if args.task and args.task != item.task:
+            parser.error(f"{args.foreign} is a {item.task} set, --task says {args.task}")
+        args.task = item.task
     if not args.model and not args.task:
         parser.error("give --task (or --model, whose config names the task)")
     if args.sigma is not None and args.sigma <= 0:
@@ -433,7 +468,7 @@ def parse_args(argv=None):
     if args.bm3d_limit is not None and args.bm3d_limit < 0:
         parser.error("--bm3d-limit must be 0 or more")
     if args.shake_extent:
-        if not args.synthetic:
+        if not args.synthetic or args.foreign:
             parser.error("--shake-extent needs --synthetic (it chooses how the clean photos are blurred)")
         try:
             args.shake_extent = parse_extent(args.shake_extent)
@@ -456,6 +491,8 @@ def main(argv=None) -> Evaluation:
         raise ValueError(f"--shake-extent is a deblurring protocol, the task is {task!r}")
     if args.synthetic:
         samples = synthetic_samples(args.data, task, args.sigma or DEFAULT_SIGMA, args.limit, args.shake_extent)
+    elif args.foreign:
+        samples = foreign_samples(args.data, args.foreign, args.limit)
     else:
         samples = paired_samples(args.data, args.sigma / 255 if args.sigma else None, args.limit)
     if args.jpeg:
@@ -475,6 +512,7 @@ def main(argv=None) -> Evaluation:
             "model": args.model,
             "data": str(args.data),
             "synthetic": args.synthetic,
+            "foreign": args.foreign,
             "sigma": (args.sigma or DEFAULT_SIGMA) if args.synthetic and task == "denoise" else args.sigma,
             "tile_size": args.tile_size,
             "tile_overlap": tile_overlap,

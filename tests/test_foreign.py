@@ -1,0 +1,133 @@
+"""The foreign validation sets: degradations drawn by third-party libraries, seeded, scored through the evaluation
+CLI and the quality report like the own rows."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mprnet_hf.evaluation import evaluate as ev
+from mprnet_hf.evaluation import foreign
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import quality_report  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+EXAMPLES = REPO_ROOT / "examples" / "clean"
+
+
+def clean_photo() -> np.ndarray:
+    with Image.open(sorted(EXAMPLES.glob("*.png"))[0]) as photo:
+        return np.asarray(photo.convert("RGB").resize((96, 80)), dtype=np.uint8).copy()
+
+
+def needs(generator: str):
+    reason = foreign.available(generator)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("key", list(foreign.foreign_sets()))
+def test_every_set_is_seeded_and_degrades_the_photo(key):
+    item = foreign.get(key)
+    needs(item.generator)
+    clean = clean_photo()
+    first, again = foreign.degrade(item, clean, 4), foreign.degrade(item, clean, 4)
+    assert first.shape == clean.shape and first.dtype == np.uint8
+    assert np.array_equal(first, again)
+    assert np.abs(first.astype(int) - clean).mean() > 0.5
+    assert item.role in ("foreign-dev", "foreign-test") and item.task in ("derain", "deblur", "denoise")
+
+
+def test_albumentations_is_the_only_dev_generator_and_every_task_has_foreign_test_sets():
+    roles = {item.generator: item.role for item in foreign.foreign_sets().values()}
+    assert [generator for generator, role in roles.items() if role == "foreign-dev"] == ["albumentations"]
+    for task in ("derain", "deblur", "denoise"):
+        assert foreign.select(task=task, role="foreign-test")
+        assert foreign.select(task=task, role="foreign-dev")
+
+
+def test_streaks_only_rain_only_adds_light_while_the_drawn_one_darkens_the_frame():
+    needs("albumentations")
+    clean = clean_photo()
+    streaks = foreign.degrade(foreign.get("albumentations/rain-heavy-streaks"), clean, 0)
+    drawn = foreign.degrade(foreign.get("albumentations/rain-heavy"), clean, 0)
+    assert np.all(streaks >= clean) and (streaks > clean).any()
+    assert drawn.mean() < clean.mean() - 10
+    assert foreign.get("albumentations/rain-heavy").whole_frame
+    assert not foreign.get("albumentations/rain-heavy-streaks").whole_frame
+
+
+def test_kornia_rain_writes_opaque_grey_drops():
+    needs("kornia")
+    clean = clean_photo()
+    rainy = foreign.degrade(foreign.get("kornia/rain"), clean, 1)
+    changed = np.any(rainy != clean, axis=-1)
+    assert changed.any()
+    assert np.all(rainy[changed] == 200)
+
+
+def test_unknown_sets_and_bad_photos_are_refused():
+    with pytest.raises(ValueError, match="Unknown foreign set"):
+        foreign.get("albumentations/snow")
+    with pytest.raises(ValueError, match="No foreign set"):
+        foreign.select(["nothing/*"])
+    with pytest.raises(ValueError, match="Unknown generator"):
+        foreign.available("imgaug")
+    with pytest.raises(ValueError, match="uint8"):
+        foreign.degrade(foreign.get("kornia/rain"), clean_photo().astype(np.float32), 0)
+
+
+def test_evaluate_scores_a_foreign_set_and_records_it(tmp_path):
+    needs("albumentations")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(clean_photo()).save(photos / "a.png")
+    result = tmp_path / "result.json"
+    evaluation = ev.main(
+        [
+            "--model",
+            str(REPO_ROOT / "checkpoints" / "mprnet-derain-small"),
+            "--data",
+            str(photos),
+            "--foreign",
+            "albumentations/rain-drizzle-streaks",
+            "--baselines",
+            "--json",
+            str(result),
+        ]
+    )
+    assert evaluation.task == "derain" and evaluation.protocol == "y"
+    saved = json.loads(result.read_text())
+    assert saved["foreign"] == "albumentations/rain-drizzle-streaks"
+    assert {"input", "median", "opening"} <= set(saved["summary"])
+    clean = clean_photo()
+    degraded = foreign.degrade(foreign.get("albumentations/rain-drizzle-streaks"), clean, 0)
+    assert saved["summary"]["input"]["psnr"] == pytest.approx(ev.psnr(degraded, clean, "y"))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--foreign", "albumentations/snow"], "Unknown foreign set"),
+        (["--foreign", "kornia/rain", "--synthetic"], "give one"),
+        (["--foreign", "kornia/rain", "--task", "denoise"], "derain set"),
+    ],
+)
+def test_evaluate_refuses_contradictory_foreign_arguments(arguments, message, capsys):
+    with pytest.raises(SystemExit):
+        ev.parse_args(["--data", "x", *arguments])
+    assert message in capsys.readouterr().err
+
+
+def test_quality_report_has_a_row_per_foreign_set_after_the_own_rows():
+    rows = quality_report.foreign_rows()
+    assert len(rows) == len(foreign.foreign_sets())
+    assert len({row["name"] for row in rows} | {row["name"] for row in quality_report.all_rows()}) == len(rows) + 27
+    roles = [row["set"] for row in rows]
+    assert roles == sorted(roles)  # foreign-dev first
+    assert all(row["extra"][0] == "--foreign" for row in rows)
