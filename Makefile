@@ -21,8 +21,10 @@ $(VENV)/.cpu-installed: pyproject.toml requirements-cpu.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c requirements-cpu.txt -e ".[app,onnx]"
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml requirements-dev.txt requirements-cpu.txt $(VENV)/.cpu-installed
+# spandrel goes in without its torchvision requirement: requirements-spandrel.txt says why.
+$(VENV)/.dev-installed: pyproject.toml requirements-dev.txt requirements-spandrel.txt requirements-cpu.txt $(VENV)/.cpu-installed
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-spandrel.txt
 	touch $@
 
 install: $(VENV)/.cpu-installed

@@ -1,17 +1,25 @@
-"""Convert an official MPRNet checkpoint (`model_deblurring.pth` etc.) to a Hugging Face model folder.
+"""Convert an official MPRNet checkpoint (`model_deblurring.pth` etc.) to a Hugging Face model folder, and back.
 
-    python -m mprnet_hf.hub.convert --checkpoint model_deblurring.pth --output-dir mprnet-deblur [--task deblur]
+    mprnet-convert --checkpoint model_deblurring.pth --output-dir mprnet-deblur [--task deblur]
         [--push-to-hub org/mprnet-deblur]
+    mprnet-convert --to-official MODEL -o model.safetensors   # or model.pth
 
-Every hyper-parameter is inferred from the tensor shapes, so non-default variants convert too.
+Every hyper-parameter is inferred from the tensor shapes, so non-default variants convert too. --to-official writes
+the weights of a model folder or Hub id under the official key names, which the official code and spandrel (ComfyUI,
+chaiNNer) load.
 """
 
 import argparse
+import contextlib
+import json
+import os
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as transformers_logging
 
 from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
 from .model_cards import official_model_card, save_model_card
@@ -190,17 +198,210 @@ def _guess_task(filename: str) -> str:
     return "deblur"
 
 
-def main(argv=None):
+# Export to the official layout: the inverse of the conversion above, so the weights trained or converted here load
+# where only the official architecture is known (the official code, spandrel and with it ComfyUI and chaiNNer).
+
+OFFICIAL_SUFFIXES = (".safetensors", ".pth")
+# A Hub id is owner/name; anything else that is not an existing path is a mistyped folder, not worth a network try.
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+CAB_FIRST_CONV = ".body.0.weight"
+CAB_PRELU = ".body.1.weight"
+
+
+def official_layout_problems(config: MPRNetConfig) -> list[str]:
+    """What the official architecture cannot express about `config`; empty when the export is faithful."""
+    problems = []
+    if config.local_attention_window:
+        problems.append(
+            f"local_attention_window={config.local_attention_window}: the official channel attention always averages "
+            "over the whole image, so the exported weights would restore differently there (set it to 0 in "
+            "config.json to export with the official global statistics)"
+        )
+    problems.extend(
+        f"{name}={getattr(config, name)}: the official model has exactly 3 (RGB) channels"
+        for name in ("in_channels", "out_channels")
+        if getattr(config, name) != 3
+    )
+    return problems
+
+
+def hf_to_official_key(key: str, num_cab: int) -> str:
+    """This library's name of a parameter -> its official name: `official_to_hf_key` undone, step by step in reverse.
+    The shared PReLU has no single official name (see `to_official_state_dict`)."""
+    key = key.replace(".channel_attention.squeeze.", ".CA.conv_du.0.").replace(
+        ".channel_attention.excite.", ".CA.conv_du.2."
+    )
+    # Only the channel-attention blocks had their body renamed; the supervised attention modules' conv1..3 are
+    # official names.
+    if not re.match(r"^sam\d+\.", key):
+        key = key.replace(".conv1.", ".body.0.").replace(".conv2.", ".body.2.")
+    orb = re.match(r"^(stage3_orsnet\.orb\d)\.(?:blocks\.(\d+)|conv)\.(.*)$", key)
+    if orb:
+        prefix, index, rest = orb.groups()
+        # An original-resolution block's last convolution follows its num_cab attention blocks in one Sequential.
+        key = f"{prefix}.body.{num_cab if index is None else index}.{rest}"
+    # Resize modules: the official ones wrap their convolution in a Sequential after the resize (`down.1`, `up.1`).
+    key = re.sub(r"\.(down[^.]*(?:\.\d+)?)\.conv\.", r".\1.down.1.", key)
+    key = re.sub(r"\.(up[^.]*(?:\.\d+)?)\.conv\.", r".\1.up.1.", key)
+    key = key.replace(".skip_attention", ".skip_attn")
+    key = re.sub(r"^(stage\d_(encoder|decoder))\.level(\d)\.", r"\1.\2_level\3.", key)
+    key = re.sub(r"^stage(\d)_shallow\.conv\.", r"shallow_feat\1.0.", key)
+    return re.sub(r"^stage(\d)_shallow\.attention_block\.", r"shallow_feat\1.1.", key)
+
+
+def to_official_state_dict(
+    state_dict: Mapping[str, torch.Tensor], config: MPRNetConfig
+) -> "OrderedDict[str, torch.Tensor]":
+    """This library's state dict under the official names, in float32, with the shared PReLU slope cloned into every
+    channel-attention block as the official model stores it (clones: safetensors refuses tensors sharing memory).
+    Every name is checked to convert back to the one it came from."""
+    problems = official_layout_problems(config)
+    if problems:
+        raise ValueError("The official MPRNet architecture cannot express this model: " + "; ".join(problems))
+    if PRELU_KEY not in state_dict or state_dict[PRELU_KEY].numel() != 1:
+        raise ValueError(f"Not an MPRNet state dict: no single shared PReLU slope ({PRELU_KEY})")
+    slope = state_dict[PRELU_KEY].detach().to(torch.float32).reshape(1)
+    official = OrderedDict()
+    for key, tensor in state_dict.items():
+        if key == PRELU_KEY:
+            continue
+        official_key = hf_to_official_key(key, config.num_cab)
+        if official_key in official or official_to_hf_key(official_key, config.num_cab) != key:
+            raise ValueError(f"{key} has no official MPRNet name (it would be written as {official_key})")
+        official[official_key] = tensor.detach().to(torch.float32, copy=True).contiguous()
+        if official_key.endswith(CAB_FIRST_CONV):
+            # Right after the block's first convolution, where the official block applies the activation.
+            official[official_key.removesuffix(CAB_FIRST_CONV) + CAB_PRELU] = slope.clone()
+    return official
+
+
+def load_model_for_export(source: str):
+    """Loads a model folder (bundled, trained, converted) or a Hub id, with errors that name what is wrong."""
+    from ..models.mprnet.modeling_mprnet import MPRNetModel
+
+    folder = Path(source).expanduser()
+    if folder.exists():
+        check_model_folder(folder)
+    elif not HUB_ID.match(source):
+        raise ValueError(
+            f"Model {source} does not exist: pass a model folder (written by save_pretrained, mprnet-train or "
+            "mprnet-convert) or a Hub id such as org/mprnet-deblur"
+        )
+    try:
+        return MPRNetModel.from_pretrained(str(folder) if folder.exists() else source).eval()
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Model {source} could not be loaded: {reason}") from error
+
+
+def check_model_folder(folder: Path) -> None:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{folder} is not a model folder: it has no config.json (pass the folder, not a file in it)")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ValueError(f"{config} is not a readable config.json: {error}") from error
+    if model_type != MPRNetConfig.model_type:
+        raise ValueError(f"{folder} holds a {model_type!r} model, not an MPRNet one")
+
+
+def check_output_path(output: str | Path) -> Path:
+    """The file to export to, refused before any model is loaded when its name or folder cannot work."""
+    path = Path(output).expanduser()
+    if path.suffix.lower() not in OFFICIAL_SUFFIXES:
+        raise ValueError(
+            f"Output {output} must end in .safetensors or .pth (what the official code and spandrel read), "
+            f"not {path.suffix or 'no suffix'!r}"
+        )
+    if path.is_dir():
+        raise ValueError(f"Output {output} is a folder; name the file to write, such as {path / 'model.safetensors'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"Cannot write {output}: the folder {path.parent} does not exist")
+    return path
+
+
+def save_official_checkpoint(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Writes beside `path`, then renames into place: a failed write never leaves a truncated file under the name
+    ComfyUI or chaiNNer would pick up. The file is opened here, so every failure to write is one OSError."""
+    from safetensors.torch import save
+
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as file:
+            if path.suffix.lower() == ".safetensors":
+                file.write(save(dict(state), metadata={"format": "pt"}))
+            else:
+                # The official demo and test scripts read checkpoint["state_dict"]; spandrel unwraps it as well.
+                torch.save({"state_dict": OrderedDict(state)}, file)
+        os.replace(partial, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise ValueError(f"Cannot write {path}: {error.strerror or error}") from error
+
+
+def export_to_official(source: str, output: str | Path) -> tuple[Path, MPRNetConfig, int]:
+    """Writes the weights of `source` in the official layout to `output` (.safetensors or .pth); returns the path,
+    the model's config and the number of tensors written."""
+    path = check_output_path(output)
+    model = load_model_for_export(source)
+    state = to_official_state_dict(model.state_dict(), model.config)
+    save_official_checkpoint(state, path)
+    return path, model.config, len(state)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="official .pth checkpoint (or a safetensors state dict)")
-    parser.add_argument("--output-dir", required=True, help="folder to write the Hugging Face model to")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--checkpoint", help="official .pth checkpoint (or a safetensors state dict) to convert")
+    mode.add_argument(
+        "--to-official",
+        metavar="MODEL",
+        help="model folder or Hub id to export to the official layout (for spandrel, ComfyUI, chaiNNer)",
+    )
+    parser.add_argument("--output-dir", help="with --checkpoint: folder to write the Hugging Face model to")
+    parser.add_argument("-o", "--output", help="with --to-official: file to write, ending in .safetensors or .pth")
     parser.add_argument("--task", choices=TASKS, help="task of the weights (default: guessed from the file name)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload to this Hub repository")
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    """Each mode's options, refused in the other mode rather than silently ignored."""
+    if args.checkpoint is not None:
+        if args.output_dir is None:
+            parser.error("--checkpoint needs --output-dir")
+        if args.output is not None:
+            parser.error("-o/--output is for --to-official; --checkpoint writes a folder given by --output-dir")
+        return
+    if args.output is None:
+        parser.error("--to-official needs -o/--output (a .safetensors or .pth file)")
+    extra = [name for name in ("output_dir", "task", "push_to_hub") if getattr(args, name) is not None]
+    if extra:
+        options = ", ".join("--" + name.replace("_", "-") for name in extra)
+        parser.error(f"{options} only apply to --checkpoint, not to --to-official")
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
+    check_arguments(parser, args)
     try:
-        model = convert_checkpoint(args.checkpoint, args.output_dir, args.task, args.push_to_hub)
+        if args.to_official is not None:
+            # A bar for reading a few hundred tensors from disk is noise beside the one line this command prints.
+            transformers_logging.disable_progress_bar()
+            path, config, tensors = export_to_official(args.to_official, args.output)
+        else:
+            model = convert_checkpoint(args.checkpoint, args.output_dir, args.task, args.push_to_hub)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
+    if args.to_official is not None:
+        print(
+            f"Exported {args.to_official} ({config.task}, n_feat {config.n_feat}) to {path}: {tensors} tensors "
+            "in the official MPRNet layout"
+        )
+        return
     parameters = sum(parameter.numel() for parameter in model.parameters())
     print(f"Converted {args.checkpoint} ({model.config.task}, {parameters:,} parameters) to {args.output_dir}")
 
