@@ -16,7 +16,10 @@ is never overwritten. A file that fails is reported with the reason and the othe
 import argparse
 import glob
 import json
+import logging
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,13 +361,33 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
+def end_process_before_background_threads_can_abort(status: int) -> None:
+    """Exits now with `status` if a daemon thread (the onnxruntime export and timing, minutes long) is still running.
+    Left to the interpreter's own exit, such a thread that returns from a native call (torch, onnxruntime) while the
+    interpreter finalizes is stopped inside C++ code that may not be unwound, and the process dies of SIGABRT
+    ("terminate called without an active exception", exit 134) after a successful run. Its work is only lost: an
+    export is renamed into the cache once complete, so a later run exports again."""
+    if not any(thread.daemon and thread.is_alive() for thread in threading.enumerate()):
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def main(argv=None) -> int:
+    """The command. With `argv` None it is the process's own command line (the console script, `python -m`), and
+    a run ends the process with its exit status even while background work is still running; called with a list,
+    as from Python, it returns the status and leaves the caller's process and threads alone."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        status = run(args)
     except UsageError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    if argv is None:
+        end_process_before_background_threads_can_abort(status)
+    return status
 
 
 def evaluate_main(argv=None) -> None:

@@ -238,3 +238,67 @@ def test_python_dash_m_alias_runs_the_same_command(photos, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("1 restored") and (tmp_path / "out" / "a.png").is_file()
+
+
+def stand_in_export(path) -> None:
+    """A valid graph with the exported model's inputs and outputs (each stage returns the input). A real export takes
+    a minute even for the tiny model; with this in the cache, the run's background thread goes straight to loading
+    it and timing both backends, native code the whole while, which is where an exiting interpreter used to abort."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = ["batch", 3, "height", "width"]
+    outputs = ("reconstruction", "stage1", "stage2")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["pixel_values"], [name]) for name in outputs],
+        "stand-in",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in outputs],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+@pytest.mark.slow
+def test_a_run_with_background_onnx_work_still_in_flight_exits_with_its_own_status(tmp_path):
+    """From ONNX_EXPORT_WORTH_IT files on, the command prepares onnxruntime in a daemon thread; it must not take the
+    process down with SIGABRT when the run ends first (issue 35, item 13), whether every file was restored or not."""
+    pytest.importorskip("onnxruntime")
+    from mprnet_hf.hub.bundled import bundled_checkpoint
+    from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel
+    from mprnet_hf.speed.serving_speed import model_fingerprint
+
+    cache = tmp_path / "onnx"
+    cache.mkdir()
+    model = MPRNetModel.from_pretrained(bundled_checkpoint("denoise"))
+    stand_in_export(cache / f"mprnet-denoise-{model_fingerprint(model)}.onnx")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(cli.ONNX_EXPORT_WORTH_IT):
+        noisy_photo(seed=seed).save(folder / f"{seed}.png")
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "MPRNET_ONNX_CACHE": str(cache),
+        "OMP_NUM_THREADS": "1",
+    }
+
+    def run_command():
+        command = [sys.executable, "-m", "mprnet_hf.cli", str(folder), "--task", "denoise", "--output"]
+        return subprocess.run(
+            [*command, str(tmp_path / "out")], capture_output=True, text=True, env=environment, timeout=600
+        )
+
+    result = run_command()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{cli.ONNX_EXPORT_WORTH_IT} restored, 0 skipped (already done), 0 failed")
+    assert "terminate called" not in result.stderr
+
+    # Everything already done but one broken file: the run ends right after starting the thread, and says 1.
+    (folder / "broken.png").write_bytes((folder / "0.png").read_bytes()[:100])
+    result = run_command()
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith(f"0 restored, {cli.ONNX_EXPORT_WORTH_IT} skipped (already done), 1 failed")
+    assert "terminate called" not in result.stderr
