@@ -154,7 +154,8 @@ def cli_error(capsys, *arguments) -> str:
     ("model", "output", "message"),
     [
         ("no/such-folder/here", "model.safetensors", "Model no/such-folder/here does not exist"),
-        ("org/not-downloaded", "model.safetensors", "Model org/not-downloaded could not be loaded: "),
+        ("org/not-downloaded", "model.safetensors", "Model org/not-downloaded could not be loaded .*Hub id\\): "),
+        ("{bundled}", "{bundled}/model.safetensors", "is a file of the model folder .*; write the export elsewhere"),
         ("{tmp}", "model.safetensors", "is not a model folder: it has no config.json"),
         ("{bundled}/model.safetensors", "model.safetensors", "is not a model folder: it has no config.json"),
         ("{detector}", "model.safetensors", "holds a '.+' model, not an MPRNet one"),
@@ -167,12 +168,13 @@ def cli_error(capsys, *arguments) -> str:
 def test_cli_names_what_is_wrong(tmp_path, capsys, monkeypatch, model, output, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder.safetensors").mkdir()
-    model = model.format(
-        tmp=tmp_path, bundled=bundled("deblur"), detector=REPO_ROOT / "checkpoints" / "mprnet-detector"
-    )
+    places = {"tmp": tmp_path, "bundled": bundled("deblur"), "detector": REPO_ROOT / "checkpoints" / "mprnet-detector"}
+    model, output = model.format(**places), output.format(**places)
+    weights = (REPO_ROOT / "checkpoints" / "mprnet-deblur-small" / "model.safetensors").read_bytes()
     error = cli_error(capsys, "--to-official", model, "-o", output)
     assert error.startswith("error: ") and re.search(message, error), error
     assert not list(tmp_path.glob("**/*.pth")) and not list(tmp_path.glob("*.safetensors/*"))
+    assert (REPO_ROOT / "checkpoints" / "mprnet-deblur-small" / "model.safetensors").read_bytes() == weights
 
 
 @pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs /sys, where no one may create files")

@@ -291,7 +291,9 @@ def load_model_for_export(source: str):
         return MPRNetModel.from_pretrained(str(folder) if folder.exists() else source).eval()
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"Model {source} could not be loaded: {reason}") from error
+        # A mistyped relative folder such as checkpoints/mprnet-deblur also reads as a Hub id.
+        where = "" if folder.exists() else " (no such folder here, so it was tried as a Hub id)"
+        raise ValueError(f"Model {source} could not be loaded{where}: {reason}") from error
 
 
 def check_model_folder(folder: Path) -> None:
@@ -345,6 +347,10 @@ def export_to_official(source: str, output: str | Path) -> tuple[Path, MPRNetCon
     """Writes the weights of `source` in the official layout to `output` (.safetensors or .pth); returns the path,
     the model's config and the number of tensors written."""
     path = check_output_path(output)
+    folder = Path(source).expanduser()
+    if path.is_file() and folder.is_dir() and path.resolve().parent == folder.resolve():
+        # Over model.safetensors this would destroy the very model it exports.
+        raise ValueError(f"Output {output} is a file of the model folder {source}; write the export elsewhere")
     model = load_model_for_export(source)
     state = to_official_state_dict(model.state_dict(), model.config)
     save_official_checkpoint(state, path)
