@@ -42,6 +42,7 @@ from mprnet_hf.serving import (
     gpu_duration,
     load_models,
     max_megapixels,
+    serving_precisions,
     short_repr,
     uploaded_file,
     zerogpu_cost_bound,
@@ -85,6 +86,10 @@ MAX_MEGAPIXELS = max_megapixels()
 # What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now
 # (before the serving preparation below starts timing its backends in the background, which this would slow down).
 COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
+# MPRNET_PRECISION (default auto): on a CPU with native bf16, bf16 for each model that passes its agreement check,
+# run now (two small restores per model); fp32 on other CPUs; bf16 on a GPU.
+PRECISIONS = serving_precisions(MODELS, ON_GPU)
+print(f"MPRNet precision: {', '.join(f'{task}: {precision}' for task, precision in PRECISIONS.items())}", flush=True)
 # Start-up, never inside a request: channels-last weights, a warm-up call, and on a CPU onnxruntime sessions for
 # whole-photo restores (exported once in the background and cached on disk; requests are served by PyTorch
 # meanwhile), then a 512² restore timed on both runtimes keeps the faster one ("auto"; which wins depends on the
@@ -236,7 +241,7 @@ def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, r
             photo,
             tile_size=tile_size_for(photo.size, task, tile_size),
             tile_overlap=tile_overlap,
-            precision="bf16" if ON_GPU else "fp32",
+            precision=PRECISIONS[task],
             progress=report_tiles,
         )
     except ValueError as error:

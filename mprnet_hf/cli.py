@@ -34,7 +34,16 @@ from .data.image_io import format_for_path, read_image, restore_photo, write_ima
 from .detection import DegradationDetector
 from .hub.bundled import bundled_checkpoint
 from .models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
-from .models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, PRECISIONS, Tiling
+from .models.mprnet.inference import (
+    AUTO_PRECISION,
+    AUTOMATIC,
+    DEFAULT_TILE_OVERLAP,
+    DEFAULT_TILE_SIZE,
+    PRECISION_CHOICES,
+    Tiling,
+    choose_precision,
+    cpu_has_native_bf16,
+)
 from .models.mprnet.modeling_mprnet import MPRNetModel
 from .serving import max_megapixels
 from .speed.serving_speed import prepare_for_serving, serving_tile_size
@@ -92,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, else MPS, else CPU")
     parser.add_argument(
-        "--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision (fp16 needs a GPU)"
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=AUTO_PRECISION,
+        help="auto (default): bf16 on a GPU with bf16 or a CPU with native bf16 instructions (AVX512-BF16, AMX) once "
+        "the model agrees with fp32 on a probe image, else fp32; fp32 forces exact float32; fp16 needs a GPU",
     )
     parser.add_argument(
         "--format",
@@ -130,6 +143,11 @@ def check_settings(args, device: torch.device) -> None:
         raise UsageError(f"--tile-size/--tile-overlap: {error}") from None
     if args.precision == "fp16" and device.type == "cpu":
         raise UsageError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
+    if args.precision == AUTO_PRECISION and device.type == "cpu":
+        try:
+            cpu_has_native_bf16()  # reads MPRNET_CPU_BF16, which must be 0, 1 or unset
+        except ValueError as error:
+            raise UsageError(f"--precision auto: {error}") from None
     if args.max_megapixels is not None and args.max_megapixels <= 0:
         raise UsageError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
     if args.task == AUTO and args.model is not None:
@@ -324,6 +342,12 @@ def run(args) -> int:
         def restore_one(job):
             restore_file(models[args.task], job, args)
 
+    # precision auto's agreement check, once per model before the first photo; said only when one ran (on hardware
+    # with native bf16), so that on the others the output stays as it was.
+    for task, model in models.items():
+        choice = choose_precision(model, args.precision)
+        if choice.agreement_db is not None:
+            print(f"{task}: precision {choice.precision} ({choice.reason})", file=sys.stderr)
     # Process-wide speed-ups belong to the command, not to the library import; an onnxruntime export (once per
     # weights, cached) pays off over a folder of photos, not over a few.
     prepare_for_serving(

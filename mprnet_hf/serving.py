@@ -17,7 +17,15 @@ from PIL import Image, UnidentifiedImageError
 
 from .hub.bundled import bundled_checkpoint
 from .models.mprnet.configuration_mprnet import TASKS
-from .models.mprnet.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, passes_over_image
+from .models.mprnet.inference import (
+    AUTO_PRECISION,
+    DEFAULT_MAX_MEGAPIXELS,
+    PRECISION_CHOICES,
+    check_pixel_count,
+    choose_precision,
+    cpu_has_native_bf16,
+    passes_over_image,
+)
 from .models.mprnet.modeling_mprnet import MPRNetModel
 
 # Raster formats Pillow decodes itself. Everything else (EPS, PDF, ...) would hand the upload to an external
@@ -59,6 +67,22 @@ def environment_number(name: str, default: float) -> float:
 
 def max_megapixels() -> float:
     return environment_number("MPRNET_MAX_MEGAPIXELS", DEFAULT_MAX_MEGAPIXELS)
+
+
+def serving_precisions(models: dict[str, MPRNetModel], on_gpu: bool) -> dict[str, str]:
+    """The precision each model serves with: `MPRNET_PRECISION` (auto, fp32, bf16, fp16; default auto), with auto
+    resolved now, at start-up, by `inference.choose_precision` (its agreement check included) on a CPU. On a GPU auto
+    is bf16, as the app always served there: on ZeroGPU the models reach the GPU only inside a request. ValueError
+    naming the allowed values for anything else, and for fp16 without a GPU."""
+    precision = os.environ.get("MPRNET_PRECISION", "").strip() or AUTO_PRECISION
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"MPRNET_PRECISION must be one of {', '.join(PRECISION_CHOICES)}, got {short_repr(precision)}")
+    if on_gpu:
+        return {task: "bf16" if precision == AUTO_PRECISION else precision for task in models}
+    if precision == "fp16":
+        raise ValueError("MPRNET_PRECISION=fp16 needs a GPU; use auto, fp32 or bf16 on a CPU")
+    cpu_has_native_bf16()  # a wrong MPRNET_CPU_BF16 is refused here, at start-up, not on the first request
+    return {task: choose_precision(model, precision).precision for task, model in models.items()}
 
 
 def default_device() -> torch.device:

@@ -12,6 +12,10 @@ os.environ.setdefault("MPRNET_MAX_SECONDS", "3600")
 # The app serves with PyTorch in tests: the onnxruntime export it would start in the background takes minutes of CPU
 # (tests/test_serving_speed.py covers that backend).
 os.environ.setdefault("MPRNET_BACKEND", "torch")
+# precision="auto" (the default of restore_image, the pipeline, the CLI and the app) runs as on a CPU without native
+# bf16, fp32, whatever machine runs the suite: outputs compared with exact fp32 numbers stay exact. Tests of "auto"
+# itself declare the CPU they simulate, and tests/test_precision.py's quality guard reads the real hardware.
+os.environ.setdefault("MPRNET_CPU_BF16", "0")
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

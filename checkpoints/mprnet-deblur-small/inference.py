@@ -3,8 +3,13 @@ and a one-call `restore_image` for PIL images that the app, the pipeline and scr
 """
 
 import contextlib
+import functools
 import importlib
 import logging
+import math
+import os
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +30,18 @@ DEFAULT_MAX_MEGAPIXELS = 16.0
 # The tile size meaning "let the memory available decide" (`choose_tile_size`): the default of every entry point.
 AUTOMATIC = "auto"
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The precision meaning "bf16 where the hardware runs it natively and it agrees with fp32, else fp32"
+# (`choose_precision`): the default of `restore_image`, the pipeline, the CLI and the app.
+AUTO_PRECISION = "auto"
+PRECISION_CHOICES = (AUTO_PRECISION, *PRECISIONS)
+# `auto` keeps bf16 only when its restore of a probe image agrees with fp32's by at least this PSNR. The bundled
+# models agree at 50-61 dB on photos (docs/PERFORMANCE.md); 45 dB is still far below what 8-bit output can show, and
+# a model whose bf16 arithmetic goes wrong (overflowing activations, a layer that loses its precision) lands far below.
+AGREEMENT_THRESHOLD_DB = 45.0
+PROBE_SIDE = 96
+# "1" or "0" declares whether this CPU runs bf16 natively instead of detecting it (`cpu_has_native_bf16`): a way to
+# force fp32 process-wide, and what the tests use to simulate a CPU with or without it.
+CPU_BF16_VARIABLE = "MPRNET_CPU_BF16"
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -36,6 +53,138 @@ def autocast_context(device: torch.device, precision: str):
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 autocast is only supported on GPU; use bf16 on CPU")
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+def check_precision(precision) -> None:
+    """Raises ValueError naming the allowed values unless `precision` is one of `PRECISION_CHOICES`."""
+    if not isinstance(precision, str) or precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+
+
+def cpu_flags() -> set[str]:
+    """The feature flags /proc/cpuinfo lists for this CPU (empty where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def detected_native_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic instructions (AVX512-BF16 or AMX), as PyTorch's own CPU probe and the
+    kernel's flags report them. Not `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: it is true on every AVX-512 CPU,
+    where oneDNN only emulates bf16 by converting to fp32 (slower than fp32, not faster); nor the CPU's name."""
+    probes = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(probes, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except RuntimeError:  # a PyTorch build without the probe's backing library
+            continue
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_native_bf16() -> bool:
+    """`detected_native_bf16()`, unless the `MPRNET_CPU_BF16` environment variable ("1" or "0") says otherwise."""
+    declared = os.environ.get(CPU_BF16_VARIABLE, "").strip()
+    if not declared:
+        return detected_native_bf16()
+    if declared not in ("0", "1"):
+        raise ValueError(f"{CPU_BF16_VARIABLE} must be 1, 0 or unset (detect), got {declared!r}")
+    return declared == "1"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What `choose_precision` picked: a precision `autocast_context` takes, why, and the agreement it measured."""
+
+    precision: str
+    reason: str
+    agreement_db: float | None = None
+
+
+# Per model, the outcome of its agreement check (a model whose weights change after it was checked keeps it).
+_AGREEMENT_CHECKS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+# One check per model even when concurrent requests (the app's) ask at once.
+_AGREEMENT_LOCK = threading.Lock()
+
+
+def probe_image(side: int = PROBE_SIDE) -> torch.Tensor:
+    """A (1, 3, side, side) image with what the models act on: smooth gradients, sharp edges at several
+    orientations, fine noise; the same on every machine."""
+    rows, columns = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    gradients = torch.stack([columns, rows, 1 - (rows + columns) / 2])
+    squares = ((rows * 6).floor() + (columns * 6).floor()) % 2
+    stripes = (torch.sin((rows + 2 * columns) * 40) > 0).float()
+    noise = torch.rand(3, side, side, generator=torch.Generator().manual_seed(0))
+    return (0.45 * gradients + 0.2 * squares + 0.15 * stripes + 0.2 * noise).clamp(0, 1)[None]
+
+
+def psnr_db(first: torch.Tensor, second: torch.Tensor) -> float:
+    """PSNR of two images in [0, 1] (clamped first: what 8-bit output keeps), inf when they are equal."""
+    mse = (first.clamp(0, 1) - second.clamp(0, 1)).double().pow(2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def bf16_agreement_db(model: MPRNetModel, side: int = PROBE_SIDE) -> float:
+    """PSNR between the final stage of `model`'s bf16 and fp32 restores of `probe_image(side)`, untiled."""
+    images = probe_image(side).to(next(model.parameters()).device)
+    full = restore_tensor(model, images, tile_size=None, precision="fp32", return_stages=False)[-1]
+    half = restore_tensor(model, images, tile_size=None, precision="bf16", return_stages=False)[-1]
+    return psnr_db(half, full)
+
+
+def choose_precision(
+    model: MPRNetModel,
+    precision: str = AUTO_PRECISION,
+    agreement_threshold_db: float = AGREEMENT_THRESHOLD_DB,
+    native_bf16: bool | None = None,
+) -> PrecisionChoice:
+    """The precision `model` restores with when asked for `precision`: any but "auto" as given; "auto" is bf16
+    where the model's device runs bf16 natively (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX,
+    `cpu_has_native_bf16`, or `native_bf16` when given) and fp32 elsewhere (emulated bf16 is slower than fp32).
+
+    Before "auto" first picks bf16 for a model, an agreement check restores `probe_image()` both ways: below
+    `agreement_threshold_db` of PSNR between the two, the model stays on fp32 (a warning says so). The outcome is
+    kept per model, so the check costs two small restores once per model and process."""
+    check_precision(precision)
+    if precision != AUTO_PRECISION:
+        return PrecisionChoice(precision, "asked for")
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported():
+            return PrecisionChoice("fp32", "this GPU has no bf16")
+    elif device.type == "cpu":
+        if not (cpu_has_native_bf16() if native_bf16 is None else native_bf16):
+            return PrecisionChoice("fp32", "this CPU has no native bf16 instructions (AVX512-BF16 or AMX)")
+    else:
+        return PrecisionChoice("fp32", f"bf16 is not used on {device.type}")
+    key = (str(device), float(agreement_threshold_db))
+    with _AGREEMENT_LOCK:
+        checked = _AGREEMENT_CHECKS.setdefault(model, {})
+        if key not in checked:
+            agreement = bf16_agreement_db(model)
+            if agreement >= agreement_threshold_db:
+                checked[key] = PrecisionChoice("bf16", f"native bf16 on {device.type}", agreement)
+            else:
+                checked[key] = PrecisionChoice(
+                    "fp32",
+                    f"bf16 agreed with fp32 by {agreement:.1f} dB on the probe image, below the "
+                    f"{agreement_threshold_db:g} dB required",
+                    agreement,
+                )
+                logger.warning(f"precision='auto' keeps this model on fp32: {checked[key].reason}")
+        return checked[key]
+
+
+def resolve_precision(model: MPRNetModel, precision: str) -> str:
+    """The precision `autocast_context` gets for `precision` ("auto" resolved by `choose_precision`)."""
+    return choose_precision(model, precision).precision
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -324,6 +473,7 @@ def stage_runner(model: MPRNetModel, precision: str, return_stages: bool, output
     same arithmetic, faster) unless asked for PyTorch: only PyTorch runs the whole-image statistics override.
     """
     device = next(model.parameters()).device
+    precision = resolve_precision(model, precision)
     autocast = autocast_context(device, precision)
     runtime = getattr(model, "whole_image_runtime", None) if precision == "fp32" else None
 
@@ -402,6 +552,9 @@ def restore_tensor(
     (see `whole_image_statistics.py`). One pass (the default) doubles the time of a tiled restore and brings it
     much closer to the untiled output; 0 restores each tile on its own statistics (faster, less exact); more passes
     help only with tiles much smaller than the image. The mprnet_hf project's performance docs measure it.
+
+    `precision` is "fp32" (the default here, exact), "bf16", "fp16" (GPU only) or "auto" (`choose_precision`: bf16
+    where the hardware has it natively and the model agrees with fp32 on a probe image, else fp32).
     """
     MPRNetModel._check_pixel_values(pixel_values)
     tiling = Tiling(tile_size, tile_overlap, statistics_passes)
@@ -446,7 +599,7 @@ def restore_image(
     processor: MPRNetImageProcessor | None = None,
     tile_size: int | str | None = AUTOMATIC,
     tile_overlap: int | None = None,
-    precision: str = "fp32",
+    precision: str = AUTO_PRECISION,
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,
@@ -457,7 +610,11 @@ def restore_image(
     `task="auto"` detects what degrades the image and runs the restorations found (`mprnet_hf.auto`): `model` is
     then a mapping of models by task, one model (it serves its own task, the bundled ones the others) or None (all
     bundled), and the result an `AutoRestoration` saying what was detected and done.
+
+    `precision="auto"` (the default) runs bf16 on hardware with native bf16 where the model passes the agreement
+    check (`choose_precision`), fp32 elsewhere; "fp32" forces exact float32 arithmetic.
     """
+    check_precision(precision)
     if task == "auto":
         return auto_module().restore_image_auto(
             model,
@@ -499,6 +656,16 @@ __all__ = [
     "Tiling",
     "AUTOMATIC",
     "autocast_context",
+    "AUTO_PRECISION",
+    "PRECISION_CHOICES",
+    "AGREEMENT_THRESHOLD_DB",
+    "PrecisionChoice",
+    "choose_precision",
+    "resolve_precision",
+    "check_precision",
+    "cpu_has_native_bf16",
+    "detected_native_bf16",
+    "bf16_agreement_db",
     "tile_starts",
     "passes_over_image",
     "choose_tile_size",

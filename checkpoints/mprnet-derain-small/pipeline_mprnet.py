@@ -4,7 +4,14 @@ from transformers import AutoModel, Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, auto_module, restore_tensor
+from .inference import (
+    AUTO_PRECISION,
+    AUTOMATIC,
+    DEFAULT_STATISTICS_PASSES,
+    auto_module,
+    check_precision,
+    restore_tensor,
+)
 
 TASK = "image-restoration"
 
@@ -18,12 +25,16 @@ class ImageRestorationPipeline(Pipeline):
     restored = restorer("huge.png")                        # tiled only when memory requires (tile_size="auto")
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
     restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
-    restored = restorer("photo.png", precision="bf16")     # bf16 autocast (GPU; CPU: fast only with bf16 instructions)
+    restored = restorer("photo.png", precision="fp32")     # exact fp32 (default "auto": bf16 where the hardware has it)
     restored = restorer("photo.png", task="auto")          # detect blur / noise / rain and run what undoes them
     ```
 
     With `task="auto"` the pipeline's model serves its own task and the bundled models of the `mprnet_hf` package the
     others (`mprnet_hf.auto`); a photo that looks clean comes back unchanged.
+
+    `precision="auto"` (the default) restores in bf16 on a GPU with bf16 or a CPU with native bf16 instructions
+    (AVX512-BF16 or AMX) once the model agrees with fp32 on a probe image (`inference.choose_precision`), in fp32
+    elsewhere; "fp32", "bf16" and "fp16" (GPU only) force one.
 
     A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers
     pipeline does: the caller's own process reads or downloads it. A server must not pass strings a client sent; it
@@ -54,6 +65,7 @@ class ImageRestorationPipeline(Pipeline):
         if tile_overlap is not None:
             forward["tile_overlap"] = tile_overlap
         if precision is not None:
+            check_precision(precision)  # refused when the call is made, before any image is read
             forward["precision"] = precision
         return {}, forward, {}
 
@@ -68,7 +80,7 @@ class ImageRestorationPipeline(Pipeline):
         model_inputs,
         tile_size=AUTOMATIC,
         tile_overlap=None,
-        precision="fp32",
+        precision=AUTO_PRECISION,
         statistics_passes=DEFAULT_STATISTICS_PASSES,
         auto=False,
     ):
