@@ -46,11 +46,11 @@ SYNTHESES = ("broad", "classic")
 # ---------------------------------------------------------------------------------------------------- rain
 # Coverage: the share of pixels a streak's centre line crosses, summed over the drops of a layer (drops per pixel
 # times streak length). Drawn log-uniformly: a drizzle of a few streaks up to a downpour that hides most of the photo.
-RAIN_COVERAGE = (0.004, 0.6)
+RAIN_COVERAGE = (0.001, 0.25)
 RAIN_LENGTH = (4.0, 160.0)  # pixels; log-uniform, since a streak's length scales with the photo and the exposure
-RAIN_WIDTH = (0.3, 2.2)  # Gaussian sigma across the streak: 0.3 is a hard one-pixel line
+RAIN_WIDTH = (0.3, 2.0)  # Gaussian sigma across the streak, log-uniform: 0.3 is a hard one-pixel line
 RAIN_BLENDS = ("screen", "additive", "opaque")
-HAZE_SHARE = 0.25  # layers of rain over a veil of scattered light
+HAZE_SHARE = 0.15  # layers of rain over a veil of scattered light
 
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -84,7 +84,7 @@ def streak_layer(
     `softness` (a Gaussian sigma, 0 for none) as drops moving during the exposure are."""
     drops_per_pixel = coverage / length
     drops = rng.random((height, width)) < drops_per_pixel
-    brightness = rng.uniform(rng.uniform(0.3, 1.0), 1.0, (height, width))
+    brightness = rng.uniform(rng.uniform(0.7, 1.0), 1.0, (height, width))
     seeds = torch.from_numpy((drops * brightness).astype(np.float32))[None]
     streaks = _filter(seeds, streak_kernel(length, angle, streak_width))
     if softness > 0.3:
@@ -106,7 +106,7 @@ def blend_streaks(image: torch.Tensor, layer: torch.Tensor, blend: str, strength
 
 def add_haze(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """A veil of light scattered by rain: the photo mixed with a bright, slightly uneven airlight."""
-    veil = rng.uniform(0.03, 0.3)
+    veil = rng.uniform(0.02, 0.2)
     airlight = rng.uniform(0.6, 1.0)
     _, height, width = image.shape
     # A gradient across the frame: rain haze is thicker towards the distance (usually the top of the photo).
@@ -122,7 +122,7 @@ def broad_rain(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     rainy = add_haze(image, rng) if rng.random() < HAZE_SHARE else image
     wind = rng.uniform(-30, 30)
     blend = str(rng.choice(RAIN_BLENDS))  # one storm, one look: layers share the way they are drawn
-    colour = rng.uniform(0.65, 1.0)
+    colour = rng.uniform(0.7, 1.0)
     for _ in range(int(rng.integers(1, 4))):
         length = log_uniform(rng, *RAIN_LENGTH)
         layer = streak_layer(
@@ -132,10 +132,10 @@ def broad_rain(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
             coverage=log_uniform(rng, *RAIN_COVERAGE),
             length=length,
             angle=wind + rng.normal(0, 8),
-            streak_width=rng.uniform(*RAIN_WIDTH),
-            softness=rng.uniform(0, 3.5) if rng.random() < 0.4 else 0.0,
+            streak_width=log_uniform(rng, *RAIN_WIDTH),
+            softness=rng.uniform(0, 3.5) if rng.random() < 0.3 else 0.0,
         )
-        rainy = blend_streaks(rainy, layer, blend, strength=rng.uniform(0.3, 1.0), colour=colour)
+        rainy = blend_streaks(rainy, layer, blend, strength=rng.uniform(0.5, 1.0), colour=colour)
     return rainy.clamp(0, 1)
 
 
@@ -144,8 +144,8 @@ def broad_rain(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 # margin of the largest kernel; straight motion as a style of its own.
 BROAD_SHAKE_KERNEL = 49
 BROAD_SHAKE_EXTENT = (3.0, 45.0)
-BROAD_DEFOCUS_RADIUS = (1.0, 9.0)
-BROAD_GAUSSIAN_SIGMA = (0.5, 4.0)
+BROAD_DEFOCUS_RADIUS = (1.0, 12.0)
+BROAD_GAUSSIAN_SIGMA = (0.5, 5.0)
 
 
 def linear_motion_kernel(length: float, angle_degrees: float) -> np.ndarray:
@@ -203,8 +203,8 @@ def camera_pipeline_noise(image: torch.Tensor, rng: np.random.Generator) -> torc
     mosaic_mask[1, 1::2, 0::2] = 1
     mosaic_mask[2, 1::2, 1::2] = 1
     raw = (camera_rgb * mosaic_mask).sum(0, keepdim=True)
-    shot = log_uniform(rng, 1e-4, 2e-2)  # variance per unit of signal: base ISO to a dim room at high ISO
-    read = log_uniform(rng, 2e-4, 1.5e-2)
+    shot = log_uniform(rng, 1e-4, 4e-2)  # variance per unit of signal: base ISO to a dim room at high ISO
+    read = log_uniform(rng, 2e-4, 2.5e-2)
     noise = torch.from_numpy(rng.standard_normal((1, height, width), dtype=np.float32))
     noisy_raw = (raw + torch.sqrt(shot * raw.clamp(min=0) + read**2) * noise).clamp(0, 1)
     mode = "reflect" if height > 1 and width > 1 else "replicate"
@@ -214,14 +214,14 @@ def camera_pipeline_noise(image: torch.Tensor, rng: np.random.Generator) -> torc
 
 
 # The bars meet noise up to sigma 50 on the 8-bit scale, and generators' defaults go past it: train a little beyond.
-BROAD_MAX_SIGMA = 60 / 255
+BROAD_MAX_SIGMA = 65 / 255
 
 
 def broad_noise(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     choice = rng.random()
-    if choice < 0.35:
+    if choice < 0.5:
         return add_gaussian_noise(image, sigma=rng.uniform(0, BROAD_MAX_SIGMA), rng=rng)
-    if choice < 0.75:
+    if choice < 0.8:
         return camera_pipeline_noise(image, rng)
     return random_noise(image, rng)
 
