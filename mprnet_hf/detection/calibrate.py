@@ -141,14 +141,15 @@ def calibrate_detector(
     seeds_light_jpeg: int,
     with_routing: bool = False,
     routing_l2: float = ROUTING_L2,
+    synthesis: str = "classic",
 ):
-    """(routing or None, thresholds, number of degraded versions) for `model` on the held-out `photos`; the
-    thresholds apply to the routed probabilities when `with_routing`, else to each label's own."""
+    """(routing or None, thresholds, number of degraded versions) for `model` on the held-out `photos` degraded by
+    `synthesis`; the thresholds apply to the routed probabilities when `with_routing`, else to each label's own."""
     from .detector import DegradationDetector
     from .evaluate import evaluate_detector
 
     detector = DegradationDetector(model, threshold=DETECTION_THRESHOLD, routing=False)
-    records, _ = evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg)
+    records, _ = evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg, synthesis=synthesis)
     routing = fit_routing(records, routing_l2) if with_routing else None
     return routing, choose_thresholds(rerouted(records, routing)), len(records)
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..data.degradations import JPEG_QUALITIES, add_rain, jpeg_compress, random_blur, random_noise
+from ..data.synthesis import SYNTHESES, broad_blur, broad_noise, broad_rain
 from .detector import CROP_SIZE, LABELS, as_rgb_array, crop_positions, cut_crops
 
 JPEG_ARTEFACT_QUALITY = (10, 40)
@@ -45,21 +46,29 @@ def multi_hot(kinds: tuple[str, ...]) -> np.ndarray:
     return np.array([label in present for label in LABELS], dtype=np.float32)
 
 
+CLASSIC = (random_blur, random_noise, add_rain)
+
+
 def apply_degradations(
     image: torch.Tensor,
     kinds: tuple[str, ...],
     rng: np.random.Generator,
     jpeg_quality: int | None = None,
     light_jpeg_share: float = LIGHT_JPEG_SHARE,
+    synthesis: str = "classic",
 ) -> torch.Tensor:
     """`image` with the degradations `kinds` (labels from `LABELS`) applied in camera order, each drawn over its
-    whole training range. Without "jpeg", a light JPEG compression is added `light_jpeg_share` of the time."""
+    whole training range of `synthesis` (`data.synthesis`: the broad ranges, or the classic `data.degradations`).
+    Without "jpeg", a light JPEG compression is added `light_jpeg_share` of the time."""
+    if synthesis not in SYNTHESES:
+        raise ValueError(f"Unknown synthesis {synthesis!r}: expected one of {', '.join(SYNTHESES)}")
+    blur, noise, rain = (broad_blur, broad_noise, broad_rain) if synthesis == "broad" else CLASSIC
     if "blur" in kinds:
-        image = random_blur(image, rng)
+        image = blur(image, rng)
     if "noise" in kinds:
-        image = random_noise(image, rng)
+        image = noise(image, rng)
     if "rain" in kinds:
-        image = add_rain(image, rng)
+        image = rain(image, rng)
     if "jpeg" in kinds:
         quality = jpeg_quality or int(rng.integers(JPEG_ARTEFACT_QUALITY[0], JPEG_ARTEFACT_QUALITY[1] + 1))
         image = jpeg_compress(image, quality)
@@ -177,6 +186,7 @@ def build_crop_set(
     seed: int,
     second_looks_per_photo: int = 0,
     second_look_kinds=ALL_SECOND_LOOKS,
+    synthesis: str = "classic",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(crops (N, 96, 96, 3) uint8, labels (N, len(LABELS)) float32, loss weights (N, len(LABELS)) float32):
     every photo degraded `variants_per_photo` times with drawn conditions (a region of it, see `REGION_SIDE`),
@@ -192,7 +202,7 @@ def build_crop_set(
         for _ in range(variants_per_photo):
             kinds = draw_kinds(rng)
             region = textured_region(clean, REGION_SIDE + 2 * REGION_MARGIN, rng)
-            pixels = trimmed(as_rgb_array(apply_degradations(region, kinds, rng)), REGION_MARGIN)
+            pixels = trimmed(as_rgb_array(apply_degradations(region, kinds, rng, synthesis=synthesis)), REGION_MARGIN)
             picked = pick_crops(pixels, crops_per_variant, rng)
             crops.append(picked)
             labels.append(np.repeat(multi_hot(kinds)[None], len(picked), axis=0))
@@ -205,7 +215,7 @@ def build_crop_set(
             cycle = photo_index * second_looks_per_photo + look
             kinds, restorations = SECOND_LOOKS[second_look_kinds[cycle % len(second_look_kinds)]]
             region = textured_region(clean, SECOND_LOOK_SIDE + 2 * SECOND_LOOK_MARGIN, rng)
-            degraded = as_rgb_array(apply_degradations(region, kinds, rng))
+            degraded = as_rgb_array(apply_degradations(region, kinds, rng, synthesis=synthesis))
             pixels = trimmed(restore_region(models, degraded, restorations), SECOND_LOOK_MARGIN)
             picked = pick_crops(pixels, crops_per_variant, rng)
             target, weight = second_look_targets(kinds, restorations)
@@ -244,19 +254,21 @@ def cached_crop_set(
     seed: int,
     second_looks_per_photo: int = 0,
     second_look_kinds=ALL_SECOND_LOOKS,
+    synthesis: str = "classic",
 ):
     """`build_crop_set`, kept in `cache_dir` (an .npz per photo set and settings) so training again starts at once."""
     kinds_key = second_look_kinds_key(second_look_kinds) if second_looks_per_photo else ""
+    synthesis_key = "" if synthesis == "classic" else f"-{synthesis}"  # names made before the choice stay valid
     name = (
         f"{photo_set_key(photos)}-v{variants_per_photo}-c{crops_per_variant}-l{second_looks_per_photo}{kinds_key}"
-        f"-s{seed}-r{REGION_SIDE}.npz"
+        f"-s{seed}-r{REGION_SIDE}{synthesis_key}.npz"
     )
     path = Path(cache_dir) / name
     if path.is_file():
         with np.load(path) as stored:
             return stored["crops"], stored["labels"], stored["weights"]
     crops, labels, weights = build_crop_set(
-        photos, variants_per_photo, crops_per_variant, seed, second_looks_per_photo, second_look_kinds
+        photos, variants_per_photo, crops_per_variant, seed, second_looks_per_photo, second_look_kinds, synthesis
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, crops=crops, labels=labels, weights=weights)

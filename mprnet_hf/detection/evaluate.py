@@ -22,9 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from ..auto import looks_again_after
+from ..evaluation import foreign
 from ..models.mprnet.configuration_mprnet import TASKS
 from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
 from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array
@@ -90,7 +92,9 @@ class DegradedVersion(NamedTuple):
     degraded: np.ndarray  # (H, W, 3) uint8
 
 
-def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, wanted=None):
+def degraded_versions(
+    photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, wanted=None, synthesis: str = "classic"
+):
     """Every evaluated condition of every photo (`DegradedVersion`), seeded by the photo's place in `photos`;
     `wanted(group, kinds)` may skip conditions (not drawn at all)."""
     for group, kinds, light_share, seeds in conditions(seeds_single, seeds_pair, seeds_light_jpeg):
@@ -100,16 +104,24 @@ def degraded_versions(photos, seeds_single: int, seeds_pair: int, seeds_light_jp
             clean = load_rgb(path)
             for seed in range(seeds):
                 rng = np.random.default_rng([photo_index, seed, LABELS.index(kinds[0]) if kinds else 4, len(kinds)])
-                degraded = apply_degradations(clean, kinds, rng, light_jpeg_share=light_share)
+                degraded = apply_degradations(clean, kinds, rng, light_jpeg_share=light_share, synthesis=synthesis)
                 yield DegradedVersion(group, kinds, seed, path, clean, as_rgb_array(degraded))
 
 
 def evaluate_detectors(
-    detectors, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0, follow_pairs: bool = False
+    detectors,
+    photos,
+    seeds_single,
+    seeds_pair,
+    seeds_light_jpeg,
+    follow_seeds: int = 0,
+    follow_pairs: bool = False,
+    synthesis: str = "classic",
 ):
     """Each detector's records (and detection times) on the same degraded photos, degraded once for all."""
     records, seconds = [[] for _ in detectors], [[] for _ in detectors]
-    for version in degraded_versions(photos, seeds_single, seeds_pair, seeds_light_jpeg):
+    versions = degraded_versions(photos, seeds_single, seeds_pair, seeds_light_jpeg, synthesis=synthesis)
+    for version in versions:
         group, kinds = version.group, version.kinds
         input_psnr = psnr(version.clean, version.degraded) if kinds else None
         for index, detector in enumerate(detectors):
@@ -132,8 +144,12 @@ def evaluate_detectors(
     return records, seconds
 
 
-def evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0):
-    records, seconds = evaluate_detectors([detector], photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds)
+def evaluate_detector(
+    detector, photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds: int = 0, synthesis: str = "classic"
+):
+    records, seconds = evaluate_detectors(
+        [detector], photos, seeds_single, seeds_pair, seeds_light_jpeg, follow_seeds, synthesis=synthesis
+    )
     return records[0], seconds[0]
 
 
@@ -393,6 +409,58 @@ def report(
     )
 
 
+def foreign_routing(detectors, photos, patterns: list[str] | None, seeds: int) -> list[dict]:
+    """Each detector's first-look routing of the photos degraded by the foreign sets (degradations made by
+    third-party libraries, `evaluation.foreign`) and of the clean photos: one row per set and detector."""
+    sets = [item for item in foreign.select(patterns) if not foreign.available(item.generator)]
+    rows = []
+    for index, detector in enumerate(detectors):
+        clean_right, clean_total = 0, 0
+        for path in photos:
+            with Image.open(path) as photo:
+                clean = np.asarray(photo.convert("RGB"))
+            clean_total += 1
+            clean_right += detector.detect(clean).tasks == []
+        rows.append({"set": "clean photos", "role": "-", "detector": index, "right": clean_right, "total": clean_total})
+        for item in sets:
+            decisions = Counter()
+            for photo_index, path in enumerate(photos):
+                with Image.open(path) as photo:
+                    clean = np.asarray(photo.convert("RGB"))
+                for seed in range(seeds):
+                    tasks = detector.detect(foreign.degrade(item, clean, photo_index * seeds + seed)).tasks
+                    decisions[", ".join(tasks) or "returned unchanged"] += 1
+            rows.append(
+                {
+                    "set": item.key + (" (as drawn)" if item.whole_frame else ""),
+                    "role": item.role,
+                    "detector": index,
+                    "right": decisions[item.task],
+                    "total": sum(decisions.values()),
+                    "wrong": ", ".join(
+                        f"{name} {count}" for name, count in decisions.most_common() if name != item.task
+                    ),
+                }
+            )
+    return rows
+
+
+def foreign_routing_table(rows: list[dict], detectors: int) -> str:
+    """Markdown of `foreign_routing`: per set, the share the first look routes to exactly the set's restoration (for
+    clean photos: returned unchanged), per detector."""
+    header = "| foreign set | role | " + " | ".join(
+        "routed right" + (f" (detector {index + 1})" if detectors > 1 else "") for index in range(detectors)
+    )
+    lines = [header + " | other decisions (first detector) |", "|---|---|" + "---|" * detectors + "---|"]
+    by_set: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_set[row["set"]].append(row)
+    for name, items in by_set.items():
+        cells = " | ".join(f"{row['right']}/{row['total']} ({row['right'] / row['total']:.0%})" for row in items)
+        lines.append(f"| {name} | {items[0]['role']} | {cells} | {items[0].get('wrong', '') or '-'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--val-dir", type=Path, default=Path("data/dev/val"))
@@ -420,7 +488,25 @@ def main(argv=None):
         help="only measure what each bundled restoration does to the clean photos of --val-dir (what routing a clean "
         "photo costs); the detector and draw options are not used",
     )
+    parser.add_argument(
+        "--foreign",
+        nargs="?",
+        const="*",
+        metavar="PATTERNS",
+        help="only measure the first look on the photos degraded by the foreign sets (evaluation.foreign; optionally "
+        "comma-separated shell patterns such as 'kornia/*') and on the clean photos",
+    )
+    parser.add_argument("--foreign-seeds", type=int, default=2, help="draws per photo of each foreign set")
     args = parser.parse_args(argv)
+    if args.foreign:
+        detectors = [DegradationDetector.from_pretrained(args.detector)]
+        if args.compare_detector:
+            detectors.append(DegradationDetector.from_pretrained(args.compare_detector))
+        photos = list_photos(args.val_dir)
+        rows = foreign_routing(detectors, photos, args.foreign.split(","), args.foreign_seeds)
+        print(f"### First look on foreign degradations ({len(photos)} photos of {args.val_dir})\n")
+        print(foreign_routing_table(rows, len(detectors)))
+        return
     if args.misroute_cost:
         photos = list_photos(args.val_dir)
         print(f"### Restoring photos that needed nothing ({len(photos)} clean validation photos)\n")

@@ -34,7 +34,7 @@ import torch
 from transformers import ResNetForImageClassification, set_seed
 
 from .calibrate import calibrate_detector
-from .data import ALL_SECOND_LOOKS, cached_crop_set, check_second_look_kinds
+from .data import ALL_SECOND_LOOKS, SYNTHESES, cached_crop_set, check_second_look_kinds
 from .detector import DEPTHS, EMBEDDING_SIZE, HIDDEN_SIZES, LABELS, crops_to_batch, detector_config
 
 CARD_TEMPLATE = """---
@@ -69,8 +69,7 @@ Plain `ResNetForImageClassification.from_pretrained` loads the weights; the crop
 {origin} on {train_photos} photos of `{train_dir}` (natural photos with recorded licences,
 `docs/PHOTOS.md`; {excluded} left out because they show the content of an evaluation photo of
 {exclude_dirs}, compared by pixels; {holdout_photos} more held out for calibration) degraded with the project's
-synthetic degradations (`mprnet_hf/data/degradations.py`): camera shake, Gaussian and defocus blur;
-Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks; JPEG compression at quality {jpeg_low}-{jpeg_high}
+{synthesis_text}; JPEG compression at quality {jpeg_low}-{jpeg_high}
 (the "jpeg" label). Light JPEG compression (quality {light_low}-{light_high}) is applied to
 a share of every kind without changing its label. Photos are clean ({clean:.0%}), singly degraded ({single:.0%})
 or degraded twice ({pair:.0%}), {variants} (a {region}-pixel region of it, {crops_per_variant} crops
@@ -145,6 +144,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop after the epoch that passes this")
+    parser.add_argument(
+        "--synthesis",
+        default="broad",
+        choices=SYNTHESES,
+        help="how the photos are degraded (training crops and the held-out photos the thresholds are chosen on): "
+        "broad (mprnet_hf.data.synthesis, the default) or classic (what detectors before it trained on)",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -267,11 +273,18 @@ def crop_set_draws(
     return draws
 
 
-def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: int):
+def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: int, synthesis: str = "classic"):
     """The crop sets of every draw, each cached on its own (`cached_crop_set`), one after the other."""
     sets = [
         cached_crop_set(
-            cache_dir, photos, draw.variants, crops_per_variant, draw.seed, draw.second_looks, draw.second_look_kinds
+            cache_dir,
+            photos,
+            draw.variants,
+            crops_per_variant,
+            draw.seed,
+            draw.second_looks,
+            draw.second_look_kinds,
+            synthesis,
         )
         for draw in draws
     ]
@@ -407,10 +420,16 @@ def train(args) -> dict:
     started = time.perf_counter()
     train_photos, held_out, overlaps = split_photos(args)
     train_crops, train_labels, train_weights = training_crop_set(
-        args.cache_dir, train_photos, args.draws, args.crops_per_variant
+        args.cache_dir, train_photos, args.draws, args.crops_per_variant, args.synthesis
     )
     val_crops, val_labels, val_weights = cached_crop_set(
-        args.cache_dir, held_out, max(first_variants // 4, 1), args.crops_per_variant, first_seed + 1, 1
+        args.cache_dir,
+        held_out,
+        max(first_variants // 4, 1),
+        args.crops_per_variant,
+        first_seed + 1,
+        1,
+        synthesis=args.synthesis,
     )
     data_minutes = (time.perf_counter() - started) / 60
     print(
@@ -450,7 +469,9 @@ def train(args) -> dict:
             break
     minutes = (time.perf_counter() - training_started) / 60
     # Per-label thresholds chosen on the held-out photos, for each label read alone (no routing rule).
-    _, thresholds, calibration_photos = calibrate_detector(model, held_out, args.calibration_seeds, 1, 1)
+    _, thresholds, calibration_photos = calibrate_detector(
+        model, held_out, args.calibration_seeds, 1, 1, synthesis=args.synthesis
+    )
     print(f"thresholds {thresholds} (from {calibration_photos} held-out degraded photos)", flush=True)
     model.config.detection_thresholds = thresholds
     facts = {
@@ -581,7 +602,7 @@ def training_command(args, output_dir: str, threads: int = 1) -> str:
         command += f" {network}"
     if args.init_from is not None:
         command += f" --init-from {args.init_from}"
-    return command
+    return command + f" --synthesis {args.synthesis}"
 
 
 def earlier_command_paragraph(start: dict | None) -> str:
@@ -599,6 +620,15 @@ def earlier_command_paragraph(start: dict | None) -> str:
     )
 
 
+SYNTHESIS_TEXT = {
+    "classic": "synthetic degradations (`mprnet_hf/data/degradations.py`): camera shake, Gaussian and defocus blur;\n"
+    "Gaussian, Poisson-Gaussian and demosaiced noise; rain streaks",
+    "broad": "broad synthetic degradations (`mprnet_hf/data/synthesis.py`): camera shake up to full-photo extents,\n"
+    "straight motion, Gaussian and defocus blur; Gaussian and camera-pipeline noise beside the classic kinds; one to\n"
+    "three layers of rain streaks from sparse to dense, screen, additive or opaque, sharp or soft, over haze",
+}
+
+
 def save(model, args, facts: dict) -> None:
     from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, REGION_SIDE
 
@@ -610,6 +640,7 @@ def save(model, args, facts: dict) -> None:
     threads = facts.get("threads", 1)
     command = training_command(args, f"checkpoints/{args.output_dir.name}", threads)
     card = CARD_TEMPLATE.format(
+        synthesis_text=SYNTHESIS_TEXT[args.synthesis],
         threads="one CPU thread" if threads == 1 else f"{threads} CPU threads",
         origin=origin_sentence(facts["init_from"]),
         parameters=parameters,
