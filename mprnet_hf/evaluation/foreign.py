@@ -268,8 +268,8 @@ def kornia_sets() -> list[ForeignDegradation]:
             "kornia",
             "rain",
             "derain",
-            "RandomRain: (1000-2000) x (area / 256^2) / (size / 256) drops, 5-20 px tall and -5..5 px across x size / 256, "
-            "written opaque as 200/255",
+            "RandomRain: (1000-2000) x (area / 256^2) / (size / 256) drops, 5-20 px tall and -5..5 px across "
+            "x size / 256, written opaque as 200/255",
             _kornia(_kornia_rain),
         ),
         ForeignDegradation(
