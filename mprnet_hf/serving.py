@@ -5,6 +5,7 @@ ZeroGPU seconds). `mprnet_hf.data.image_io` builds on `open_image_file` to keep 
 
 import math
 import os
+import re
 import time
 import urllib.parse
 import warnings
@@ -42,6 +43,20 @@ UPLOAD_REFUSED = (
 LONGEST_PATH = 4096
 # Values echoed back in messages are cut to this many characters (a client may send megabytes).
 ECHO_LIMIT = 40
+# A progressive JPEG is decoded scan by scan, and every scan is a pass over the coefficients of its components, so its
+# decoding cost is its scans times its pixels, and nothing but the file size bounds the scans: 600 KB that repeat an
+# empty scan 50,000 times cost half a minute of CPU at 1200x1200. Encoders write about 10 (libjpeg's progressive script:
+# 10 for colour, 6 for grey, 18 for CMYK); 256 is the limit NVIDIA's nvImageCodec applies by default against such
+# files, and scans times megapixels is held to 1024 as well (64 scans at 16 megapixels), about a second of decoding
+# at worst here (docs/APP.md).
+MAX_JPEG_SCANS = 256
+MAX_JPEG_SCAN_MEGAPIXELS = 1024
+# Photos have a few dozen markers (APPn, DQT, DHT, SOF, SOS); this bounds the walk that counts the scans.
+MAX_JPEG_MARKERS = 4096
+# A marker as libjpeg finds one: 0xFF, fill 0xFF bytes, then a code. 0x00 after 0xFF is a stuffed data byte, and the
+# restart (0xD0-0xD7) and TEM (0x01) markers carry nothing, so all of them are skipped at C speed.
+_JPEG_MARKER = re.compile(rb"\xff+([\x02-\xcf\xd8-\xfe])")
+_JPEG_SOS, _JPEG_EOI, _JPEG_SOI = 0xDA, 0xD9, 0xD8
 
 
 def model_source(task: str) -> str:
@@ -177,6 +192,8 @@ def open_image_file(
             check_pixel_count(image, limit_megapixels)
             if check_size is not None:
                 check_size(*image.size)
+            if image.format in ("JPEG", "MPO"):
+                check_jpeg_decoding_cost(path, name, *image.size)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
@@ -189,6 +206,50 @@ def open_image_file(
         reason = short_repr(str(error), 80).strip("'\"")
         raise ValueError(f"{name} is corrupt or truncated ({reason}). Re-export or re-download the image.") from None
     return image, notes
+
+
+def jpeg_scans_and_markers(data: bytes) -> tuple[int, int]:
+    """(scans, markers) of the JPEG image that `data` starts with, up to its EOI: the scans are the SOS markers libjpeg
+    decodes, found as libjpeg finds them (segments skipped by their length, entropy-coded data up to the next marker).
+    It stops after `MAX_JPEG_SCANS` + 1 scans or `MAX_JPEG_MARKERS` + 1 markers, so it costs little on any file."""
+    position, scans, markers = 2, 0, 0  # after SOI
+    while scans <= MAX_JPEG_SCANS and markers <= MAX_JPEG_MARKERS:
+        found = _JPEG_MARKER.search(data, position)
+        if found is None:
+            break
+        markers += 1
+        marker, position = found.group(1)[0], found.end()
+        if marker == _JPEG_EOI:
+            break
+        if marker == _JPEG_SOI:
+            continue
+        scans += marker == _JPEG_SOS
+        position += int.from_bytes(data[position : position + 2], "big")
+    return scans, markers
+
+
+def jpeg_scan_limit(width: int, height: int) -> int:
+    """The most scans a `width` x `height` JPEG may have: `MAX_JPEG_SCANS`, fewer past 4 megapixels, where scans times
+    megapixels reaches `MAX_JPEG_SCAN_MEGAPIXELS`."""
+    return min(MAX_JPEG_SCANS, int(MAX_JPEG_SCAN_MEGAPIXELS * 1e6 / max(1, width * height)))
+
+
+def check_jpeg_decoding_cost(path: Path, name: str, width: int, height: int) -> None:
+    """Raises ValueError for a JPEG with more scans than `jpeg_scan_limit` (or markers than `MAX_JPEG_MARKERS`),
+    before any of it is decoded. The decoder runs only the scans in the file, all counted here, so this bounds the
+    decoding to that many passes over pixels that the size limits already bound."""
+    limit = jpeg_scan_limit(width, height)
+    scans, markers = jpeg_scans_and_markers(path.read_bytes())
+    if scans > limit:
+        what = f"more than {limit} scans (progressive passes; photos have about 10)"
+    elif markers > MAX_JPEG_MARKERS:
+        what = f"more than {MAX_JPEG_MARKERS} markers (photos have a few dozen)"
+    else:
+        return
+    raise ValueError(
+        f"{name} is a JPEG with {what}, which makes it very slow to decode, so it is refused. Re-save it (as a "
+        "baseline JPEG or a PNG) and try again."
+    )
 
 
 def _allowed_formats() -> list[str]:

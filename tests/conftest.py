@@ -102,3 +102,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def progressive_jpeg_repeating_its_last_scan(width: int, height: int, repeats: int) -> bytes:
+    """A real progressive JPEG of one grey level whose last scan (a dozen bytes) is repeated `repeats` more times
+    before its end: every copy costs the decoder a pass over the image, the calling card of a scan bomb."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(buffer, format="JPEG", progressive=True)
+    data = buffer.getvalue()
+    last_scan = data.rindex(b"\xff\xda")  # SOS of the last scan; the file ends with EOI (ff d9)
+    return data[:-2] + data[last_scan:-2] * repeats + data[-2:]

@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, progressive_jpeg_repeating_its_last_scan
 from mprnet_hf.models.mprnet.inference import restore_image
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -291,6 +291,13 @@ BAD_UPLOADS = {
         "huge.png",
         lambda tmp: blank_png(4001, 4000),
         "4001x4000 (16.0 megapixels), above the limit of 16 megapixels",
+    ),
+    # Small and few pixels, but 2,010 scans (progressive passes) to decode.
+    "progressive JPEG scan bomb": (
+        "scans.jpg",
+        lambda tmp: progressive_jpeg_repeating_its_last_scan(256, 256, 2000),
+        "'scans.jpg' is a JPEG with more than 256 scans (progressive passes; photos have about 10), which makes it "
+        "very slow to decode, so it is refused. Re-save it",
     ),
     # 81 megapixels, under Pillow's own bomb threshold (89.5): the app's limit must stop it before decoding.
     "bomb Pillow lets through": (

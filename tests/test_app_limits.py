@@ -12,10 +12,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, progressive_jpeg_repeating_its_last_scan
 from mprnet_hf import MPRNetModel
 from mprnet_hf.models.mprnet.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
-from mprnet_hf.serving import max_megapixels, open_image_file
+from mprnet_hf.serving import MAX_JPEG_SCANS, max_megapixels, open_image_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -90,6 +90,34 @@ def test_restore_image_checks_the_limit_it_is_given(tiny_config):
     with pytest.raises(ValueError, match=re.escape("above the limit of 0.01 megapixels")):
         restore_image(model, Image.new("RGB", (101, 100)), max_megapixels=0.01)
     assert restore_image(model, Image.new("RGB", (101, 100)), max_megapixels=None).image.size == (101, 100)
+
+
+def test_a_progressive_jpeg_scan_bomb_is_refused_before_decoding(tmp_path):
+    """The issue's file: 609 KB, 1200x1200, its last scan 50,000 times over (a minute of decoding unchecked)."""
+    bomb = tmp_path / "scans.jpg"
+    bomb.write_bytes(progressive_jpeg_repeating_its_last_scan(1200, 1200, 50_000))
+    with pytest.raises(ValueError, match=re.escape("'scans.jpg' is a JPEG with more than 256 scans (progressive")):
+        open_image_file(bomb)
+
+
+def test_jpegs_with_the_scans_encoders_write_open_up_to_the_limit(tmp_path):
+    for mode in ("L", "RGB", "CMYK"):  # libjpeg's progressive scripts: 6, 10 and 18 scans
+        Image.new(mode, (64, 48), "white").save(tmp_path / f"{mode}.jpg", progressive=True)
+        assert open_image_file(tmp_path / f"{mode}.jpg")[0].size == (64, 48)
+    at_limit, over = tmp_path / "256.jpg", tmp_path / "257.jpg"
+    at_limit.write_bytes(progressive_jpeg_repeating_its_last_scan(400, 300, MAX_JPEG_SCANS - 10))  # 10 of its own
+    over.write_bytes(progressive_jpeg_repeating_its_last_scan(400, 300, MAX_JPEG_SCANS - 9))
+    assert open_image_file(at_limit)[0].size == (400, 300)
+    with pytest.raises(ValueError, match="more than 256 scans"):
+        open_image_file(over)
+
+
+def test_large_jpegs_may_have_fewer_scans(tmp_path):
+    """Scans times megapixels is bounded too: 16 megapixels may have 64 scans, about a second of decoding."""
+    path = tmp_path / "large.jpg"
+    path.write_bytes(progressive_jpeg_repeating_its_last_scan(4000, 4000, 55))
+    with pytest.raises(ValueError, match=re.escape("more than 64 scans")):
+        open_image_file(path)
 
 
 # ------------------------------------------------------------------------------------------------ the app
