@@ -2,12 +2,16 @@
 what routing a clean photo to a restoration costs it."""
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from mprnet_hf.auto import bundled_model
 from mprnet_hf.detection.data import apply_degradations, load_rgb
-from mprnet_hf.detection.detector import as_rgb_array
+from mprnet_hf.detection.detector import DegradationDetector, as_rgb_array
 from mprnet_hf.detection.evaluate import (
     centre_crop,
+    foreign_routing,
+    foreign_routing_table,
     misroute_cost_table,
     misroute_costs,
     misses_by_photo,
@@ -16,6 +20,7 @@ from mprnet_hf.detection.evaluate import (
     routing_summary,
     worth_following,
 )
+from mprnet_hf.evaluation import foreign
 from mprnet_hf.models.mprnet.inference import restore_image
 
 EXAMPLE = "examples/clean/building.png"
@@ -130,3 +135,21 @@ def test_photos_with_misses_are_listed_most_misses_first():
         "| baboon | 0/0 | 0/0 | 0/1 |",  # ties go in the order of names
         "| moose | 0/1 | 0/0 | 0/0 |",
     ]
+
+
+def test_foreign_routing_counts_each_sets_decisions_and_the_clean_photos(tmp_path):
+    if foreign.available("kornia"):
+        pytest.skip(foreign.available("kornia"))
+    photo = tmp_path / "building.png"
+    with Image.open(EXAMPLE) as image:
+        image.convert("RGB").save(photo)
+    detector = DegradationDetector.from_pretrained("checkpoints/mprnet-detector")
+    rows = foreign_routing([detector], [photo], ["kornia/gaussian-noise"], seeds=2)
+    assert [row["set"] for row in rows] == ["clean photos", "kornia/gaussian-noise"]
+    assert rows[0]["total"] == 1 and rows[1]["total"] == 2
+    noisy = foreign.degrade(foreign.get("kornia/gaussian-noise"), np.asarray(Image.open(photo)), 0)
+    assert rows[1]["right"] >= (detector.detect(noisy).tasks == ["denoise"])
+    table = foreign_routing_table(rows, 1).splitlines()
+    assert table[0].startswith("| foreign set | role | routed right |")
+    assert table[3].startswith("| kornia/gaussian-noise | foreign-test | ")
+    assert f"{rows[1]['right']}/2" in table[3]
