@@ -179,6 +179,9 @@ class UploadsOnlyBlocks(gr.Blocks):
     """
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        # A raw API call may stop before the optional arguments (gradio_client fills them in): they take their
+        # components' defaults, as documented, and a missing image is None, which is answered "No image was uploaded".
+        inputs = [*inputs, *(block.value for block in block_fn.inputs[len(inputs) :])]
         try:
             inputs = [as_local_upload(payload) if is_file_payload(payload) else payload for payload in inputs]
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)

@@ -456,6 +456,28 @@ def test_an_upload_named_by_its_served_url_is_read_from_disk(client):
     assert refusal_of(stream) is None and "monarch_noise_denoise.png" in stream
 
 
+def call_with(url: str, data: list) -> str:
+    """POSTs `data` as a raw API call's inputs, however few, and returns the event stream."""
+    import httpx
+
+    posted = httpx.post(f"{url}gradio_api/call/restore", json={"data": data})
+    posted.raise_for_status()
+    return httpx.get(f"{url}gradio_api/call/restore/{posted.json()['event_id']}", timeout=300).text
+
+
+def test_arguments_left_out_of_a_raw_call_take_their_documented_defaults(client, tmp_path):
+    """gradio_client fills in the defaults; a raw HTTP call that stops early must get them too (task "auto", tile size
+    0: automatic, overlap 64), and one without the image is told that the image is missing."""
+    path = tmp_path / "small.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
+    image = {"path": upload(client.src, path), "meta": {"_type": "gradio.FileData"}}
+    stream = call_with(client.src, [image, "deblur", 0])
+    assert refusal_of(stream) is None and "**deblur**: restored 32\\u00d724" in stream, stream[:300]
+    stream = call_with(client.src, [image])
+    assert refusal_of(stream) is None and "**auto**" in stream and "small_auto.png" in stream, stream[:300]
+    assert refusal_of(call_with(client.src, [])).startswith("No image was uploaded.")
+
+
 def test_the_restore_tool_is_listed_for_mcp_clients(client):
     import httpx
 
