@@ -30,7 +30,7 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from mprnet_hf.auto import AUTO, auto_message, detect, run_steps
-from mprnet_hf.data.image_io import Photo, read_image, restore_photo, write_image
+from mprnet_hf.data.image_io import Photo, as_written, read_image, restore_photo, write_image
 from mprnet_hf.detection import DegradationDetector
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
@@ -393,6 +393,8 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
         previews, summary = stage_previews(stages), f"**{task}**:"
     seconds = time.perf_counter() - started
 
+    # The status describes the PNG as written (a CMYK photo comes back RGB: PNG holds no CMYK).
+    restored = as_written(restored, "PNG")
     result_path = write_image(restored, RESULTS.new_file(Path(path).stem, task), "PNG")
     width, height = restored.size
     status = "\n\n".join(

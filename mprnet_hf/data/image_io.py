@@ -267,17 +267,30 @@ def write_image(photo: Photo, path, image_format: str | None = None) -> Path:
     return path
 
 
-def save_with_pillow(photo: Photo, path, image_format: str) -> None:
-    image, icc_profile = photo.pixels, photo.icc_profile
+def as_written(photo: Photo, image_format: str) -> Photo:
+    """`photo` as `write_image` writes it in `image_format` (Pillow's name, e.g. "PNG"), so that what is said about a
+    written file (its mode) is what the file holds: CMYK becomes RGB in a format without CMYK (PNG, WebP), its CMYK
+    profile left behind since it would mislabel the RGB pixels, and JPEG takes RGB, L or CMYK only."""
+    if isinstance(photo.pixels, np.ndarray):
+        return photo
+    image, icc_profile, image_format = photo.pixels, photo.icc_profile, image_format.upper()
     if image.mode == "CMYK" and image_format not in _CMYK_FORMATS:
-        # A CMYK profile would mislabel the RGB pixels, so it stays behind.
         image, icc_profile = image.convert("RGB"), None
-    options = dict(_SAVE_OPTIONS.get(image_format, {}))
-    if image_format in _FORMATS_WITH_METADATA:
-        options.update({key: value for key, value in (("exif", photo.exif), ("icc_profile", icc_profile)) if value})
     if image_format in ("JPEG", "MPO") and image.mode not in ("RGB", "L", "CMYK"):
         image = image.convert("RGB")
-        image_format = "JPEG"
+    return replace(photo, pixels=image, icc_profile=icc_profile)
+
+
+def save_with_pillow(photo: Photo, path, image_format: str) -> None:
+    written = as_written(photo, image_format)
+    image = written.pixels
+    options = dict(_SAVE_OPTIONS.get(image_format, {}))
+    if image_format in _FORMATS_WITH_METADATA:
+        options.update(
+            {key: value for key, value in (("exif", written.exif), ("icc_profile", written.icc_profile)) if value}
+        )
+    if image_format == "MPO" and image.mode != photo.pixels.mode:
+        image_format = "JPEG"  # converted for JPEG: written as a plain one
     image.save(path, format=image_format, **options)
 
 
@@ -316,4 +329,4 @@ def png_chunk(chunk_type: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + chunk_type + data + struct.pack(">I", zlib.crc32(chunk_type + data))
 
 
-__all__ = ["Photo", "read_image", "write_image", "restore_photo", "format_for_path"]
+__all__ = ["Photo", "read_image", "write_image", "as_written", "restore_photo", "format_for_path"]
