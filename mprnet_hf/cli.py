@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
 from .auto import AUTO, auto_message, restore_photo_auto
+from .collection import Share, ShareError, device_for
 from .data.image_io import format_for_path, read_image, restore_photo, write_image
 from .detection import DegradationDetector
 from .hub.bundled import bundled_checkpoint
@@ -46,7 +47,7 @@ from .models.mprnet.inference import (
 )
 from .models.mprnet.modeling_mprnet import MPRNetModel
 from .serving import max_megapixels
-from .speed.serving_speed import prepare_for_serving, serving_tile_size
+from .speed.serving_speed import BACKENDS, onnxruntime_available, prepare_for_serving, serving_tile_size
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FORMATS = ("png", "same")
@@ -321,15 +322,44 @@ def restore_file(model, job: Job, args) -> None:
         tqdm.write(f"note: {note}", file=sys.stderr)
 
 
-def run(args) -> int:
+@dataclass
+class Plan:
+    """What a run found and loaded before restoring anything."""
+
+    found: list[tuple[Path, Path]]
+    jobs: list[Job]
+    device: torch.device
+    models: dict
+    restore_one: object
+    backend: str
+
+
+def serving_backend(share: Share, files: int) -> str:
+    """MPRNET_BACKEND if set (as in the app), else an onnxruntime export in the background for a folder of photos in
+    one process. In a run of many processes every process would export the same weights at once, on the cores the
+    restoring needs, and could switch runtimes partway, so they restore with PyTorch."""
+    chosen = os.environ.get("MPRNET_BACKEND") or None
+    if chosen is not None and chosen not in BACKENDS:
+        raise UsageError(f"MPRNET_BACKEND={chosen!r} is not one of {', '.join(BACKENDS)}")
+    if chosen == "onnxruntime" and not onnxruntime_available():
+        raise UsageError("MPRNET_BACKEND=onnxruntime needs onnxruntime, onnx and onnxscript installed")
+    if chosen is not None:
+        return chosen
+    return "auto" if not share.many and files >= ONNX_EXPORT_WORTH_IT else "torch"
+
+
+def prepare_run(args, share: Share) -> Plan:
+    """Everything that can be a usage error (exit status 2, nothing written), in each process."""
     if args.max_megapixels is None:
         try:
             args.max_megapixels = max_megapixels()
         except ValueError as error:
             raise UsageError(str(error)) from None
-    device = choose_device(args.device)
+    device = device_for(share, choose_device(args.device))
     check_settings(args, device)
-    jobs = plan_jobs(expand_inputs(args.inputs, args.output), args.output, args.format)
+    found = expand_inputs(args.inputs, args.output)
+    jobs = plan_jobs(found, args.output, args.format)
+    backend = serving_backend(share, len(jobs))
     if args.task == AUTO:
         models = {task: load_model(None, task, device) for task in TASKS}
         detector = DegradationDetector.from_pretrained()
@@ -342,47 +372,91 @@ def run(args) -> int:
         def restore_one(job):
             restore_file(models[args.task], job, args)
 
+    return Plan(found, jobs, device, models, restore_one, backend)
+
+
+def run(args, share: Share | None = None) -> int:
+    """Restores the inputs; with `share` (a launcher's process), only this process's share of them, and the main
+    process prints the summary of all (mprnet_hf.collection)."""
+    share = share or Share()
+    plan, error = None, None
+    try:
+        plan = prepare_run(args, share)
+    except UsageError as failure:
+        error = str(failure)
+    error = share.agree(error, plan.found if plan else [])
+    if error is not None:
+        raise UsageError(error)
+    jobs, models = plan.jobs, plan.models
+
     # precision auto's agreement check, once per model before the first photo; said only when one ran (on hardware
     # with native bf16), so that on the others the output stays as it was.
     for task, model in models.items():
         choice = choose_precision(model, args.precision)
-        if choice.agreement_db is not None:
+        if choice.agreement_db is not None and share.is_main:
             print(f"{task}: precision {choice.precision} ({choice.reason})", file=sys.stderr)
     # Process-wide speed-ups belong to the command, not to the library import; an onnxruntime export (once per
     # weights, cached) pays off over a folder of photos, not over a few.
-    prepare_for_serving(
-        models, device=device, background=True, backend="auto" if len(jobs) >= ONNX_EXPORT_WORTH_IT else "torch"
-    )
+    prepare_for_serving(models, device=plan.device, background=True, backend=plan.backend)
     input_paths = {job.source.resolve() for job in jobs}
     args.output.mkdir(parents=True, exist_ok=True)
+    # One process goes through every file and its skip logic below; many share out the files not done yet (an
+    # output that is an input is not done: it fails below, in the process it goes to).
+    pending = [
+        not share.many or args.overwrite or job.output.resolve() in input_paths or not job.output.exists()
+        for job in jobs
+    ]
+    mine = [jobs[index] for index in share.assign(pending, [job.source for job in jobs])]
     restored = skipped = 0
+    if share.many:
+        done = len(jobs) - sum(pending)
+        skipped = done if share.is_main else 0  # counted once, in the summary
+        print(
+            f"process {share.rank} of {share.world_size}: {len(mine)} of {len(jobs)} files to restore, {done} "
+            f"already done",
+            file=sys.stderr,
+        )
     failed = []
     start = time.perf_counter()
+    bar = {"desc": f"{args.task} [{share.rank}]", "position": share.local_rank} if share.many else {}
     with torch.inference_mode():
-        for job in tqdm(jobs, desc=f"{args.task}", unit="file", file=sys.stderr, disable=None):
+        for job in tqdm(mine, **{"desc": args.task, **bar}, unit="file", file=sys.stderr, disable=None):
             if job.output.resolve() in input_paths:
-                failed.append(job.source)
-                tqdm.write(
-                    f"failed: {job.source}: its output {job.output} is an input file, which is never "
-                    "overwritten; choose another --output folder",
-                    file=sys.stderr,
+                reason = (
+                    f"its output {job.output} is an input file, which is never overwritten; choose another "
+                    "--output folder"
                 )
+                failed.append((job.source, reason))
+                tqdm.write(f"failed: {job.source}: {reason}", file=sys.stderr)
                 continue
             if job.output.exists() and not args.overwrite:
                 skipped += 1
                 continue
             try:
-                restore_one(job)
+                plan.restore_one(job)
                 restored += 1
             except (ValueError, OSError, RuntimeError, MemoryError) as error:
-                failed.append(job.source)
+                failed.append((job.source, str(error)))
                 tqdm.write(f"failed: {job.source}: {error}", file=sys.stderr)
+    totals = share.total(restored, skipped, failed)
     seconds = time.perf_counter() - start
-    print(
-        f"{restored} restored, {skipped} skipped (already done), {len(failed)} failed in {seconds:.1f} s; "
-        f"output in {args.output}"
-    )
-    return 1 if failed else 0
+    if share.is_main:
+        processes = f" on {share.world_size} processes" if share.many else ""
+        print(
+            f"{totals.restored} restored, {totals.skipped} skipped (already done), {len(totals.failures)} failed in "
+            f"{seconds:.1f} s{processes}; output in {args.output}",
+            flush=True,
+        )
+        # Processes on other machines wrote their failures to their own terminals: the main one repeats them.
+        for failure in totals.failures:
+            if failure.node != share.node:
+                print(
+                    f"failed on process {failure.rank} (machine {failure.node}): {failure.source}: {failure.reason}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    share.finish()
+    return 1 if totals.failures else 0
 
 
 def end_process_before_background_threads_can_abort(status: int) -> None:
@@ -404,11 +478,23 @@ def main(argv=None) -> int:
     a run ends the process with its exit status even while background work is still running; called with a list,
     as from Python, it returns the status and leaves the caller's process and threads alone."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        status = run(args)
-    except UsageError as error:
+        share = Share.from_environment()  # a launcher's processes (mprnet_hf.collection), or one process
+    except ShareError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    with share.quiet_unless_main():
+        args = parser.parse_args(argv)
+    try:
+        share.start()
+    except ShareError as error:
+        parser.exit(2, f"{parser.prog}: error (process {share.rank} of {share.world_size}): {error}\n")
+    try:
+        status = run(args, share)
+    except UsageError as error:
+        share.stop()
+        # Every process reached the same error (run() has them agree first): the main process says it once.
+        parser.exit(2, f"{parser.prog}: error: {error}\n" if share.is_main else None)
+    share.stop()
     if argv is None:
         end_process_before_background_threads_can_abort(status)
     return status

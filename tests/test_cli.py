@@ -282,6 +282,8 @@ def test_a_run_with_background_onnx_work_still_in_flight_exits_with_its_own_stat
         "PYTHONPATH": str(REPO_ROOT),
         "HF_HUB_OFFLINE": "1",
         "MPRNET_ONNX_CACHE": str(cache),
+        # The command's own choice (the background export from ONNX_EXPORT_WORTH_IT files on), not conftest's torch.
+        "MPRNET_BACKEND": "",
         "OMP_NUM_THREADS": "1",
     }
 
