@@ -348,13 +348,14 @@ def restore_auto(photo: Photo, tile_size: int, tile_overlap: int, request_id=Non
     )
 
 
+# Gradio takes each argument's description (the MCP tool's schema too) from its one docstring line, dropping any
+# continuation line: keep each argument on one line.
 async def restore(image, task, tile_size, tile_overlap, request: gr.Request, progress=gr.Progress()):
     """Restores one degraded photo (blurred, rainy or noisy) with MPRNet and returns it at full resolution.
 
     Args:
         image: the photo, uploaded (PNG, JPEG, WebP, BMP, TIFF, GIF or PPM; at most 16 megapixels).
-        task: "auto" (detect what degrades the photo and undo it: derain, denoise, then deblur as needed), "deblur"
-            (motion or out-of-focus blur), "derain" (rain streaks) or "denoise" (sensor noise).
+        task: "auto" (detects blur, rain and noise and undoes what it finds), "deblur", "derain" or "denoise".
         tile_size: 0 for automatic (the default), or the side of square tiles (256 to 1024, a multiple of 8).
         tile_overlap: pixels over which neighbouring tiles overlap and cross-fade (0 to 96).
 

@@ -486,7 +486,9 @@ def test_the_restore_tool_is_listed_for_mcp_clients(client):
     properties = tool["inputSchema"]["properties"]
     assert list(properties) == ["image", "task", "tile_size", "tile_overlap"]
     assert properties["task"]["enum"] == ["auto", "deblur", "derain", "denoise"]
-    assert all(properties[name]["description"] for name in properties)
+    # Whole sentences, none cut at a line break of the docstring: the task's names every task.
+    assert all(properties[name]["description"].endswith(".") for name in properties), properties
+    assert all(f'"{task}"' in properties["task"]["description"] for task in properties["task"]["enum"])
 
 
 def test_an_mcp_client_restores_a_photo(client):
