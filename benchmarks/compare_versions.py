@@ -1,5 +1,6 @@
 """Side-by-side speed of two copies of the library (before and after a change): one user path (`restore_image`, the
-`image-restoration` pipeline or the plain `model(pixel_values)` call) of a bundled checkpoint on a square photo.
+`image-restoration` pipeline, the plain `model(pixel_values)` call or the CLI's per-file step) of a bundled checkpoint
+on a square photo, each with its own defaults (precision included: a change of default shows as a change of speed).
 
   git archive BASE | tar -x -C /tmp/old && git archive HEAD | tar -x -C /tmp/new
   python -m benchmarks.compare_versions /tmp/old /tmp/new --calls 20
@@ -38,6 +39,21 @@ elif path == "model_call":
     def restore(_):
         with torch.inference_mode():
             return model(pixels).reconstruction
+elif path == "cli":
+    # The command's per-file step (decode, tile choice, restore, write the PNG) with its default options.
+    import tempfile
+    from pathlib import Path
+    from mprnet_hf import cli
+    folder = Path(tempfile.mkdtemp(prefix="compare-versions-cli-"))
+    photo.save(folder / "photo.png")
+    options = cli.build_parser().parse_args(
+        [str(folder / "photo.png"), "--task", model.config.task, "--output", str(folder / "out")]
+    )
+    options.max_megapixels = 16.0
+    job = cli.Job(folder / "photo.png", folder / "out" / "photo.png")
+    def restore(_):
+        with torch.inference_mode():
+            cli.restore_file(model, job, options)
 else:
     restore = lambda photo: restore_image(model, photo)
 restore(photo)
@@ -75,7 +91,7 @@ def main(argv=None) -> None:
     parser.add_argument("new", help="root of the copy after the change")
     parser.add_argument("--calls", type=int, default=20, help="timed calls of each copy")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--path", choices=("restore_image", "pipeline", "model_call"), default="restore_image")
+    parser.add_argument("--path", choices=("restore_image", "pipeline", "model_call", "cli"), default="restore_image")
     parser.add_argument("--size", type=int, default=512, help="side of the square photo, px")
     parser.add_argument("--checkpoint", default="mprnet-deblur-small", help="folder under each copy's checkpoints/")
     args = parser.parse_args(argv)

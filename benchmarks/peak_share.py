@@ -31,11 +31,17 @@ Paths:
                    backends of all its models are settled (`ServingReport.prepared`); `MPRNET_MAX_SECONDS` is raised so
                    that large photos are served
 
+Every case runs at one `--precision` (the "precision" column): auto (the default of every user path: bf16 where the
+CPU runs it natively and the model agrees with fp32, else fp32; "runs as" says which), fp32 or bf16. The model calls
+run under `autocast_context` of it, the pipeline, `restore_image`, the served paths and the CLI are passed it, and the
+app is started with `MPRNET_PRECISION` set to it.
+
 Other ways of running a model can be registered in `EXTRA_PATHS` (name -> function(task, model) returning a function
 of a PIL photo) to add their rows.
 
     python -m benchmarks.peak_share --sizes 1024 --models deblur,derain,denoise
     python -m benchmarks.peak_share --sizes 512,1024,2048 --paths model_call,served --repeats 1
+    python -m benchmarks.peak_share --sizes 1024 --models deblur --paths pipeline,app --precision fp32,auto
 Results go to benchmarks/results/peak_share.json (same case replaced) and a table is printed.
 """
 
@@ -70,7 +76,8 @@ PATHS = ("model_nchw", "model_call", "pipeline", "restore_before", "served_torch
 APP_READY_TIMEOUT_S = 1800
 # Hook for the app's and the CLI's own restore functions: name -> builder(task, model) -> function(PIL image).
 EXTRA_PATHS: dict = {}
-RESULT_KEY = ("model", "size", "path", "threads")
+RESULT_KEY = ("model", "size", "path", "threads", "precision")
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
 MATMUL_SIZE = 2048
 
 
@@ -117,7 +124,7 @@ def load_model(model_name: str):
 def build_path(path: str, task: str, model, spec: dict):
     """Returns (function of a PIL photo, start-up report or None)."""
     from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
-    from mprnet_hf.models.mprnet.inference import restore_image
+    from mprnet_hf.models.mprnet.inference import autocast_context, choose_precision, restore_image
     from mprnet_hf.models.mprnet.modeling_mprnet import pad_to_multiple
 
     processor = MPRNetImageProcessor()
@@ -125,17 +132,24 @@ def build_path(path: str, task: str, model, spec: dict):
     def pixel_values(photo):
         return processor(images=photo, return_tensors="pt")["pixel_values"]
 
+    precision = spec["precision"]
+    autocast = autocast_context(next(model.parameters()).device, choose_precision(model, precision).precision)
+
+    def model_call(call):
+        with autocast:
+            return _no_grad(call)
+
     if path == "model_nchw":
-        return lambda photo: _no_grad(lambda: model.restore_padded(pad_to_multiple(pixel_values(photo)))), None
+        return lambda photo: model_call(lambda: model.restore_padded(pad_to_multiple(pixel_values(photo)))), None
     if path == "model_call":
-        return lambda photo: _no_grad(lambda: model(pixel_values(photo))), None
+        return lambda photo: model_call(lambda: model(pixel_values(photo))), None
     if path == "pipeline":
         from transformers import pipeline
 
         restorer = pipeline("image-restoration", model=model, image_processor=processor)
-        return restorer, None
+        return lambda photo: restorer(photo, precision=precision), None
     if path == "restore_before":
-        return lambda photo: restore_image(model, photo, tile_size=512, tile_overlap=64), None
+        return lambda photo: restore_image(model, photo, tile_size=512, tile_overlap=64, precision=precision), None
     if path in ("served", "served_torch"):
         from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
 
@@ -145,15 +159,15 @@ def build_path(path: str, task: str, model, spec: dict):
 
         def served(photo):
             tile_size = serving_tile_size(model, photo.width, photo.height)
-            return restore_image(model, photo, tile_size=tile_size, tile_overlap=64)
+            return restore_image(model, photo, tile_size=tile_size, tile_overlap=64, precision=precision)
 
         return served, report
     if path == "compiled":
-        return compiled_restore(task, model, spec["size"]), None
+        return compiled_restore(task, model, spec["size"], autocast), None
     if path == "cli":
-        return cli_restore(task, model), None
+        return cli_restore(task, model, precision), None
     if path == "app":
-        return app_restore(task)
+        return app_restore(task, precision)
     return EXTRA_PATHS[path](task, model), None
 
 
@@ -169,7 +183,7 @@ def _photo_file(folder: Path):
     return saved
 
 
-def compiled_restore(task: str, model, size: int):
+def compiled_restore(task: str, model, size: int, autocast):
     from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
     from mprnet_hf.speed.fast import optimize_for_inference
     from mprnet_hf.speed.serving_speed import prepare_for_serving
@@ -177,17 +191,17 @@ def compiled_restore(task: str, model, size: int):
     prepare_for_serving({task: model}, background=False, backend="torch")
     optimize_for_inference(model, compile=True)
     processor = MPRNetImageProcessor()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         model(torch.rand(1, 3, size, size))  # compiles for this size
 
     def restore(photo):
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             return model(processor(images=photo, return_tensors="pt")["pixel_values"])
 
     return restore
 
 
-def cli_restore(task: str, model):
+def cli_restore(task: str, model, precision: str):
     import tempfile
 
     from mprnet_hf import cli
@@ -196,7 +210,9 @@ def cli_restore(task: str, model):
 
     folder = Path(tempfile.mkdtemp(prefix="peak-share-cli-"))
     saved = _photo_file(folder)
-    args = cli.build_parser().parse_args([str(folder / "photo.png"), "--task", task, "--output", str(folder / "out")])
+    args = cli.build_parser().parse_args(
+        [str(folder / "photo.png"), "--task", task, "--output", str(folder / "out"), "--precision", precision]
+    )
     args.max_megapixels = max_megapixels()
     prepare_for_serving({task: model}, background=False, backend="torch")  # what `cli.run` does for a few photos
 
@@ -208,22 +224,23 @@ def cli_restore(task: str, model):
     return restore
 
 
-def import_app():
+def import_app(precision: str):
     import os
 
     os.environ["MPRNET_MAX_SECONDS"] = "100000"  # the app's per-request CPU bound would refuse 2048² photos
+    os.environ["MPRNET_PRECISION"] = precision
     import app
 
     return app
 
 
-def app_restore(task: str):
+def app_restore(task: str, precision: str):
     import socket
     import tempfile
 
     from gradio_client import Client, handle_file
 
-    app = import_app()
+    app = import_app(precision)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -242,6 +259,12 @@ def app_restore(task: str):
     return restore, app.SERVING
 
 
+def app_precision(task: str) -> str:
+    import app
+
+    return app.PRECISIONS[task]
+
+
 def _no_grad(function):
     with torch.no_grad():
         return function()
@@ -250,13 +273,13 @@ def _no_grad(function):
 def worker(spec: dict) -> dict:
     from PIL import Image
 
-    from mprnet_hf.models.mprnet.inference import choose_tile_size
+    from mprnet_hf.models.mprnet.inference import choose_precision, choose_tile_size
 
     torch.set_num_threads(spec["threads"])
     if spec["path"] == "app":
         # First, as when app.py is the process's main module: it sets the allocator before any other thread
         # allocates, and threads that allocated before would keep arenas of their own.
-        import_app()
+        import_app(spec["precision"])
     model = load_model(spec["model"])
     pixels = np.random.default_rng(1).integers(0, 256, (spec["size"], spec["size"], 3), dtype=np.uint8)
     photo = Image.fromarray(pixels)
@@ -279,6 +302,9 @@ def worker(spec: dict) -> dict:
         matmul_gflops_before=round(peak_before, 1),
         matmul_gflops_after=round(peak_after, 1),
         auto_tile=choose_tile_size(model, spec["size"], spec["size"]),
+        runs_as=app_precision(task_of(spec["model"]))
+        if spec["path"] == "app"
+        else choose_precision(model, spec["precision"]).precision,
     )
     if report is not None:
         result.update(backend=report.backends[task_of(spec["model"])], reused_freed_memory=report.reused_freed_memory)
@@ -299,6 +325,8 @@ TABLE_COLUMNS = [
     ("model", "model", ""),
     ("size", "size", ""),
     ("path", "path", ""),
+    ("precision", "precision", ""),
+    ("runs as", "runs_as", ""),
     ("backend", "backend", ""),
     ("median s", "median_s", ".2f"),
     ("GFLOP", "conv_gflop", ".0f"),
@@ -326,6 +354,11 @@ def main(argv=None):
         help=f"comma-separated, from {','.join(PATHS)} (all but compiled by default)",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help=f"comma-separated, from {','.join(PRECISION_CHOICES)} (auto: what the user paths default to)",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cache-dir", help="ONNX export cache for the served path (default: the serving default)")
@@ -338,8 +371,13 @@ def main(argv=None):
         return
 
     models, sizes, paths = parse_list(args.models), parse_list(args.sizes, int), parse_list(args.paths)
+    precisions = parse_list(args.precision)
     allowed_models = MODELS + RELEASED_MODELS
-    for name, values, allowed in (("models", models, allowed_models), ("paths", paths, PATHS + tuple(EXTRA_PATHS))):
+    for name, values, allowed in (
+        ("models", models, allowed_models),
+        ("paths", paths, PATHS + tuple(EXTRA_PATHS)),
+        ("precision", precisions, PRECISION_CHOICES),
+    ):
         if unknown := sorted(set(values) - set(allowed)):
             parser.error(f"unknown {name}: {', '.join(unknown)}")
     if "app" in paths and set(models) & set(RELEASED_MODELS):
@@ -356,11 +394,12 @@ def main(argv=None):
         config = model_config(task)
         for size in sizes:
             flops = count_conv_flops(config, size, size)
-            for path in paths:
+            for path, precision in [(path, precision) for path in paths for precision in precisions]:
                 spec = dict(
                     model=task,
                     size=size,
                     path=path,
+                    precision=precision,
                     threads=args.threads,
                     warmup=args.warmup,
                     repeats=args.repeats,
@@ -369,11 +408,17 @@ def main(argv=None):
                 row = add_derived_numbers(run_worker("benchmarks.peak_share", spec, timeout=args.timeout), flops)
                 new_rows.append(row)
                 print(
-                    f"{task} {size}² {path}: {row['median_s']:.2f} s, {row['share_of_peak']:.0%} of "
+                    f"{task} {size}² {path} {precision} (runs as {row['runs_as']}): {row['median_s']:.2f} s, "
+                    f"{row['share_of_peak']:.0%} of "
                     f"{row['matmul_peak_gflops']:.0f} GFLOP/s, peak RSS {row['peak_rss_mib']:.0f} MiB",
                     flush=True,
                 )
     rows = merge_results(Path(args.output), new_rows, RESULT_KEY, meta)
+    for row in rows:
+        if row.get("precision") is None:
+            # Measured before this column existed, when every path ran fp32.
+            row.update(precision="fp32", runs_as="fp32")
+    rows = merge_results(Path(args.output), rows, RESULT_KEY, meta)
     shown = [row for row in rows if row["model"] in models and row["size"] in sizes]
     order = PATHS + tuple(EXTRA_PATHS)
     shown.sort(
@@ -381,6 +426,7 @@ def main(argv=None):
             allowed_models.index(r["model"]),
             r["size"],
             order.index(r["path"]) if r["path"] in order else len(order),
+            PRECISION_CHOICES.index(r["precision"]),
         )
     )
     print(format_table(shown, TABLE_COLUMNS))

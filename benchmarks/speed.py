@@ -27,6 +27,10 @@ Examples:
   python -m benchmarks.speed --configs deblur --sizes 256,512 --paths eager,fast
   python -m benchmarks.speed --configs derain,denoise --sizes 1024 --paths eager,fast --warmup 0 --repeats 1
   python -m benchmarks.speed --device cuda --precision fp32,bf16,fp16 --paths eager,fast --sizes 256,512,1024
+  python -m benchmarks.speed --configs deblur --sizes 256,512 --paths official,pipeline --precision fp32,auto \
+      --official ../MPRNet/Deblurring --interleave     # "runs as" says what auto chose here
+Every path but the pipeline runs under `autocast_context` of the case's precision ("auto" resolved first, by
+`inference.choose_precision` on a model of the configuration); the pipeline is passed the precision.
 Results are merged into benchmarks/results/speed_<device>.json (same case = replaced), and the table is printed.
 """
 
@@ -121,8 +125,9 @@ def build_official_model(folder: str, config_name: str, device: torch.device):
     )
 
 
-def pipeline_forward(model):
-    """The pipeline as users call it: a PIL photo in, a PIL photo out (tensor -> 8-bit photo outside the timing)."""
+def pipeline_forward(model, precision: str):
+    """The pipeline as users call it: a PIL photo in, a PIL photo out (tensor -> 8-bit photo outside the timing), with
+    the case's precision passed to it (the pipeline applies it, "auto" included)."""
     from transformers import pipeline
 
     from mprnet_hf import MPRNetImageProcessor
@@ -137,7 +142,7 @@ def pipeline_forward(model):
 
             pixels = (images[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
             photos[key] = Image.fromarray(pixels)
-        return restorer(photos[key])
+        return restorer(photos[key], precision=precision)
 
     return forward
 
@@ -158,7 +163,7 @@ def prepare_path(path: str, model, spec: dict | None = None):
     if path == "library":
         return model, torch.no_grad, lambda images: model(images).reconstruction
     if path == "pipeline":
-        return model, torch.no_grad, pipeline_forward(model)
+        return model, torch.no_grad, pipeline_forward(model, spec["precision"])
     if path in ("fast", "compiled") and model.device.type == "cpu" and not reuse_freed_memory():
         print("warning: reuse_freed_memory() is not available here (not glibc)")
     optimize_for_inference(model, channels_last=True, compile=path == "compiled")
@@ -180,6 +185,16 @@ def configure_device(device: torch.device, precision: str) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def runs_as(spec: dict, model, device: torch.device) -> str:
+    """The precision a case computes in: "auto" resolved as the library resolves it for this configuration
+    (`inference.choose_precision`, its agreement check included; the official code gets its twin's choice)."""
+    from mprnet_hf.models.mprnet.inference import choose_precision
+
+    if spec["precision"] != "auto":
+        return spec["precision"]
+    return choose_precision(model if model is not None else build_model(spec["config"], device)).precision
+
+
 def prepare_case(spec: dict):
     """Builds the case's model and input; returns (timed_run, result) where `timed_run()` runs the path once and
     returns its seconds, and `result(warmup_s, latencies)` the row."""
@@ -190,13 +205,15 @@ def prepare_case(spec: dict):
     configure_device(device, spec["precision"])
     # The official path builds its own model: a second one would only add to its peak memory.
     model = build_model(spec["config"], device) if spec["path"] != "official" else None
+    precision = runs_as(spec, model, device)
     model, grad_context, forward = prepare_path(spec["path"], model, dict(spec, device=device))
     rss_after_model = current_rss_mib()
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(1, 3, spec["size"], spec["size"], generator=generator).to(device)
     if spec["path"] in ("channels_last", "fast", "compiled"):
         images = images.contiguous(memory_format=torch.channels_last)
-    autocast = autocast_context(device, spec["precision"])
+    # The pipeline applies the case's precision itself: an autocast around it would override its "fp32".
+    autocast = autocast_context(device, "fp32" if spec["path"] == "pipeline" else precision)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -221,6 +238,7 @@ def prepare_case(spec: dict):
             rss_after_model_mib=round(rss_after_model, 1),
             peak_rss_mib=round(peak_rss_mib(), 1),
             finite_output=all(finite),
+            runs_as=precision,
         )
         if device.type == "cuda":
             row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -346,6 +364,7 @@ TABLE_COLUMNS = [
     ("path", "path", ""),
     ("env", "env", ""),
     ("precision", "precision", ""),
+    ("runs as", "runs_as", ""),
     ("median s", "median_s", ".3f"),
     ("min s", "min_s", ".3f"),
     ("MP/s", "megapixels_per_s", ".4f"),
@@ -365,7 +384,12 @@ def main(argv=None):
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: deblur,derain,denoise")
     parser.add_argument("--sizes", default="256,512,1024", help="comma-separated square sizes")
     parser.add_argument("--paths", default="eager,fast", help=f"comma-separated, from {','.join(PATHS)}")
-    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,bf16,fp16 (fp16 on GPU only)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated: auto,fp32,bf16,fp16 (fp16 on GPU only; auto: what the library picks on this machine, "
+        "the table's 'runs as')",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker")
     parser.add_argument("--warmup", type=int, default=1)
@@ -402,7 +426,7 @@ def main(argv=None):
     for name, values, allowed in (
         ("configs", configs, CONFIGS),
         ("paths", paths, PATHS),
-        ("precision", precisions, ("fp32", "bf16", "fp16")),
+        ("precision", precisions, ("auto", "fp32", "bf16", "fp16")),
     ):
         if unknown := sorted(set(values) - set(allowed)):
             parser.error(f"unknown {name}: {', '.join(unknown)}")
