@@ -36,6 +36,7 @@ from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
 from mprnet_hf.models.mprnet.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 from mprnet_hf.serving import (
+    NO_IMAGE,
     UPLOAD_REFUSED,
     cpu_cost_bound,
     default_device,
@@ -178,6 +179,17 @@ class UploadsOnlyBlocks(gr.Blocks):
     local path), and what Gradio still refuses gets the same message.
     """
 
+    # Gradio sets this when it starts the MCP server, which then answers through `answer_mcp_as_http`.
+    @property
+    def mcp_server_obj(self):
+        return self.__dict__.get("_mcp_server_obj")
+
+    @mcp_server_obj.setter
+    def mcp_server_obj(self, server):
+        if server is not None:
+            answer_mcp_as_http(server)
+        self.__dict__["_mcp_server_obj"] = server
+
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
         # A raw API call may stop before the optional arguments (gradio_client fills them in): they take their
         # components' defaults, as documented, and a missing image is None, which is answered "No image was uploaded".
@@ -187,6 +199,54 @@ class UploadsOnlyBlocks(gr.Blocks):
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except (InvalidPathError, pydantic.ValidationError, ValueError):
             refuse(UPLOAD_REFUSED)
+
+
+# The most of a message an MCP client gets back (the app's own are shorter; the MCP layer's quote whole arguments).
+MCP_MESSAGE_LIMIT = 400
+
+
+def mcp_refusal(message: str, arguments: dict) -> str:
+    """What an MCP client is told when its call failed with `message`: the HTTP API's answer to the same arguments
+    where the MCP layer refused them before the app saw them (Gradio's "Invalid file data format ..." for a string
+    that is no URL, the SDK's schema check), else `message` cut and with no HTML."""
+    if message.startswith("Invalid file data format"):
+        return UPLOAD_REFUSED
+    if message.startswith("Input validation error"):
+        try:
+            checked_request(
+                None,
+                arguments.get("task", AUTO),
+                arguments.get("tile_size", AUTOMATIC_TILES),
+                arguments.get("tile_overlap", DEFAULT_TILE_OVERLAP),
+            )
+        except gr.Error as refusal:
+            return refusal.message
+        if arguments.get("image") is None:
+            return NO_IMAGE
+        if not isinstance(arguments["image"], str):
+            return UPLOAD_REFUSED
+    message = message.replace("<", "&lt;").replace(">", "&gt;")
+    return message[:MCP_MESSAGE_LIMIT] + "…" if len(message) > MCP_MESSAGE_LIMIT else message
+
+
+def answer_mcp_as_http(server) -> None:
+    """Passes every failed tool call of Gradio's MCP `server` through `mcp_refusal`. The app's own refusals come
+    through unchanged (short, escaped); the MCP layer's quote whole arguments, 100 KB and HTML included."""
+    from mcp import types
+
+    handlers = server.mcp_server.request_handlers
+    call_tool = handlers[types.CallToolRequest]
+
+    async def call_tool_answering_as_http(request):
+        result = await call_tool(request)
+        answer = result.root
+        if isinstance(answer, types.CallToolResult) and answer.isError:
+            message = " ".join(getattr(item, "text", "") for item in answer.content)
+            refusal = mcp_refusal(message, request.params.arguments or {})
+            answer.content = [types.TextContent(type="text", text=refusal)]
+        return result
+
+    handlers[types.CallToolRequest] = call_tool_answering_as_http
 
 
 def upload_folders() -> list[str]:

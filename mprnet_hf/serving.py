@@ -40,6 +40,7 @@ UPLOAD_REFUSED = (
     "The image did not arrive as an upload. Upload the photo itself (in the page, or with gradio_client's "
     "handle_file()) and try again."
 )
+NO_IMAGE = "No image was uploaded. Upload a photo (PNG, JPEG, WebP, ...) first."
 LONGEST_PATH = 4096
 # Values echoed back in messages are cut to this many characters (a client may send megabytes).
 ECHO_LIMIT = 40
@@ -172,7 +173,7 @@ def open_image_file(
     """
     limit_megapixels = max_megapixels() if limit_megapixels is None else limit_megapixels
     if path is None:
-        raise ValueError("No image was uploaded. Upload a photo (PNG, JPEG, WebP, ...) first.")
+        raise ValueError(NO_IMAGE)
     path = Path(path)
     name = short_repr(path.name)
     if not path.is_file():
@@ -361,4 +362,5 @@ __all__ = [
     "cpu_cost_bound",
     "gpu_duration",
     "UPLOAD_REFUSED",
+    "NO_IMAGE",
 ]

@@ -519,6 +519,48 @@ def test_an_mcp_client_restores_a_photo(client):
     assert "**derain**: restored 256×240" in texts
 
 
+def test_mcp_refusals_are_the_http_ones_bounded_and_escaped(client, tmp_path):
+    """Over MCP, what is not an upload gets the HTTP answer's one message, and no value comes back whole or as HTML:
+    neither in the app's messages nor in those of the MCP layer (schema checks, Gradio's file handling)."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    from mprnet_hf.serving import UPLOAD_REFUSED
+
+    served = f"{client.src}gradio_api/file={upload(client.src, EXAMPLES / 'derain' / 'fruits_rain.png')}"
+    calls = {
+        "a plain path": ("restore", {"image": "/etc/hostname" + "<b>x</b>" * 12_000, "task": "derain"}),
+        "a huge task": ("restore", {"image": served, "task": "<i>" + "x" * 100_000}),
+        "a huge tile size": ("restore", {"image": served, "task": "derain", "tile_size": "9" * 100_000}),
+        "no image": ("restore", {"task": "derain"}),
+        "an unknown tool": ("<b>" * 10_000, {"image": served}),
+    }
+
+    async def call_tools():
+        async with (
+            streamablehttp_client(f"{client.src}gradio_api/mcp/") as (read, write, _),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return {kind: await session.call_tool(name, arguments) for kind, (name, arguments) in calls.items()}
+
+    answers = {}
+    for kind, result in asyncio.run(call_tools()).items():
+        assert result.isError, kind
+        answers[kind] = " ".join(getattr(item, "text", "") for item in result.content)
+        assert len(answers[kind]) <= 401 and "<" not in answers[kind], (kind, answers[kind][:500])
+    assert answers["a plain path"] == UPLOAD_REFUSED
+    assert (
+        answers["a huge task"].startswith("Unknown task '&lt;i&gt;xxx")
+        and "choose one of auto" in answers["a huge task"]
+    )
+    assert answers["a huge tile size"].startswith("Tile size must be 0 (automatic) or a whole number from 256 to 1024")
+    assert answers["no image"].startswith("No image was uploaded.")
+    assert_still_serving(client, tmp_path)
+
+
 # ------------------------------------------------------------------------------------------------ GPU time
 def test_gpu_time_asked_for_stays_within_zerogpu_bounds(app_module):
     """ZeroGPU reserves what `gpu_seconds` asks and charges 1.5 times that against a visitor's daily quota."""
