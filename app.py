@@ -379,6 +379,12 @@ def step_previews(steps) -> list[tuple[Image.Image, str]]:
     return previews
 
 
+def worker_ended_after_its_request(worker: asyncio.Future) -> None:
+    error = None if worker.cancelled() else worker.exception()
+    if error is not None and not isinstance(error, (RequestStopped, gr.Error)):
+        print(f"MPRNet: a cancelled request's restore failed: {type(error).__name__}: {error}", flush=True)
+
+
 async def run_watched(work, request):
     """Runs `work(request_id)` in a worker thread and stops it, at its next tile, when the client goes away."""
     request_id, stop = uuid.uuid4().hex, threading.Event()
@@ -392,6 +398,9 @@ async def run_watched(work, request):
         return running.result()
     except (asyncio.CancelledError, RequestStopped) as stopped:
         stop.set()  # the worker thread stops at its next tile and frees the CPU or GPU
+        # Cancelled, nothing awaits the worker any more: its end (RequestStopped, as asked) is taken here, or asyncio
+        # would log it as "Task exception was never retrieved" with a traceback.
+        running.add_done_callback(worker_ended_after_its_request)
         if isinstance(stopped, RequestStopped):
             refuse("The request was stopped: its client went away.")
         raise
