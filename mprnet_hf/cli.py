@@ -482,18 +482,27 @@ def main(argv=None) -> int:
         share = Share.from_environment()  # a launcher's processes (mprnet_hf.collection), or one process
     except ShareError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    with share.quiet_unless_main():
-        args = parser.parse_args(argv)
     try:
         share.start()
     except ShareError as error:
         parser.exit(2, f"{parser.prog}: error (process {share.rank} of {share.world_size}): {error}\n")
+    # An argument error or --help, and a usage error that run() has every process agree on, are the same in every
+    # process: the main one says it, and the others wait until it has, since a launcher stops the processes still
+    # running (the main one too, maybe before it printed) as soon as one exits with an error.
     try:
+        with share.quiet_unless_main():
+            args = parser.parse_args(argv)
         status = run(args, share)
-    except UsageError as error:
+    except (SystemExit, UsageError) as error:
+        if isinstance(error, UsageError) and share.is_main:
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        share.finish()
         share.stop()
-        # Every process reached the same error (run() has them agree first): the main process says it once.
-        parser.exit(2, f"{parser.prog}: error: {error}\n" if share.is_main else None)
+        if isinstance(error, SystemExit):
+            raise
+        parser.exit(2)
     share.stop()
     if argv is None:
         end_process_before_background_threads_can_abort(status)

@@ -1,4 +1,6 @@
-"""`python -m mprnet_hf.restore`: the same command as `mprnet-restore` (see mprnet_hf.cli)."""
+"""`python -m mprnet_hf.restore`: the same command as `mprnet-restore` (see mprnet_hf.cli), and the module a launcher
+starts on many processes (`accelerate launch --multi_gpu --num_processes N -m mprnet_hf.restore ...`; see
+mprnet_hf.collection)."""
 
 import sys
 
