@@ -38,6 +38,7 @@ from mprnet_hf.models.mprnet.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE
 from mprnet_hf.serving import (
     NO_IMAGE,
     UPLOAD_REFUSED,
+    check_costs,
     cpu_cost_bound,
     default_device,
     gpu_duration,
@@ -436,9 +437,8 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
 
     def within_cost_bound(width: int, height: int):
         # Auto runs each step as its own call, each held to the bound of a request for that task.
-        for bounded in TASKS if task == AUTO else (task,):
-            tile = tile_size_for((width, height), bounded, tile_size)
-            COST_BOUNDS[bounded].check(MODELS[bounded], width, height, tile, "on this server")
+        bounded = {name: (COST_BOUNDS[name], MODELS[name]) for name in (TASKS if task == AUTO else (task,))}
+        check_costs(bounded, width, height, lambda name, *size: tile_size_for(size, name, tile_size), "on this server")
 
     try:
         # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.

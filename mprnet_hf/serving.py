@@ -320,16 +320,51 @@ class CostBound:
 
     def check(self, model: MPRNetModel, width: int, height: int, tile_size: int | None, where: str) -> None:
         """Raises ValueError, giving the largest size accepted, when the photo would cost more than the budget."""
-        if self.seconds(model, width, height, tile_size) <= self.budget_s:
-            return
-        largest = self.largest_megapixels(model, tile_size)
-        scale = math.sqrt(largest * 1e6 / (width * height))
-        raise ValueError(
-            f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels): restoring it would take longer "
-            f"than the {self.budget_s:g} s one request may use {where}. The largest photo accepted is about "
-            f"{largest:.1f} megapixels (for this photo's shape, {int(width * scale)}x{int(height * scale)}). "
-            "Downscale or crop it and try again."
-        )
+        check_costs({"": (self, model)}, width, height, lambda _name, _width, _height: tile_size, where)
+
+
+def largest_size_accepted(width: int, height: int, accepts: Callable[[int, int], bool]) -> tuple[int, int]:
+    """The largest size of a `width` x `height` photo's shape, scaled down, that `accepts` (at least 1x1). Its cost
+    grows with its size, tiles included (a larger photo never gets fewer passes), so a bisection over the longer side
+    finds it."""
+    longer = max(width, height)
+
+    def scaled(side: int) -> tuple[int, int]:
+        return max(1, width * side // longer), max(1, height * side // longer)
+
+    low, high = 1, longer  # accepts(*scaled(low)) is assumed: a pixel costs next to nothing
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if accepts(*scaled(middle)) else (low, middle - 1)
+    return scaled(low)
+
+
+def check_costs(
+    bounds: dict[str, tuple[CostBound, MPRNetModel]],
+    width: int,
+    height: int,
+    tile_for: Callable[[str, int, int], int | None],
+    where: str,
+) -> None:
+    """Raises ValueError when restoring the photo with any of `bounds` (name -> (bound, model)) would cost more than
+    that bound allows (auto mode runs one model per step, each held to its own task's bound), naming the largest size
+    of the photo's shape that every one of them accepts, each at the tile size `tile_for(name, width, height)` it
+    would get at that size: the size named is then accepted when sent, whichever bound refused first."""
+
+    def over_budget(name: str, width: int, height: int) -> bool:
+        bound, model = bounds[name]
+        return bound.seconds(model, width, height, tile_for(name, width, height)) > bound.budget_s
+
+    refusing = [bounds[name][0] for name in bounds if over_budget(name, width, height)]
+    if not refusing:
+        return
+    largest = largest_size_accepted(width, height, lambda w, h: not any(over_budget(name, w, h) for name in bounds))
+    raise ValueError(
+        f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels): restoring it would take longer "
+        f"than the {refusing[0].budget_s:g} s one request may use {where}. The largest photo accepted is about "
+        f"{largest[0] * largest[1] / 1e6:.1f} megapixels (for this photo's shape, {largest[0]}x{largest[1]}). "
+        "Downscale or crop it and try again."
+    )
 
 
 def zerogpu_cost_bound(model: MPRNetModel) -> CostBound:
@@ -358,6 +393,7 @@ __all__ = [
     "open_image_file",
     "max_megapixels",
     "CostBound",
+    "check_costs",
     "zerogpu_cost_bound",
     "cpu_cost_bound",
     "gpu_duration",

@@ -722,6 +722,35 @@ def test_photos_costing_more_than_a_request_may_are_refused_naming_the_largest_s
         app_module.COST_BOUNDS["denoise"] = saved
 
 
+@pytest.mark.parametrize("task", ["auto", "deblur", "denoise"])
+def test_the_largest_size_a_refusal_names_is_accepted(client, app_module, tmp_path, task):
+    """Issue 35, item 4: in auto mode each step is held to its own task's bound, and these differ (each measured at
+    start-up), so the size named must be the one every step accepts, each at the tiles it would get at that size."""
+    from mprnet_hf.serving import CostBound
+
+    bounds = {"deblur": 10.0, "derain": 12.0, "denoise": 40.0}  # seconds per megapixel: 0.1 to 0.025 megapixels in 1 s
+    saved = dict(app_module.COST_BOUNDS)
+    app_module.COST_BOUNDS.update(
+        {name: CostBound(budget_s=1.0, seconds_per_megapixel=rate) for name, rate in bounds.items()}
+    )
+    try:
+        too_large = tmp_path / "too-large.png"
+        Image.new("RGB", (600, 400), (90, 120, 150)).save(too_large)
+        with pytest.raises(AppError) as refused:
+            restore(client, too_large, task, tile_size=0)
+        width, height = map(int, re.search(r"for this photo's shape, (\d+)x(\d+)", str(refused.value)).groups())
+        named = tmp_path / "named.png"
+        Image.new("RGB", (width, height), (90, 120, 150)).save(named)
+        restored, *_ = restore(client, named, task, tile_size=0)
+        assert Image.open(restored).size == (width, height)
+        # It is the largest: a few pixels more are refused.
+        Image.new("RGB", (width + 3, height + 2), (90, 120, 150)).save(too_large)
+        with pytest.raises(AppError, match="would take longer"):
+            restore(client, too_large, task, tile_size=0)
+    finally:
+        app_module.COST_BOUNDS.update(saved)
+
+
 def test_automatic_tiles_restore_a_megapixel_photo_whole_on_a_cpu(app_module):
     """Tiling a photo that fits in memory would only add seams and a statistics pass; asked-for tiles stay."""
     photo = Image.new("RGB", (1024, 1024))
