@@ -218,7 +218,10 @@ def baseline_cell(result: dict, name: str, model: str) -> str:
     """A baseline's mean; one scored on fewer photos than the others (BM3D) says on how many, the model's mean on
     the same photos and its seconds per photo."""
     item = result["summary"][name]
-    text = f"{BASELINE_NAMES.get(name, name)} {cell(item)}"
+    label = BASELINE_NAMES.get(name, name)
+    if result.get("foreign"):  # nothing of a foreign degradation is known: the denoisers estimate sigma
+        label = label.replace("true σ", "estimated σ")
+    text = f"{label} {cell(item)}"
     if item["images"] < len(result["images"]):
         scored = {image["name"] for image in result["images"] if name in image["scores"]}
         text += (
@@ -256,7 +259,7 @@ def bar_row(name: str, label: str, result: dict) -> str:
     )
     if result["task"] == "deblur":
         met = met and worse == 0
-    baseline_text = f"{baseline_gain:+.2f} over {BASELINE_NAMES[baseline]}" if baseline_gain is not None else "-"
+    baseline_text = f"{baseline_gain:+.2f} over {baseline}" if baseline_gain is not None else "-"
     return (
         f"| {label} | {gain:+.2f} | {baseline_text} | {worse}/{len(result['images'])} | {'met' if met else 'missed'} |"
     )
