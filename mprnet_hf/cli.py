@@ -11,6 +11,10 @@ Folders are walked recursively and their tree is mirrored under the output folde
 wildcard on). Finished outputs are skipped unless --overwrite, so an interrupted run resumes where it stopped; an input
 is never overwritten. A file that fails is reported with the reason and the others are still restored. Exit status:
 0 when every file was restored or skipped, 1 when any failed, 2 for bad arguments (nothing is written then).
+
+Started by a launcher on many processes (accelerate launch --multi_gpu --num_processes N -m mprnet_hf.restore ...,
+or torchrun), the processes share the files out, each file once, and the main one prints the summary of all; every
+process exits 1 if a file failed on any of them (docs/DEPLOYMENT.md).
 """
 
 import argparse
@@ -21,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,7 +335,7 @@ class Plan:
     jobs: list[Job]
     device: torch.device
     models: dict
-    restore_one: object
+    restore_one: Callable[[Job], None]
     backend: str
 
 
