@@ -215,14 +215,19 @@ def blur_margin(max_kernel: int = MAX_SHAKE_KERNEL) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- rain
-def line_kernel(length: float, angle_degrees: float, width: float) -> np.ndarray:
-    """A soft line segment: the shape a falling drop leaves during the exposure."""
+def segment_axes(length: float, angle_degrees: float, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(along, across): each tap's distance along and across a segment of `length` at `angle_degrees` from vertical,
+    on the smallest odd square grid that holds it and `width` twice on each side."""
     size = 2 * math.ceil(length / 2 + 2 * width) + 1
     axis = np.arange(size) - (size - 1) / 2
     x, y = np.meshgrid(axis, axis)
     angle = math.radians(angle_degrees)
-    along = x * math.sin(angle) + y * math.cos(angle)
-    across = x * math.cos(angle) - y * math.sin(angle)
+    return x * math.sin(angle) + y * math.cos(angle), x * math.cos(angle) - y * math.sin(angle)
+
+
+def line_kernel(length: float, angle_degrees: float, width: float) -> np.ndarray:
+    """A soft line segment: the shape a falling drop leaves during the exposure."""
+    along, across = segment_axes(length, angle_degrees, width)
     kernel = np.exp(-(across**2) / (2 * max(width, 0.3) ** 2)) * (np.abs(along) <= length / 2)
     return (kernel / max(kernel.sum(), 1e-8)).astype(np.float32)
 

@@ -39,6 +39,7 @@ from .degradations import (
     jpeg_compress,
     motion_blur_kernel,
     random_noise,
+    segment_axes,
 )
 
 SYNTHESES = ("broad", "classic")
@@ -59,12 +60,7 @@ def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 def streak_kernel(length: float, angle_degrees: float, width: float) -> np.ndarray:
     """A line segment of peak 1 (not of sum 1): a single drop keeps its own brightness whatever its length."""
-    size = 2 * math.ceil(length / 2 + 2 * width) + 1
-    axis = np.arange(size) - (size - 1) / 2
-    x, y = np.meshgrid(axis, axis)
-    angle = math.radians(angle_degrees)
-    along = x * math.sin(angle) + y * math.cos(angle)
-    across = x * math.cos(angle) - y * math.sin(angle)
+    along, across = segment_axes(length, angle_degrees, width)
     # A soft end over one pixel keeps short streaks from aliasing into dots.
     ends = np.clip(length / 2 + 0.5 - np.abs(along), 0, 1)
     return (np.exp(-(across**2) / (2 * width**2)) * ends).astype(np.float32)
