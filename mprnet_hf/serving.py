@@ -3,18 +3,21 @@ only files that arrived as uploads, reading them safely, and bounding what one r
 ZeroGPU seconds). `mprnet_hf.data.image_io` builds on `open_image_file` to keep bit depth, EXIF and ICC profile.
 """
 
+import io
 import math
 import os
 import re
+import struct
 import time
 import urllib.parse
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .hub.bundled import bundled_checkpoint
 from .models.mprnet.configuration_mprnet import TASKS
@@ -58,6 +61,13 @@ MAX_JPEG_MARKERS = 4096
 # restart (0xD0-0xD7) and TEM (0x01) markers carry nothing, so all of them are skipped at C speed.
 _JPEG_MARKER = re.compile(rb"\xff+([\x02-\xcf\xd8-\xfe])")
 _JPEG_SOS, _JPEG_EOI, _JPEG_SOI = 0xDA, 0xD9, 0xD8
+# An ICC colour profile is kept with the restored photo up to 1 MiB (real profiles are a few KB, at most a few hundred
+# KB for large lookup tables): Pillow refuses to open a PNG whose profile inflates past its MAX_TEXT_CHUNK, 1 MiB by
+# default, so a larger one would make the restored PNG a file that Pillow, and this app, cannot read again. A larger
+# profile is left out and the user told so.
+MAX_ICC_PROFILE_BYTES = 1 << 20
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
 
 def model_source(task: str) -> str:
@@ -181,12 +191,20 @@ def open_image_file(
     if path.stat().st_size == 0:
         raise ValueError(f"The file {name} is empty (0 bytes). Upload a valid image file.")
     notes = []
+    source = path
+    if is_png(path):
+        # Metadata chunks Pillow would refuse the whole file for are left out first (see `png_without_refused_chunks`).
+        readable, dropped_profile = png_without_refused_chunks(path)
+        if readable is not None:
+            source = io.BytesIO(readable)
+        if dropped_profile:
+            notes.append(icc_profile_note(name))
     # Image.open reads only the header, so the size is checked before any pixel is decoded; PIL itself refuses
     # headers past twice its own bomb limit.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=_allowed_formats())
+            image = Image.open(source, formats=_allowed_formats())
             if getattr(image, "n_frames", 1) > 1:
                 notes.append(f"{name} is animated ({image.n_frames} frames); only the first frame was restored.")
                 image.seek(0)
@@ -196,6 +214,11 @@ def open_image_file(
             if image.format in ("JPEG", "MPO"):
                 check_jpeg_decoding_cost(path, name, *image.size)
             image.load()
+        # JPEG, WebP and TIFF carry profiles of any size (a JPEG up to 16 MB); Pillow reads them whole.
+        profile = image.info.get("icc_profile")
+        if profile and len(profile) > MAX_ICC_PROFILE_BYTES:
+            del image.info["icc_profile"]
+            notes.append(icc_profile_note(name, len(profile)))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
             f"{name} declares more pixels than the limit of {limit_megapixels:g} megapixels "
@@ -207,6 +230,91 @@ def open_image_file(
         reason = short_repr(str(error), 80).strip("'\"")
         raise ValueError(f"{name} is corrupt or truncated ({reason}). Re-export or re-download the image.") from None
     return image, notes
+
+
+def icc_profile_note(name: str, size: int | None = None) -> str:
+    """What a user is told when the photo's ICC profile (of `size` bytes, when known) is too large to keep."""
+    limit = MAX_ICC_PROFILE_BYTES / 2**20
+    size_text = f"of {size / 2**20:.1f} MB" if size else f"larger than {limit:g} MB"
+    return (
+        f"{name} has an ICC colour profile {size_text}; profiles over {limit:g} MB are not kept (PNG readers refuse "
+        "them), so the restored PNG has no colour profile and its colours are read as sRGB. Convert the photo to "
+        "sRGB (or a smaller profile) before restoring to keep its colours exact."
+    )
+
+
+def is_png(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+
+
+def inflated_size(data: bytes, limit: int) -> int | None:
+    """The size `data` (zlib) inflates to, or None past `limit` bytes, found as Pillow finds it (at most `limit`
+    bytes are inflated). Data that is no zlib stream counts as empty: Pillow ignores it."""
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(data, limit)
+    except zlib.error:
+        return 0
+    return None if inflater.unconsumed_tail else len(inflated)
+
+
+def png_without_refused_chunks(path: Path) -> tuple[bytes | None, bool]:
+    """The PNG at `path` without the metadata chunks for which Pillow refuses the whole file with a bare "Decompressed
+    data too large ..." or "Too much memory used in text chunks": an ICC profile (iCCP) over `MAX_ICC_PROFILE_BYTES`,
+    a compressed text chunk over `PngImagePlugin.MAX_TEXT_CHUNK`, and text past `PngImagePlugin.MAX_TEXT_MEMORY` in
+    all. Returns (the file's bytes without them, or None when none is left out; whether the profile was left out).
+    Text chunks never travel to the restored photo, so leaving them out changes nothing the user gets back."""
+    left_out, text_bytes, dropped_profile = [], 0, False
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        position = len(_PNG_SIGNATURE)
+        # A chunk: length, type, data, CRC. The walk stops at IEND or at the first chunk that does not fit the file
+        # (Pillow then says the file is truncated).
+        while position + 12 <= size:
+            file.seek(position)
+            length, kind = struct.unpack(">I4s", file.read(8))
+            end = position + 12 + length
+            if kind == b"IEND" or end > size:
+                break
+            if kind == b"iCCP":
+                data = file.read(length)
+                separator = data.find(b"\0")
+                if separator >= 0 and inflated_size(data[separator + 2 :], MAX_ICC_PROFILE_BYTES) is None:
+                    left_out.append((position, end))
+                    dropped_profile = True
+            elif kind in _PNG_TEXT_CHUNKS:
+                text = png_text_size(kind, file.read(length)) if kind != b"tEXt" else length
+                if text is None or text_bytes + text > PngImagePlugin.MAX_TEXT_MEMORY:
+                    left_out.append((position, end))
+                else:
+                    text_bytes += text
+            position = end
+        if not left_out:
+            return None, False
+        file.seek(0)
+        data = file.read()
+    kept, start = [], 0
+    for chunk_start, chunk_end in left_out:
+        kept.append(data[start:chunk_start])
+        start = chunk_end
+    kept.append(data[start:])
+    return b"".join(kept), dropped_profile
+
+
+def png_text_size(kind: bytes, data: bytes) -> int | None:
+    """The bytes of text a zTXt or iTXt chunk holds, or None when it inflates past `PngImagePlugin.MAX_TEXT_CHUNK`."""
+    keyword_end = data.find(b"\0")
+    if keyword_end < 0:
+        return len(data)
+    if kind == b"zTXt":
+        return inflated_size(data[keyword_end + 2 :], PngImagePlugin.MAX_TEXT_CHUNK)
+    compressed = data[keyword_end + 1 : keyword_end + 2] == b"\1"
+    # After the compression flag and method: a language tag and a translated keyword, each ended by a NUL.
+    fields = data[keyword_end + 3 :].split(b"\0", 2)
+    if not compressed or len(fields) < 3:
+        return len(data)
+    return inflated_size(fields[2], PngImagePlugin.MAX_TEXT_CHUNK)
 
 
 def jpeg_scans_and_markers(data: bytes) -> tuple[int, int]:
@@ -392,6 +500,7 @@ __all__ = [
     "uploaded_file",
     "open_image_file",
     "max_megapixels",
+    "MAX_ICC_PROFILE_BYTES",
     "CostBound",
     "check_costs",
     "zerogpu_cost_bound",

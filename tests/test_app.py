@@ -634,6 +634,96 @@ def test_icc_profile_and_exif_travel_to_the_download(client, tmp_path):
     assert upright[10:].mean() > upright[:10].mean() + 100
 
 
+# Issue 35, item 7: 10 MB of metadata (here a repeated pattern, so that compressed chunks stay small uploads).
+TEN_MEGABYTES = b"profile!" * (10 * 2**20 // 8)
+ONE_MEBIBYTE = TEN_MEGABYTES[: 2**20]
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_chunks(before_pixels: bytes = b"", after_pixels: bytes = b"", sixteen_bit: bool = False) -> bytes:
+    """A small photo as PNG with extra chunks placed right after its header and right before its end."""
+    import imagecodecs
+
+    rng = np.random.default_rng(5)
+    if sixteen_bit:
+        data = imagecodecs.png_encode(rng.integers(0, 65536, (40, 60, 3), dtype=np.uint16))
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        data = buffer.getvalue()
+    header_end, end = len(PNG_SIGNATURE) + 25, len(data) - 12  # after IHDR; before IEND
+    return data[:header_end] + before_pixels + data[header_end:end] + after_pixels + data[end:]
+
+
+def saved_with_profile(image_format: str, profile: bytes) -> bytes:
+    buffer = io.BytesIO()
+    photo = Image.fromarray(np.random.default_rng(6).integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    photo.save(
+        buffer, format=image_format, icc_profile=profile, **({"lossless": True} if image_format == "WEBP" else {})
+    )
+    return buffer.getvalue()
+
+
+# name -> (file contents, what becomes of its ICC profile: "dropped", "kept" or None where it has none)
+HOSTILE_METADATA = {
+    "icc.png": (lambda: png_with_chunks(png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(TEN_MEGABYTES))), "dropped"),
+    "icc-16-bit.png": (
+        lambda: png_with_chunks(png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(TEN_MEGABYTES)), sixteen_bit=True),
+        "dropped",
+    ),
+    "icc.jpg": (lambda: saved_with_profile("JPEG", TEN_MEGABYTES), "dropped"),
+    "icc.webp": (lambda: saved_with_profile("WEBP", TEN_MEGABYTES), "dropped"),
+    "icc.tif": (lambda: saved_with_profile("TIFF", TEN_MEGABYTES), "dropped"),
+    "icc-1-mib.png": (lambda: png_with_chunks(png_chunk(b"iCCP", b"large\0\0" + zlib.compress(ONE_MEBIBYTE))), "kept"),
+    "icc-1-mib.jpg": (lambda: saved_with_profile("JPEG", ONE_MEBIBYTE), "kept"),
+    "ztxt.png": (lambda: png_with_chunks(png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(TEN_MEGABYTES))), None),
+    "itxt-after-pixels.png": (
+        lambda: png_with_chunks(
+            after_pixels=png_chunk(b"iTXt", b"Note\0\1\0en\0Notiz\0" + zlib.compress(TEN_MEGABYTES))
+        ),
+        None,
+    ),
+    # 70 text chunks of 1 MB each: within Pillow's limit one by one, over its 64 MB for text in all.
+    "many-ztxt.png": (
+        lambda: png_with_chunks(
+            b"".join(png_chunk(b"zTXt", b"C%d\0\0" % i + zlib.compress(ONE_MEBIBYTE[:-100])) for i in range(70))
+        ),
+        None,
+    ),
+    "text.png": (lambda: png_with_chunks(png_chunk(b"tEXt", b"Comment\0" + TEN_MEGABYTES)), None),
+    "exif.png": (lambda: png_with_chunks(png_chunk(b"eXIf", b"MM\0*\0\0\0\x08" + TEN_MEGABYTES)), None),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_METADATA)
+def test_outputs_of_photos_with_huge_metadata_reopen_and_upload_again(client, tmp_path, name):
+    """Every restored PNG opens in Pillow and is restored again when uploaded; an ICC profile over 1 MiB is left out,
+    and the status says so, and one of 1 MiB is kept."""
+    contents, profile = HOSTILE_METADATA[name]
+    path = tmp_path / name
+    path.write_bytes(contents())
+    restored_path, _, _, status = restore(client, path)
+
+    restored = Image.open(restored_path)
+    restored.load()
+    restored.getexif()
+    assert restored.size == (60, 40)
+    if name.startswith("icc-16-bit"):
+        assert png_bit_depth(restored_path) == 16
+    said = "ICC colour profile" in status and "not kept" in status
+    assert said == (profile == "dropped"), status
+    assert ("icc_profile" in restored.info) == (profile == "kept")
+    if profile == "kept":
+        assert restored.info["icc_profile"] == ONE_MEBIBYTE
+
+    again, _, _, status_again = restore(client, restored_path)
+    Image.open(again).load()
+    assert Image.open(again).size == (60, 40) and "Note:" not in status_again
+
+
 def test_previews_of_unusual_modes_look_like_the_photo(client, tmp_path):
     ramp = np.tile(np.linspace(0.1, 0.9, 40, dtype=np.float32), (24, 1))
     float_path = tmp_path / "float.tif"

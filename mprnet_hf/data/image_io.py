@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
 from ..models.mprnet.inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image, restore_tensor
 from ..models.mprnet.modeling_mprnet import MPRNetModel
-from ..serving import open_image_file
+from ..serving import MAX_ICC_PROFILE_BYTES, open_image_file
 
 ORIENTATION = 0x0112
 # TIFF tags that describe a TIFF file's own pixel layout: Pillow lists them with the EXIF of a TIFF, but they must not
@@ -253,6 +253,7 @@ def write_image(photo: Photo, path, image_format: str | None = None) -> Path:
     extension). The file appears whole or not at all: it is written beside `path` and renamed into place."""
     path = Path(path)
     image_format = (image_format or format_for_path(path)).upper()
+    check_png_profile(photo, image_format)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=path.parent)
     os.close(handle)
     try:
@@ -265,6 +266,17 @@ def write_image(photo: Photo, path, image_format: str | None = None) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_png_profile(photo: Photo, image_format: str) -> None:
+    """Raises ValueError rather than write a PNG that Pillow refuses to open: one whose ICC profile is over
+    `MAX_ICC_PROFILE_BYTES` (`read_image` never keeps such a profile; a Photo built by hand may hold one)."""
+    profile = as_written(photo, image_format).icc_profile if image_format == "PNG" else None
+    if profile and len(profile) > MAX_ICC_PROFILE_BYTES:
+        raise ValueError(
+            f"The ICC profile is {len(profile) / 2**20:.1f} MB, over the {MAX_ICC_PROFILE_BYTES / 2**20:g} MB that "
+            "PNG readers such as Pillow open: leave it out (icc_profile=None) or convert the photo to sRGB first."
+        )
 
 
 def as_written(photo: Photo, image_format: str) -> Photo:
