@@ -51,6 +51,7 @@ from mprnet_hf.serving import (
 )
 from mprnet_hf.speed.fast import reuse_freed_memory
 from mprnet_hf.speed.serving_speed import prepare_for_serving, serving_tile_size
+from mprnet_hf.stopping import make_stoppable, stop_checks
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Gradio copies every returned file into its own cache, so our copies only need to outlive one response.
@@ -80,7 +81,10 @@ TILE_OVERLAP_RANGE = (0, 96)
 if default_device().type == "cpu":
     reuse_freed_memory()
 # ZeroGPU needs the weights loaded at import, outside any @spaces.GPU function; it moves them to the GPU per call.
-MODELS = load_models()
+# A photo restored whole is one forward pass of many seconds: every module checks whether its request was stopped
+# (`mprnet_hf.stopping`), so that a cancel or a disconnect frees the CPU or GPU within a module, not at the end. The
+# hooks go in now, before any other thread (the background export, requests) runs the models.
+MODELS = {task: make_stoppable(model) for task, model in load_models().items()}
 # Auto mode's detector: a small classifier that stays on the CPU (it reads a few crops, well under a second).
 DETECTOR = DegradationDetector.from_pretrained()
 ON_GPU = next(MODELS[TASKS[0]].parameters()).is_cuda
@@ -118,7 +122,7 @@ PROCESSOR = MPRNetImageProcessor()
 
 
 class RequestStopped(Exception):
-    """The client cancelled or went away: the restore stops at the next tile."""
+    """The client cancelled or went away: the restore stops at the next tile, or within the model's next module."""
 
 
 class ResultFolder:
@@ -291,23 +295,30 @@ def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, requ
 @spaces.GPU(duration=gpu_seconds)
 def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None):
     stop = STOPS.get(request_id)
+    tiles = [0, 1]  # done and in all, as last reported: a photo restored whole is one tile
+
+    def stop_if_asked():
+        # Called between tiles, before each module of the model (PyTorch) and by a watcher thread (onnxruntime).
+        if stop is not None and stop.is_set():
+            STOPPED_REQUESTS.append((request_id, *tiles))
+            raise RequestStopped(f"stopped after {tiles[0]} of {tiles[1]} tiles")
 
     def report_tiles(done: int, total: int):
-        if stop is not None and stop.is_set():
-            STOPPED_REQUESTS.append((request_id, done, total))
-            raise RequestStopped(f"stopped after {done} of {total} tiles")
+        tiles[:] = [done, total]
+        stop_if_asked()
         if progress is not None and total > 1:
             progress((done, total), desc="Restoring tiles", unit="tiles")
 
     try:
-        return restore_photo(
-            MODELS[task],
-            photo,
-            tile_size=tile_size_for(photo.size, task, tile_size),
-            tile_overlap=tile_overlap,
-            precision=PRECISIONS[task],
-            progress=report_tiles,
-        )
+        with stop_checks(stop_if_asked):
+            return restore_photo(
+                MODELS[task],
+                photo,
+                tile_size=tile_size_for(photo.size, task, tile_size),
+                tile_overlap=tile_overlap,
+                precision=PRECISIONS[task],
+                progress=report_tiles,
+            )
     except ValueError as error:
         raise gr.Error(str(error), print_exception=False) from None
     except torch.OutOfMemoryError:
@@ -387,7 +398,8 @@ def worker_ended_after_its_request(worker: asyncio.Future) -> None:
 
 
 async def run_watched(work, request):
-    """Runs `work(request_id)` in a worker thread and stops it, at its next tile, when the client goes away."""
+    """Runs `work(request_id)` in a worker thread and stops it (at its next tile, or within the model's next module)
+    when the client goes away."""
     request_id, stop = uuid.uuid4().hex, threading.Event()
     STOPS[request_id] = stop
     running = asyncio.ensure_future(asyncio.to_thread(work, request_id))

@@ -915,3 +915,75 @@ def test_a_request_whose_client_disconnects_stops_between_tiles(client, app_modu
     _, done, total = wait_for_stop(app_module, time.monotonic() + 300)
     assert done < total == 32
     assert_still_serving(client, tmp_path)
+
+
+# Issue 35, item 2: a photo restored whole (the default on a CPU) is one forward pass; a cancel or a disconnect must
+# stop it within about a second, inside that pass, not let it run to its end ("stopped after 1 of 1 tiles").
+WHOLE_PHOTO_SIDE = 768
+STOP_WITHIN_S = 5.0  # the issue asks for about a second; the bound leaves room for a machine busy with other work
+
+
+@pytest.fixture
+def whole_photo(app_module, tmp_path):
+    """Noise restored whole by deblur on a CPU: one forward pass of several seconds on two cores."""
+    if app_module.tile_size_for((WHOLE_PHOTO_SIDE,) * 2, "deblur", app_module.AUTOMATIC_TILES) is not None:
+        pytest.skip("this device restores the photo in tiles, which tests above cover")
+    path = tmp_path / "whole.png"
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (WHOLE_PHOTO_SIDE, WHOLE_PHOTO_SIDE, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def wait_until_restoring(app_module, deadline: float, finished=lambda: False):
+    """Until a request is inside its restore (its stop flag registered), then 1.5 s more, as the issue did."""
+    while not app_module.STOPS and not finished() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app_module.STOPS, "the restore never started"
+    time.sleep(1.5)
+
+
+def test_a_cancelled_whole_photo_restore_stops_inside_the_model(client, app_module, whole_photo, tmp_path):
+    app_module.STOPPED_REQUESTS.clear()
+    job = client.submit(handle_file(str(whole_photo)), "deblur", 0, 64, api_name="/restore")
+    deadline = time.monotonic() + 300
+    wait_until_restoring(app_module, deadline, job.done)
+    assert not job.done(), job.exception()
+    cancelled = time.monotonic()
+    job.cancel()
+    _, done, total = wait_for_stop(app_module, deadline)
+    stopped_after = time.monotonic() - cancelled
+    print(f"whole-photo restore stopped {stopped_after:.2f} s after the cancel")  # the measured answer, with -s
+    assert (done, total) == (0, 1), "the pass ran to its end before it stopped"
+    assert stopped_after < STOP_WITHIN_S, f"stopped {stopped_after:.1f} s after the cancel"
+    assert_still_serving(client, tmp_path)
+
+
+def test_a_whole_photo_restore_whose_client_disconnects_stops_inside_the_model(
+    client, app_module, whole_photo, tmp_path
+):
+    import subprocess
+    import sys
+    import textwrap
+
+    app_module.STOPPED_REQUESTS.clear()
+    leaving_client = textwrap.dedent(f"""
+        import time
+        from gradio_client import Client, handle_file
+        job = Client({client.src!r}, verbose=False).submit(
+            handle_file({str(whole_photo)!r}), "deblur", 0, 64, api_name="/restore")
+        time.sleep(600)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", leaving_client])
+    try:
+        wait_until_restoring(app_module, time.monotonic() + 300)
+        assert not app_module.STOPPED_REQUESTS
+    finally:
+        process.kill()
+        process.wait()
+    left = time.monotonic()
+    _, done, total = wait_for_stop(app_module, left + 300)
+    stopped_after = time.monotonic() - left
+    print(f"whole-photo restore stopped {stopped_after:.2f} s after the client left")  # the measured answer, with -s
+    assert (done, total) == (0, 1), "the pass ran to its end before it stopped"
+    assert stopped_after < STOP_WITHIN_S, f"stopped {stopped_after:.1f} s after the client left"
+    assert_still_serving(client, tmp_path)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -64,6 +65,42 @@ def test_onnxruntime_matches_pytorch_at_several_sizes(exported, shape):
         assert actual.shape == tuple(shape), name
         error = np.abs(actual - reference.numpy()).max()
         assert error <= ONNX_TOLERANCE, f"{name} at {shape}: max error {error:.3g}"
+
+
+def test_an_onnxruntime_run_stops_when_its_threads_check_raises(exported):
+    """Issue 35, item 2: onnxruntime runs no Python between nodes; the serving runner polls the calling thread's stop
+    check from a watcher thread and terminates the run. The check raises on its second call (the watcher's first
+    poll, 0.1 s in), long before a 1024² pass ends; the session serves the next run as before."""
+    pytest.importorskip("onnxruntime")
+    from mprnet_hf.speed.serving_speed import OnnxRuntimeRestorer
+    from mprnet_hf.stopping import stop_checks
+
+    class Stopped(Exception):
+        pass
+
+    model, path = exported
+    restorer = OnnxRuntimeRestorer(path, threads=1)
+    images = torch.rand(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(3))
+    calls = []
+
+    def check():
+        calls.append(time.monotonic())
+        if len(calls) >= 2:
+            raise Stopped
+
+    started = time.monotonic()
+    with pytest.raises(Stopped), stop_checks(check):
+        restorer(images)
+    stopped = time.monotonic()
+    finished = restorer(images)[-1]  # unchecked: runs to its end
+    whole_pass = time.monotonic() - stopped
+    # Stopped was raised, so the run was terminated: one that ends returns its outputs even after a check raised.
+    assert len(calls) == 2
+    print(f"onnxruntime: stopped {stopped - started:.2f} s in (a whole pass: {whole_pass:.2f} s)")
+    with torch.no_grad():
+        expected = model(images[..., :64, :64]).stage_reconstructions[-1]
+    assert finished.shape == images.shape
+    assert np.abs(restorer(images[..., :64, :64])[-1].numpy() - expected.numpy()).max() <= ONNX_TOLERANCE
 
 
 def test_exported_graph_declares_dynamic_batch_height_width(exported):

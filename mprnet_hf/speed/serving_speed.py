@@ -44,6 +44,7 @@ from ..models.mprnet.inference import (
     restore_tensor,
 )
 from ..models.mprnet.modeling_mprnet import MPRNetModel
+from ..stopping import current_stop_check
 from .fast import heap_bytes_free_for_reuse, optimize_for_inference, reuse_freed_memory
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ BACKEND_TRIAL_ROUNDS = 3
 # Share of the available memory a serving process's restores may plan on together; the rest is the headroom of the
 # process's own buffers (decoded photos, PNG encoding) and of the machine.
 SERVER_MEMORY_SHARE = 0.8
+# How often a stoppable onnxruntime run polls its stop check: a stop takes at most this plus one graph node.
+STOP_POLL_S = 0.1
 
 
 def onnx_cache_dir() -> Path:
@@ -121,11 +124,46 @@ class OnnxRuntimeRestorer:
         self.path = path
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        feed = images.detach().float().cpu().contiguous().numpy()
-        reconstruction, stage1, stage2 = self.session.run(
-            ["reconstruction", "stage1", "stage2"], {"pixel_values": feed}
-        )
+        feed = {"pixel_values": images.detach().float().cpu().contiguous().numpy()}
+        names = ["reconstruction", "stage1", "stage2"]
+        check = current_stop_check()
+        if check is None:
+            reconstruction, stage1, stage2 = self.session.run(names, feed)
+        else:
+            reconstruction, stage1, stage2 = self._run_stoppable(names, feed, check)
         return torch.from_numpy(stage1), torch.from_numpy(stage2), torch.from_numpy(reconstruction)
+
+    def _run_stoppable(self, names: list[str], feed: dict, check) -> list:
+        """`session.run`, stopped when `check` (the calling thread's stop check, see `mprnet_hf.stopping`) raises:
+        onnxruntime runs no Python between its nodes, so a watcher thread calls `check` every `STOP_POLL_S` and, once
+        it raises, sets the run's terminate flag, which onnxruntime reads before each node; the run then fails and
+        what `check` raised is raised here instead."""
+        import onnxruntime
+
+        check()
+        options = onnxruntime.RunOptions()
+        finished, stopped = threading.Event(), []
+
+        def watch():
+            while not finished.wait(STOP_POLL_S):
+                try:
+                    check()
+                except BaseException as error:  # whatever the check raises is how the caller asked to stop
+                    stopped.append(error)
+                    options.terminate = True
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True, name="mprnet-onnx-stop")
+        watcher.start()
+        try:
+            return self.session.run(names, feed, options)
+        except Exception:
+            if stopped:
+                raise stopped[0] from None
+            raise
+        finally:
+            finished.set()
+            watcher.join()
 
 
 @dataclass
