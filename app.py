@@ -41,6 +41,7 @@ from mprnet_hf.serving import (
     check_costs,
     cpu_cost_bound,
     default_device,
+    environment_number,
     gpu_duration,
     load_models,
     max_megapixels,
@@ -61,6 +62,10 @@ PRUNE_EVERY_S = 60
 STAGE_PREVIEW_SIDE = 512
 # Gradio's upload cache is cleared of files older than an hour, every hour.
 GRADIO_CACHE_CLEANUP = (3600, 3600)
+# Within that hour, this app's files in Gradio's cache (uploads, restored or not, and Gradio's copies of the outputs)
+# are held to MPRNET_CACHE_MB megabytes, oldest removed first: ten 50 MB uploads never followed by a restore would
+# otherwise stay for the hour. The default holds a full queue (16 requests of 50 MB uploads) and their results.
+DEFAULT_CACHE_MB = 2048
 
 TASK_LABELS = {
     AUTO: "Auto (detect)",
@@ -165,6 +170,85 @@ class ResultFolder:
 RESULTS = ResultFolder()
 
 
+class CacheBound:
+    """Holds this app's files in Gradio's cache to `limit_bytes`, removing the oldest first.
+
+    Only the files Gradio recorded as this app's (`Blocks.temp_file_sets`: its uploads and its copies of the outputs)
+    are counted or removed: the shared cache folder (/tmp/gradio by default) may hold other processes' files. Files
+    Gradio keeps on purpose (`keep_in_cache`, e.g. examples) and the uploads of requests being read are never removed.
+    Runs after every upload (see `UploadsOnlyBlocks`) and at the start of every request; an upload is counted once it
+    has arrived, so the cache may exceed the bound by the upload in flight (50 MB at most).
+    """
+
+    def __init__(self, limit_bytes: float):
+        self.limit_bytes = limit_bytes
+        self.lock = threading.Lock()
+        self.in_use: collections.Counter[str] = collections.Counter()
+
+    @contextlib.contextmanager
+    def using(self, path: Path):
+        """The upload at `path` is not removed within the block."""
+        with self.lock:
+            self.in_use[str(path)] += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_use[str(path)] -= 1
+                if self.in_use[str(path)] <= 0:
+                    del self.in_use[str(path)]
+
+    def app_files(self, blocks: gr.Blocks) -> list[tuple[float, int, str, set]]:
+        """(arrival time, bytes, path, the Gradio set that records it) of every file of the app still on disk."""
+        kept = set()
+        for block in blocks.blocks.values():
+            kept.update(getattr(block, "keep_in_cache", set()))
+        files, seen = [], set()
+        for recorded in blocks.temp_file_sets:
+            for name in recorded.copy():  # a copy: Gradio adds to these sets from other threads
+                if name in seen or name in kept:
+                    continue
+                seen.add(name)
+                with contextlib.suppress(OSError):
+                    status = os.lstat(name)
+                    files.append((status.st_ctime, status.st_size, name, recorded))
+        return sorted(files, key=lambda file: file[0])
+
+    def prune(self, blocks: gr.Blocks) -> int:
+        """Removes the app's oldest files until they add up to `limit_bytes` at most; returns how many it removed."""
+        with self.lock:
+            files = self.app_files(blocks)
+            total, removed = sum(size for _, size, _, _ in files), 0
+            in_use = {os.path.realpath(path) for path in self.in_use}
+            for _, size, name, recorded in files:
+                if total <= self.limit_bytes:
+                    break
+                if os.path.realpath(name) in in_use:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
+                recorded.discard(name)
+                total, removed = total - size, removed + 1
+                with contextlib.suppress(OSError):
+                    Path(name).parent.rmdir()  # the folder Gradio made for it, once empty
+            return removed
+
+
+CACHE = CacheBound(environment_number("MPRNET_CACHE_MB", DEFAULT_CACHE_MB) * 2**20)
+
+
+class PruningSet(set):
+    """Gradio's record of the uploads (`Blocks.upload_file_set`), which holds the cache to its bound after each."""
+
+    def __init__(self, prune):
+        super().__init__()
+        self.prune = prune
+
+    def update(self, *others):
+        super().update(*others)
+        self.prune()
+
+
 def is_file_payload(payload) -> bool:
     return isinstance(payload, dict) and ("path" in payload or "url" in payload or "meta" in payload)
 
@@ -183,6 +267,12 @@ class UploadsOnlyBlocks(gr.Blocks):
     payload is checked here with `uploaded_file` before Gradio touches it (an upload named by its URL becomes its
     local path), and what Gradio still refuses gets the same message.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Gradio adds every upload's path with `upload_file_set.update(...)`: the cache bound runs right then.
+        self.upload_file_set = PruningSet(lambda: CACHE.prune(self))
+        self.temp_file_sets = [self.upload_file_set]
 
     # Gradio sets this when it starts the MCP server, which then answers through `answer_mcp_as_http`.
     @property
@@ -452,9 +542,15 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
         bounded = {name: (COST_BOUNDS[name], MODELS[name]) for name in (TASKS if task == AUTO else (task,))}
         check_costs(bounded, width, height, lambda name, *size: tile_size_for(size, name, tile_size), "on this server")
 
+    def read_upload() -> Photo:
+        # The cache bound counts the previous requests' outputs now; this request's upload is kept while it is read.
+        with CACHE.using(path) if path is not None else contextlib.nullcontext():
+            CACHE.prune(demo)
+            return read_image(path, MAX_MEGAPIXELS, within_cost_bound)
+
     try:
         # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.
-        photo = await asyncio.to_thread(read_image, path, MAX_MEGAPIXELS, within_cost_bound)
+        photo = await asyncio.to_thread(read_upload)
     except ValueError as error:
         refuse(str(error))
     for note in photo.notes:

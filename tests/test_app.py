@@ -780,6 +780,50 @@ def test_result_files_are_one_per_request_and_pruned_on_a_timer(client, app_modu
     foreign.unlink()
 
 
+def app_cache_bytes(demo) -> int:
+    """The bytes of the files Gradio recorded as this app's (uploads and its copies of outputs) still on disk."""
+    names = {name for recorded in demo.temp_file_sets for name in recorded.copy()}
+    return sum(Path(name).stat().st_size for name in names if Path(name).is_file())
+
+
+def test_the_apps_files_in_gradios_cache_are_bounded_oldest_first_and_no_other_file_is_touched(
+    client, app_module, tmp_path
+):
+    """Issue 35, item 12: uploads never followed by a restore, and Gradio's copies of the outputs, are held to
+    MPRNET_CACHE_MB (here 5 MiB), the oldest removed first; another process's file in the shared folder stays."""
+    from gradio.utils import get_upload_folder
+
+    foreign = Path(get_upload_folder()) / "another-process" / "theirs.bin"
+    foreign.parent.mkdir(parents=True, exist_ok=True)
+    foreign.write_bytes(b"\0" * 3 * 2**20)
+    os.utime(foreign, (0, 0))  # old and large: the first to go, were it counted
+    limit, saved = 5 * 2**20, app_module.CACHE.limit_bytes
+    app_module.CACHE.limit_bytes = limit
+    try:
+        rng = np.random.default_rng(12)
+        uploads = []
+        for number in range(10):
+            path = tmp_path / f"never-restored-{number}.png"
+            path.write_bytes(rng.bytes(2**20))
+            uploads.append(upload(client.src, path))
+        kept = [Path(name).exists() for name in uploads]
+        # Oldest first: what is left is the newest uploads, and at most the bound plus the upload in flight.
+        assert kept == sorted(kept) and 3 <= sum(kept) < 10, kept
+        assert app_cache_bytes(app_module.demo) <= limit + 2**20
+        assert foreign.exists() and foreign.stat().st_size == 3 * 2**20
+        # Requests (their upload, outputs and Gradio's copies) go on being served under the bound.
+        example = EXAMPLES / "derain" / "fruits_rain.png"
+        for _ in range(3):
+            restored, *_ = restore(client, example, "derain")
+            assert Image.open(restored).size == Image.open(example).size
+        upload(client.src, tmp_path / "never-restored-0.png")
+        assert app_cache_bytes(app_module.demo) <= limit + 2**20
+    finally:
+        app_module.CACHE.limit_bytes = saved
+        foreign.unlink(missing_ok=True)
+        foreign.parent.rmdir()
+
+
 def test_photos_costing_more_than_a_request_may_are_refused_naming_the_largest_size(client, app_module, tmp_path):
     from mprnet_hf.serving import CostBound
 
