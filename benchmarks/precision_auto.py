@@ -5,7 +5,8 @@ string and `inference.detected_native_bf16()`. For each bundled model: what `cho
 and why, and the probe image's bf16-vs-fp32 agreement (computed with PyTorch's bf16 autocast whatever the hardware:
 where bf16 is not native the rounding is bf16's but the instructions are emulated). Then, in one process, the median
 time of the choice itself (`choose_precision`, as every `restore_image` / pipeline / CLI call makes it) against the
-median time of one default `restore_image` of the deblurring model, as a ratio.
+median time of one default `restore_image` of the deblurring model, as a ratio; and `restore_image` with
+precision="auto" against "fp32" in turns, pair by pair.
 
     python -m benchmarks.precision_auto --threads 1 --size 512
 """
@@ -35,6 +36,7 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=512, help="side of the square photo restore_image is timed on")
     parser.add_argument("--restores", type=int, default=3)
     parser.add_argument("--choices", type=int, default=10000, help="calls of choose_precision timed")
+    parser.add_argument("--pairs", type=int, default=20, help="restore_image auto / fp32 pairs timed in turns")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -81,6 +83,22 @@ def main(argv=None) -> None:
         f"restore_image {args.size}² (deblur, {args.threads} thread(s)): median {restore_s:.3f} s; "
         f"choose_precision: median {choice_s * 1e6:.1f} µs a call, {choice_s / restore_s:.2e} of a restore"
     )
+    # precision="auto" against "fp32" in turns, in this process: the whole cost of deciding, on the same model and
+    # photo, free of the between-process differences two copies of the library would add.
+    ratios = []
+    for pair in range(args.pairs):
+        seconds = {}
+        for precision in ("auto", "fp32") if pair % 2 == 0 else ("fp32", "auto"):
+            started = time.perf_counter()
+            restore_image(model, photo, precision=precision)
+            seconds[precision] = time.perf_counter() - started
+        ratios.append(seconds["auto"] / seconds["fp32"])
+    if ratios:
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        print(
+            f"restore_image auto / fp32, {len(ratios)} pairs in turns: median {statistics.median(ratios):.3f} "
+            f"(quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f})"
+        )
 
 
 if __name__ == "__main__":
