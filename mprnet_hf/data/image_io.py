@@ -271,12 +271,15 @@ def write_image(photo: Photo, path, image_format: str | None = None) -> Path:
 def check_png_profile(photo: Photo, image_format: str) -> None:
     """Raises ValueError rather than write a PNG that Pillow refuses to open: one whose ICC profile is over
     `MAX_ICC_PROFILE_BYTES` (`read_image` never keeps such a profile; a Photo built by hand may hold one)."""
-    profile = as_written(photo, image_format).icc_profile if image_format == "PNG" else None
-    if profile and len(profile) > MAX_ICC_PROFILE_BYTES:
-        raise ValueError(
-            f"The ICC profile is {len(profile) / 2**20:.1f} MB, over the {MAX_ICC_PROFILE_BYTES / 2**20:g} MB that "
-            "PNG readers such as Pillow open: leave it out (icc_profile=None) or convert the photo to sRGB first."
-        )
+    profile = photo.icc_profile
+    if image_format != "PNG" or not profile or len(profile) <= MAX_ICC_PROFILE_BYTES:
+        return
+    if as_written(photo, image_format).icc_profile is None:  # a CMYK profile is left behind with the CMYK pixels
+        return
+    raise ValueError(
+        f"The ICC profile is {len(profile) / 2**20:.1f} MB, over the {MAX_ICC_PROFILE_BYTES / 2**20:g} MB that "
+        "PNG readers such as Pillow open: leave it out (icc_profile=None) or convert the photo to sRGB first."
+    )
 
 
 def as_written(photo: Photo, image_format: str) -> Photo:
