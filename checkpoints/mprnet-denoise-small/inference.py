@@ -35,8 +35,9 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 AUTO_PRECISION = "auto"
 PRECISION_CHOICES = (AUTO_PRECISION, *PRECISIONS)
 # `auto` keeps bf16 only when its restore of a probe image agrees with fp32's by at least this PSNR. The bundled
-# models agree at 50-61 dB on photos (the mprnet_hf project's performance docs); 45 dB is still far below what 8-bit output can show, and
-# a model whose bf16 arithmetic goes wrong (overflowing activations, a layer that loses its precision) lands far below.
+# models agree at 50-61 dB on photos (the mprnet_hf project's performance docs); 45 dB is still far below what 8-bit
+# output can show, and a model whose bf16 arithmetic goes wrong (overflowing activations, a layer that loses its
+# precision) lands far below.
 AGREEMENT_THRESHOLD_DB = 45.0
 PROBE_SIDE = 96
 # "1" or "0" declares whether this CPU runs bf16 natively instead of detecting it (`cpu_has_native_bf16`): a way to
