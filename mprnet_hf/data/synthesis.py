@@ -31,6 +31,7 @@ from .degradations import (
     TRAJECTORY_STYLES,
     _filter,
     add_gaussian_noise,
+    add_rain,
     blur,
     blur_margin,
     defocus_kernel,
@@ -38,6 +39,7 @@ from .degradations import (
     gaussian_kernel,
     jpeg_compress,
     motion_blur_kernel,
+    random_blur,
     random_noise,
     segment_axes,
 )
@@ -111,9 +113,16 @@ def add_haze(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return image * transmission + airlight * (1 - transmission)
 
 
+# The broad synthesis keeps the classic draws as a share of its own, so a model trained on it keeps what it could do
+# (trained on the broad draws alone, the derain model lost 2.7 dB on the classic rain in 600 steps).
+CLASSIC_SHARE = 0.3
+
+
 def broad_rain(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """One to three layers of streaks, each with its own coverage, length, width, softness, blending and angle near
-    a shared wind direction, optionally over haze."""
+    a shared wind direction, optionally over haze; the classic rain for `CLASSIC_SHARE` of the draws."""
+    if rng.random() < CLASSIC_SHARE:
+        return add_rain(image, rng)
     _, height, width = image.shape
     rainy = add_haze(image, rng) if rng.random() < HAZE_SHARE else image
     wind = rng.uniform(-30, 30)
@@ -164,6 +173,8 @@ def broad_blur_kernel(rng: np.random.Generator) -> np.ndarray:
 
 
 def broad_blur(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    if rng.random() < CLASSIC_SHARE:
+        return random_blur(image, rng)
     blurred = blur(image, broad_blur_kernel(rng))
     return add_gaussian_noise(blurred, sigma=rng.uniform(0, 3 / 255), rng=rng)
 
