@@ -20,6 +20,7 @@ from torch.multiprocessing import start_processes
 
 from mprnet_hf import MPRNetModel
 from mprnet_hf.data.degradations import degrade
+from mprnet_hf.training.data import random_crop
 from mprnet_hf.training.train import (
     TINY,
     build_config,
@@ -398,3 +399,19 @@ def test_a_launch_that_accelerate_did_not_join_is_refused(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_launched_world_size(accelerator)
+
+
+@pytest.mark.parametrize("height, width", [(56, 64), (20, 120), (1, 5), (3, 1)])
+def test_a_crop_larger_than_twice_a_small_photo_mirrors_again(height, width):
+    # A deblurring patch with the broad synthesis's blur margin is 64 + 2 x 25 pixels: more than twice a 56-px photo.
+    photo = torch.rand(3, height, width)
+    (crop,) = random_crop([photo], 114, np.random.default_rng(0))
+    # NumPy's reflection goes on reflecting past the photo's size; a one-pixel side can only repeat its pixel.
+    mode = "edge" if min(height, width) < 2 else "reflect"
+    padding = ((0, 0), (0, max(114 - height, 0)), (0, max(114 - width, 0)))
+    padded = np.pad(photo.numpy(), padding, mode=mode)
+    rng = np.random.default_rng(0)  # the crop's own draws, after the padding
+    top, left = int(rng.integers(0, padded.shape[1] - 113)), int(rng.integers(0, padded.shape[2] - 113))
+    expected = padded[:, top : top + 114, left : left + 114]
+    assert crop.shape == (3, 114, 114)
+    assert np.array_equal(crop.numpy(), expected)

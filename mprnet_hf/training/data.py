@@ -81,9 +81,15 @@ def augment(image: torch.Tensor, index: int) -> torch.Tensor:
 def random_crop(images: list[torch.Tensor], size: int, rng: np.random.Generator) -> list[torch.Tensor]:
     """The same random crop of every image; images smaller than `size` are reflect-padded first."""
     height, width = images[0].shape[-2:]
-    pad_h, pad_w = max(size - height, 0), max(size - width, 0)
-    if pad_h or pad_w:
-        images = [F.pad(image[None], (0, pad_w, 0, pad_h), mode="reflect")[0] for image in images]
+    while height < size or width < size:
+        # A reflection adds at most the side less a pixel: a crop more than twice a small photo's size (a patch with
+        # its blur margin) reflects again; a one-pixel side has nothing to mirror and is repeated.
+        if min(height, width) < 2:
+            mode, pad_h, pad_w = "replicate", max(size - height, 0), max(size - width, 0)
+        else:
+            mode = "reflect"
+            pad_h, pad_w = min(max(size - height, 0), height - 1), min(max(size - width, 0), width - 1)
+        images = [F.pad(image[None], (0, pad_w, 0, pad_h), mode=mode)[0] for image in images]
         height, width = images[0].shape[-2:]
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
