@@ -77,16 +77,22 @@ BILINEAR_DEMOSAIC = torch.stack(
 )[:, None]
 
 
-def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rng: np.random.Generator) -> torch.Tensor:
-    """Sensor noise as a camera's JPEG shows it: Poisson-Gaussian noise drawn on an RGGB Bayer mosaic (one colour per
-    photosite), bilinearly demosaiced (so correlated between neighbouring pixels), then mixed by a colour-correction
-    matrix (so correlated between channels)."""
-    _, height, width = image.shape
+def bayer_mask(height: int, width: int) -> torch.Tensor:
+    """(3, H, W): 1 where an RGGB Bayer mosaic has a photosite of that colour, 0 elsewhere."""
     mosaic = torch.zeros(3, height, width)
     mosaic[0, 0::2, 0::2] = 1
     mosaic[1, 0::2, 1::2] = 1
     mosaic[1, 1::2, 0::2] = 1
     mosaic[2, 1::2, 1::2] = 1
+    return mosaic
+
+
+def add_demosaiced_noise(image: torch.Tensor, shot: float, read_sigma: float, rng: np.random.Generator) -> torch.Tensor:
+    """Sensor noise as a camera's JPEG shows it: Poisson-Gaussian noise drawn on an RGGB Bayer mosaic (one colour per
+    photosite), bilinearly demosaiced (so correlated between neighbouring pixels), then mixed by a colour-correction
+    matrix (so correlated between channels)."""
+    _, height, width = image.shape
+    mosaic = bayer_mask(height, width)
     std = torch.sqrt(shot * image.clamp(min=0) + read_sigma**2)
     samples = torch.from_numpy(rng.standard_normal((1, height, width), dtype=np.float32))
     sparse_noise = samples * std * mosaic
@@ -298,15 +304,19 @@ def maybe_jpeg(image: torch.Tensor, rng: np.random.Generator, share: float = JPE
 
 
 # ---------------------------------------------------------------------------------------------------- dispatch
+def check_task_and_image(task: str, image: torch.Tensor) -> None:
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"Expected a (3, H, W) image, got shape {tuple(image.shape)}")
+
+
 def degrade(
     image: torch.Tensor, task: str, seed: int | np.random.Generator, jpeg_share: float = JPEG_SHARE
 ) -> torch.Tensor:
     """Applies the training degradation of `task` to a clean (3, H, W) image, then re-encodes it as JPEG for a
     `jpeg_share` of the seeds; the same seed gives the same result."""
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"Expected a (3, H, W) image, got shape {tuple(image.shape)}")
+    check_task_and_image(task, image)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if task == "denoise":
         degraded = random_noise(image, rng)

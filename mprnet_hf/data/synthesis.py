@@ -24,16 +24,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.mprnet.configuration_mprnet import TASKS
 from .degradations import (
     BILINEAR_DEMOSAIC,
     COLOUR_CORRECTION,
     TRAJECTORY_STYLES,
     _filter,
     add_gaussian_noise,
+    add_poisson_gaussian_noise,
     add_rain,
+    bayer_mask,
     blur,
     blur_margin,
+    check_task_and_image,
     defocus_kernel,
     degrade,
     gaussian_kernel,
@@ -204,16 +206,11 @@ def camera_pipeline_noise(image: torch.Tensor, rng: np.random.Generator) -> torc
     correction = torch.eye(3) + rng.uniform(0.3, 1.0) * (COLOUR_CORRECTION - torch.eye(3))
     linear = srgb_to_linear(image)
     camera_rgb = torch.einsum("ij,jhw->ihw", torch.linalg.inv(correction), linear).clamp(0, 1) / gains
-    mosaic_mask = torch.zeros(3, height, width)
-    mosaic_mask[0, 0::2, 0::2] = 1
-    mosaic_mask[1, 0::2, 1::2] = 1
-    mosaic_mask[1, 1::2, 0::2] = 1
-    mosaic_mask[2, 1::2, 1::2] = 1
+    mosaic_mask = bayer_mask(height, width)
     raw = (camera_rgb * mosaic_mask).sum(0, keepdim=True)
     shot = log_uniform(rng, 1e-4, 4e-2)  # variance per unit of signal: base ISO to a dim room at high ISO
     read = log_uniform(rng, 2e-4, 2.5e-2)
-    noise = torch.from_numpy(rng.standard_normal((1, height, width), dtype=np.float32))
-    noisy_raw = (raw + torch.sqrt(shot * raw.clamp(min=0) + read**2) * noise).clamp(0, 1)
+    noisy_raw = add_poisson_gaussian_noise(raw, shot, read, rng)
     mode = "reflect" if height > 1 and width > 1 else "replicate"
     demosaiced = F.conv2d(F.pad((noisy_raw * mosaic_mask)[None], (1, 1, 1, 1), mode=mode), BILINEAR_DEMOSAIC, groups=3)
     balanced = (demosaiced[0] * gains).clamp(0, 1)
@@ -245,8 +242,7 @@ def synthesize(
     """The training degradation of `task` from `synthesis` ("broad", or "classic": `degradations.degrade`)."""
     if synthesis not in SYNTHESES:
         raise ValueError(f"Unknown synthesis {synthesis!r}: expected one of {', '.join(SYNTHESES)}")
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
+    check_task_and_image(task, image)
     if synthesis == "classic":
         return degrade(image, task, rng) if jpeg_share is None else degrade(image, task, rng, jpeg_share)
     degraded = BROAD[task](image, rng)

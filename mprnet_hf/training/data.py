@@ -103,7 +103,7 @@ class SyntheticPairs(Dataset):
     covers the largest training kernel: no output pixel saw the mirrored border).
     """
 
-    def __init__(self, folder, task: str, patch_size: int, length: int, seed: int = 1234, synthesis: str = "broad"):
+    def __init__(self, folder, task: str, patch_size: int, length: int, seed: int = 1234, synthesis: str = "classic"):
         self.paths = list_images(folder)
         if not self.paths:
             raise ValueError(f"No images found in {folder}")
@@ -164,7 +164,7 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[:, top : top + size, left : left + size].contiguous()
 
 
-def validation_pairs(folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "broad") -> list[dict]:
+def validation_pairs(folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "classic") -> list[dict]:
     """Fixed degraded/clean centre crops of the validation photos (the same every run)."""
     pairs = []
     for index, path in enumerate(list_images(folder)):

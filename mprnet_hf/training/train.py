@@ -181,8 +181,9 @@ def training_data_text(args) -> str:
     """What a phase trained on, for its summary and model card."""
     if args.paired_dir:
         return f"paired folder ({args.layout} layout)"
-    synthesis = getattr(args, "synthesis", "classic")
-    return f"{synthesis} synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
+    return (
+        f"{args.synthesis} synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
+    )
 
 
 def training_summary(
