@@ -15,6 +15,7 @@ photos themselves: what auto mode costs a photo that needed nothing when it rout
 """
 
 import argparse
+import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -411,35 +412,39 @@ def report(
 
 def foreign_routing(detectors, photos, patterns: list[str] | None, seeds: int) -> list[dict]:
     """Each detector's first-look routing of the photos degraded by the foreign sets (degradations made by
-    third-party libraries, `evaluation.foreign`) and of the clean photos: one row per set and detector."""
-    sets = [item for item in foreign.select(patterns) if not foreign.available(item.generator)]
+    third-party libraries, `evaluation.foreign`) and of the clean photos: one row per set and detector. Every photo
+    is degraded once, for all detectors; sets whose library does not import are left out with the reason."""
+    sets = []
+    for item in foreign.select(patterns):
+        if reason := foreign.available(item.generator):
+            print(f"skipping {item.key}: {reason}", file=sys.stderr)
+        else:
+            sets.append(item)
+    cleans = []
+    for path in photos:
+        with Image.open(path) as photo:
+            cleans.append(np.asarray(photo.convert("RGB")))
+    versions = {"clean photos": cleans}
+    for item in sets:
+        versions[item.key] = [
+            foreign.degrade(item, clean, index * seeds + seed)
+            for index, clean in enumerate(cleans)
+            for seed in range(seeds)
+        ]
     rows = []
     for index, detector in enumerate(detectors):
-        clean_right, clean_total = 0, 0
-        for path in photos:
-            with Image.open(path) as photo:
-                clean = np.asarray(photo.convert("RGB"))
-            clean_total += 1
-            clean_right += detector.detect(clean).tasks == []
-        rows.append({"set": "clean photos", "role": "-", "detector": index, "right": clean_right, "total": clean_total})
-        for item in sets:
-            decisions = Counter()
-            for photo_index, path in enumerate(photos):
-                with Image.open(path) as photo:
-                    clean = np.asarray(photo.convert("RGB"))
-                for seed in range(seeds):
-                    tasks = detector.detect(foreign.degrade(item, clean, photo_index * seeds + seed)).tasks
-                    decisions[", ".join(tasks) or "returned unchanged"] += 1
+        for key, images in versions.items():
+            decisions = Counter(", ".join(detector.detect(image).tasks) or "returned unchanged" for image in images)
+            item = foreign.get(key) if key in foreign.foreign_sets() else None
+            right = item.task if item else "returned unchanged"
             rows.append(
                 {
-                    "set": item.key + (" (as drawn)" if item.whole_frame else ""),
-                    "role": item.role,
+                    "set": key + (" (as drawn)" if item and item.whole_frame else ""),
+                    "role": item.role if item else "-",
                     "detector": index,
-                    "right": decisions[item.task],
-                    "total": sum(decisions.values()),
-                    "wrong": ", ".join(
-                        f"{name} {count}" for name, count in decisions.most_common() if name != item.task
-                    ),
+                    "right": decisions[right],
+                    "total": len(images),
+                    "wrong": ", ".join(f"{name} {count}" for name, count in decisions.most_common() if name != right),
                 }
             )
     return rows
@@ -503,7 +508,11 @@ def main(argv=None):
         if args.compare_detector:
             detectors.append(DegradationDetector.from_pretrained(args.compare_detector))
         photos = list_photos(args.val_dir)
-        rows = foreign_routing(detectors, photos, args.foreign.split(","), args.foreign_seeds)
+        try:
+            patterns = foreign.select(args.foreign.split(","))
+        except ValueError as error:
+            parser.error(str(error))
+        rows = foreign_routing(detectors, photos, [item.key for item in patterns], args.foreign_seeds)
         print(f"### First look on foreign degradations ({len(photos)} photos of {args.val_dir})\n")
         print(foreign_routing_table(rows, len(detectors)))
         return
