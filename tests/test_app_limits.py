@@ -2,6 +2,7 @@
 MPRNET_MAX_MEGAPIXELS, in the library and through a real app server started with a small limit."""
 
 import importlib.util
+import io
 import re
 import socket
 import warnings
@@ -98,6 +99,23 @@ def test_a_progressive_jpeg_scan_bomb_is_refused_before_decoding(tmp_path):
     bomb.write_bytes(progressive_jpeg_repeating_its_last_scan(1200, 1200, 50_000))
     with pytest.raises(ValueError, match=re.escape("'scans.jpg' is a JPEG with more than 256 scans (progressive")):
         open_image_file(bomb)
+
+
+@pytest.mark.timeout(5)
+def test_a_jpeg_with_a_megabyte_of_fill_bytes_is_handled_quickly(tmp_path):
+    """0xFF fill bytes before a marker cost the scan counter nothing: a marker pattern matching `\\xff+` backtracked
+    quadratically over them (20 KB of 0xFF took 3.7 s, 1 MB would take hours) before any decoding. The bound is
+    generous: it takes a few hundredths of a second."""
+    header = io.BytesIO()
+    Image.new("RGB", (64, 48), "white").save(header, "JPEG", progressive=True)
+    data = header.getvalue()
+    start = data.index(b"\xff\xda")  # the first scan's header, then a megabyte of 0xFF as its data
+    path = tmp_path / "fill.jpg"
+    path.write_bytes(data[: start + 2 + int.from_bytes(data[start + 2 : start + 4], "big")] + b"\xff" * (1 << 20))
+    try:
+        assert open_image_file(path)[0].size == (64, 48)
+    except ValueError as refused:
+        assert "fill.jpg" in str(refused)
 
 
 def test_jpegs_with_the_scans_encoders_write_open_up_to_the_limit(tmp_path):
