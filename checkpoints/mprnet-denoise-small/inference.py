@@ -158,8 +158,12 @@ def choose_precision(
         return PrecisionChoice(precision, "asked for")
     device = next(model.parameters()).device
     if device.type == "cuda":
-        if not torch.cuda.is_bf16_supported():
-            return PrecisionChoice("fp32", "this GPU has no bf16")
+        # Without including_emulation=False it is true on GPUs that only emulate bf16 (T4, V100), slower than fp32;
+        # it asks the current device, so the model's is made current.
+        with torch.cuda.device(device):
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        if not native:
+            return PrecisionChoice("fp32", "this GPU has no native bf16")
     elif device.type == "cpu":
         if not (cpu_has_native_bf16() if native_bf16 is None else native_bf16):
             return PrecisionChoice("fp32", "this CPU has no native bf16 instructions (AVX512-BF16 or AMX)")
