@@ -96,7 +96,7 @@ def foreign_rows() -> list[dict]:
                 "extra": ["--foreign", item.key],
                 "bm3d": False,
                 "set": item.role,
-                "skip": foreign.available(item.generator),
+                "generator": item.generator,
             }
         )
     return rows
@@ -116,6 +116,14 @@ def select_rows(rows: list[dict], tasks: list[str] | None, patterns: list[str] |
     return selected
 
 
+def model_key(result: dict) -> str:
+    """The model's method name in a row's JSON result (the weights' folder name, mprnet-<task>-small)."""
+    names = [key for key in result["summary"] if key.startswith("mprnet-")]
+    if not names:
+        raise SystemExit(f"A result of {result.get('model')} on {result.get('data')} holds no model's scores")
+    return names[0]
+
+
 def earlier_baselines(row: dict, data: str, folder: Path | None) -> dict | None:
     """The row's result in `folder` when it scored the same photos: its baselines need not run again, since the
     degraded inputs depend only on the photos and the seeds."""
@@ -130,7 +138,7 @@ def earlier_baselines(row: dict, data: str, folder: Path | None) -> dict | None:
 
 def with_baselines_of(result: dict, earlier: dict) -> dict:
     """`result` (the input and the model) with the baseline scores of `earlier`, per photo and in the summary."""
-    model = next(key for key in result["summary"] if key.startswith("mprnet-"))
+    model = model_key(result)
     baselines = [key for key in earlier["summary"] if key not in ("input", model) and not key.startswith("mprnet-")]
     earlier_images = {image["name"]: image for image in earlier["images"]}
     for image in result["images"]:
@@ -196,7 +204,7 @@ def comparison(results: dict, labels: dict, earlier_folder: Path, data: str) -> 
         earlier = json.loads(path.read_text()) if path.exists() else None
         if earlier is None or earlier.get("data") != str(data):
             continue
-        model = next(key for key in result["summary"] if key.startswith("mprnet-"))
+        model = model_key(result)
         before, after = earlier["summary"][model]["psnr"], result["summary"][model]["psnr"]
         lines.append(
             f"| {labels[name]} | {result['summary']['input']['psnr']:.2f} | {before:.2f} | {after:.2f} | "
@@ -235,7 +243,7 @@ def table(results: dict, labels: dict) -> str:
     lines = ["| task (protocol) | degraded input | MPRNet small (ours) | classical baselines |", "|---|---|---|---|"]
     for name, result in results.items():
         summary = result["summary"]
-        model = next(key for key in summary if key.startswith("mprnet-"))
+        model = model_key(result)
         baselines = "; ".join(baseline_cell(result, key, model) for key in summary if key not in ("input", model))
         lines.append(f"| {labels[name]} | {cell(summary['input'])} | **{cell(summary[model])}** | {baselines} |")
     return "\n".join(lines)
@@ -249,7 +257,7 @@ def bar_row(name: str, label: str, result: dict) -> str:
     """One foreign row against its task's bar: the model's gain over the input and over the bar's baseline, the
     photos it made worse, and whether the bar is met."""
     summary = result["summary"]
-    model = next(key for key in summary if key.startswith("mprnet-"))
+    model = model_key(result)
     gain = summary[model]["psnr"] - summary["input"]["psnr"]
     over_input, baseline, over_baseline = BARS[result["task"]]
     baseline_gain = summary[model]["psnr"] - summary[baseline]["psnr"] if baseline in summary else None
@@ -287,18 +295,19 @@ def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> N
         folder = checkpoints / f"mprnet-{task}-small"
         own = {name: result for name, result in rows.items() if not result.get("foreign")}
         foreign_rows = {name: result for name, result in rows.items() if result.get("foreign")}
-        evaluation = (
+        parts = [
             f"PSNR (dB) / SSIM on the held-out development photos (`{data}`) at full resolution "
-            "(`python scripts/quality_report.py`)"
-        )
+            "(`python scripts/quality_report.py`)."
+        ]
         if own:
-            evaluation += ", degraded with the library's seeded degradations:\n\n" + table(own, labels)
+            parts.append("Degraded with the library's seeded degradations:\n\n" + table(own, labels))
         if foreign_rows:
-            evaluation += (
-                "\n\nDegraded by other libraries, which the model never trained on (albumentations: foreign-dev, "
+            parts.append(
+                "Degraded by other libraries, which the model never trained on (albumentations: foreign-dev, "
                 "may guide choices; kornia and imagecorruptions: foreign-test, only reported):\n\n"
                 + table(foreign_rows, labels)
             )
+        evaluation = "\n\n".join(parts)
         config = MPRNetConfig.from_pretrained(folder)
         training = json.loads((folder / "training_summary.json").read_text())
         save_model_card(trained_model_card(config, training, evaluation), folder)
@@ -350,8 +359,8 @@ def main(argv=None):
     parser.add_argument(
         "--update-cards",
         action="store_true",
-        help="write each task's rows into its model card in --checkpoints (not with --rows: a card "
-        "gets all of its task's rows)",
+        help="write each task's rows into its model card in --checkpoints, replacing its whole quality section (not "
+        "with --rows: a card gets all of its task's rows of the --sets run)",
     )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",") if args.tasks else None
@@ -368,9 +377,12 @@ def main(argv=None):
         parser.error(f"unknown set(s) in --sets {args.sets!r}: expected some of {', '.join(SETS)}")
     candidates = [row for row in [*all_rows(), *foreign_rows()] if row["set"] in sets]
     rows = select_rows(candidates, tasks, args.rows.split(",") if args.rows else None)
-    for row in [row for row in rows if row.get("skip")]:
-        print(f"skipping {row['name']}: {row['skip']}", file=sys.stderr)
-    rows = [row for row in rows if not row.get("skip")]
+    # Only the libraries of the rows asked for are imported (seconds each).
+    skipped = {row["name"]: foreign.available(row["generator"]) for row in rows if "generator" in row}
+    for name, reason in skipped.items():
+        if reason:
+            print(f"skipping {name}: {reason}", file=sys.stderr)
+    rows = [row for row in rows if not skipped.get(row["name"])]
     labels = {row["name"]: row["label"] for row in rows}
     baselines_from = Path(args.baselines_from) if args.baselines_from else None
     results = {
