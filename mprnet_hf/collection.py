@@ -182,9 +182,12 @@ class Share:
         """Positions of the files this process restores, in list order. Files not pending (already done) go to
         nobody. The others are balanced by pixel count, largest first, each to the process with the fewest pixels
         so far (ties to the lowest rank): deterministic, so every process computes the same assignment. Each process
-        reads the image headers of every world_size-th pending file and the sizes are gathered."""
+        reads the image headers of every world_size-th pending file and the sizes are gathered. Every process uses the
+        main process's `pending`: each computes its own from the outputs it sees, and views of a shared disk may
+        differ (an output still being written, a cache), which would split the files differently or fail here."""
         if not self.many:
             return [index for index, todo in enumerate(pending) if todo]
+        pending = self.gather(pending)[0]
         todo = [index for index, flag in enumerate(pending) if flag]
         mine = {index: pixel_count(sources[index]) for index in todo[self.rank :: self.world_size]}
         weights = {}
