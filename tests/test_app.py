@@ -806,6 +806,11 @@ def test_the_apps_files_in_gradios_cache_are_bounded_oldest_first_and_no_other_f
             path = tmp_path / f"never-restored-{number}.png"
             path.write_bytes(rng.bytes(2**20))
             uploads.append(upload(client.src, path))
+        # Gradio moves an upload into its cache in a background task after answering the upload: wait (bounded)
+        # until the last one is there before reading what is kept.
+        deadline = time.monotonic() + 30
+        while not Path(uploads[-1]).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         kept = [Path(name).exists() for name in uploads]
         # Oldest first: what is left is the newest uploads, and at most the bound plus the upload in flight.
         assert kept == sorted(kept) and 3 <= sum(kept) < 10, kept
