@@ -109,7 +109,8 @@ def serving_precisions(models: dict[str, MPRNetModel], on_gpu: bool) -> dict[str
         return {task: "bf16" if precision == AUTO_PRECISION else precision for task in models}
     if precision == "fp16":
         raise ValueError("MPRNET_PRECISION=fp16 needs a GPU; use auto, fp32 or bf16 on a CPU")
-    cpu_has_native_bf16()  # a wrong MPRNET_CPU_BF16 is refused here, at start-up, not on the first request
+    if precision == AUTO_PRECISION:  # the only precision that reads it
+        cpu_has_native_bf16()  # a wrong MPRNET_CPU_BF16 is refused here, at start-up, not on the first request
     return {task: choose_precision(model, precision).precision for task, model in models.items()}
 
 

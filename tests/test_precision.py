@@ -177,6 +177,14 @@ def test_the_serving_precision_follows_the_hardware_and_mprnet_precision(deblur_
     monkeypatch.setenv("MPRNET_PRECISION", "double")
     with pytest.raises(ValueError, match="MPRNET_PRECISION must be one of auto, fp32, bf16, fp16, got 'double'"):
         serving_precisions(models, on_gpu=False)
+    # MPRNET_CPU_BF16 is read only by auto: a malformed one is refused there, at start-up, and ignored otherwise.
+    monkeypatch.setenv("MPRNET_CPU_BF16", "yes")
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setenv("MPRNET_PRECISION", precision)
+        assert serving_precisions(models, on_gpu=False) == {"deblur": precision}
+    monkeypatch.setenv("MPRNET_PRECISION", "auto")
+    with pytest.raises(ValueError, match="MPRNET_CPU_BF16 must be 1, 0 or unset"):
+        serving_precisions(models, on_gpu=False)
 
 
 # ---------------------------------------------------------------------------------------------------- quality guard
