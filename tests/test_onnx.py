@@ -92,15 +92,16 @@ def test_an_onnxruntime_run_stops_when_its_threads_check_raises(exported):
     with pytest.raises(Stopped), stop_checks(check):
         restorer(images)
     stopped = time.monotonic()
-    finished = restorer(images)[-1]  # unchecked: runs to its end
-    whole_pass = time.monotonic() - stopped
     # Stopped was raised, so the run was terminated: one that ends returns its outputs even after a check raised.
     assert len(calls) == 2
-    print(f"onnxruntime: stopped {stopped - started:.2f} s in (a whole pass: {whole_pass:.2f} s)")
+    print(f"onnxruntime: stopped {stopped - started:.2f} s in")
+    # The session still restores after the stop (unchecked, on a small input: a whole 1024² pass proves no more).
+    small = images[..., :64, :64]
     with torch.no_grad():
-        expected = model(images[..., :64, :64]).stage_reconstructions[-1]
-    assert finished.shape == images.shape
-    assert np.abs(restorer(images[..., :64, :64])[-1].numpy() - expected.numpy()).max() <= ONNX_TOLERANCE
+        expected = model(small).stage_reconstructions[-1]
+    finished = restorer(small)[-1]
+    assert finished.shape == small.shape
+    assert np.abs(finished.numpy() - expected.numpy()).max() <= ONNX_TOLERANCE
 
 
 def test_exported_graph_declares_dynamic_batch_height_width(exported):
