@@ -4,6 +4,7 @@ formats: every output once and bit-identical to one process's; a stopped run res
 a corrupt file in one process's share reported and making the run exit 1; a usage error said once."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -93,9 +94,10 @@ def collection(tmp_path_factory):
 
 
 def shares(stderr: str) -> list[int]:
-    """How many files each process was given, from its 'process R of 2: N of M files to restore' line."""
-    lines = sorted(line for line in stderr.splitlines() if line.startswith("process "))
-    return [int(line.split(": ")[1].split()[0]) for line in lines]
+    """How many files each process was given, from its 'process R of 2: N of M files to restore' line, in the order
+    of the ranks. Two processes write to one stderr, so their lines may come out joined: matched anywhere."""
+    found = re.findall(r"process (\d+) of \d+: (\d+) of \d+ files to restore", stderr)
+    return [int(count) for _, count in sorted(found, key=lambda match: int(match[0]))]
 
 
 @pytest.mark.slow
