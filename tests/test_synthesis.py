@@ -38,6 +38,23 @@ def test_classic_synthesis_is_the_earlier_degrade(task):
     )
 
 
+@pytest.mark.parametrize(("task", "classic_draw"), [("derain", "add_rain"), ("deblur", "random_blur")])
+def test_classic_share_one_draws_only_the_classic_degradation(task, classic_draw):
+    image = photo_like()
+    rng = np.random.default_rng(7)
+    rng.random()  # the draw that picks classic or broad
+    expected = getattr(synthesis, classic_draw)(image, rng)
+    drawn = synthesis.synthesize(image, task, np.random.default_rng(7), jpeg_share=0.0, classic_share=1.0)
+    assert torch.equal(drawn, expected)
+    broad_only = synthesis.synthesize(image, task, np.random.default_rng(7), jpeg_share=0.0, classic_share=0.0)
+    assert not torch.equal(broad_only, expected)
+
+
+def test_classic_share_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="classic_share"):
+        synthesis.synthesize(photo_like(), "derain", np.random.default_rng(0), classic_share=1.5)
+
+
 def test_unknown_synthesis_or_task_is_refused():
     with pytest.raises(ValueError, match="synthesis"):
         synthesis.synthesize(photo_like(), "derain", np.random.default_rng(0), "fancy")

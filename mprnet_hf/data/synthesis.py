@@ -120,10 +120,10 @@ def add_haze(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 CLASSIC_SHARE = 0.3
 
 
-def broad_rain(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def broad_rain(image: torch.Tensor, rng: np.random.Generator, classic_share: float = CLASSIC_SHARE) -> torch.Tensor:
     """One to three layers of streaks, each with its own coverage, length, width, softness, blending and angle near
-    a shared wind direction, optionally over haze; the classic rain for `CLASSIC_SHARE` of the draws."""
-    if rng.random() < CLASSIC_SHARE:
+    a shared wind direction, optionally over haze; the classic rain for `classic_share` of the draws."""
+    if rng.random() < classic_share:
         return add_rain(image, rng)
     _, height, width = image.shape
     rainy = add_haze(image, rng) if rng.random() < HAZE_SHARE else image
@@ -174,8 +174,8 @@ def broad_blur_kernel(rng: np.random.Generator) -> np.ndarray:
     return gaussian_kernel(rng.uniform(*BROAD_GAUSSIAN_SIGMA))
 
 
-def broad_blur(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    if rng.random() < CLASSIC_SHARE:
+def broad_blur(image: torch.Tensor, rng: np.random.Generator, classic_share: float = CLASSIC_SHARE) -> torch.Tensor:
+    if rng.random() < classic_share:
         return random_blur(image, rng)
     blurred = blur(image, broad_blur_kernel(rng))
     return add_gaussian_noise(blurred, sigma=rng.uniform(0, 3 / 255), rng=rng)
@@ -221,7 +221,8 @@ def camera_pipeline_noise(image: torch.Tensor, rng: np.random.Generator) -> torc
 BROAD_MAX_SIGMA = 65 / 255
 
 
-def broad_noise(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def broad_noise(image: torch.Tensor, rng: np.random.Generator, classic_share: float = CLASSIC_SHARE) -> torch.Tensor:
+    # The classic noise is a fixed fifth of these draws; `classic_share` (for rain and blur) leaves it as it is.
     choice = rng.random()
     if choice < 0.5:
         return add_gaussian_noise(image, sigma=rng.uniform(0, BROAD_MAX_SIGMA), rng=rng)
@@ -237,15 +238,23 @@ BROAD = {"derain": broad_rain, "deblur": broad_blur, "denoise": broad_noise}
 
 
 def synthesize(
-    image: torch.Tensor, task: str, rng: np.random.Generator, synthesis: str = "broad", jpeg_share: float | None = None
+    image: torch.Tensor,
+    task: str,
+    rng: np.random.Generator,
+    synthesis: str = "broad",
+    jpeg_share: float | None = None,
+    classic_share: float = CLASSIC_SHARE,
 ) -> torch.Tensor:
-    """The training degradation of `task` from `synthesis` ("broad", or "classic": `degradations.degrade`)."""
+    """The training degradation of `task` from `synthesis` ("broad", or "classic": `degradations.degrade`); the broad
+    rain and blur draw the classic ones for `classic_share` of the draws."""
     if synthesis not in SYNTHESES:
         raise ValueError(f"Unknown synthesis {synthesis!r}: expected one of {', '.join(SYNTHESES)}")
+    if not 0.0 <= classic_share <= 1.0:
+        raise ValueError(f"classic_share must be between 0 and 1, got {classic_share!r}")
     check_task_and_image(task, image)
     if synthesis == "classic":
         return degrade(image, task, rng) if jpeg_share is None else degrade(image, task, rng, jpeg_share)
-    degraded = BROAD[task](image, rng)
+    degraded = BROAD[task](image, rng, classic_share)
     share = BROAD_JPEG_SHARE if jpeg_share is None else jpeg_share
     if rng.random() < share:
         quality = int(rng.integers(BROAD_JPEG_QUALITIES[0], BROAD_JPEG_QUALITIES[1] + 1))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..data.synthesis import synthesis_margin, synthesize
+from ..data.synthesis import CLASSIC_SHARE, synthesis_margin, synthesize
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Folder names of the degraded and clean images in the layouts of the standard datasets.
@@ -103,7 +103,16 @@ class SyntheticPairs(Dataset):
     covers the largest training kernel: no output pixel saw the mirrored border).
     """
 
-    def __init__(self, folder, task: str, patch_size: int, length: int, seed: int = 1234, synthesis: str = "classic"):
+    def __init__(
+        self,
+        folder,
+        task: str,
+        patch_size: int,
+        length: int,
+        seed: int = 1234,
+        synthesis: str = "classic",
+        classic_share: float = CLASSIC_SHARE,
+    ):
         self.paths = list_images(folder)
         if not self.paths:
             raise ValueError(f"No images found in {folder}")
@@ -112,7 +121,7 @@ class SyntheticPairs(Dataset):
         areas = np.array([image.shape[-1] * image.shape[-2] for image in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.task, self.patch_size, self.length, self.seed = task, patch_size, length, seed
-        self.synthesis = synthesis
+        self.synthesis, self.classic_share = synthesis, classic_share
         self.margin = synthesis_margin(task, synthesis)
 
     def __len__(self):
@@ -123,7 +132,7 @@ class SyntheticPairs(Dataset):
         image = self.images[int(rng.choice(len(self.images), p=self.weights))]
         (clean,) = random_crop([image], self.patch_size + 2 * self.margin, rng)
         clean = augment(clean, int(rng.integers(0, 9)))
-        degraded = synthesize(clean, self.task, rng, self.synthesis)
+        degraded = synthesize(clean, self.task, rng, self.synthesis, classic_share=self.classic_share)
         if self.margin:
             inner = slice(self.margin, self.margin + self.patch_size)
             clean, degraded = clean[:, inner, inner], degraded[:, inner, inner]
@@ -164,11 +173,13 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[:, top : top + size, left : left + size].contiguous()
 
 
-def validation_pairs(folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "classic") -> list[dict]:
+def validation_pairs(
+    folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "classic", classic_share: float = CLASSIC_SHARE
+) -> list[dict]:
     """Fixed degraded/clean centre crops of the validation photos (the same every run)."""
     pairs = []
     for index, path in enumerate(list_images(folder)):
         clean = centre_crop(load_rgb(path), crop)
-        degraded = synthesize(clean, task, np.random.default_rng(seed + index), synthesis)
+        degraded = synthesize(clean, task, np.random.default_rng(seed + index), synthesis, classic_share=classic_share)
         pairs.append({"name": path.stem, "pixel_values": degraded, "labels": clean})
     return pairs

@@ -35,7 +35,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.synthesis import SYNTHESES
+from ..data.synthesis import CLASSIC_SHARE, SYNTHESES
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
@@ -291,6 +291,13 @@ def parse_args(argv=None):
         "default) or classic (mprnet_hf.data.degradations.degrade, what the first bundled weights trained on)",
     )
     parser.add_argument(
+        "--classic-share",
+        type=float,
+        default=CLASSIC_SHARE,
+        help="with --synthesis broad, the share of rain and blur draws (training and validation) taken from the "
+        "classic synthesis, so a model fine-tuned on the broad draws keeps what it does on the classic ones",
+    )
+    parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -310,6 +317,8 @@ def parse_args(argv=None):
         parser.error("--steps and --batch-size must be at least 1")
     if args.num_workers < 0:
         parser.error("--num-workers must be 0 or more")
+    if not 0.0 <= args.classic_share <= 1.0:
+        parser.error("--classic-share must be between 0 and 1")
     return args
 
 
@@ -340,11 +349,17 @@ def build_data(args, global_batch: int) -> tuple[DataLoader, list[dict]]:
     length = args.steps * global_batch
     if args.train_dir:
         dataset = SyntheticPairs(
-            args.train_dir, args.task, args.patch_size, length, seed=args.seed, synthesis=args.synthesis
+            args.train_dir,
+            args.task,
+            args.patch_size,
+            length,
+            seed=args.seed,
+            synthesis=args.synthesis,
+            classic_share=args.classic_share,
         )
     else:
         dataset = PairedFolder(args.paired_dir, args.layout, args.patch_size, seed=args.seed, length=length)
-    val_pairs = validation_pairs(args.val_dir, args.task, synthesis=args.synthesis)
+    val_pairs = validation_pairs(args.val_dir, args.task, synthesis=args.synthesis, classic_share=args.classic_share)
     workers = {}
     if args.num_workers:
         workers = {
