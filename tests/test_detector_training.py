@@ -313,7 +313,10 @@ def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):
     photos = [CLEAN / "coffee.png"]
     crops, labels, weights = training_crop_set(tmp_path, photos, args.draws, crops_per_variant=1)
     assert len(list(tmp_path.glob("*.npz"))) == 2, "each draw is cached on its own, so a later run can add a draw"
-    first, second = (cached_crop_set(tmp_path, photos, draw.variants, 1, draw.seed, 0) for draw in args.draws)
+    first, second = (
+        cached_crop_set(tmp_path, photos, draw.variants, 1, draw.seed, 0, synthesis=draw.synthesis)
+        for draw in args.draws
+    )
     assert crops.shape == (5, 96, 96, 3) and labels.shape == weights.shape == (5, len(LABELS))
     assert np.array_equal(crops, np.concatenate([first[0], second[0]]))
     assert np.array_equal(labels, np.concatenate([first[1], second[1]]))
@@ -328,6 +331,25 @@ def test_several_seeds_train_on_every_draw_each_cached_on_its_own(tmp_path):
         crop_set_draws([0, 3], [36, 0], [1, 0])
     with pytest.raises(ValueError, match="first seed's --variants-per-photo"):
         crop_set_draws([3, 0], [0, 36], [12, 1])
+
+
+def test_draws_of_each_synthesis_train_together_and_the_card_names_both(tmp_path):
+    """A detector fine-tuned on the broad synthesis alone lost some of the classic rain it found: a draw of each
+    keeps both, each cached under its own name."""
+    from mprnet_hf.detection.train import Draw, crop_set_draws, parse_args, synthesis_text, training_command
+
+    argv = ["--seed", "0", "1", "--variants-per-photo", "1", "--second-looks-per-photo", "0"]
+    args = parse_args([*argv, "--synthesis", "broad", "classic"])
+    assert [draw.synthesis for draw in args.draws] == ["broad", "classic"]
+    assert args.draws[1] == Draw(1, 1, 0, synthesis="classic")
+    assert training_command(args, "out").endswith("--synthesis broad classic")
+    assert training_command(parse_args(argv), "out").endswith("--synthesis broad")
+    text = synthesis_text(args.draws)
+    assert text.startswith("seed 0: broad synthetic") and "seed 1: synthetic degradations" in text
+    with pytest.raises(ValueError, match="--synthesis fancy: expected one of"):
+        crop_set_draws([0], [36], [1], ["all"], ["fancy"])
+    with pytest.raises(ValueError, match="--synthesis takes one value for every seed or one per seed"):
+        crop_set_draws([0, 1, 2], [36], [1], ["all"], ["broad", "classic"])
 
 
 def test_a_draw_of_second_looks_only_adds_photos_restored_before_a_second_look(tmp_path):

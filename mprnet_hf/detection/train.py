@@ -146,10 +146,11 @@ def parse_args(argv=None):
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop after the epoch that passes this")
     parser.add_argument(
         "--synthesis",
-        default="broad",
-        choices=SYNTHESES,
-        help="how the photos are degraded (training crops and the held-out photos the thresholds are chosen on): "
-        "broad (mprnet_hf.data.synthesis, the default) or classic (what detectors before it trained on)",
+        nargs="+",
+        default=["broad"],
+        help="how the photos are degraded: broad (mprnet_hf.data.synthesis, the default) or classic (what detectors "
+        "before it trained on); one for every seed, or one per seed (a draw of each trains on both). The first "
+        "seed's also degrades the held-out photos the thresholds are chosen on",
     )
     parser.add_argument(
         "--seed",
@@ -182,7 +183,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     try:
         args.draws = crop_set_draws(
-            args.seed, args.variants_per_photo, args.second_looks_per_photo, args.second_look_kinds
+            args.seed, args.variants_per_photo, args.second_looks_per_photo, args.second_look_kinds, args.synthesis
         )
     except ValueError as error:
         parser.error(str(error))
@@ -221,13 +222,15 @@ def network_options(args) -> str:
 
 
 class Draw(NamedTuple):
-    """One crop set of a training run: its seed, and how many versions of each photo it degrades (`variants`) and
-    degrades then restores before looking again (`second_looks`, cycling through `second_look_kinds`)."""
+    """One crop set of a training run: its seed, how many versions of each photo it degrades (`variants`) and
+    degrades then restores before looking again (`second_looks`, cycling through `second_look_kinds`), and the
+    synthesis that degrades them."""
 
     seed: int
     variants: int
     second_looks: int
     second_look_kinds: tuple[str, ...] = ALL_SECOND_LOOKS
+    synthesis: str = "broad"
 
 
 def per_seed(option: str, values: list, seeds: list[int]) -> list:
@@ -255,6 +258,7 @@ def crop_set_draws(
     variants_per_photo: list[int],
     second_looks_per_photo: list[int],
     second_look_kinds: list[str] = ("all",),
+    syntheses: list[str] = ("broad",),
 ) -> list[Draw]:
     """The crop sets that train together, one per seed."""
     if len(set(seeds)) != len(seeds):
@@ -262,9 +266,12 @@ def crop_set_draws(
     variants_per_photo = per_seed("--variants-per-photo", variants_per_photo, seeds)
     second_looks_per_photo = per_seed("--second-looks-per-photo", second_looks_per_photo, seeds)
     kinds = [parse_second_look_kinds(text) for text in per_seed("--second-look-kinds", list(second_look_kinds), seeds)]
+    syntheses = per_seed("--synthesis", list(syntheses), seeds)
+    if unknown := sorted(set(syntheses) - set(SYNTHESES)):
+        raise ValueError(f"--synthesis {unknown[0]}: expected one of {', '.join(SYNTHESES)}")
     if min(variants_per_photo) < 0 or min(second_looks_per_photo) < 0:
         raise ValueError("--variants-per-photo and --second-looks-per-photo cannot be negative")
-    draws = [Draw(*values) for values in zip(seeds, variants_per_photo, second_looks_per_photo, kinds)]
+    draws = [Draw(*values) for values in zip(seeds, variants_per_photo, second_looks_per_photo, kinds, syntheses)]
     if empty := [draw.seed for draw in draws if draw.variants + draw.second_looks == 0]:
         raise ValueError(f"seed {empty[0]} draws nothing: give it --variants-per-photo or --second-looks-per-photo")
     if draws[0].variants == 0:
@@ -273,8 +280,9 @@ def crop_set_draws(
     return draws
 
 
-def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: int, synthesis: str = "classic"):
-    """The crop sets of every draw, each cached on its own (`cached_crop_set`), one after the other."""
+def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: int):
+    """The crop sets of every draw, each cached on its own (`cached_crop_set`) with its synthesis, one after the
+    other."""
     sets = [
         cached_crop_set(
             cache_dir,
@@ -284,7 +292,7 @@ def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: i
             draw.seed,
             draw.second_looks,
             draw.second_look_kinds,
-            synthesis,
+            draw.synthesis,
         )
         for draw in draws
     ]
@@ -420,8 +428,9 @@ def train(args) -> dict:
     started = time.perf_counter()
     train_photos, held_out, overlaps = split_photos(args)
     train_crops, train_labels, train_weights = training_crop_set(
-        args.cache_dir, train_photos, args.draws, args.crops_per_variant, args.synthesis
+        args.cache_dir, train_photos, args.draws, args.crops_per_variant
     )
+    held_out_synthesis = args.draws[0].synthesis
     val_crops, val_labels, val_weights = cached_crop_set(
         args.cache_dir,
         held_out,
@@ -429,7 +438,7 @@ def train(args) -> dict:
         args.crops_per_variant,
         first_seed + 1,
         1,
-        synthesis=args.synthesis,
+        synthesis=held_out_synthesis,
     )
     data_minutes = (time.perf_counter() - started) / 60
     print(
@@ -470,7 +479,7 @@ def train(args) -> dict:
     minutes = (time.perf_counter() - training_started) / 60
     # Per-label thresholds chosen on the held-out photos, for each label read alone (no routing rule).
     _, thresholds, calibration_photos = calibrate_detector(
-        model, held_out, args.calibration_seeds, 1, 1, synthesis=args.synthesis
+        model, held_out, args.calibration_seeds, 1, 1, synthesis=held_out_synthesis
     )
     print(f"thresholds {thresholds} (from {calibration_photos} held-out degraded photos)", flush=True)
     model.config.detection_thresholds = thresholds
@@ -602,7 +611,8 @@ def training_command(args, output_dir: str, threads: int = 1) -> str:
         command += f" {network}"
     if args.init_from is not None:
         command += f" --init-from {args.init_from}"
-    return command + f" --synthesis {args.synthesis}"
+    syntheses = [draw.synthesis for draw in args.draws]
+    return command + f" --synthesis {' '.join(dict.fromkeys(syntheses) if len(set(syntheses)) == 1 else syntheses)}"
 
 
 def earlier_command_paragraph(start: dict | None) -> str:
@@ -629,6 +639,17 @@ SYNTHESIS_TEXT = {
 }
 
 
+def synthesis_text(draws: list[Draw]) -> str:
+    """The card's description of the degradations, with the seeds of each synthesis where the draws mix them."""
+    syntheses = list(dict.fromkeys(draw.synthesis for draw in draws))
+    if len(syntheses) == 1:
+        return SYNTHESIS_TEXT[syntheses[0]]
+    return ";\n".join(
+        seeds_text([draw.seed for draw in draws if draw.synthesis == synthesis]) + ": " + SYNTHESIS_TEXT[synthesis]
+        for synthesis in syntheses
+    )
+
+
 def save(model, args, facts: dict) -> None:
     from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, REGION_SIDE
 
@@ -640,7 +661,7 @@ def save(model, args, facts: dict) -> None:
     threads = facts.get("threads", 1)
     command = training_command(args, f"checkpoints/{args.output_dir.name}", threads)
     card = CARD_TEMPLATE.format(
-        synthesis_text=SYNTHESIS_TEXT[args.synthesis],
+        synthesis_text=synthesis_text(args.draws),
         threads="one CPU thread" if threads == 1 else f"{threads} CPU threads",
         origin=origin_sentence(facts["init_from"]),
         parameters=parameters,
