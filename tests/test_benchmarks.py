@@ -78,3 +78,24 @@ def test_peak_share_refuses_the_app_path_for_released_models(capsys):
     with pytest.raises(SystemExit):
         main(["--models", "deblur-released", "--paths", "app"])
     assert "the app serves only the bundled models" in capsys.readouterr().err
+
+
+def test_model_sizes_reads_the_psnr_reached_per_cpu_hour_from_a_training_log(tmp_path):
+    from benchmarks.model_sizes import parse_curves, psnr_at_hours
+
+    log = tmp_path / "training_log.jsonl"
+    points = [(900, 21.0), (1800, 22.5), (2700, 22.0), (5400, 24.0)]
+    log.write_text(
+        "".join(json.dumps({"step": i, "seconds": s, "val_psnr": p}) + "\n" for i, (s, p) in enumerate(points))
+    )
+    reached = psnr_at_hours(log)
+    assert reached["psnr_at_0.25h"] == 21.0 and reached["psnr_at_0.5h"] == 22.5
+    assert reached["psnr_at_1h"] == 22.5, "the best reached by then, not the last point"
+    assert reached["psnr_at_2h"] == 24.0 and reached["cpu_hours_logged"] == 1.5
+    assert psnr_at_hours(log, threads=2)["psnr_at_0.5h"] == 21.0, "two threads spend CPU-hours twice as fast"
+    assert parse_curves(f"small={log}") == {"small": log}
+    with pytest.raises(ValueError, match="PRESET=PATH"):
+        parse_curves("small")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="no validation points"):
+        psnr_at_hours(tmp_path / "empty.jsonl")
