@@ -1,5 +1,6 @@
 """The fast default paths and the serving preparation: channels-last by default on CPU, tile sizes from memory, and
-the onnxruntime backend, all within 1e-5 of the official fixtures."""
+the onnxruntime backend, all within 1e-5 of the official fixtures; the "auto" backend keeps the fastest candidate
+that agrees with PyTorch fp32, bf16 among them only on a CPU with native bf16 (simulated with MPRNET_CPU_BF16)."""
 
 import re
 import time
@@ -11,16 +12,24 @@ from safetensors.torch import load_file
 from conftest import TINY, assert_within_tolerance, fixture_errors, fixture_model
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.models.mprnet.inference import (
+    AGREEMENT_THRESHOLD_DB,
     balanced_tile_size,
     choose_tile_size,
     estimated_peak_bytes,
     restore_tensor,
 )
+from mprnet_hf.speed import serving_speed
 from mprnet_hf.speed.serving_speed import (
+    ONNXRUNTIME_BACKEND,
+    TORCH_BACKEND,
+    TORCH_FP32,
+    BackendCandidate,
+    backend_candidates,
+    choose_serving_backend,
     model_fingerprint,
     prepare_for_serving,
     serving_tile_size,
-    time_backends_side_by_side,
+    time_candidates,
 )
 
 BUNDLED_SIZE = MPRNetConfig.size_widths("small")
@@ -159,15 +168,104 @@ class StubRuntime:
         return tuple(torch.zeros_like(images) for _ in range(3))
 
 
+class SameModelRuntime:
+    """A whole-image runtime that runs the model itself in PyTorch fp32: it agrees exactly."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, images):
+        return self.model(images).stage_reconstructions
+
+
+def names(candidates):
+    return [candidate.name for candidate in candidates]
+
+
 @pytest.mark.parametrize("runtime_delay_s, runtime_wins", [(0.0, True), (1.0, False)])
 def test_backends_are_timed_by_turns_and_the_model_is_left_on_pytorch(runtime_delay_s, runtime_wins):
     model = tiny_model()
     runtime = StubRuntime(runtime_delay_s)
-    torch_seconds, runtime_seconds = time_backends_side_by_side(model, runtime, size=256, rounds=3)
+    seconds = time_candidates(model, [TORCH_FP32, BackendCandidate(ONNXRUNTIME_BACKEND, "fp32", runtime)], 256, 3)
     assert runtime.calls == 3
-    assert (runtime_seconds < torch_seconds) == runtime_wins
-    assert torch_seconds > 0 and runtime_seconds >= runtime_delay_s
+    assert (seconds["onnxruntime fp32"] < seconds["torch fp32"]) == runtime_wins
+    assert seconds["torch fp32"] > 0 and seconds["onnxruntime fp32"] >= runtime_delay_s
     assert model.whole_image_runtime is None
+
+
+def test_a_faster_candidate_that_disagrees_is_left_out_and_one_that_agrees_is_timed():
+    model = tiny_model()
+    fast_but_wrong = StubRuntime(0.0)  # blank stages, at once: the fastest there is
+    agreeing = SameModelRuntime(model)
+    candidates = [
+        TORCH_FP32,
+        BackendCandidate(ONNXRUNTIME_BACKEND, "fp32", fast_but_wrong),
+        BackendCandidate("other", "fp32", agreeing),
+    ]
+    choice = choose_serving_backend(model, candidates, size=64, rounds=1)
+    assert choice.agreement_db["onnxruntime fp32"] < AGREEMENT_THRESHOLD_DB
+    assert choice.agreement_db["other fp32"] >= AGREEMENT_THRESHOLD_DB
+    assert fast_but_wrong.calls == 1  # the agreement check only: a candidate that disagrees is never timed
+    assert set(choice.seconds) == {"torch fp32", "other fp32"}
+    assert choice.chosen in (candidates[0], candidates[2])
+    assert choice.chosen.name == min(choice.seconds, key=choice.seconds.get)
+    description = choice.describe()
+    assert re.search(
+        r"onnxruntime fp32 left out: it agreed with torch fp32 by -?[0-9.]+ dB .* below the 45 dB", description
+    )
+    assert description.endswith(f"serving with {choice.chosen.name}")
+    assert model.whole_image_runtime is None
+    # With nothing else agreeing, PyTorch fp32 serves.
+    alone = choose_serving_backend(model, candidates[1:2], size=32, rounds=1)
+    assert alone.chosen == TORCH_FP32 and list(alone.seconds) == ["torch fp32"]
+
+
+def test_bf16_is_a_candidate_only_on_a_cpu_with_native_bf16_and_for_precision_auto(monkeypatch):
+    runtime = StubRuntime(0.0)
+    monkeypatch.setenv("MPRNET_CPU_BF16", "0")
+    assert names(backend_candidates("auto")) == ["torch fp32"]
+    assert names(backend_candidates("auto", runtime)) == ["torch fp32", "onnxruntime fp32"]
+    monkeypatch.setenv("MPRNET_CPU_BF16", "1")
+    assert names(backend_candidates("auto", runtime)) == ["torch fp32", "onnxruntime fp32", "torch bf16"]
+    # Forced precisions are kept: fp32 never gets bf16, bf16 runs on PyTorch alone (onnxruntime graphs are fp32).
+    assert names(backend_candidates("fp32", runtime)) == ["torch fp32", "onnxruntime fp32"]
+    assert names(backend_candidates("bf16", runtime)) == ["torch bf16"]
+    assert names(backend_candidates("auto", native_bf16=False)) == ["torch fp32"]
+
+
+@pytest.mark.parametrize("native_bf16", ["0", "1"])
+def test_the_auto_choice_reports_the_backend_and_precision_it_serves(monkeypatch, native_bf16):
+    monkeypatch.setenv("MPRNET_CPU_BF16", native_bf16)
+    # Small trial images: on a CPU without native bf16 the simulated one runs bf16 emulated, many times slower.
+    monkeypatch.setattr(serving_speed, "BACKEND_TRIAL_SIZE", 32)
+    monkeypatch.setattr(serving_speed, "BACKEND_TRIAL_ROUNDS", 1)
+    # Test-time local statistics cannot be exported: the candidates are PyTorch's alone, with no export to wait for.
+    model = tiny_model(reduction=2, local_attention_window=32)
+    report = prepare_for_serving({"derain": model}, backend="auto", precision="auto", allocator=False)
+    assert report.prepared.is_set() and report.backends == {"derain": TORCH_BACKEND}
+    precision = report.precisions["derain"]
+    assert f"derain: {TORCH_BACKEND} {precision} (" in report.summary()
+    trials = [note for note in report.notes if note.startswith("derain: 32² restore")]
+    if native_bf16 == "0":
+        assert precision == "fp32" and not trials
+        return
+    (trial,) = trials
+    assert "s on torch fp32" in trial and "s on torch bf16" in trial
+    assert trial.endswith(f"serving with torch {precision}")
+    assert report.precisions == {"derain": precision} and precision in ("fp32", "bf16")
+
+
+def test_forced_precisions_bound_the_candidates_and_are_checked(monkeypatch):
+    monkeypatch.setenv("MPRNET_CPU_BF16", "1")
+    model = tiny_model(reduction=2, local_attention_window=32)
+    report = prepare_for_serving({"derain": model}, backend="auto", precision="fp32", allocator=False)
+    assert report.precisions == {"derain": "fp32"} and not [n for n in report.notes if "restore in" in n]
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        prepare_for_serving({"derain": model}, precision="fp16", allocator=False)
+    with pytest.raises(ValueError, match="onnxruntime' runs fp32 graphs only"):
+        prepare_for_serving({"derain": model}, backend="onnxruntime", precision="bf16", allocator=False)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        prepare_for_serving({"derain": model}, precision="int8", allocator=False)
 
 
 @pytest.mark.slow
@@ -179,8 +277,10 @@ def test_auto_backend_serves_with_the_one_it_measured_faster(tmp_path):
     )
     assert report.prepared.wait(600), "the background export and timing did not finish"
     (note,) = [note for note in report.notes if note.startswith("derain:")]
-    onnx_seconds, torch_seconds = (float(value) for value in re.findall(r"([0-9.]+) s on", note))
-    chosen_onnxruntime = onnx_seconds < torch_seconds
-    assert note.endswith("serving with onnxruntime" if chosen_onnxruntime else "serving with PyTorch")
+    seconds = {name: float(value) for value, name in re.findall(r"([0-9.]+) s on (\w+ fp32)", note)}
+    assert set(seconds) == {"torch fp32", "onnxruntime fp32"}
+    chosen_onnxruntime = seconds["onnxruntime fp32"] < seconds["torch fp32"]
+    assert note.endswith("serving with onnxruntime fp32" if chosen_onnxruntime else "serving with torch fp32")
     assert (report.backends["derain"] == "onnxruntime") == chosen_onnxruntime
+    assert report.precisions == {"derain": "fp32"}
     assert (getattr(model, "whole_image_runtime", None) is not None) == chosen_onnxruntime

@@ -13,12 +13,17 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
 * per model: `fast.optimize_for_inference` (eval, no gradients, channels-last weights);
 * per model, with onnxruntime installed: the model is exported to ONNX once (cached on disk, keyed by the weights, the
   config, the model's code and the library versions) and whole-image restores can run through an onnxruntime session,
-  which fuses the element-wise work into the convolutions. Which one is faster depends on the processor (onnxruntime won
-  on an AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one), so with `backend="auto"` both are timed
-  on the same image and the faster one serves. The timing runs in the export thread: it measures what requests in other
-  threads get only once `reuse_freed_memory()` has put every thread on glibc's main heap (docs/PERFORMANCE.md). Tiled
-  restores that record whole-image statistics keep using PyTorch (they need its hooks). Same arithmetic up to float
-  rounding (tests/test_serving_speed.py);
+  which fuses the element-wise work into the convolutions. Tiled restores that record whole-image statistics keep using
+  PyTorch (they need its hooks). Same arithmetic up to float rounding (tests/test_serving_speed.py);
+* per model, with `backend="auto"`: which backend and precision is fastest depends on the processor (onnxruntime won
+  on an AVX-512 Intel machine, PyTorch with reused memory on an AVX2 AMD one, bf16 only where the CPU has native bf16
+  instructions), so every candidate the precision request allows (`backend_candidates`: PyTorch fp32, onnxruntime
+  fp32, and PyTorch bf16 on a CPU with native bf16 when the request is "auto") restores the same image, and the fastest
+  of those whose restore of the probe image agrees with PyTorch fp32 by `AGREEMENT_THRESHOLD_DB` (the check of
+  precision "auto") serves (`choose_serving_backend`). The report gives each task's backend and precision, and its
+  notes the timings and agreements. The timing runs in the export thread: it measures what requests in other threads
+  get only once `reuse_freed_memory()` has put every thread on glibc's main heap (docs/PERFORMANCE.md). onnxruntime's
+  int8 quantization is not a candidate: it fails the agreement check (docs/PERFORMANCE.md, benchmarks/int8.py);
 * a warm-up restore per model, so no request pays for a first call's set-up.
 
 On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as it is, uncompiled.
@@ -37,10 +42,17 @@ from pathlib import Path
 import torch
 
 from ..models.mprnet.inference import (
+    AGREEMENT_THRESHOLD_DB,
+    AUTO_PRECISION,
     DEFAULT_TILE_SIZE,
     PEAK_BYTES_PER_PIXEL_AND_CHANNEL_REUSING_FREED_MEMORY,
+    check_precision,
+    choose_precision,
     choose_tile_size,
+    cpu_has_native_bf16,
     free_memory_bytes,
+    probe_image,
+    psnr_db,
     restore_tensor,
 )
 from ..models.mprnet.modeling_mprnet import MPRNetModel
@@ -168,11 +180,14 @@ class OnnxRuntimeRestorer:
 
 @dataclass
 class ServingReport:
-    """What `prepare_for_serving` did: the backend of each task and the seconds each model's preparation took."""
+    """What `prepare_for_serving` did: the backend and precision of each task and the seconds each model's
+    preparation took. Serving code reads `precisions[task]` on each request: with `background=True` the backend
+    trial may change it once it is done."""
 
     device: str
     reused_freed_memory: bool = False
     backends: dict[str, str] = field(default_factory=dict)
+    precisions: dict[str, str] = field(default_factory=dict)
     start_up_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # Set once every backend is settled (with `background=True`, when the export thread is done).
@@ -180,9 +195,126 @@ class ServingReport:
 
     def summary(self) -> str:
         parts = [
-            f"{task}: {backend} ({self.start_up_seconds.get(task, 0):.1f} s)" for task, backend in self.backends.items()
+            f"{task}: {backend} {self.precisions.get(task, 'fp32')} ({self.start_up_seconds.get(task, 0):.1f} s)"
+            for task, backend in self.backends.items()
         ]
         return f"serving on {self.device}: " + ", ".join(parts) + "".join(f"; {note}" for note in self.notes)
+
+
+TORCH_BACKEND = "torch channels-last"
+ONNXRUNTIME_BACKEND = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class BackendCandidate:
+    """One way a model may serve whole-image restores: a backend (`TORCH_BACKEND`, or `ONNXRUNTIME_BACKEND` with the
+    whole-image `runtime` it attaches) at a precision."""
+
+    backend: str
+    precision: str
+    runtime: object | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{'torch' if self.runtime is None else self.backend} {self.precision}"
+
+
+# The reference every other candidate must agree with, and what serves when none does.
+TORCH_FP32 = BackendCandidate(TORCH_BACKEND, "fp32")
+
+
+def backend_candidates(
+    precision: str, restorer: "OnnxRuntimeRestorer | None" = None, native_bf16: bool | None = None
+) -> list[BackendCandidate]:
+    """What `backend="auto"` times for a precision request: "fp32" and "auto" get PyTorch fp32 and, with `restorer`,
+    onnxruntime (fp32 graphs only); "auto" also PyTorch bf16 where the CPU runs bf16 natively (`cpu_has_native_bf16`,
+    which `MPRNET_CPU_BF16` overrides, or `native_bf16` when given): emulated bf16 is slower than fp32. "bf16" asked
+    for is PyTorch bf16 alone."""
+    check_precision(precision)
+    if precision in ("bf16", "fp16"):
+        return [BackendCandidate(TORCH_BACKEND, precision)]
+    candidates = [TORCH_FP32]
+    if restorer is not None:
+        candidates.append(BackendCandidate(ONNXRUNTIME_BACKEND, "fp32", restorer))
+    if precision == AUTO_PRECISION and (cpu_has_native_bf16() if native_bf16 is None else native_bf16):
+        candidates.append(BackendCandidate(TORCH_BACKEND, "bf16"))
+    return candidates
+
+
+def restore_with(model: MPRNetModel, candidate: BackendCandidate, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The stage images of a whole-image restore of `images` by `candidate`. Leaves `model` on PyTorch."""
+    model.whole_image_runtime = candidate.runtime
+    try:
+        return restore_tensor(model, images, tile_size=None, precision=candidate.precision, return_stages=True)
+    finally:
+        model.whole_image_runtime = None
+
+
+def time_candidates(
+    model: MPRNetModel, candidates: list[BackendCandidate], size: int = BACKEND_TRIAL_SIZE, rounds=BACKEND_TRIAL_ROUNDS
+) -> dict[str, float]:
+    """The best of `rounds` seconds of a whole-image restore of a `size`² image by each candidate, by name.
+    The calls of each candidate run back to back, not in turns: each runtime's worker threads keep spinning for a
+    while after a call, which would slow the other's next call, a cost that serving with one backend never pays. The
+    best call rather than the median, because other work running beside (the app's start-up) only ever slows one
+    down. Leaves `model` on PyTorch."""
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    best = {}
+    for candidate in candidates:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            restore_with(model, candidate, images)
+            times.append(time.perf_counter() - started)
+        best[candidate.name] = min(times)
+    return best
+
+
+@dataclass
+class BackendChoice:
+    """What `choose_serving_backend` found: the candidate that serves, the seconds of each candidate that agreed, and
+    each other candidate's agreement with PyTorch fp32 on the probe image (dB)."""
+
+    chosen: BackendCandidate
+    seconds: dict[str, float]
+    agreement_db: dict[str, float]
+    agreement_threshold_db: float = AGREEMENT_THRESHOLD_DB
+    size: int = BACKEND_TRIAL_SIZE
+
+    def describe(self) -> str:
+        timed = ", ".join(f"{seconds:.2f} s on {name}" for name, seconds in self.seconds.items())
+        left_out = "".join(
+            f"; {name} left out: it agreed with torch fp32 by {agreement:.1f} dB on the probe image, below the "
+            f"{self.agreement_threshold_db:g} dB required"
+            for name, agreement in self.agreement_db.items()
+            if not agreement >= self.agreement_threshold_db
+        )
+        return f"{self.size}² restore in {timed}{left_out}; serving with {self.chosen.name}"
+
+
+def choose_serving_backend(
+    model: MPRNetModel,
+    candidates: list[BackendCandidate],
+    agreement_threshold_db: float = AGREEMENT_THRESHOLD_DB,
+    size: int = BACKEND_TRIAL_SIZE,
+    rounds: int = BACKEND_TRIAL_ROUNDS,
+) -> BackendChoice:
+    """The fastest of `candidates` among those whose restore of `probe_image()` agrees with PyTorch fp32's by at
+    least `agreement_threshold_db` of PSNR (the check precision "auto" applies to bf16; PyTorch fp32 is the
+    reference, and serves when no candidate agrees). Candidates that disagree are not timed."""
+    probe = probe_image().to(next(model.parameters()).device)
+    reference = restore_with(model, TORCH_FP32, probe)[-1]
+    agreement, agreeing = {}, []
+    for candidate in candidates:
+        if candidate != TORCH_FP32:
+            agreement[candidate.name] = psnr_db(restore_with(model, candidate, probe)[-1], reference)
+            if not agreement[candidate.name] >= agreement_threshold_db:
+                logger.warning(f"{candidate.name} disagrees with torch fp32 by {agreement[candidate.name]:.1f} dB")
+                continue
+        agreeing.append(candidate)
+    seconds = time_candidates(model, agreeing or [TORCH_FP32], size, rounds)
+    chosen = min(agreeing or [TORCH_FP32], key=lambda candidate: seconds[candidate.name])
+    return BackendChoice(chosen, seconds, agreement, agreement_threshold_db, size)
 
 
 def _warm_up(model: MPRNetModel) -> None:
@@ -190,31 +322,9 @@ def _warm_up(model: MPRNetModel) -> None:
     restore_tensor(model, images.to(next(model.parameters()).device), return_stages=True)
 
 
-def time_backends_side_by_side(
-    model: MPRNetModel, restorer: "OnnxRuntimeRestorer", size: int = BACKEND_TRIAL_SIZE, rounds=BACKEND_TRIAL_ROUNDS
-) -> tuple[float, float]:
-    """The best of `rounds` seconds of a whole-image restore of a `size`² image with PyTorch, then with `restorer`.
-    The calls of each backend run back to back, not in turns: each runtime's worker threads keep spinning for a while
-    after a call, which would slow the other's next call, a cost that serving with one backend never pays. The best
-    call rather than the median, because other work running beside (the app's start-up) only ever slows one down.
-    Leaves `model` on PyTorch."""
-    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    best = {}
-    for runtime in (None, restorer):
-        model.whole_image_runtime = runtime
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            restore_tensor(model, images, tile_size=None, return_stages=True)
-            times.append(time.perf_counter() - started)
-        best[runtime] = min(times)
-    model.whole_image_runtime = None
-    return best[None], best[restorer]
-
-
 def _load_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport) -> OnnxRuntimeRestorer | None:
     """Exports `model` (or reuses its cached export) and warms an onnxruntime session up on it; None if that fails.
-    The model keeps serving with PyTorch until `_choose_backend` decides."""
+    The model keeps serving with PyTorch until `_settle_backend` decides."""
     started = time.perf_counter()
     try:
         restorer = OnnxRuntimeRestorer(exported_model_path(model, cache_dir))
@@ -230,21 +340,30 @@ def _load_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingR
     return restorer
 
 
-def _choose_backend(task: str, model: MPRNetModel, restorer: OnnxRuntimeRestorer, report, timed: bool) -> None:
+def _serve_with(task: str, model: MPRNetModel, candidate: BackendCandidate, report: ServingReport) -> None:
+    # The runtime first: a request reading the old precision between the two lines still gets a valid pair (the
+    # runtime only serves fp32).
+    model.whole_image_runtime = candidate.runtime
+    report.backends[task] = candidate.backend
+    report.precisions[task] = candidate.precision
+    if candidate.runtime is not None:
+        logger.info(f"{task}: whole-image restores now run on onnxruntime ({candidate.runtime.path})")
+
+
+def _settle_backend(
+    task: str, model: MPRNetModel, restorer: OnnxRuntimeRestorer | None, report, backend: str, precision: str
+) -> None:
     started = time.perf_counter()
-    serve_onnxruntime = True
-    if timed:
-        torch_seconds, onnx_seconds = time_backends_side_by_side(model, restorer)
-        serve_onnxruntime = onnx_seconds < torch_seconds
-        report.notes.append(
-            f"{task}: {BACKEND_TRIAL_SIZE}² restore in {onnx_seconds:.2f} s on onnxruntime, {torch_seconds:.2f} s on "
-            f"PyTorch; serving with {'onnxruntime' if serve_onnxruntime else 'PyTorch'}"
-        )
-        logger.info(report.notes[-1])
-    if serve_onnxruntime:
-        model.whole_image_runtime = restorer
-        report.backends[task] = "onnxruntime"
-        logger.info(f"{task}: whole-image restores now run on onnxruntime ({restorer.path})")
+    if backend == "onnxruntime":
+        if restorer is not None:
+            _serve_with(task, model, BackendCandidate(ONNXRUNTIME_BACKEND, "fp32", restorer), report)
+    else:
+        candidates = backend_candidates(precision, restorer)
+        if len(candidates) > 1:
+            choice = choose_serving_backend(model, candidates, size=BACKEND_TRIAL_SIZE, rounds=BACKEND_TRIAL_ROUNDS)
+            report.notes.append(f"{task}: {choice.describe()}")
+            logger.info(report.notes[-1])
+            _serve_with(task, model, choice.chosen, report)
     report.start_up_seconds[task] = round(report.start_up_seconds.get(task, 0) + time.perf_counter() - started, 2)
 
 
@@ -255,22 +374,30 @@ def prepare_for_serving(
     cache_dir: str | Path | None = None,
     background: bool = False,
     allocator: bool = True,
+    precision: str = "fp32",
 ) -> ServingReport:
     """Makes `models` (task -> model, as `serving.load_models` returns) fast to serve; call once at start-up.
 
     Args:
         device: where the models run (default: the first model's device). On CUDA only eval mode is set.
-        backend: "auto" (with onnxruntime installed, both are timed side by side on a 512² image and the faster
-            serves; else PyTorch), "onnxruntime" (always onnxruntime on CPU; a missing onnxruntime is an error) or
-            "torch" (channels-last PyTorch only). The report's notes give the timings of "auto".
+        backend: "auto" (every candidate of `backend_candidates` restores a 512² image and the fastest that agrees
+            with PyTorch fp32 on the probe image serves; without onnxruntime and native bf16, PyTorch fp32),
+            "onnxruntime" (always onnxruntime fp32 on CPU; a missing onnxruntime is an error) or "torch"
+            (channels-last PyTorch only, at the precision `choose_precision` resolves). The report's notes give
+            the timings and agreements of "auto".
         cache_dir: where ONNX exports are kept (`onnx_cache_dir()` by default). Each model is exported once per
             weights and library versions (docs/PERFORMANCE.md gives how long it takes).
-        background: export and load the onnxruntime sessions in a background thread; requests are served by the
-            channels-last PyTorch path until each session is ready. The returned report is updated as they are.
+        background: export and load the onnxruntime sessions, and run the trial of "auto", in a background thread;
+            requests are served by the channels-last PyTorch path at the precision `choose_precision` resolves
+            until each backend is settled. The returned report is updated as they are.
         allocator: apply the process-wide `fast.reuse_freed_memory()` on CPU.
+        precision: the precision request the caller serves ("auto", "fp32", "bf16"; "fp16" on GPU only), which
+            bounds the candidates of "auto": the report's `precisions` give what each task then restores with. The
+            default, "fp32", keeps bf16 out (callers that restore with their own precision).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_precision(precision)
     if not models:
         raise ValueError("prepare_for_serving needs at least one model")
     device = torch.device(device) if device is not None else next(next(iter(models.values())).parameters()).device
@@ -279,24 +406,34 @@ def prepare_for_serving(
         for task, model in models.items():
             model.eval()
             report.backends[task] = "torch (unchanged on GPU)"
+            # As serving.serving_precisions: on ZeroGPU the models reach the GPU only inside a request.
+            report.precisions[task] = "bf16" if precision == AUTO_PRECISION else precision
         report.prepared.set()
         return report
+    if precision == "fp16":
+        raise ValueError("precision fp16 needs a GPU; use auto, fp32 or bf16 on a CPU")
+    if backend == "onnxruntime" and precision == "bf16":
+        raise ValueError("backend='onnxruntime' runs fp32 graphs only; use precision auto or fp32, or backend='torch'")
 
     if allocator:
         report.reused_freed_memory = reuse_freed_memory()
-    use_onnxruntime = backend != "torch" and onnxruntime_available()
+    use_onnxruntime = backend != "torch" and precision != "bf16" and onnxruntime_available()
     if backend == "onnxruntime" and not use_onnxruntime:
         raise ValueError(
             "backend='onnxruntime' needs onnxruntime, onnx and onnxscript installed "
             "(pip install -r requirements-cpu.txt), or use backend='torch'"
         )
-    to_export = []
+    to_export, to_settle = [], []
     for task, model in models.items():
         started = time.perf_counter()
         optimize_for_inference(model)
         _warm_up(model)
-        report.backends[task] = "torch channels-last"
+        report.backends[task] = TORCH_BACKEND
+        # What serves until the backend is settled; for "auto" on a CPU with native bf16, its agreement check.
+        report.precisions[task] = choose_precision(model, precision).precision
         report.start_up_seconds[task] = round(time.perf_counter() - started, 2)
+        if backend != "torch":
+            to_settle.append((task, model))
         if not use_onnxruntime:
             continue
         if model.config.local_attention_window:
@@ -309,13 +446,12 @@ def prepare_for_serving(
         # interface, measuring its cost bounds) is over and no longer slows the calls being compared.
         try:
             restorers = {task: _load_onnxruntime(task, model, cache_dir, report) for task, model in to_export}
-            for task, model in to_export:
-                if restorers[task] is not None:
-                    _choose_backend(task, model, restorers[task], report, timed=backend == "auto")
+            for task, model in to_settle:
+                _settle_backend(task, model, restorers.get(task), report, backend, precision)
         finally:
             report.prepared.set()
 
-    if background and to_export:
+    if background and to_settle:
         threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True).start()
     else:
         export_all()
@@ -360,6 +496,10 @@ def serving_tile_size(
 
 __all__ = [
     "prepare_for_serving",
+    "backend_candidates",
+    "choose_serving_backend",
+    "BackendCandidate",
+    "BackendChoice",
     "serving_tile_size",
     "ServingReport",
     "OnnxRuntimeRestorer",
