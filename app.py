@@ -106,7 +106,14 @@ print(f"MPRNet precision: {', '.join(f'{task}: {precision}' for task, precision 
 # meanwhile), then a 512² restore timed on both runtimes keeps the faster one ("auto"; which wins depends on the
 # processor). On ZeroGPU only eval mode (bf16 autocast, no compile).
 DEFAULT_BACKEND = "auto"
-SERVING = prepare_for_serving(MODELS, backend=os.environ.get("MPRNET_BACKEND", DEFAULT_BACKEND), background=True)
+# "auto" also times PyTorch bf16 beside the fp32 backends where the CPU has native bf16 and MPRNET_PRECISION is auto;
+# requests read SERVING.precisions, which the trial settles (PRECISIONS until then).
+SERVING = prepare_for_serving(
+    MODELS,
+    backend=os.environ.get("MPRNET_BACKEND", DEFAULT_BACKEND),
+    precision=os.environ.get("MPRNET_PRECISION", "").strip() or "auto",
+    background=True,
+)
 print(f"MPRNet serving: {SERVING.summary()}", flush=True)
 
 
@@ -406,7 +413,7 @@ def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, r
                 photo,
                 tile_size=tile_size_for(photo.size, task, tile_size),
                 tile_overlap=tile_overlap,
-                precision=PRECISIONS[task],
+                precision=SERVING.precisions[task],
                 progress=report_tiles,
             )
     except ValueError as error:

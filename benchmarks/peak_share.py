@@ -262,7 +262,7 @@ def app_restore(task: str, precision: str):
 def app_precision(task: str) -> str:
     import app
 
-    return app.PRECISIONS[task]
+    return app.SERVING.precisions[task]
 
 
 def _no_grad(function):
