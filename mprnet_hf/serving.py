@@ -3,11 +3,15 @@ only files that arrived as uploads, reading them safely, and bounding what one r
 ZeroGPU seconds). `mprnet_hf.data.image_io` builds on `open_image_file` to keep bit depth, EXIF and ICC profile.
 """
 
+import ctypes
+import ctypes.util
+import gc
 import io
 import math
 import os
 import re
 import struct
+import sys
 import time
 import urllib.parse
 import warnings
@@ -380,8 +384,12 @@ ZEROGPU_START_S = 5.0
 ZEROGPU_FLOPS_PER_S = 50e12
 ZEROGPU_MARGIN = 2.0
 DEFAULT_CPU_SECONDS = 90.0
-# The 256x256 calibration call runs faster per pixel than a large photo does (larger activations, tile overlaps), so
-# its rate is doubled (the measurement behind the factor is in docs/APP.md).
+# The calibration restores a CALIBRATION_SIDE² image: per pixel it costs what a large photo restored whole costs (a
+# 256² call costs more per pixel and varies more, its per-call overhead counting for more), and it is the size the
+# serving preparation's backend trial times. The rate is doubled for what a large photo may cost beyond it (tiles'
+# overlaps, the statistics pass's hooks, a busier machine while it is restored); docs/APP.md measures both.
+CALIBRATION_SIDE = 512
+CALIBRATION_ROUNDS = 2
 CPU_MARGIN = 2.0
 
 
@@ -395,20 +403,69 @@ def flops_per_pixel(model: MPRNetModel, side: int = 64) -> float:
     return counter.get_total_flops() / side**2
 
 
-def measured_seconds_per_megapixel(model: MPRNetModel, side: int = 256, repeats: int = 3) -> float:
-    """Wall-clock seconds per megapixel of one forward pass on this machine, as it is now (best of `repeats`, after
-    one warm-up call)."""
-    device = next(model.parameters()).device
-    image = torch.rand(1, 3, side, side, device=device)
-    timings = []
+def timed_call(model: MPRNetModel, image: torch.Tensor) -> float:
+    """Wall-clock seconds of one forward pass of `model` on `image`."""
+    started = time.perf_counter()
     with torch.inference_mode():
-        for _ in range(repeats + 1):
-            started = time.perf_counter()
-            model(image)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            timings.append(time.perf_counter() - started)
+        model(image)
+    if image.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def measured_seconds_per_megapixel(model: MPRNetModel, side: int = CALIBRATION_SIDE, repeats: int = 3) -> float:
+    """Wall-clock seconds per megapixel of one forward pass on this machine (best of `repeats`, after one warm-up
+    call: other work on the machine only ever slows a call down)."""
+    image = torch.rand(1, 3, side, side, device=next(model.parameters()).device)
+    timings = [timed_call(model, image) for _ in range(repeats + 1)]
     return min(timings[1:]) / (side * side / 1e6)
+
+
+def cost_architecture(model: MPRNetModel) -> tuple:
+    """What a forward pass's cost depends on: the config's sizes (not its task or loss settings, nor the weights),
+    the dtype and the device. Models with the same key cost the same and get the same bound."""
+    config = getattr(model, "config", None)
+    if config is None:  # not an MPRNet: nothing says it costs what another model costs
+        return (id(model),)
+    sizes = {name: getattr(config, name, None) for name in _COST_CONFIG_FIELDS}
+    parameter = next(model.parameters())
+    return (tuple(sizes.items()), str(parameter.dtype), parameter.device.type)
+
+
+# The config fields that set what one forward pass computes (the task and the loss settings do not).
+_COST_CONFIG_FIELDS = (
+    "in_channels",
+    "out_channels",
+    "n_feat",
+    "scale_unetfeats",
+    "scale_orsnetfeats",
+    "num_cab",
+    "kernel_size",
+    "reduction",
+    "bias",
+    "local_attention_window",
+)
+
+
+def measured_rates(
+    models: dict[str, MPRNetModel], side: int = CALIBRATION_SIDE, rounds: int = CALIBRATION_ROUNDS
+) -> dict[str, float]:
+    """Seconds per megapixel of one forward pass of each model (by name), measured now: after one warm-up call per
+    model, `rounds` timed calls of each, in turns, and for each architecture (`cost_architecture`) the fastest call of
+    all its models. Models of one architecture so get the same rate, from `rounds` times as many calls as they are
+    models, and a call slowed by other work (start-up, a background export, a busy moment) changes nothing unless
+    every call was slowed."""
+    images = {
+        name: torch.rand(1, 3, side, side, device=next(model.parameters()).device) for name, model in models.items()
+    }
+    for name, model in models.items():
+        timed_call(model, images[name])
+    fastest: dict[tuple, float] = {}
+    for _ in range(rounds):
+        for name, model in models.items():
+            key = cost_architecture(model)
+            fastest[key] = min(fastest.get(key, math.inf), timed_call(model, images[name]))
+    return {name: fastest[cost_architecture(model)] / (side * side / 1e6) for name, model in models.items()}
 
 
 @dataclass
@@ -484,17 +541,177 @@ def zerogpu_cost_bound(model: MPRNetModel) -> CostBound:
     return CostBound(budget_s=ZEROGPU_CAP_S, seconds_per_megapixel=seconds_per_megapixel, overhead_s=ZEROGPU_START_S)
 
 
+def cpu_seconds_budget() -> float:
+    return environment_number("MPRNET_MAX_SECONDS", DEFAULT_CPU_SECONDS)
+
+
+def cpu_cost_bounds(
+    models: dict[str, MPRNetModel], side: int = CALIBRATION_SIDE, rounds: int = CALIBRATION_ROUNDS
+) -> dict[str, CostBound]:
+    """Each model's (by name) CPU seconds per megapixel, measured on this machine now (`measured_rates`: models of
+    one architecture get one rate) with `CPU_MARGIN`, bounded by `MPRNET_MAX_SECONDS` (90 by default)."""
+    budget = cpu_seconds_budget()
+    rates = measured_rates(models, side, rounds)
+    return {name: CostBound(budget_s=budget, seconds_per_megapixel=CPU_MARGIN * rate) for name, rate in rates.items()}
+
+
 def cpu_cost_bound(model: MPRNetModel) -> CostBound:
-    """CPU seconds per megapixel measured on this machine now (with `CPU_MARGIN`), bounded by `MPRNET_MAX_SECONDS`
-    (90 by default)."""
-    budget = environment_number("MPRNET_MAX_SECONDS", DEFAULT_CPU_SECONDS)
-    return CostBound(budget_s=budget, seconds_per_megapixel=CPU_MARGIN * measured_seconds_per_megapixel(model))
+    """`cpu_cost_bounds` of one model."""
+    return cpu_cost_bounds({"": model})[""]
 
 
 def gpu_duration(bound: CostBound, model: MPRNetModel, width: int, height: int, tile_size: int | None) -> int:
     """Seconds of ZeroGPU time to ask for: the estimate for this photo, at least the floor, at most the cap."""
     seconds = bound.seconds(model, width, height, tile_size)
     return int(min(ZEROGPU_CAP_S, max(ZEROGPU_FLOOR_S, math.ceil(seconds))))
+
+
+# ------------------------------------------------------------------------------------------------ memory ceiling
+# A serving process may hold this share of the machine's memory (or of its container's limit) by default: two serving
+# processes and the rest of the machine still fit beside it.
+DEFAULT_MEMORY_SHARE = 0.5
+# After a request, freed memory is handed back to the system once the process holds more than this share of its
+# ceiling: below it the freed blocks are kept, and the next request reuses them without faulting in fresh pages.
+HAND_BACK_ABOVE_SHARE = 0.5
+# The restore's own copies of the photo beside the model's feature maps, per pixel: the decoded upload, the input
+# tensor, the three stage outputs and the converted result.
+PHOTO_BYTES_PER_PIXEL = 3 * 4 * 6
+MEMORY_LIMIT_VARIABLE = "MPRNET_MEMORY_LIMIT_MB"
+NO_MEMORY_LIMIT = "off"
+
+
+def total_memory_bytes() -> int:
+    """The memory this process may use in all: the machine's, or its cgroup's limit (a container) when lower."""
+    try:
+        import psutil
+
+        total = psutil.virtual_memory().total
+    except ImportError:
+        total = _meminfo_bytes("MemTotal") or 4 * 2**30  # unknown: assume a small machine
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
+
+
+def _meminfo_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields[field].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def memory_limit_bytes() -> int | None:
+    """The serving memory ceiling in bytes from `MPRNET_MEMORY_LIMIT_MB` (megabytes, or "off" for none); unset, half
+    of `total_memory_bytes`. ValueError saying what to set for anything else."""
+    value = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
+    if not value:
+        return int(DEFAULT_MEMORY_SHARE * total_memory_bytes())
+    if value.lower() == NO_MEMORY_LIMIT:
+        return None
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = math.nan
+    if not math.isfinite(megabytes) or megabytes <= 0:
+        raise ValueError(
+            f"{MEMORY_LIMIT_VARIABLE} must be a positive number of megabytes (e.g. 4096) or {NO_MEMORY_LIMIT!r}, "
+            f"got {short_repr(value)}"
+        )
+    return int(megabytes * 2**20)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (RSS)."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _glibc_malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, "malloc_trim", None)
+
+
+def hand_back_memory() -> bool:
+    """Returns the memory this process holds free to the system: Python's garbage first, then glibc's free heap pages
+    (`malloc_trim(0)`, which releases them wherever they lie in the heap, whatever the trim threshold). Returns
+    whether glibc was asked (False where it is not the C library)."""
+    gc.collect()
+    malloc_trim = _glibc_malloc_trim()
+    if malloc_trim is None:
+        return False
+    malloc_trim(0)
+    return True
+
+
+def heap_bytes_free() -> int:
+    """Bytes glibc holds free for this process's next allocations (0 where that is unknown)."""
+    from .speed.fast import heap_bytes_free_for_reuse
+
+    return heap_bytes_free_for_reuse()
+
+
+@dataclass
+class MemoryCeiling:
+    """The most memory a serving process may hold, `limit_bytes` (None: no ceiling). A request whose estimated peak
+    does not fit under it beside what the process already uses is tiled (`available_bytes`) or refused (`check`);
+    after a request the process hands freed memory back once it holds more than `HAND_BACK_ABOVE_SHARE` of it."""
+
+    limit_bytes: int | None
+
+    @classmethod
+    def from_environment(cls) -> "MemoryCeiling":
+        return cls(memory_limit_bytes())
+
+    def in_use_bytes(self) -> int:
+        """What the process holds and cannot give a restore: its RSS less the blocks glibc keeps free for reuse."""
+        return max(0, resident_bytes() - heap_bytes_free())
+
+    def available_bytes(self) -> int | None:
+        """Memory a restore may still take under the ceiling (None: no ceiling)."""
+        if self.limit_bytes is None:
+            return None
+        return max(0, self.limit_bytes - self.in_use_bytes())
+
+    def check(self, needed_bytes: int, what: str) -> None:
+        """Raises ValueError when `needed_bytes` more would pass the ceiling."""
+        available = self.available_bytes()
+        if available is None or needed_bytes <= available:
+            return
+        raise ValueError(
+            f"{what} needs about {needed_bytes / 2**20:,.0f} MB, more than the {available / 2**20:,.0f} MB this "
+            f"server may still use under its memory ceiling of {self.limit_bytes / 2**20:,.0f} MB "
+            f"({MEMORY_LIMIT_VARIABLE}). Choose a smaller tile size under Advanced, or downscale the photo, and "
+            "try again."
+        )
+
+    def after_request(self) -> bool:
+        """Hands freed memory back when the process holds more than `HAND_BACK_ABOVE_SHARE` of the ceiling; returns
+        whether it did."""
+        if self.limit_bytes is None or resident_bytes() <= HAND_BACK_ABOVE_SHARE * self.limit_bytes:
+            return False
+        return hand_back_memory()
+
+
+def photo_bytes(width: int, height: int) -> int:
+    """Memory a restore holds for the photo itself, beside the model's feature maps (`PHOTO_BYTES_PER_PIXEL`)."""
+    return PHOTO_BYTES_PER_PIXEL * width * height
 
 
 __all__ = [
@@ -508,6 +725,11 @@ __all__ = [
     "check_costs",
     "zerogpu_cost_bound",
     "cpu_cost_bound",
+    "cpu_cost_bounds",
+    "MemoryCeiling",
+    "memory_limit_bytes",
+    "hand_back_memory",
+    "resident_bytes",
     "gpu_duration",
     "UPLOAD_REFUSED",
     "NO_IMAGE",
