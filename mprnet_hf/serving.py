@@ -450,16 +450,14 @@ _COST_CONFIG_FIELDS = (
 def measured_rates(
     models: dict[str, MPRNetModel], side: int = CALIBRATION_SIDE, rounds: int = CALIBRATION_ROUNDS
 ) -> dict[str, float]:
-    """Seconds per megapixel of one forward pass of each model (by name), measured now: after one warm-up call per
-    model, `rounds` timed calls of each, in turns, and for each architecture (`cost_architecture`) the fastest call of
-    all its models. Models of one architecture so get the same rate, from `rounds` times as many calls as they are
-    models, and a call slowed by other work (start-up, a background export, a busy moment) changes nothing unless
-    every call was slowed."""
+    """Seconds per megapixel of one forward pass of each model (by name), measured now: `rounds` timed calls of each,
+    in turns, and for each architecture (`cost_architecture`) the fastest call of all its models. Models of one
+    architecture so get the same rate, from `rounds` times as many calls as they are models, and a call slowed by
+    other work (start-up, a background export, a busy moment) or by being a model's first changes nothing unless
+    every call was slowed. No separate warm-up call: the fastest call is a warm one."""
     images = {
         name: torch.rand(1, 3, side, side, device=next(model.parameters()).device) for name, model in models.items()
     }
-    for name, model in models.items():
-        timed_call(model, images[name])
     fastest: dict[tuple, float] = {}
     for _ in range(rounds):
         for name, model in models.items():

@@ -356,8 +356,8 @@ def test_cpu_bound_is_twice_the_rate_measured_here_within_the_configured_seconds
     model = SleepingModel(first_call_s=1.0, later_calls_s=0.05)
     bound = cpu_cost_bound(model)
     assert bound.budget_s == 12.5 and bound.overhead_s == 0
-    assert model.inputs == [(1, 3, CALIBRATION_SIDE, CALIBRATION_SIDE)] * 3  # a warm-up call, then two rounds
-    # Calls of at least 0.05 s on 512 x 512 (0.262144 megapixels), the 1 s warm-up left out, times the margin of 2.
+    assert model.inputs == [(1, 3, CALIBRATION_SIDE, CALIBRATION_SIDE)] * 2  # two rounds
+    # Calls of at least 0.05 s on 512 x 512 (0.262144 megapixels), the 1 s first call left out, times the margin of 2.
     assert 2 * 0.05 / 0.262144 <= bound.seconds_per_megapixel < 2 * 1.0 / 0.262144
     monkeypatch.delenv("MPRNET_MAX_SECONDS")
     assert cpu_cost_bound(SleepingModel(first_call_s=0, later_calls_s=0)).budget_s == 90
@@ -383,16 +383,16 @@ def test_models_of_one_size_get_one_rate_whatever_their_task_and_however_their_c
     0.7 megapixels for denoise and 2.8 for deblur. Every model of one size now gets the fastest call of them all."""
     small = {task: MPRNetConfig.for_task(task, size="tiny") for task in ("deblur", "derain", "denoise")}
     models = {
-        "deblur": ScheduledModel(small["deblur"], [0.2, 0.03, 0.2]),
-        "derain": ScheduledModel(small["derain"], [0.2, 0.2, 0.2]),  # every call slowed by other work
-        "denoise": ScheduledModel(small["denoise"], [0.2, 0.2, 0.02]),
-        "larger": ScheduledModel(MPRNetConfig.for_task("deblur", size="small"), [0.2, 0.1, 0.1]),
+        "deblur": ScheduledModel(small["deblur"], [0.03, 0.2]),
+        "derain": ScheduledModel(small["derain"], [0.2, 0.2]),  # every call slowed by other work
+        "denoise": ScheduledModel(small["denoise"], [0.2, 0.02]),
+        "larger": ScheduledModel(MPRNetConfig.for_task("deblur", size="small"), [0.2, 0.1]),
     }
     rates = measured_rates(models, side=100, rounds=2)
     assert rates["deblur"] == rates["derain"] == rates["denoise"]
     assert 2.0 <= rates["deblur"] < 3.0  # the 0.02 s call over 0.01 megapixels, not the 0.2 s ones
     assert 10.0 <= rates["larger"] < 20.0  # a model of another size is timed on its own calls
-    assert all(model.calls == 3 for model in models.values())  # a warm-up call each, then two rounds in turns
+    assert all(model.calls == 2 for model in models.values())  # two rounds, in turns
 
 
 def test_a_slow_moment_during_calibration_does_not_shrink_the_limit(monkeypatch, tiny_model):
@@ -403,7 +403,7 @@ def test_a_slow_moment_during_calibration_does_not_shrink_the_limit(monkeypatch,
 
     def limits(durations_per_model):
         models = {task: ScheduledModel(config, durations) for task, durations in durations_per_model.items()}
-        bounds = cpu_cost_bounds(models, side=100, rounds=3)
+        bounds = cpu_cost_bounds(models, side=100, rounds=4)
         return {task: bound.largest_megapixels(tiny_model, None) for task, bound in bounds.items()}
 
     idle = limits({"deblur": [0.05] * 4, "denoise": [0.05] * 4})
