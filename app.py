@@ -34,17 +34,27 @@ from mprnet_hf.data.image_io import Photo, as_written, read_image, restore_photo
 from mprnet_hf.detection import DegradationDetector
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
-from mprnet_hf.models.mprnet.inference import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+from mprnet_hf.models.mprnet.inference import (
+    DEFAULT_TILE_OVERLAP,
+    DEFAULT_TILE_SIZE,
+    PEAK_BYTES_PER_PIXEL_AND_CHANNEL_REUSING_FREED_MEMORY,
+    estimated_peak_bytes,
+    free_memory_bytes,
+)
 from mprnet_hf.serving import (
+    MEMORY_LIMIT_VARIABLE,
     NO_IMAGE,
     UPLOAD_REFUSED,
+    MemoryCeiling,
     check_costs,
-    cpu_cost_bound,
+    cpu_cost_bounds,
     default_device,
     environment_number,
     gpu_duration,
+    heap_bytes_free,
     load_models,
     max_megapixels,
+    photo_bytes,
     serving_precisions,
     short_repr,
     uploaded_file,
@@ -94,9 +104,11 @@ MODELS = {task: make_stoppable(model) for task, model in load_models().items()}
 DETECTOR = DegradationDetector.from_pretrained()
 ON_GPU = next(MODELS[TASKS[0]].parameters()).is_cuda
 MAX_MEGAPIXELS = max_megapixels()
-# What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here now
-# (before the serving preparation below starts timing its backends in the background, which this would slow down).
-COST_BOUNDS = {task: (zerogpu_cost_bound if ON_GPU else cpu_cost_bound)(model) for task, model in MODELS.items()}
+# What one request may cost: ZeroGPU seconds estimated from each model's FLOPs, or CPU seconds measured here once,
+# now, before the serving preparation below starts exporting and timing its backends in the background, which would
+# slow the calls down; models of one size share one rate, the fastest of all their calls (`serving.measured_rates`),
+# so the bound is the same for every task and does not change while the app runs.
+COST_BOUNDS = {task: zerogpu_cost_bound(model) for task, model in MODELS.items()} if ON_GPU else cpu_cost_bounds(MODELS)
 # MPRNET_PRECISION (default auto): on a CPU with native bf16, bf16 for each model that passes its agreement check,
 # run now (two small restores per model); fp32 on other CPUs; bf16 on a GPU.
 PRECISIONS = serving_precisions(MODELS, ON_GPU)
@@ -124,6 +136,15 @@ def _log_settled_backends():
 
 
 threading.Thread(target=_log_settled_backends, daemon=True, name="mprnet-serving-log").start()
+# MPRNET_MEMORY_LIMIT_MB (default half the machine's memory): on a CPU, restores are planned (tiled, or refused) to
+# stay under it beside what the app already holds, and freed memory goes back to the system after a request once the
+# app holds more than half of it.
+MEMORY = MemoryCeiling.from_environment()
+if not ON_GPU and MEMORY.limit_bytes is not None and MEMORY.in_use_bytes() >= MEMORY.limit_bytes:
+    raise ValueError(
+        f"{MEMORY_LIMIT_VARIABLE} is {MEMORY.limit_bytes / 2**20:,.0f} MB, but the app already holds "
+        f"{MEMORY.in_use_bytes() / 2**20:,.0f} MB with its models loaded: set it higher (a few GB), or to 'off'."
+    )
 # Two requests at once only split a small CPU between them (each takes twice as long); a GPU overlaps them.
 QUEUE_OPTIONS = dict(
     default_concurrency_limit=int(os.environ.get("MPRNET_CONCURRENCY", "2" if ON_GPU else "1")),
@@ -381,7 +402,32 @@ def tile_size_for(size: tuple[int, int], task: str, tile_size: int) -> int | Non
     if tile_size != AUTOMATIC_TILES:
         return tile_size
     concurrent = QUEUE_OPTIONS["default_concurrency_limit"]
-    return serving_tile_size(MODELS[task], *size, DEFAULT_TILE_SIZE, concurrent_restores=concurrent)
+    return serving_tile_size(
+        MODELS[task], *size, DEFAULT_TILE_SIZE, available_bytes=memory_for_restores(), concurrent_restores=concurrent
+    )
+
+
+def memory_for_restores() -> int | None:
+    """On a CPU, the memory restores may plan on: the system's available memory and what glibc holds free for reuse,
+    at most what the memory ceiling leaves (None on a GPU: its own memory decides)."""
+    if ON_GPU:
+        return None
+    available = free_memory_bytes(torch.device("cpu")) + heap_bytes_free()
+    under_ceiling = MEMORY.available_bytes()
+    return available if under_ceiling is None else min(available, under_ceiling)
+
+
+def check_memory(task: str, width: int, height: int, tile_size: int | None) -> None:
+    """On a CPU, refuses a restore whose estimated peak (the model's feature maps for the photo or one tile, and the
+    photo's own copies) would pass the memory ceiling."""
+    if ON_GPU:
+        return
+    tile_width, tile_height = (width, height) if tile_size is None else (min(tile_size, width), min(tile_size, height))
+    needed = photo_bytes(width, height) + estimated_peak_bytes(
+        MODELS[task], tile_height, tile_width, PEAK_BYTES_PER_PIXEL_AND_CHANNEL_REUSING_FREED_MEMORY
+    )
+    tiles = "whole" if tile_size is None else f"in tiles of {tile_size}"
+    MEMORY.check(needed, f"Restoring this {width}x{height} photo {tiles}")
 
 
 def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
@@ -544,52 +590,61 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
     """
     path, task, tile_size, tile_overlap = checked_request(image, task, tile_size, tile_overlap)
 
-    def within_cost_bound(width: int, height: int):
-        # Auto runs each step as its own call, each held to the bound of a request for that task.
-        bounded = {name: (COST_BOUNDS[name], MODELS[name]) for name in (TASKS if task == AUTO else (task,))}
-        check_costs(bounded, width, height, lambda name, *size: tile_size_for(size, name, tile_size), "on this server")
-
-    def read_upload() -> Photo:
-        # The cache bound counts the previous requests' outputs now; this request's upload is kept while it is read.
-        with CACHE.using(path) if path is not None else contextlib.nullcontext():
-            CACHE.prune(demo)
-            return read_image(path, MAX_MEGAPIXELS, within_cost_bound)
-
     try:
-        # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.
-        photo = await asyncio.to_thread(read_upload)
-    except ValueError as error:
-        refuse(str(error))
-    for note in photo.notes:
-        gr.Info(note)
 
-    started = time.perf_counter()
-    if task == AUTO:
-        steps, detections = await run_watched(
-            lambda request_id: restore_auto(photo, tile_size, tile_overlap, request_id, progress), request
-        )
-        restored = steps[-1][1] if steps else photo
-        previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
-        summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps))}"
-    else:
-        restored, stages = await run_watched(
-            lambda request_id: restore_on_gpu(photo, task, tile_size, tile_overlap, request_id, progress), request
-        )
-        previews, summary = stage_previews(stages), f"**{task}**:"
-    seconds = time.perf_counter() - started
+        def within_cost_bound(width: int, height: int):
+            # Auto runs each step as its own call, each held to the bound of a request for that task.
+            bounded = {name: (COST_BOUNDS[name], MODELS[name]) for name in (TASKS if task == AUTO else (task,))}
+            check_costs(
+                bounded, width, height, lambda name, *size: tile_size_for(size, name, tile_size), "on this server"
+            )
+            for name in bounded:
+                check_memory(name, width, height, tile_size_for((width, height), name, tile_size))
 
-    # The status describes the PNG as written (a CMYK photo comes back RGB: PNG holds no CMYK).
-    restored = as_written(restored, "PNG")
-    result_path = write_image(restored, RESULTS.new_file(Path(path).stem, task), "PNG")
-    width, height = restored.size
-    status = "\n\n".join(
-        [
-            f"{summary} {'Restored' if task == AUTO else 'restored'} {width}×{height} ({describe(photo)} in, "
-            f"{describe(restored)} out) in {seconds:.1f} s. Download the full-resolution PNG above.",
-            *(f"Note: {note}" for note in photo.notes),
-        ]
-    )
-    return str(result_path), (display_image(photo), str(result_path)), previews, status
+        def read_upload() -> Photo:
+            # The cache bound counts the previous requests' outputs now; this request's upload is kept while it is read.
+            with CACHE.using(path) if path is not None else contextlib.nullcontext():
+                CACHE.prune(demo)
+                return read_image(path, MAX_MEGAPIXELS, within_cost_bound)
+
+        try:
+            # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.
+            photo = await asyncio.to_thread(read_upload)
+        except ValueError as error:
+            refuse(str(error))
+        for note in photo.notes:
+            gr.Info(note)
+
+        started = time.perf_counter()
+        if task == AUTO:
+            steps, detections = await run_watched(
+                lambda request_id: restore_auto(photo, tile_size, tile_overlap, request_id, progress), request
+            )
+            restored = steps[-1][1] if steps else photo
+            previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
+            summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps))}"
+        else:
+            restored, stages = await run_watched(
+                lambda request_id: restore_on_gpu(photo, task, tile_size, tile_overlap, request_id, progress), request
+            )
+            previews, summary = stage_previews(stages), f"**{task}**:"
+        seconds = time.perf_counter() - started
+
+        # The status describes the PNG as written (a CMYK photo comes back RGB: PNG holds no CMYK).
+        restored = as_written(restored, "PNG")
+        result_path = write_image(restored, RESULTS.new_file(Path(path).stem, task), "PNG")
+        width, height = restored.size
+        status = "\n\n".join(
+            [
+                f"{summary} {'Restored' if task == AUTO else 'restored'} {width}×{height} ({describe(photo)} in, "
+                f"{describe(restored)} out) in {seconds:.1f} s. Download the full-resolution PNG above.",
+                *(f"Note: {note}" for note in photo.notes),
+            ]
+        )
+        return str(result_path), (display_image(photo), str(result_path)), previews, status
+    finally:
+        # Large photos leave their freed feature maps with the process; above half the ceiling they go back now.
+        await asyncio.to_thread(MEMORY.after_request)
 
 
 def example_rows(task: str) -> list[list]:
