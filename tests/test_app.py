@@ -938,6 +938,34 @@ def test_a_photo_at_the_advertised_limit_is_accepted_and_restored_within_the_bud
         app_module.COST_BOUNDS.update(saved)
 
 
+def test_restores_are_tiled_or_refused_to_stay_under_the_memory_ceiling(client, app_module, tmp_path):
+    """Issue 35, item 11: with 300 MB left under the ceiling, a 512² photo (about 700 MB restored whole) is restored
+    in tiles when the tile size is automatic, and refused, saying what to do, when its asked-for tile would pass it."""
+    from mprnet_hf.serving import MemoryCeiling
+
+    if app_module.ON_GPU:
+        pytest.skip("on a GPU the GPU's memory decides the tiles")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(photo)
+    saved = app_module.MEMORY
+    app_module.MEMORY = MemoryCeiling(saved.in_use_bytes() + 300 * 2**20)
+    try:
+        assert app_module.tile_size_for((512, 512), "denoise", app_module.AUTOMATIC_TILES) is not None
+        restored, *_ = restore(client, photo, "denoise", tile_size=0)
+        assert Image.open(restored).size == (512, 512)
+        with pytest.raises(AppError) as refused:
+            restore(client, photo, "denoise", tile_size=1024)
+        assert re.match(
+            r"Restoring this 512x512 photo in tiles of 1024 needs about [\d,]+ MB, more than the [\d,]+ MB this "
+            r"server may still use under its memory ceiling of [\d,]+ MB \(MPRNET_MEMORY_LIMIT_MB\)\. Choose a "
+            r"smaller tile size under Advanced",
+            str(refused.value),
+        ), str(refused.value)
+    finally:
+        app_module.MEMORY = saved
+    assert_still_serving(client, tmp_path)
+
+
 def test_automatic_tiles_restore_a_megapixel_photo_whole_on_a_cpu(app_module):
     """Tiling a photo that fits in memory would only add seams and a statistics pass; asked-for tiles stay."""
     photo = Image.new("RGB", (1024, 1024))
