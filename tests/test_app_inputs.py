@@ -91,11 +91,15 @@ def test_file_payloads_are_told_from_other_values(uploaded):
         app.as_local_upload({"path": "/etc/passwd"})
 
 
-def test_requests_tile_as_asked_or_as_the_server_chooses():
+def test_requests_tile_as_asked_or_as_the_server_chooses(monkeypatch):
     model = app.MODELS["denoise"]
     assert app.tile_size_for((3000, 2000), "denoise", 512) == 512
+    # The server plans on the memory its ceiling leaves (the same figure for both calls here: it moves by the second).
+    available = 8 * 2**30
+    monkeypatch.setattr(app, "memory_for_restores", lambda: available)
     for size in ((100, 80), (30_000, 20_000), (40_000, 10)):
-        assert app.tile_size_for(size, "denoise", 0) == serving_tile_size(model, *size, app.DEFAULT_TILE_SIZE)
+        chosen = serving_tile_size(model, *size, app.DEFAULT_TILE_SIZE, available_bytes=available)
+        assert app.tile_size_for(size, "denoise", 0) == chosen
     assert app.tile_size_for((30_000, 20_000), "deblur", 0) is not None  # too large to restore whole on any machine
 
 
