@@ -9,7 +9,11 @@ from huggingface_hub import RepoCard
 
 from conftest import REPO_ROOT
 
-DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [
+    REPO_ROOT / "README.md",
+    *sorted((REPO_ROOT / "docs").glob("*.md")),
+    *sorted((REPO_ROOT / "docs" / "notes").glob("*.md")),  # the dated history the user docs link to
+]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -50,7 +54,7 @@ def test_relative_links_resolve(document):
 
 def test_named_documents_exist():
     for source in tracked_files("*.py", "*.md", "Makefile", "*.toml"):
-        for name in set(re.findall(r"docs/[A-Za-z_]+\.md", source.read_text(errors="replace"))):
+        for name in set(re.findall(r"docs/(?:notes/)?[A-Za-z0-9_\-]+\.md", source.read_text(errors="replace"))):
             assert (REPO_ROOT / name).is_file(), f"{source.relative_to(REPO_ROOT)} names {name}, which does not exist"
 
 
