@@ -291,8 +291,9 @@ def restore_file_auto(models, detector, job: Job, args) -> None:
         tqdm.write(f"note: {note}", file=sys.stderr)
 
 
-def restore_file(model, job: Job, args) -> None:
-    """Restores one file; raises ValueError (or OSError, RuntimeError) saying why it could not."""
+def restore_file(model, job: Job, args, precision: str | None = None) -> None:
+    """Restores one file at `precision` (default `--precision`); raises ValueError (or OSError, RuntimeError) saying
+    why it could not."""
     format_for_path(job.output)
     photo = read_image(job.source, args.max_megapixels)
     tiles = None
@@ -312,7 +313,7 @@ def restore_file(model, job: Job, args) -> None:
             photo,
             tile_size=tile_size,
             tile_overlap=args.tile_overlap,
-            precision=args.precision,
+            precision=args.precision if precision is None else precision,
             progress=tile_progress,
         )
     finally:
@@ -335,7 +336,7 @@ class Plan:
     jobs: list[Job]
     device: torch.device
     models: dict
-    restore_one: Callable[[Job], None]
+    restore_one: Callable[[Job, dict[str, str]], None]
     backend: str
 
 
@@ -369,13 +370,13 @@ def prepare_run(args, share: Share) -> Plan:
         models = {task: load_model(None, task, device) for task in TASKS}
         detector = DegradationDetector.from_pretrained()
 
-        def restore_one(job):
+        def restore_one(job, precisions):
             restore_file_auto(models, detector, job, args)
     else:
         models = {args.task: load_model(args.model, args.task, device)}
 
-        def restore_one(job):
-            restore_file(models[args.task], job, args)
+        def restore_one(job, precisions):
+            restore_file(models[args.task], job, args, precisions.get(args.task))
 
     return Plan(found, jobs, device, models, restore_one, backend)
 
@@ -402,7 +403,11 @@ def run(args, share: Share | None = None) -> int:
             print(f"{task}: precision {choice.precision} ({choice.reason})", file=sys.stderr)
     # Process-wide speed-ups belong to the command, not to the library import; an onnxruntime export (once per
     # weights, cached) pays off over a folder of photos, not over a few.
-    prepare_for_serving(models, device=plan.device, background=True, backend=plan.backend)
+    # The serving trial may settle on onnxruntime fp32 where bf16 would lose to it: each file restores at the
+    # precision the trial's report holds for its task by then.
+    serving = prepare_for_serving(
+        models, device=plan.device, background=True, backend=plan.backend, precision=args.precision
+    )
     input_paths = {job.source.resolve() for job in jobs}
     args.output.mkdir(parents=True, exist_ok=True)
     # One process goes through every file and its skip logic below; many share out the files not done yet (an
@@ -438,7 +443,7 @@ def run(args, share: Share | None = None) -> int:
                 skipped += 1
                 continue
             try:
-                plan.restore_one(job)
+                plan.restore_one(job, serving.precisions)
                 restored += 1
             except (ValueError, OSError, RuntimeError, MemoryError) as error:
                 failed.append((job.source, str(error)))
