@@ -27,7 +27,10 @@ from PIL import Image
 import mprnet_hf
 assert mprnet_hf.__file__.startswith(root), mprnet_hf.__file__
 from mprnet_hf import MPRNetImageProcessor, MPRNetModel
-from mprnet_hf.inference import restore_image  # the path every version has
+try:
+    from mprnet_hf import restore_image
+except ImportError:  # a copy from before restore_image was exported at the top
+    from mprnet_hf.inference import restore_image
 folder = root + "/checkpoints/" + checkpoint
 model = MPRNetModel.from_pretrained(folder).eval()
 photo = Image.open(root + "/examples/clean/building.png").convert("RGB").resize((int(size), int(size)))

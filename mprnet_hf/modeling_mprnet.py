@@ -1,7 +1,0 @@
-"""Old path of `mprnet_hf.models.mprnet.modeling_mprnet`, kept for old imports: it is the same module object."""
-
-import sys
-
-from .models.mprnet import modeling_mprnet as _moved
-
-sys.modules[__name__] = _moved
