@@ -33,7 +33,8 @@ from benchmarks.common import (
     run_metadata,
     run_worker,
 )
-from mprnet_hf.models.mprnet.configuration_mprnet import TASKS, checkpoint_name
+from mprnet_hf.hub.bundled import checkpoint_name
+from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 
 SMALL_CHECKPOINTS = {task: f"checkpoints/{checkpoint_name(task)}" for task in TASKS}
 

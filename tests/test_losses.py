@@ -1,4 +1,5 @@
-"""The training losses against values computed independently (by hand, or with numpy from ARCHITECTURE.md section 6)."""
+"""The training losses against values computed independently: by hand, or with numpy as the official losses.py
+computes them."""
 
 import math
 

@@ -5,7 +5,7 @@ import torch
 
 from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
-from mprnet_hf.models.mprnet.configuration_mprnet import checkpoint_name
+from mprnet_hf.hub.bundled import checkpoint_name
 from mprnet_hf.models.mprnet.losses import MPRNetLoss
 from mprnet_hf.models.mprnet.modeling_mprnet import mirror_pad, pad_to_multiple
 

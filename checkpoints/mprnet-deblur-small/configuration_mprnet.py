@@ -4,8 +4,8 @@ from transformers import PreTrainedConfig
 
 TASKS = ("deblur", "derain", "denoise")
 
-# The official repository ships one model file per task; they differ only in these default widths
-# (ARCHITECTURE.md section 1). Everything else is shared.
+# The official repository ships one model file per task (Deblurring/, Deraining/ and Denoising/MPRNet.py); they
+# differ only in the defaults of these widths. Everything else is shared.
 _RELEASED_WIDTHS = {
     "deblur": {"n_feat": 96, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
     "derain": {"n_feat": 40, "scale_unetfeats": 20, "scale_orsnetfeats": 16},
@@ -19,12 +19,6 @@ _SMALLER_WIDTHS = {
     "tiny": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
 }
 SIZES = ("released", *_SMALLER_WIDTHS)
-BUNDLED_SIZE = "small"
-
-
-def checkpoint_name(task: str, size: str = BUNDLED_SIZE) -> str:
-    """The folder (and Hub repo) name of a trained variant: `mprnet-deblur-small` for the bundled deblurring model."""
-    return f"mprnet-{task}-{size}"
 
 
 class MPRNetConfig(PreTrainedConfig):
@@ -131,7 +125,8 @@ class MPRNetConfig(PreTrainedConfig):
             raise ValueError(f"Unknown size {size!r}: expected one of {', '.join(SIZES)}")
         values = dict(_RELEASED_WIDTHS[task] if size == "released" else _SMALLER_WIDTHS[size], task=task)
         if task == "denoise":
-            # The official denoising recipe clamps the outputs and drops the edge loss (ARCHITECTURE.md section 6).
+            # The official denoising training script clamps the stage outputs to [0, 1] before its Charbonnier loss
+            # and has no edge loss (deblurring and deraining add 0.05 x the edge loss).
             values.update(edge_loss_weight=0.0, clamp_outputs_in_loss=True)
         values.update(overrides)
         return cls(**values)
@@ -154,4 +149,4 @@ class MPRNetConfig(PreTrainedConfig):
         return dict(_SMALLER_WIDTHS[size])
 
 
-__all__ = ["MPRNetConfig", "TASKS", "SIZES", "BUNDLED_SIZE", "checkpoint_name"]
+__all__ = ["MPRNetConfig", "TASKS", "SIZES"]

@@ -7,7 +7,7 @@
     python -m mprnet_hf.evaluation.evaluate --model checkpoints/mprnet-denoise-small --task denoise \
         --data data/dev/val --synthetic --sigma 25 --baselines --json results/denoise-25.json
 
-Protocols (ARCHITECTURE.md section 8). Every image is scored as 8-bit: restored outputs are clamped to [0, 1] and
+Protocols of the official evaluation scripts (MATLAB for deblurring and deraining). Every image is scored as 8-bit: restored outputs are clamped to [0, 1] and
 rounded to uint8 (round half to even, as `img_as_ubyte` does when the official scripts save PNGs).
   rgb  PSNR and SSIM on the RGB uint8 arrays, data range 255 (deblurring and denoising; no border crop).
   y    PSNR and SSIM on the luma of BT.601 (`skimage.color.rgb2ycbcr`, Y in [16, 235]) rounded to integers, as

@@ -6,12 +6,18 @@ A checkout keeps them in `checkpoints/` beside the package; the wheel carries th
 
 from pathlib import Path
 
-from ..models.mprnet.configuration_mprnet import TASKS, checkpoint_name
+from ..models.mprnet.configuration_mprnet import TASKS
 
 # This module lives in mprnet_hf/hub/; the checkpoints sit beside (checkout) or inside (wheel) mprnet_hf/.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 INSTALLED_CHECKPOINTS = PACKAGE_DIR / "checkpoints"
 CHECKOUT_CHECKPOINTS = PACKAGE_DIR.parent / "checkpoints"
+BUNDLED_SIZE = "small"
+
+
+def checkpoint_name(task: str, size: str = BUNDLED_SIZE) -> str:
+    """The folder (and Hub repo) name of a trained variant: `mprnet-deblur-small` for the bundled deblurring model."""
+    return f"mprnet-{task}-{size}"
 
 
 def bundled_checkpoints_dir() -> Path:
@@ -32,4 +38,4 @@ def bundled_checkpoint(task: str) -> Path:
     return folder
 
 
-__all__ = ["bundled_checkpoint", "bundled_checkpoints_dir"]
+__all__ = ["BUNDLED_SIZE", "checkpoint_name", "bundled_checkpoint", "bundled_checkpoints_dir"]

@@ -4,13 +4,14 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..models.mprnet.configuration_mprnet import MPRNetConfig, checkpoint_name
+from ..models.mprnet.configuration_mprnet import MPRNetConfig
+from .bundled import checkpoint_name
 
 OFFICIAL_LICENSE_NAME = "academic-public-license"
 OFFICIAL_LICENSE_LINK = "https://github.com/swz30/MPRNet/blob/main/LICENSE.md"
 PAPER = "arXiv:2102.02808"
 
-# Results reported for the released models (ARCHITECTURE.md section 9). The deraining numbers could not be re-checked
+# Results the paper (arXiv:2102.02808) reports for the released models. The deraining numbers could not be re-checked
 # against the paper's text when this was written; the card says so.
 PAPER_RESULTS = {
     "deblur": [("GoPro", "gopro", 32.66, 0.959), ("HIDE", "hide", 30.96, 0.939)],
