@@ -46,6 +46,7 @@ from .models.mprnet.inference import (
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
     PRECISION_CHOICES,
+    ImageRefused,
     Tiling,
     choose_precision,
     cpu_has_native_bf16,
@@ -59,6 +60,8 @@ FORMATS = ("png", "same")
 GLOB_CHARACTERS = set("*?[")
 STAGE_SUFFIXES = (".stage1", ".stage2")
 ONNX_EXPORT_WORTH_IT = 10  # files in a run
+# The library's advice in this command's terms (a refused photo's limit is a flag here, not an argument).
+ADVICE = {"too_large": "Downscale it, or raise the limit with --max-megapixels."}
 
 
 class UsageError(Exception):
@@ -446,8 +449,9 @@ def run(args, share: Share | None = None) -> int:
                 plan.restore_one(job, serving.precisions)
                 restored += 1
             except (ValueError, OSError, RuntimeError, MemoryError) as error:
-                failed.append((job.source, str(error)))
-                tqdm.write(f"failed: {job.source}: {error}", file=sys.stderr)
+                reason = error.advised(ADVICE) if isinstance(error, ImageRefused) else str(error)
+                failed.append((job.source, reason))
+                tqdm.write(f"failed: {job.source}: {reason}", file=sys.stderr)
     totals = share.total(restored, skipped, failed)
     seconds = time.perf_counter() - start
     if share.is_main:

@@ -29,6 +29,7 @@ from .models.mprnet.inference import (
     AUTO_PRECISION,
     DEFAULT_MAX_MEGAPIXELS,
     PRECISION_CHOICES,
+    ImageRefused,
     check_pixel_count,
     choose_precision,
     cpu_has_native_bf16,
@@ -182,7 +183,9 @@ def served_file_path(url: str) -> str:
 def open_image_file(
     path, limit_megapixels: float | None = None, check_size: Callable[[int, int], None] | None = None
 ) -> tuple[Image.Image, list[str]]:
-    """Opens an uploaded file as a fully decoded PIL image, or raises ValueError saying what is wrong.
+    """Opens an image file (an upload, a file named on the command line) as a fully decoded PIL image, or raises
+    ValueError saying what is wrong (`ImageRefused`, whose advice each front end words its own way, for a missing,
+    empty, unreadable or too large file).
 
     Only `ALLOWED_FORMATS` are tried. The pixel limit, and `check_size(width, height)` when given (e.g. a
     `CostBound.check`), run on the header, before any pixel is decoded. Returns the image and notes for the user
@@ -194,9 +197,9 @@ def open_image_file(
     path = Path(path)
     name = short_repr(path.name)
     if not path.is_file():
-        raise ValueError(f"The uploaded file {name} could not be found; upload it again.")
+        raise ImageRefused(f"{name} could not be found", "Check the path.", kind="missing")
     if path.stat().st_size == 0:
-        raise ValueError(f"The file {name} is empty (0 bytes). Upload a valid image file.")
+        raise ImageRefused(f"The file {name} is empty (0 bytes)", "Use a valid image file.", kind="empty")
     notes = []
     source = path
     if is_png(path):
@@ -232,11 +235,30 @@ def open_image_file(
             "(a possible decompression bomb). Downscale the image and try again."
         ) from None
     except UnidentifiedImageError:
-        raise ValueError(f"{name} is not an image file this app reads. Upload a {ALLOWED_FORMAT_NAMES} file.") from None
+        raise ImageRefused(
+            f"{name} is not an image file of a format read here",
+            f"Convert it to {ALLOWED_FORMAT_NAMES}.",
+            kind="format",
+        ) from None
     except OSError as error:
         reason = short_repr(str(error), 80).strip("'\"")
         raise ValueError(f"{name} is corrupt or truncated ({reason}). Re-export or re-download the image.") from None
     return image, notes
+
+
+# What a visitor of the app can do about a refused photo: upload another (the library's advice names a path, a
+# conversion, the max_megapixels argument). The server's MPRNET_MAX_MEGAPIXELS is not the visitor's to raise.
+UPLOAD_ADVICE = {
+    "missing": "Upload it again.",
+    "empty": "Upload a valid image file.",
+    "format": f"Upload a {ALLOWED_FORMAT_NAMES} file.",
+    "too_large": "Downscale it and upload it again.",
+}
+
+
+def in_upload_words(error: ValueError) -> str:
+    """`error`'s message for the app's page and API, its advice worded as an upload (`UPLOAD_ADVICE`)."""
+    return error.advised(UPLOAD_ADVICE) if isinstance(error, ImageRefused) else str(error)
 
 
 def icc_profile_note(name: str, size: int | None = None) -> str:
@@ -717,6 +739,8 @@ __all__ = [
     "load_models",
     "uploaded_file",
     "open_image_file",
+    "in_upload_words",
+    "UPLOAD_ADVICE",
     "max_megapixels",
     "MAX_ICC_PROFILE_BYTES",
     "CostBound",

@@ -304,3 +304,38 @@ def test_a_run_with_background_onnx_work_still_in_flight_exits_with_its_own_stat
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith(f"0 restored, {cli.ONNX_EXPORT_WORTH_IT} skipped (already done), 1 failed")
     assert "terminate called" not in result.stderr
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_restored_files_get_ordinary_permissions_under_the_umask(photos, tmp_path, umask, mode):
+    """Written to a temporary file and renamed into place; the temporary file's owner-only mode must not survive."""
+    previous = os.umask(umask)
+    try:
+        assert restore(photos / "a.png", "--task", "denoise", "--output", tmp_path / "out", "--stages") == 0
+    finally:
+        os.umask(previous)
+    written = sorted((tmp_path / "out").iterdir())
+    assert [path.name for path in written] == ["a.png", "a.stage1.png", "a.stage2.png"]
+    assert {path.name: path.stat().st_mode & 0o777 for path in written} == dict.fromkeys(
+        (path.name for path in written), mode
+    )
+
+
+def test_a_photo_over_the_limit_is_refused_in_the_commands_own_words(photos, tmp_path, capsys):
+    assert (
+        restore(photos / "a.png", "--task", "denoise", "--output", tmp_path / "out", "--max-megapixels", "0.001") == 1
+    )
+    error = capsys.readouterr().err
+    assert (
+        "40x32 (0.0 megapixels), above the limit of 0.001 megapixels. Downscale it, or raise the limit with " in error
+    )
+    assert "--max-megapixels." in error
+    assert "MPRNET_MAX_MEGAPIXELS" not in error and "pload" not in error
+
+
+def test_a_file_that_is_not_an_image_is_refused_without_the_apps_words(tmp_path, capsys):
+    (tmp_path / "notes.png").write_text("not a photo")
+    assert restore(tmp_path / "notes.png", "--task", "denoise", "--output", tmp_path / "out") == 1
+    error = capsys.readouterr().err
+    assert "'notes.png' is not an image file of a format read here. Convert it to PNG, JPEG, WebP" in error
+    assert "pload" not in error and "this app" not in error

@@ -31,6 +31,7 @@ from mprnet_hf.serving import (
     flops_per_pixel,
     gpu_duration,
     heap_bytes_free,
+    in_upload_words,
     load_models,
     measured_rates,
     measured_seconds_per_megapixel,
@@ -218,26 +219,45 @@ def test_animations_are_read_at_their_first_frame_and_say_so(tmp_path):
     assert open_image_file(tmp_path / "still.bmp")[1] == []
 
 
-def test_bad_uploads_get_a_message_saying_what_to_do(tmp_path):
+def test_bad_files_get_a_message_saying_what_to_do_and_the_app_words_it_as_an_upload(tmp_path):
     with pytest.raises(ValueError) as refused:
         open_image_file(None)
     assert str(refused.value) == "No image was uploaded. Upload a photo (PNG, JPEG, WebP, ...) first."
-    with pytest.raises(
-        ValueError, match=re.escape("The uploaded file 'gone.png' could not be found; upload it again.")
-    ):
-        open_image_file(tmp_path / "gone.png")
     (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(ValueError, match=re.escape("The file 'empty.png' is empty (0 bytes). Upload a valid image")):
-        open_image_file(tmp_path / "empty.png")
     (tmp_path / "notes.png").write_bytes(b"just some text, no image")
-    with pytest.raises(
-        ValueError,
-        match=re.escape("'notes.png' is not an image file this app reads. Upload a PNG, JPEG, WebP, BMP, TIFF, GIF"),
-    ):
-        open_image_file(tmp_path / "notes.png")
+    cases = {
+        "gone.png": (
+            "'gone.png' could not be found. Check the path.",
+            "'gone.png' could not be found. Upload it again.",
+        ),
+        "empty.png": (
+            "The file 'empty.png' is empty (0 bytes). Use a valid image file.",
+            "The file 'empty.png' is empty (0 bytes). Upload a valid image file.",
+        ),
+        "notes.png": (
+            "'notes.png' is not an image file of a format read here. Convert it to PNG, JPEG, WebP, BMP, TIFF, GIF or "
+            "PPM.",
+            "'notes.png' is not an image file of a format read here. Upload a PNG, JPEG, WebP, BMP, TIFF, GIF or PPM "
+            "file.",
+        ),
+    }
+    for name, (library_words, upload_words) in cases.items():
+        with pytest.raises(ValueError) as refused:
+            open_image_file(tmp_path / name)
+        assert (str(refused.value), in_upload_words(refused.value)) == (library_words, upload_words)
+        assert "pload" not in library_words
+    Image.new("1", (30, 20)).save(tmp_path / "large.png")
+    with pytest.raises(ValueError) as refused:
+        open_image_file(tmp_path / "large.png", limit_megapixels=0.0005)
+    assert str(refused.value).endswith(
+        "above the limit of 0.0005 megapixels. Downscale it, or raise the limit (max_megapixels)."
+    )
+    assert in_upload_words(refused.value).endswith(
+        "above the limit of 0.0005 megapixels. Downscale it and upload it again."
+    )
     # An EPS file would be handed to Ghostscript: never even tried.
     (tmp_path / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
-    with pytest.raises(ValueError, match="is not an image file this app reads"):
+    with pytest.raises(ValueError, match="is not an image file of a format read here"):
         open_image_file(tmp_path / "drawing.eps")
     Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "whole.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:-60])

@@ -10,8 +10,8 @@ and tifffile (TIFF), and written back with them. Everything else goes through Pi
 """
 
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -248,14 +248,26 @@ def format_for_path(path) -> str:
     return image_format
 
 
+def new_partial_file(path: Path) -> str:
+    """Creates an empty, uniquely named file beside `path` to write it in, with the permissions an ordinary new file
+    gets (0o666 less the umask): tempfile.mkstemp's are owner-only, and they would stay so once renamed to `path`."""
+    for _ in range(100):
+        temporary = path.parent / f".{path.stem}.{secrets.token_hex(4)}{path.suffix}.part"
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(temporary)
+    raise FileExistsError(f"Cannot write {path}: no free temporary name beside it")
+
+
 def write_image(photo: Photo, path, image_format: str | None = None) -> Path:
     """Writes `photo` to `path` with its bit depth, alpha, EXIF and ICC profile, in `image_format` (default: from the
     extension). The file appears whole or not at all: it is written beside `path` and renamed into place."""
     path = Path(path)
     image_format = (image_format or format_for_path(path)).upper()
     check_png_profile(photo, image_format)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=path.parent)
-    os.close(handle)
+    temporary = new_partial_file(path)
     try:
         if isinstance(photo.pixels, np.ndarray):
             write_sixteen_bit_colour(photo, Path(temporary), image_format)

@@ -589,12 +589,28 @@ class Restoration:
     input_mode: str
 
 
+class ImageRefused(ValueError):
+    """An image refused for what it is (too large, missing, empty, unreadable). Its message says what is wrong and
+    what to do in the library's terms; a front end words the advice in its own (a command-line flag, an upload) with
+    `advised`, keyed by `kind`."""
+
+    def __init__(self, problem: str, advice: str, kind: str):
+        super().__init__(f"{problem}. {advice}")
+        self.problem, self.advice, self.kind = problem, advice, kind
+
+    def advised(self, advice: dict[str, str]) -> str:
+        """The message with the front end's advice for this kind of refusal, or as it stands when it has none."""
+        return f"{self.problem}. {advice[self.kind]}" if self.kind in advice else str(self)
+
+
 def check_pixel_count(image: Image.Image, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> None:
     megapixels = image.size[0] * image.size[1] / 1e6
     if megapixels > max_megapixels:
-        raise ValueError(
+        raise ImageRefused(
             f"The image is {image.size[0]}x{image.size[1]} ({megapixels:.1f} megapixels), above the limit of "
-            f"{max_megapixels:g} megapixels. Downscale it, or raise the limit (MPRNET_MAX_MEGAPIXELS)."
+            f"{max_megapixels:g} megapixels",
+            "Downscale it, or raise the limit (max_megapixels).",
+            kind="too_large",
         )
 
 
@@ -656,6 +672,7 @@ __all__ = [
     "restore_tensor",
     "restore_image",
     "Restoration",
+    "ImageRefused",
     "check_pixel_count",
     "check_tiling",
     "Tiling",
