@@ -1,4 +1,4 @@
-"""Latency, throughput and peak memory of the released MPRNet configurations, fast path against an eager baseline.
+r"""Latency, throughput and peak memory of the released MPRNet configurations, fast path against an eager baseline.
 
 Every (config, size, path, precision) case runs in its own subprocess with `torch.set_num_threads(--threads)`,
 random weights (seed 0) and a random input, batch 1: `--warmup` untimed runs, then `--repeats` timed runs.

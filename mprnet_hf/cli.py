@@ -531,5 +531,17 @@ def evaluate_main(argv=None) -> None:
     evaluate.main(argv)
 
 
+def train_main(argv=None) -> None:
+    """mprnet-train: `python -m mprnet_hf.training.train`, whose main() returns the run (a console script would take
+    that for an exit status). Without the train extra it says, in one line, what to install."""
+    try:
+        from .training import train
+    except ImportError as error:
+        if "accelerate" not in str(error):
+            raise
+        sys.exit(f"mprnet-train: error: {error}")
+    train.main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Scores restoration weights against the degraded input and the classical baselines on held-out photos, writes one
+r"""Scores restoration weights against the degraded input and the classical baselines on held-out photos, writes one
 JSON result per row and prints the quality table (docs/EVALUATION.md); with --update-cards it also puts each task's
 rows into its model card.
 

@@ -339,3 +339,14 @@ def test_a_file_that_is_not_an_image_is_refused_without_the_apps_words(tmp_path,
     error = capsys.readouterr().err
     assert "'notes.png' is not an image file of a format read here. Convert it to PNG, JPEG, WebP" in error
     assert "pload" not in error and "this app" not in error
+
+
+def test_mprnet_train_without_the_train_extra_says_which_extra_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "accelerate", None)  # as if not installed: importing it raises ImportError
+    monkeypatch.delitem(sys.modules, "mprnet_hf.training.train", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main(["--help"])
+    message = str(exit_info.value.code)
+    assert message.startswith("mprnet-train: error: training needs accelerate")
+    assert 'pip install "mprnet-hf[train]"' in message
+    assert "usage:" not in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""PSNR/SSIM of a restoration model, the degraded input and classical baselines, with the official protocols.
+r"""PSNR/SSIM of a restoration model, the degraded input and classical baselines, with the official protocols.
 
     # paired folder: input/ + target/ (deraining sets, SIDD) or GoPro-style <scene>/blur + <scene>/sharp
     python -m mprnet_hf.evaluation.evaluate --model checkpoints/mprnet-derain-small --task derain --data Rain100L \
@@ -7,8 +7,9 @@
     python -m mprnet_hf.evaluation.evaluate --model checkpoints/mprnet-denoise-small --task denoise \
         --data data/dev/val --synthetic --sigma 25 --baselines --json results/denoise-25.json
 
-Protocols of the official evaluation scripts (MATLAB for deblurring and deraining). Every image is scored as 8-bit: restored outputs are clamped to [0, 1] and
-rounded to uint8 (round half to even, as `img_as_ubyte` does when the official scripts save PNGs).
+Protocols of the official evaluation scripts (MATLAB for deblurring and deraining). Every image is scored as 8-bit:
+restored outputs are clamped to [0, 1] and rounded to uint8 (round half to even, as `img_as_ubyte` does when the
+official scripts save PNGs).
   rgb  PSNR and SSIM on the RGB uint8 arrays, data range 255 (deblurring and denoising; no border crop).
   y    PSNR and SSIM on the luma of BT.601 (`skimage.color.rgb2ycbcr`, Y in [16, 235]) rounded to integers, as
        MATLAB's `rgb2ycbcr` returns for uint8 input, data range 255 (deraining).

@@ -1,8 +1,8 @@
-"""Train MPRNet with the paper's objective, on paired folders or on clean photos degraded on the fly.
+r"""Train MPRNet with the paper's objective, on paired folders or on clean photos degraded on the fly.
 
     # on the development photos, synthetic degradations (what the bundled checkpoints were trained with)
     python -m mprnet_hf.training.train --task denoise --train-dir data/dev/train --val-dir data/dev/val \
-        --preset small --output-dir checkpoints/mprnet-denoise-small --steps 6000
+        --preset small --output-dir runs/mprnet-denoise-small --steps 6000
     # on GoPro, 4 GPUs: --batch-size per process, so --steps counts steps of the global batch of 4 x 4 = 16
     accelerate launch --multi_gpu --num_processes 4 -m mprnet_hf.training.train --task deblur \
         --paired-dir GoPro/train --layout gopro --val-dir data/dev/val --preset released --patch-size 256 \
@@ -29,8 +29,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, broadcast, set_seed
+
+try:
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, broadcast, set_seed
+except ImportError as error:
+    # The app's and mprnet-restore's install (.[app,onnx]) leaves training's dependencies out.
+    raise ImportError(
+        f'training needs accelerate ({error}); install the train extra: pip install "mprnet-hf[train]" '
+        '(in a checkout: pip install -c requirements-cpu.txt -e ".[train]")'
+    ) from error
 from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm

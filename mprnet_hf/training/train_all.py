@@ -1,4 +1,4 @@
-"""Trains the three bundled models (deblur, derain, denoise) one after another in one time budget, scores them against
+r"""Trains the three bundled models (deblur, derain, denoise) one after another in one time budget, scores them against
 the bundled weights on the validation photos, and packs the new model folders and the report.
 
     # on a lent GPU, through scripts/train_on_gpu.sh (docs/TRAINING.md gives the device call)
