@@ -15,25 +15,23 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .detection.detector import (
     LABEL_WORDS,
     LABELS,
-    STEPS_LOOKED_AFTER,
     TASK_OF_LABEL,
     DegradationDetector,
     Detection,
     as_rgb_array,
+    looks_again_after,
+    next_task,
 )
-from .hub.bundled import bundled_checkpoint
-from .models.mprnet.configuration_mprnet import TASKS
+from .hub.bundled import complete_models
 from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
 from .models.mprnet.modeling_mprnet import MPRNetModel
 
 AUTO = "auto"
-STEP_ORDER = ("derain", "denoise", "deblur")
 # PIL modes whose RGB conversion keeps what the detector must see; other modes (16-bit and float grey) go through the
 # image processor, which scales them to [0, 1] first.
 _DIRECT_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"}
@@ -42,32 +40,6 @@ _DIRECT_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "
 @lru_cache(maxsize=1)
 def bundled_detector() -> DegradationDetector:
     return DegradationDetector.from_pretrained()
-
-
-def bundled_model(task: str, device: torch.device | str = "cpu") -> MPRNetModel:
-    """The bundled small model of `task`, in eval mode on `device`."""
-    return MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device)
-
-
-def bundled_models(device: torch.device | str = "cpu") -> dict[str, MPRNetModel]:
-    """The bundled small model of every task, in eval mode on `device`."""
-    return {task: bundled_model(task, device) for task in TASKS}
-
-
-def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> dict[str, MPRNetModel]:
-    """A model per task: those given (a mapping by task, or one model serving its own `config.task`), the bundled
-    ones for the rest, on the device of the given ones."""
-    if isinstance(models, MPRNetModel):
-        models = {models.config.task: models}
-    models = dict(models or {})
-    unknown = set(models) - set(TASKS)
-    if unknown:
-        raise ValueError(f"Auto mode takes a model per task ({', '.join(TASKS)}), got {', '.join(sorted(unknown))}")
-    device = next(next(iter(models.values())).parameters()).device if models else torch.device("cpu")
-    for task in TASKS:
-        if task not in models:
-            models[task] = bundled_model(task, device)
-    return models
 
 
 def detector_pixels(image) -> np.ndarray:
@@ -83,17 +55,6 @@ def detector_pixels(image) -> np.ndarray:
 def detect(image, detector: DegradationDetector | None = None, after: str | None = None) -> Detection:
     """The detector's look at a photo as it came (`after` None), or at the result of the step `after`."""
     return (detector or bundled_detector()).detect(detector_pixels(image), after=after)
-
-
-def next_task(detection: Detection, after: str | None = None) -> str | None:
-    """The first restoration `detection` asks for that comes after the step `after` in `STEP_ORDER`, or None."""
-    start = 0 if after is None else STEP_ORDER.index(after) + 1
-    return next((task for task in STEP_ORDER[start:] if task in detection.tasks), None)
-
-
-def looks_again_after(task: str) -> bool:
-    """Whether another step may follow `task`, so the detector should look at its result."""
-    return task in STEPS_LOOKED_AFTER
 
 
 def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
@@ -223,16 +184,11 @@ def restore_photo_auto(
 
 __all__ = [
     "AUTO",
-    "STEP_ORDER",
     "AutoRestoration",
     "restore_image_auto",
     "restore_photo_auto",
     "detect",
     "auto_message",
-    "next_task",
-    "looks_again_after",
     "run_steps",
-    "complete_models",
-    "bundled_models",
     "bundled_detector",
 ]

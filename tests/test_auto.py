@@ -11,9 +11,10 @@ from transformers import ResNetForImageClassification, pipeline
 
 from conftest import REPO_ROOT
 from mprnet_hf import ImageRestorationPipeline, cli
-from mprnet_hf.auto import STEP_ORDER, auto_message, bundled_models, run_steps
+from mprnet_hf.auto import auto_message, run_steps
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, bundled_detector_path
-from mprnet_hf.detection.detector import STEPS_LOOKED_AFTER, crop_positions, cut_crops
+from mprnet_hf.detection.detector import STEP_ORDER, STEPS_LOOKED_AFTER, crop_positions, cut_crops
+from mprnet_hf.hub.bundled import bundled_models
 from mprnet_hf.models.mprnet.inference import restore_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

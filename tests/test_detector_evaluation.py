@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mprnet_hf.auto import bundled_model
 from mprnet_hf.detection.data import apply_degradations, load_rgb
 from mprnet_hf.detection.detector import DegradationDetector, as_rgb_array
 from mprnet_hf.detection.evaluate import (
@@ -21,6 +20,7 @@ from mprnet_hf.detection.evaluate import (
     worth_following,
 )
 from mprnet_hf.evaluation import foreign
+from mprnet_hf.hub.bundled import bundled_model
 from mprnet_hf.models.mprnet.inference import restore_image
 
 EXAMPLE = "examples/clean/building.png"

@@ -27,24 +27,34 @@ on one validation set and worse on the other, docs/DETECTION.md):
 import argparse
 import itertools
 import math
+import shlex
+import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+from transformers import ResNetForImageClassification
 
-from ..auto import STEP_ORDER, next_task
+from ..hub.bundled import bundled_models
+from ..models.mprnet.inference import restore_image
+from .data import split_photos
 from .detector import (
     DETECTION_THRESHOLD,
     LABELS,
     ROUTED_LABELS,
+    STEP_ORDER,
     STEPS_LOOKED_AFTER,
     TASK_OF_LABEL,
+    DegradationDetector,
     Detection,
     config_thresholds,
+    next_task,
     routed_probabilities,
     thresholds_by_label,
 )
+from .evaluate import degraded_versions, evaluate_detector, right_tasks
 
 THRESHOLD_GRID = tuple(round(float(value), 2) for value in np.arange(0.2, 0.81, 0.05))
 # A look after a step may need a label nearly certain before it asks for another restoration: a restoration's own
@@ -145,9 +155,6 @@ def calibrate_detector(
 ):
     """(routing or None, thresholds, number of degraded versions) for `model` on the held-out `photos` degraded by
     `synthesis`; the thresholds apply to the routed probabilities when `with_routing`, else to each label's own."""
-    from .detector import DegradationDetector
-    from .evaluate import evaluate_detector
-
     detector = DegradationDetector(model, threshold=DETECTION_THRESHOLD, routing=False)
     records, _ = evaluate_detector(detector, photos, seeds_single, seeds_pair, seeds_light_jpeg, synthesis=synthesis)
     routing = fit_routing(records, routing_l2) if with_routing else None
@@ -161,11 +168,6 @@ def after_step_records(
     them (`evaluate.degraded_versions`, the conditions a step of `STEPS_LOOKED_AFTER` restores), restored by their
     right steps in order with `models` (default: the bundled ones) and looked at after each. A record per look:
     kinds, `after` (the step just run), `next` (the right next step, or None) and the probabilities."""
-    from PIL import Image
-
-    from ..auto import bundled_models
-    from ..models.mprnet.inference import restore_image
-    from .evaluate import degraded_versions, right_tasks
 
     def looked_after(kinds) -> list[str]:
         return [task for task in right_tasks(kinds) if task in STEPS_LOOKED_AFTER]
@@ -324,10 +326,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not (math.isfinite(args.routing_l2) and args.routing_l2 >= 0):
         parser.error(f"--routing-l2 must be a finite number, 0 or more, got {args.routing_l2}")
-    from transformers import ResNetForImageClassification
-
-    from .train import split_photos
-
     torch.set_num_threads(1)
     _, held_out, _ = split_photos(args)
     model = ResNetForImageClassification.from_pretrained(str(args.detector))
@@ -353,11 +351,6 @@ def main(argv=None):
 
 def calibrate_after_steps(model, held_out, args, argv) -> None:
     """Chooses and saves the thresholds of the looks after a step for the detector folder `args.detector`."""
-    import shlex
-    import sys
-
-    from .detector import DegradationDetector
-
     detector = DegradationDetector(model, thresholds_after={})
     records = after_step_records(detector, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg)
     command = "OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate " + shlex.join(

@@ -7,14 +7,20 @@ auto mode undoes them in reverse (derain, denoise, deblur). Light JPEG compressi
 carry, and the restoration models are trained with) is not an artefact: it leaves the label unchanged.
 """
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..data.degradations import JPEG_QUALITIES, add_rain, jpeg_compress, random_blur, random_noise
 from ..data.synthesis import SYNTHESES, broad_blur, broad_noise, broad_rain
+from ..hub.bundled import bundled_models
+from ..models.mprnet.inference import restore_image
 from .detector import CROP_SIZE, LABELS, as_rgb_array, crop_positions, cut_crops
+from .overlap import overlapping_photos
 
 JPEG_ARTEFACT_QUALITY = (10, 40)
 LIGHT_JPEG_QUALITY = JPEG_QUALITIES
@@ -34,8 +40,6 @@ def list_photos(folder) -> list[Path]:
 
 
 def load_rgb(path) -> torch.Tensor:
-    from PIL import Image
-
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
@@ -159,10 +163,6 @@ def pick_crops(pixels: np.ndarray, count: int, rng: np.random.Generator, crop: i
 
 def restore_region(models, pixels: np.ndarray, restorations: tuple[str, ...]) -> np.ndarray:
     """`pixels` restored by each of `restorations` in turn, through auto mode's own path (8-bit between steps)."""
-    from PIL import Image
-
-    from ..models.mprnet.inference import restore_image
-
     image = Image.fromarray(pixels)
     for task in restorations:
         image = restore_image(models[task], image, tile_size=None).image
@@ -209,8 +209,6 @@ def build_crop_set(
             weights.append(np.ones((len(picked), len(LABELS)), dtype=np.float32))
         for look in range(second_looks_per_photo):
             if models is None:
-                from ..auto import bundled_models
-
                 models = bundled_models()
             cycle = photo_index * second_looks_per_photo + look
             kinds, restorations = SECOND_LOOKS[second_look_kinds[cycle % len(second_look_kinds)]]
@@ -227,8 +225,6 @@ def build_crop_set(
 
 def photo_set_key(photos) -> str:
     """A short digest of which photos (by name and size) a crop set was made from, for its cache file's name."""
-    import hashlib
-
     digest = hashlib.sha1()
     for path in photos:
         digest.update(f"{Path(path).name}:{Path(path).stat().st_size};".encode())
@@ -238,8 +234,6 @@ def photo_set_key(photos) -> str:
 def second_look_kinds_key(kinds) -> str:
     """'' for the default cycle through every kind of second look (cache names made before the choice existed stay
     valid), else a short digest of the cycle."""
-    import hashlib
-
     kinds = tuple(kinds)
     if kinds == ALL_SECOND_LOOKS:
         return ""
@@ -273,3 +267,22 @@ def cached_crop_set(
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, crops=crops, labels=labels, weights=weights)
     return crops, labels, weights
+
+
+def split_photos(args) -> tuple[list[Path], list[Path], dict]:
+    """(training photos, held-out photos, {left-out photo: (evaluation photo, why)}). The comparison by pixels takes
+    minutes: its result is kept in --cache-dir."""
+    photos = list_photos(args.train_dir)
+    references = [path for folder in args.exclude_like for path in list_photos(folder)]
+    cache = Path(args.cache_dir) / f"overlaps-{photo_set_key(photos)}-{photo_set_key(references)}.json"
+    if cache.is_file():
+        overlaps = {Path(photo): (Path(reference), why) for photo, (reference, why) in json.loads(cache.read_text())}
+    else:
+        overlaps = overlapping_photos(photos, references) if references else {}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps([[str(photo), [str(ref), why]] for photo, (ref, why) in overlaps.items()]))
+    for photo, (reference, why) in overlaps.items():
+        print(f"left out {photo}: like {reference} ({why})", flush=True)
+    kept = [photo for photo in photos if photo not in overlaps]
+    held_out = kept[args.holdout_every - 1 :: args.holdout_every] if args.holdout_every else []
+    return [photo for photo in kept if photo not in held_out], held_out, overlaps

@@ -46,6 +46,9 @@ DETECTION_THRESHOLD = 0.5
 # (`detection_thresholds_after`: step -> label -> threshold, calibrated on held-out looks after that step); labels it
 # does not name keep the first look's.
 STEPS_LOOKED_AFTER = ("derain", "denoise")
+# The order auto mode restores a mixed photo in, the reverse of the order a camera degrades it: rain lies on top of
+# everything, and deblurring first would sharpen noise into artefacts.
+STEP_ORDER = ("derain", "denoise", "deblur")
 DETECTOR_FOLDER = "mprnet-detector"
 EXIF_ORIENTATION = 0x0112
 
@@ -259,10 +262,9 @@ class Detection:
 
     @property
     def tasks(self) -> list[str]:
-        """The restorations to run, in the order that undoes a mixed photo: derain, denoise, then deblur (rain lies
-        on top of everything; noise would be sharpened into artefacts by deblurring first)."""
+        """The restorations to run, in the order that undoes a mixed photo (`STEP_ORDER`)."""
         wanted = {TASK_OF_LABEL[label] for label in self.found if label in TASK_OF_LABEL}
-        return [task for task in ("derain", "denoise", "deblur") if task in wanted]
+        return [task for task in STEP_ORDER if task in wanted]
 
     @property
     def looks_clean(self) -> bool:
@@ -275,6 +277,17 @@ class Detection:
         main = ", ".join(f"{LABEL_WORDS[label]} ({self.probabilities[label]:.2f})" for label in shown)
         others = ", ".join(f"{LABEL_WORDS[label]} {self.probabilities[label]:.2f}" for label in rest)
         return f"{main} [{others}]"
+
+
+def next_task(detection: Detection, after: str | None = None) -> str | None:
+    """The first restoration `detection` asks for that comes after the step `after` in `STEP_ORDER`, or None."""
+    start = 0 if after is None else STEP_ORDER.index(after) + 1
+    return next((task for task in STEP_ORDER[start:] if task in detection.tasks), None)
+
+
+def looks_again_after(task: str) -> bool:
+    """Whether another step may follow `task`, so the detector should look at its result."""
+    return task in STEPS_LOOKED_AFTER
 
 
 class DegradationDetector:
@@ -383,6 +396,9 @@ __all__ = [
     "LABEL_WORDS",
     "STEPS_LOOKED_AFTER",
     "Detection",
+    "STEP_ORDER",
+    "next_task",
+    "looks_again_after",
     "DegradationDetector",
     "detector_config",
     "crop_positions",

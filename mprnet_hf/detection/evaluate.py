@@ -26,11 +26,13 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from ..auto import looks_again_after
+from ..auto import restore_image_auto
 from ..evaluation import foreign
+from ..hub.bundled import bundled_models, complete_models
 from ..models.mprnet.configuration_mprnet import TASKS
+from ..models.mprnet.inference import restore_image
 from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
-from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array
+from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array, looks_again_after
 
 CONFUSION_COLUMNS = ("blur", "noise", "rain", "jpeg", "clean", "two or more")
 # Bins of the degraded photo's PSNR against the clean one (dB): how strong a single degradation was. The draws span
@@ -252,10 +254,6 @@ def routing_by_strength(records) -> str:
 def follow_auto(records, detector) -> None:
     """Runs auto mode itself (restorations and second looks) on the photos `worth_following`; records the steps it
     ran."""
-    from PIL import Image
-
-    from ..auto import bundled_models, restore_image_auto
-
     if not any("photo" in record for record in records):
         return
     models = bundled_models()
@@ -329,11 +327,6 @@ def psnr(clean: torch.Tensor, image) -> float:
 
 def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
     """PSNR on noisy and shaken photos: the degraded photo, each single task, the hand-picked chain, auto."""
-    from PIL import Image
-
-    from ..auto import bundled_models, restore_image_auto
-    from ..models.mprnet.inference import restore_image
-
     models = bundled_models()
     columns = ["degraded", *TASKS, "denoise, then deblur", "auto"]
     scores, auto_steps = defaultdict(list), Counter()
@@ -366,9 +359,6 @@ def mixed_comparison(detector, photos, seeds: int, side: int) -> str:
 def misroute_costs(photos, models=None, side: int | None = None) -> dict[str, list[float]]:
     """PSNR of each clean photo restored by each task against itself, per task (in the order of `photos`): what auto
     mode costs a photo that needed nothing when it routes it to that restoration. `side` centre-crops the photos."""
-    from ..auto import complete_models
-    from ..models.mprnet.inference import restore_image
-
     models = complete_models(models)
     costs = {task: [] for task in TASKS}
     for path in photos:

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,7 +35,17 @@ import torch
 from transformers import ResNetForImageClassification, set_seed
 
 from .calibrate import calibrate_detector
-from .data import ALL_SECOND_LOOKS, SYNTHESES, cached_crop_set, check_second_look_kinds
+from .data import (
+    ALL_SECOND_LOOKS,
+    CONDITION_SHARES,
+    JPEG_ARTEFACT_QUALITY,
+    LIGHT_JPEG_QUALITY,
+    REGION_SIDE,
+    SYNTHESES,
+    cached_crop_set,
+    check_second_look_kinds,
+    split_photos,
+)
 from .detector import DEPTHS, EMBEDDING_SIZE, HIDDEN_SIZES, LABELS, crops_to_batch, detector_config
 
 CARD_TEMPLATE = """---
@@ -299,28 +310,6 @@ def training_crop_set(cache_dir, photos, draws: list[Draw], crops_per_variant: i
     return tuple(np.concatenate(parts) for parts in zip(*sets))
 
 
-def split_photos(args) -> tuple[list[Path], list[Path], dict]:
-    """(training photos, held-out photos, {left-out photo: (evaluation photo, why)}). The comparison by pixels takes
-    minutes: its result is kept in --cache-dir."""
-    from .data import list_photos, photo_set_key
-    from .overlap import overlapping_photos
-
-    photos = list_photos(args.train_dir)
-    references = [path for folder in args.exclude_like for path in list_photos(folder)]
-    cache = Path(args.cache_dir) / f"overlaps-{photo_set_key(photos)}-{photo_set_key(references)}.json"
-    if cache.is_file():
-        overlaps = {Path(photo): (Path(reference), why) for photo, (reference, why) in json.loads(cache.read_text())}
-    else:
-        overlaps = overlapping_photos(photos, references) if references else {}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps([[str(photo), [str(ref), why]] for photo, (ref, why) in overlaps.items()]))
-    for photo, (reference, why) in overlaps.items():
-        print(f"left out {photo}: like {reference} ({why})", flush=True)
-    kept = [photo for photo in photos if photo not in overlaps]
-    held_out = kept[args.holdout_every - 1 :: args.holdout_every] if args.holdout_every else []
-    return [photo for photo in kept if photo not in held_out], held_out, overlaps
-
-
 def flipped(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random horizontal and vertical flips (not rotations: rain falls roughly downwards)."""
     crops = crops.copy()
@@ -566,8 +555,6 @@ def second_looks_sentence(draws: list[Draw]) -> str:
 
 def chosen_kinds_clause(draws: list[Draw]) -> str:
     """' (those of seed 4: rain/derain x3, ...)' for the draws that chose their kinds of second look."""
-    from collections import Counter
-
     chosen = [draw for draw in draws if draw.second_looks and draw.second_look_kinds != ALL_SECOND_LOOKS]
     if not chosen:
         return ""
@@ -651,8 +638,6 @@ def synthesis_text(draws: list[Draw]) -> str:
 
 
 def save(model, args, facts: dict) -> None:
-    from .data import CONDITION_SHARES, JPEG_ARTEFACT_QUALITY, LIGHT_JPEG_QUALITY, REGION_SIDE
-
     args.output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.output_dir, safe_serialization=True)
     parameters = sum(parameter.numel() for parameter in model.parameters())

@@ -4,9 +4,13 @@ A checkout keeps them in `checkpoints/` beside the package; the wheel carries th
 `mprnet_hf/checkpoints/` (pyproject.toml maps one to the other at build time).
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
 from ..models.mprnet.configuration_mprnet import TASKS
+from ..models.mprnet.modeling_mprnet import MPRNetModel
 
 # This module lives in mprnet_hf/hub/; the checkpoints sit beside (checkout) or inside (wheel) mprnet_hf/.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -38,4 +42,38 @@ def bundled_checkpoint(task: str) -> Path:
     return folder
 
 
-__all__ = ["BUNDLED_SIZE", "checkpoint_name", "bundled_checkpoint", "bundled_checkpoints_dir"]
+def bundled_model(task: str, device: torch.device | str = "cpu") -> MPRNetModel:
+    """The bundled small model of `task`, in eval mode on `device`."""
+    return MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device)
+
+
+def bundled_models(device: torch.device | str = "cpu") -> dict[str, MPRNetModel]:
+    """The bundled small model of every task, in eval mode on `device`."""
+    return {task: bundled_model(task, device) for task in TASKS}
+
+
+def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> dict[str, MPRNetModel]:
+    """A model per task: those given (a mapping by task, or one model serving its own `config.task`), the bundled
+    ones for the rest, on the device of the given ones."""
+    if isinstance(models, MPRNetModel):
+        models = {models.config.task: models}
+    models = dict(models or {})
+    unknown = set(models) - set(TASKS)
+    if unknown:
+        raise ValueError(f"Auto mode takes a model per task ({', '.join(TASKS)}), got {', '.join(sorted(unknown))}")
+    device = next(next(iter(models.values())).parameters()).device if models else torch.device("cpu")
+    for task in TASKS:
+        if task not in models:
+            models[task] = bundled_model(task, device)
+    return models
+
+
+__all__ = [
+    "BUNDLED_SIZE",
+    "checkpoint_name",
+    "bundled_checkpoint",
+    "bundled_checkpoints_dir",
+    "bundled_model",
+    "bundled_models",
+    "complete_models",
+]
