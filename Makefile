@@ -57,9 +57,9 @@ sync-remote-code: install
 
 # Mutation testing with mutmut (settings in setup.cfg): slow, so not part of `make test` or CI. One module at a time:
 #   make mutation MUTANTS='mprnet_hf.models.mprnet.inference.*'
-# Results are cached in mutants/ (delete it after changing the tests); docs/TESTING.md records the scores. Every
-# mutant's run forks from a process that has imported the tests (and app.py, for tests/test_app_inputs.py): one torch
-# thread, since a thread pool does not survive a fork.
+# Results are cached in mutants/ (delete it after changing the tests); docs/notes/2026-12-mutation-testing.md records
+# the scores. Every mutant's run forks from a process that has imported the tests (and app.py, for
+# tests/test_app_inputs.py): one torch thread, since a thread pool does not survive a fork.
 MUTANTS ?=
 mutation: install-dev
 	OMP_NUM_THREADS=1 nice -n 19 $(BIN)/mutmut run --max-children 1 $(MUTANTS)

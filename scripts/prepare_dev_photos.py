@@ -1,4 +1,6 @@
-"""Collects the development photos (the only photos this project trains and evaluates on) into DIR/train and DIR/val.
+"""Collects the development photos into DIR/train and DIR/val: the 36-photo set the bundled weights were first trained
+on and the quality rows of docs/EVALUATION.md score (the later fine-tunes used the larger set of
+scripts/prepare_photos.py, docs/PHOTOS.md).
 
 Sources, all from package registries:
   * the colour photos shipped inside scikit-image;

@@ -1,7 +1,7 @@
 """Inference speed-ups. None of them changes the arithmetic beyond float rounding: every fast path stays within 1e-5
 of the official fixtures (tests/test_fast_paths.py). Channels-last is also what `MPRNetModel` switches to by itself
 on its first eval-mode CPU call; serving processes get the rest through `serving_speed.prepare_for_serving`. The
-measurements are in docs/PERFORMANCE.md and the README's "Speed and memory" section.
+measurements are in docs/PERFORMANCE.md (the runs behind each change in docs/notes/2026-12-performance-runs.md).
 
 * `optimize_for_inference(model)`: eval mode, no gradients, and channels-last weights. With channels-last weights
   oneDNN runs each convolution on NHWC activations directly; with the default NCHW layout PyTorch reorders every
