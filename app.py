@@ -687,6 +687,7 @@ def build_demo() -> gr.Blocks:
                         value=AUTOMATIC_TILES,
                         step=256,
                         label="Tile size",
+                        elem_id="tile-size",
                         info="0: automatic (whole photo when memory allows). Large photos are restored tile by tile; "
                         "smaller tiles need less memory.",
                     )
@@ -712,13 +713,17 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             for task in (AUTO, *TASKS):
                 with gr.Column(min_width=200):
-                    # Cached on first click, so a visitor clicking an example does not spend GPU time twice.
+                    # Cached on first click, so a visitor clicking an example does not spend GPU time twice. Only
+                    # the photo is shown, as a thumbnail (a table of task and tile columns scrolls sideways); the
+                    # set's label says the task, and a click still loads every input.
                     gr.Examples(
                         example_rows(task),
                         inputs=inputs,
                         outputs=outputs,
                         fn=restore,
                         label=f"{task.capitalize()} examples",
+                        visible_columns=[0],
+                        elem_id=f"{task}-examples",
                         cache_examples=True,
                         cache_mode="lazy",
                         api_name=False,

@@ -1,8 +1,9 @@
 """The app end to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): upload, pick a
-task, restore, compare, download the PNG; pick an example; upload a corrupt file and read the error on the page.
+task, restore, compare, download the PNG; pick an example; upload a corrupt file and read the error on the page; the
+page at a phone's width and a desktop's, nothing wider than the window.
 
 Saves screenshots to test-artifacts/ (git-ignored): browser.png after a restoration, browser-error.png after the
-refused upload.
+refused upload, browser-390.png and browser-1400.png of the whole page at those widths.
 """
 
 import os
@@ -107,17 +108,58 @@ def test_upload_restore_compare_and_download(page):
     assert Image.open(downloaded).size == Image.open(example).size
 
 
-def test_example_fills_photo_and_task(page):
+def test_example_fills_photo_task_and_tile_settings(page):
     from playwright.sync_api import expect
 
-    page.get_by_text("Derain examples").scroll_into_view_if_needed()
-    # Each example row shows the photo and its task; clicking it loads both into the inputs.
-    page.locator("tr.tr-body").filter(has_text="Derain").first.click()
+    # Settings the example must put back: another task, and tiles of 512.
+    page.locator("#task").get_by_text("Denoise").click()
+    page.get_by_text("Advanced").click()
+    tile_size = page.locator("#tile-size input[type=number]")
+    tile_size.fill("512")
+    tile_size.press("Enter")
+    expect(tile_size).to_have_value("512")
+
+    # Each set shows its photos as thumbnails under a label naming the task; a click loads every input.
+    page.locator("#derain-examples button.gallery-item").first.click()
     expect(page.locator("#input-image img")).to_have_attribute("src", re.compile(r"building_rain\.png$"))
     expect(page.locator("#task input[value=derain]")).to_be_checked()
+    expect(tile_size).to_have_value("0")
     # Examples are cached lazily: the first click restores it and shows the result like the button would.
     expect(page.locator("#status")).to_contain_text("derain: restored 256×")
     expect(page.locator("#comparison img")).to_have_count(2)
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_page_fits_the_window_and_examples_are_thumbnails(browser, app_url, width):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url)
+        page.wait_for_selector("#restore-button")
+        for task in ("auto", "deblur", "derain", "denoise"):
+            examples = page.locator(f"#{task}-examples")
+            expect(examples).to_contain_text(f"{task.capitalize()} examples")
+            # Thumbnails only: no table of task and tile-size columns.
+            expect(examples.locator("button.gallery-item img").first).to_be_visible()
+            expect(examples.locator("table")).to_have_count(0)
+            # Nothing inside the set scrolls sideways (the block itself clips its overflow, so its children are read).
+            scrolling = examples.evaluate(
+                "block => [block, ...block.querySelectorAll('*')]"
+                ".filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')"
+                ".map(e => e.className)"
+            )
+            assert scrolling == [], f"{task} examples scroll sideways at {width} px: {scrolling}"
+            box = examples.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{task} examples leave the window: {box}"
+        page_width, window_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert page_width <= window_width, f"the page is {page_width} px wide in a {window_width} px window"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"browser-{width}.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_corrupt_upload_shows_the_error(page, tmp_path):
