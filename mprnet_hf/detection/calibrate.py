@@ -1,4 +1,4 @@
-"""How the detector turns its crops into restorations, chosen on photos held out of its training (never the reported
+r"""How the detector turns its crops into restorations, chosen on photos held out of its training (never the reported
 validation photos):
 
 - a routing rule per restoration's label (blur, noise, rain): a logistic regression over every label's mean crop

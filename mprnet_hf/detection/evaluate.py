@@ -1,4 +1,6 @@
-"""Measure the degradation detector and auto mode on the validation photos; prints the markdown of docs/DETECTION.md.
+"""Measure the degradation detector and auto mode on the validation photos; prints markdown tables: their current
+figures are in docs/DETECTION.md ("Accuracy on the validation photos"), every set's tables and earlier detectors' in
+docs/notes/2026-12-detection-experiments.md.
 
     OMP_NUM_THREADS=2 python -m mprnet_hf.detection.evaluate --val-dir data/dev/val
 

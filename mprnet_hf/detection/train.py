@@ -1,4 +1,4 @@
-"""Train the degradation detector from scratch on the training photos, on a CPU in minutes.
+r"""Train the degradation detector from scratch on the training photos, on a CPU in minutes.
 
     OMP_NUM_THREADS=1 nice -n 10 python -m mprnet_hf.detection.train \
         --train-dir data/photos/train --exclude-like data/dev/val data/photos/val \
