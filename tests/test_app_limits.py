@@ -15,8 +15,9 @@ from PIL import Image
 
 from conftest import REPO_ROOT, progressive_jpeg_repeating_its_last_scan
 from mprnet_hf import MPRNetModel
+from mprnet_hf.data.safe_open import MAX_JPEG_SCANS, open_image_file
 from mprnet_hf.models.mprnet.inference import DEFAULT_MAX_MEGAPIXELS, check_pixel_count, restore_image
-from mprnet_hf.serving import MAX_JPEG_SCANS, max_megapixels, open_image_file
+from mprnet_hf.serving import max_megapixels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,11 +70,12 @@ def test_a_bomb_under_pillows_own_threshold_is_refused_by_the_limit(tmp_path, mo
 def test_environment_variable_sets_the_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("MPRNET_MAX_MEGAPIXELS", SMALL_LIMIT)
     assert max_megapixels() == 0.01
-    image, _ = open_image_file(blank_png(tmp_path / "under.png", 100, 100))
+    # The server reads the variable and passes its limit on, as the app does (open_image_file alone knows no variable).
+    image, _ = open_image_file(blank_png(tmp_path / "under.png", 100, 100), max_megapixels())
     assert image.size == (100, 100)
     over = blank_png(tmp_path / "over.png", 101, 100)
     with pytest.raises(ValueError, match=re.escape("101x100 (0.0 megapixels), above the limit of 0.01 megapixels")):
-        open_image_file(over)
+        open_image_file(over, max_megapixels())
     assert open_image_file(over, limit_megapixels=1)[0].size == (101, 100)  # an explicit limit wins
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mprnet_hf.data.safe_open import open_image_file, short_repr
 from mprnet_hf.hub.bundled import bundled_checkpoint
 from mprnet_hf.models.mprnet.configuration_mprnet import MPRNetConfig
 from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel, MPRNetOutput
@@ -37,10 +38,8 @@ from mprnet_hf.serving import (
     measured_seconds_per_megapixel,
     memory_limit_bytes,
     model_source,
-    open_image_file,
     resident_bytes,
     served_file_path,
-    short_repr,
     total_memory_bytes,
     uploaded_file,
     zerogpu_cost_bound,

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
 from ..models.mprnet.inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image, restore_tensor
 from ..models.mprnet.modeling_mprnet import MPRNetModel
-from ..serving import MAX_ICC_PROFILE_BYTES, open_image_file
+from .safe_open import MAX_ICC_PROFILE_BYTES, open_image_file
 
 ORIENTATION = 0x0112
 # TIFF tags that describe a TIFF file's own pixel layout: Pillow lists them with the EXIF of a TIFF, but they must not
