@@ -52,6 +52,7 @@ from mprnet_hf.serving import (
     environment_number,
     gpu_duration,
     heap_bytes_free,
+    in_upload_words,
     load_models,
     max_megapixels,
     photo_bytes,
@@ -611,7 +612,7 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
             # Decoding a large photo takes a while: off the event loop, and only once its header passed the bounds.
             photo = await asyncio.to_thread(read_upload)
         except ValueError as error:
-            refuse(str(error))
+            refuse(in_upload_words(error))
         for note in photo.notes:
             gr.Info(note)
 

@@ -611,7 +611,9 @@ def test_formats_outside_the_allow_list_are_refused(client, tmp_path, suffix, co
     """Renamed to .png, they reach no external interpreter (Ghostscript for EPS): Pillow is told to try rasters only."""
     path = tmp_path / f"drawing-{suffix}.png"
     path.write_bytes(content)
-    with pytest.raises(AppError, match=re.escape("is not an image file this app reads. Upload a PNG, JPEG, WebP")):
+    with pytest.raises(
+        AppError, match=re.escape("is not an image file of a format read here. Upload a PNG, JPEG, WebP")
+    ):
         restore(client, path)
 
 

@@ -170,7 +170,7 @@ def test_corrupt_upload_shows_the_error(page, tmp_path):
     page.locator("#input-image input[type=file]").set_input_files(str(corrupt))
     page.locator("#restore-button").click()
 
-    toast = page.locator(".toast-body").filter(has_text="'holiday.png' is not an image file this app reads")
+    toast = page.locator(".toast-body").filter(has_text="'holiday.png' is not an image file of a format read here")
     expect(toast).to_be_visible()
     page.wait_for_timeout(800)  # let the toast finish sliding in before the screenshot
     ARTIFACTS.mkdir(exist_ok=True)
