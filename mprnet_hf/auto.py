@@ -1,5 +1,6 @@
 """Auto mode: detect what degrades a photo, then run the MPRNet restorations that undo it, one after the other.
 
+    from mprnet_hf import restore_image
     restored = restore_image(None, Image.open("photo.jpg"), task="auto")   # the bundled models and detector
     restored.message                     # "Detected noise (0.99) [...]. After denoise: blur (0.84). Ran ..."
     restored.steps                       # ("denoise", "deblur"); restored.stages: each step's result
@@ -8,6 +9,10 @@ Mixed photos are restored in the reverse of the order a camera degrades them (`S
 deblur, each at most once. The detector looks again after each step but the last, since rain and noise hide blur: a
 noisy and shaken photo often shows only its noise until it is denoised. A photo that looks clean, or shows only JPEG
 artefacts (no restoration here undoes them), comes back unchanged, with a message saying so.
+
+Auto mode lives here, in the installed package, not in the model folder a Hub repo carries: it needs the detector
+and every task's model. `restore_image` and `AutoImageRestorationPipeline` (what `import mprnet_hf` registers for the
+`image-restoration` task) are the model folder's with `task="auto"` added.
 """
 
 from collections.abc import Callable, Mapping
@@ -17,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from .data.image_io import restore_photo
 from .detection.detector import (
     LABEL_WORDS,
     LABELS,
@@ -28,8 +34,12 @@ from .detection.detector import (
     next_task,
 )
 from .hub.bundled import complete_models
+from .models.mprnet import inference
+from .models.mprnet.configuration_mprnet import TASKS
 from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+from .models.mprnet.inference import AUTO_PRECISION, DEFAULT_MAX_MEGAPIXELS, check_pixel_count, check_precision
 from .models.mprnet.modeling_mprnet import MPRNetModel
+from .models.mprnet.pipeline_mprnet import ImageRestorationPipeline
 
 AUTO = "auto"
 # PIL modes whose RGB conversion keeps what the detector must see; other modes (16-bit and float grey) go through the
@@ -141,8 +151,6 @@ def restore_image_auto(
 ) -> AutoRestoration:
     """Auto mode over `restore_image`: detects, then restores with the model of each task found (`complete_models`
     fills in the bundled ones). `restore_options` are `restore_image`'s (tile_size, precision, ...)."""
-    from .models.mprnet.inference import check_pixel_count, restore_image
-
     processor = processor or MPRNetImageProcessor()
     max_megapixels = restore_options.pop("max_megapixels", None)
     if max_megapixels is not None and isinstance(image, Image.Image):
@@ -155,7 +163,7 @@ def restore_image_auto(
     def restore_step(task, current):
         if not loaded:  # models are loaded when a step needs them: a clean photo needs none
             loaded.update(complete_models(models))
-        restoration = restore_image(loaded[task], current, processor, max_megapixels=None, **restore_options)
+        restoration = inference.restore_image(loaded[task], current, processor, max_megapixels=None, **restore_options)
         return restoration.image, restoration.stages
 
     results, detections = run_steps(unchanged, lambda current, after: detect(current, detector, after), restore_step)
@@ -172,7 +180,6 @@ def restore_photo_auto(
 ):
     """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
     [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is."""
-    from .data.image_io import restore_photo
 
     def restore_step(task, current):
         return restore_photo(models[task], current, **restore_options)
@@ -182,8 +189,46 @@ def restore_photo_auto(
     return restored, results, detections
 
 
+def restore_image(model, image, processor: MPRNetImageProcessor | None = None, *, task: str | None = None, **options):
+    """Restores one image (PIL, numpy or tensor) end to end: the model folder's `restore_image` (EXIF orientation,
+    any mode, tiling, precision; `options` are its tile_size, tile_overlap, precision, max_megapixels, progress and
+    statistics_passes), with auto mode.
+
+    `task="auto"` detects what degrades the image and runs the restorations found: `model` is then a mapping of
+    models by task, one model (it serves its own task, the bundled ones the others) or None (all bundled), and the
+    result an `AutoRestoration` saying what was detected and done. Any other task must be the model's own."""
+    if task == AUTO:
+        check_precision(options.get("precision", AUTO_PRECISION))
+        options.setdefault("max_megapixels", DEFAULT_MAX_MEGAPIXELS)
+        return restore_image_auto(model, image, processor=processor, **options)
+    if task is not None and task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}: 'auto', or the model's own task ({', '.join(TASKS)})")
+    return inference.restore_image(model, image, processor, **options)
+
+
+class AutoImageRestorationPipeline(ImageRestorationPipeline):
+    """The `image-restoration` pipeline with `task="auto"`: the pipeline's model serves its own task and the bundled
+    models the others; a photo that looks clean comes back unchanged. `import mprnet_hf` registers it for the task.
+
+    ```python
+    restorer = pipeline("image-restoration", model="checkpoints/mprnet-denoise-small")
+    restored = restorer("photo.png", task="auto")          # detect blur / noise / rain and run what undoes them
+    ```
+    """
+
+    restore_auto = staticmethod(restore_image_auto)
+
+    def save_pretrained(self, save_directory, **kwargs):
+        # As the model folder's pipeline: a saved folder's config.json names its pipeline class, and the folder
+        # carries the code of that class only, which must load where this package is not installed.
+        base = ImageRestorationPipeline(model=self.model, image_processor=self.image_processor, device=self.device)
+        base.save_pretrained(save_directory, **kwargs)
+
+
 __all__ = [
     "AUTO",
+    "restore_image",
+    "AutoImageRestorationPipeline",
     "AutoRestoration",
     "restore_image_auto",
     "restore_photo_auto",

@@ -10,12 +10,11 @@ from skimage.metrics import peak_signal_noise_ratio
 from transformers import ResNetForImageClassification, pipeline
 
 from conftest import REPO_ROOT
-from mprnet_hf import ImageRestorationPipeline, cli
+from mprnet_hf import AutoImageRestorationPipeline, cli, restore_image
 from mprnet_hf.auto import auto_message, run_steps
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, bundled_detector_path
 from mprnet_hf.detection.detector import STEP_ORDER, STEPS_LOOKED_AFTER, crop_positions, cut_crops
 from mprnet_hf.hub.bundled import bundled_models
-from mprnet_hf.models.mprnet.inference import restore_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -200,7 +199,7 @@ def test_pipeline_auto():
     restorer = pipeline(
         "image-restoration",
         model=str(REPO_ROOT / "checkpoints" / "mprnet-denoise-small"),
-        pipeline_class=ImageRestorationPipeline,
+        pipeline_class=AutoImageRestorationPipeline,
     )
     degraded = EXAMPLES / "derain" / "fruits_rain.png"
     restored = restorer(Image.open(degraded), task="auto")

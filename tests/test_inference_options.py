@@ -3,6 +3,7 @@ recorded statistics apply, and which runtime runs the model; each against hand-c
 
 import builtins
 import contextlib
+import inspect
 import logging
 import re
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+import mprnet_hf
 from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.models.mprnet import inference
@@ -21,7 +23,6 @@ from mprnet_hf.models.mprnet.inference import (
     AUTOMATIC,
     TilePlan,
     Tiling,
-    auto_module,
     autocast_context,
     balanced_tile_size,
     choose_tile_size,
@@ -341,7 +342,7 @@ def test_stages_are_returned_in_order_on_the_input_device():
 # ---------------------------------------------------------------------------------------------------- restore_image
 def test_restore_image_returns_every_stage_as_an_image():
     pixels = np.random.default_rng(4).integers(0, 256, (20, 28, 3), dtype=np.uint8)
-    restored = restore_image(ScaledRestorer(), Image.fromarray(pixels), task="denoise")
+    restored = mprnet_hf.restore_image(ScaledRestorer(), Image.fromarray(pixels), task="denoise")
     for stage, k in zip(restored.stages, (1, 2, 3)):
         assert stage.mode == "RGB" and stage.size == (28, 20)
         np.testing.assert_allclose(np.asarray(stage), pixels.astype(float) * k / 4, atol=0.5 + 1e-3)
@@ -363,16 +364,19 @@ def test_restore_image_refuses_unknown_tasks():
     with pytest.raises(
         ValueError, match=re.escape("Unknown task 'dehaze': 'auto', or the model's own task (deblur, derain, denoise)")
     ):
-        restore_image(ScaledRestorer(), Image.new("RGB", (8, 8)), task="dehaze")
+        mprnet_hf.restore_image(ScaledRestorer(), Image.new("RGB", (8, 8)), task="dehaze")
 
 
-def test_auto_mode_comes_from_the_installed_package(monkeypatch):
-    import mprnet_hf.auto
+def test_auto_mode_comes_from_the_installed_package(tiny_model):
+    """The model folder (what a Hub repo carries) has no detector: its pipeline refuses task="auto" before reading
+    the image and says what adds it; the installed package's pipeline and restore_image have auto mode."""
+    from mprnet_hf.models.mprnet.pipeline_mprnet import ImageRestorationPipeline
 
-    assert auto_module() is mprnet_hf.auto
-    monkeypatch.setitem(sys.modules, "mprnet_hf.auto", None)  # a model folder's remote code without the package
-    with pytest.raises(ValueError, match=re.escape("task='auto' needs the mprnet_hf package (pip install mprnet-hf)")):
-        auto_module()
+    folder_pipeline = ImageRestorationPipeline(model=tiny_model, image_processor=mprnet_hf.MPRNetImageProcessor())
+    with pytest.raises(ValueError, match=re.escape("task='auto' needs the mprnet_hf package (pip install mprnet-hf")):
+        folder_pipeline("no such file.png", task="auto")
+    assert "task" not in inspect.signature(inference.restore_image).parameters
+    assert mprnet_hf.AutoImageRestorationPipeline.restore_auto is mprnet_hf.restore_image_auto
 
 
 def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
@@ -385,7 +389,7 @@ def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
     with Image.open(REPO_ROOT / "examples" / "denoise" / "monarch_noise.png") as photo:
         photo = photo.convert("RGB")
     totals = []
-    restored = restore_image(
+    restored = mprnet_hf.restore_image(
         models,
         photo,
         task="auto",
@@ -412,6 +416,6 @@ def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
     )
     assert totals == [tiles * 3] * (tiles * 3)  # the same options without auto mode
     with pytest.raises(ValueError, match=re.escape("above the limit of 0.04 megapixels")):
-        restore_image(models, photo, task="auto", max_megapixels=0.04)
+        mprnet_hf.restore_image(models, photo, task="auto", max_megapixels=0.04)
     with pytest.raises(ValueError, match="fp16 autocast is only supported on GPU"):
-        restore_image(models, photo, task="auto", precision="fp16")
+        mprnet_hf.restore_image(models, photo, task="auto", precision="fp16")

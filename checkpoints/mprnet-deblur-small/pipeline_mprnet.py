@@ -8,7 +8,6 @@ from .inference import (
     AUTO_PRECISION,
     AUTOMATIC,
     DEFAULT_STATISTICS_PASSES,
-    auto_module,
     check_precision,
     restore_tensor,
 )
@@ -26,11 +25,11 @@ class ImageRestorationPipeline(Pipeline):
     restored = restorer("huge.png", tile_size=512)         # tiled, bounded memory
     restored = restorer("huge.png", tile_size=512, statistics_passes=0)  # tile-local statistics: faster, less exact
     restored = restorer("photo.png", precision="fp32")     # exact fp32 (default "auto": bf16 where the hardware has it)
-    restored = restorer("photo.png", task="auto")          # detect blur / noise / rain and run what undoes them
     ```
 
-    With `task="auto"` the pipeline's model serves its own task and the bundled models of the `mprnet_hf` package the
-    others (`mprnet_hf.auto`); a photo that looks clean comes back unchanged.
+    `task="auto"` (detect blur, noise and rain and run what undoes them) needs the degradation detector and the other
+    tasks' models, which a model folder does not carry: the installed `mprnet_hf` package's pipeline subclass adds it
+    (`restore_auto`), this class refuses it.
 
     `precision="auto"` (the default) restores in bf16 on a GPU with bf16 or a CPU with native bf16 instructions
     (AVX512-BF16 or AMX) once the model agrees with fp32 on a probe image (`inference.choose_precision`), in fp32
@@ -38,7 +37,7 @@ class ImageRestorationPipeline(Pipeline):
 
     A string input is a local path or an http(s) URL, read with transformers' `load_image` as every transformers
     pipeline does: the caller's own process reads or downloads it. A server must not pass strings a client sent; it
-    opens uploads itself and passes PIL images (the app does, through `mprnet_hf.serving.open_image_file`).
+    opens uploads itself and passes PIL images (the app does, through `mprnet_hf.data.safe_open.open_image_file`).
     """
 
     _load_processor = False
@@ -46,12 +45,19 @@ class ImageRestorationPipeline(Pipeline):
     _load_video_processor = False
     _load_feature_extractor = False
     _load_tokenizer = False
+    # Auto mode's restore, `restore_image_auto(model, image, processor=..., **options)`: set by a subclass that has one.
+    restore_auto = None
 
     def _sanitize_parameters(
         self, tile_size=None, tile_overlap=None, precision=None, statistics_passes=None, task=None, **kwargs
     ):
         forward = {}
         if task is not None:
+            if task == "auto" and self.restore_auto is None:
+                raise ValueError(
+                    "task='auto' needs the mprnet_hf package (pip install mprnet-hf; import mprnet_hf registers its "
+                    "pipeline): a model folder carries no degradation detector"
+                )
             if task != "auto" and task != self.model.config.task:
                 raise ValueError(
                     f"task={task!r}: this pipeline restores {self.model.config.task!r}; pass task='auto' "
@@ -85,7 +91,7 @@ class ImageRestorationPipeline(Pipeline):
         auto=False,
     ):
         if auto:
-            restored = auto_module().restore_image_auto(
+            restored = self.restore_auto(
                 self.model,
                 model_inputs["image"],
                 processor=self.image_processor,
@@ -113,7 +119,7 @@ class ImageRestorationPipeline(Pipeline):
         return images[0]
 
 
-def register_pipeline():
+def register_pipeline(pipeline_class: type[ImageRestorationPipeline] = ImageRestorationPipeline):
     # The auto class, not MPRNetModel: a saved folder's config.json names it, and transformers looks that name up
     # in its own namespace when the folder is loaded as remote code.
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageRestorationPipeline, pt_model=AutoModel, type="image")
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=pipeline_class, pt_model=AutoModel, type="image")

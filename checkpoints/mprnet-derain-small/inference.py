@@ -4,7 +4,6 @@ and a one-call `restore_image` for PIL images that the app, the pipeline and scr
 
 import contextlib
 import functools
-import importlib
 import logging
 import math
 import os
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from .configuration_mprnet import TASKS
 from .image_processing_mprnet import MPRNetImageProcessor
 from .modeling_mprnet import SIZE_MULTIPLE, MPRNetModel
 from .whole_image_statistics import WholeImageStatistics, owned_spans
@@ -570,15 +568,6 @@ def restore_tensor(
     return restore_tiled(model, run, pixel_values, plan, progress)
 
 
-def auto_module():
-    """`mprnet_hf.auto`, imported by name rather than relatively: a model folder's copy of this file (remote code)
-    carries no detector, so auto mode there needs the package installed."""
-    try:
-        return importlib.import_module("mprnet_hf.auto")
-    except ImportError as error:
-        raise ValueError(f"task='auto' needs the mprnet_hf package (pip install mprnet-hf): {error}") from None
-
-
 @dataclass
 class Restoration:
     """Result of `restore_image`: the restored image in the input's mode (alpha re-attached), and the RGB image of
@@ -624,32 +613,13 @@ def restore_image(
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,
-    task: str | None = None,
 ) -> Restoration:
     """Restores one image (PIL, numpy or tensor) end to end: EXIF orientation, any mode, tiling, back to PIL.
-
-    `task="auto"` detects what degrades the image and runs the restorations found (`mprnet_hf.auto`): `model` is
-    then a mapping of models by task, one model (it serves its own task, the bundled ones the others) or None (all
-    bundled), and the result an `AutoRestoration` saying what was detected and done.
 
     `precision="auto"` (the default) runs bf16 on hardware with native bf16 where the model passes the agreement
     check (`choose_precision`), fp32 elsewhere; "fp32" forces exact float32 arithmetic.
     """
     check_precision(precision)
-    if task == "auto":
-        return auto_module().restore_image_auto(
-            model,
-            image,
-            processor=processor,
-            tile_size=tile_size,
-            tile_overlap=tile_overlap,
-            precision=precision,
-            max_megapixels=max_megapixels,
-            progress=progress,
-            statistics_passes=statistics_passes,
-        )
-    if task is not None and task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}: 'auto', or the model's own task ({', '.join(TASKS)})")
     processor = processor or MPRNetImageProcessor()
     if max_megapixels is not None and isinstance(image, Image.Image):
         check_pixel_count(image, max_megapixels)
