@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from .data.safe_open import ALLOWED_FORMAT_NAMES, NO_IMAGE, short_repr
 from .hub.bundled import bundled_checkpoint
@@ -31,6 +32,7 @@ from .models.mprnet.inference import (
     passes_over_image,
 )
 from .models.mprnet.modeling_mprnet import MPRNetModel
+from .speed.fast import heap_bytes_free_for_reuse
 
 # One message for every payload that does not name an uploaded file, so that the answer never tells whether some
 # path exists on the server.
@@ -173,8 +175,6 @@ CPU_MARGIN = 2.0
 
 def flops_per_pixel(model: MPRNetModel, side: int = 64) -> float:
     """Floating-point operations per input pixel of one forward pass, counted on a `side` x `side` input."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     device = next(model.parameters()).device
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.rand(1, 3, side, side, device=device))
@@ -438,8 +438,6 @@ def hand_back_memory() -> bool:
 
 def heap_bytes_free() -> int:
     """Bytes glibc holds free for this process's next allocations (0 where that is unknown)."""
-    from .speed.fast import heap_bytes_free_for_reuse
-
     return heap_bytes_free_for_reuse()
 
 

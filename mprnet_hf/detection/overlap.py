@@ -41,6 +41,8 @@ def thumbnail_signature(path) -> np.ndarray:
 
 def keypoints(path):
     """(positions, binary descriptors) of ORB keypoints on a grey thumbnail; empty arrays for a featureless photo."""
+    # scikit-image's feature module takes about a second to import, and only the detector's training split
+    # compares photos.
     from skimage.feature import ORB
 
     extractor = ORB(n_keypoints=ORB_KEYPOINTS, fast_threshold=0.05)

@@ -21,6 +21,7 @@ Each degradation is seeded: `degrade(sample_index)` gives the same pixels every 
 (the `eval` extra); `available(generator)` says whether one imports and, if not, why.
 """
 
+import fnmatch
 import functools
 import importlib
 import warnings
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 ROLES = {"albumentations": "foreign-dev", "kornia": "foreign-test", "imagecorruptions": "foreign-test"}
 GENERATORS = tuple(ROLES)
@@ -80,6 +82,8 @@ def odd(value: float, minimum: int = 3) -> int:
 # ---------------------------------------------------------------------------------------------------- albumentations
 def _albumentations(transforms: Callable[[np.ndarray], list]) -> Callable[[np.ndarray, int], np.ndarray]:
     def apply(image: np.ndarray, seed: int) -> np.ndarray:
+        # The eval extra's libraries (albumentations, kornia, imagecorruptions) are imported where a set uses them:
+        # the other sets, and the rest of the package, run without them.
         import albumentations
 
         pipeline = albumentations.Compose(transforms(image), seed=seed)
@@ -202,8 +206,6 @@ def albumentations_sets() -> list[ForeignDegradation]:
 # ---------------------------------------------------------------------------------------------------- kornia
 def _kornia(augmentations: Callable[[np.ndarray, np.random.Generator], list]) -> Callable:
     def apply(image: np.ndarray, seed: int) -> np.ndarray:
-        import torch
-
         rng = np.random.default_rng(seed)
         tensor = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
         with torch.random.fork_rng(devices=[]):
@@ -216,7 +218,7 @@ def _kornia(augmentations: Callable[[np.ndarray, np.random.Generator], list]) ->
 
 
 def _kornia_rain(image, rng):
-    from kornia.augmentation import RandomRain
+    from kornia.augmentation import RandomRain  # the eval extra, as albumentations above
 
     # The defaults (1000-2000 drops 5-20 px tall, -5..5 px across) are for photos of about 256 px.
     height, width = image.shape[:2]
@@ -301,7 +303,7 @@ def _corruption(name: str, severities: tuple[int, ...]) -> Callable[[np.ndarray,
     def apply(image: np.ndarray, seed: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from imagecorruptions import corrupt
+            from imagecorruptions import corrupt  # the eval extra, as albumentations above
 
         rng = np.random.default_rng(seed)
         severity = int(rng.choice(severities))
@@ -364,8 +366,6 @@ def select(
     patterns: list[str] | None = None, task: str | None = None, role: str | None = None
 ) -> list[ForeignDegradation]:
     """The sets whose key matches any shell-style pattern (all when None), of `task` and `role` when given."""
-    import fnmatch
-
     chosen = [
         item
         for key, item in foreign_sets().items()

@@ -19,10 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save
 from transformers.utils import logging as transformers_logging
 
 from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
+from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
+from ..models.mprnet.modeling_mprnet import MPRNetModel
+from ..models.mprnet.pipeline_mprnet import ImageRestorationPipeline
 from .model_cards import official_model_card, save_model_card
+from .remote_code import save_model_folder
 
 PRELU_KEY = "prelu.weight"
 # Keys every MPRNet checkpoint has; the hyper-parameters are read from their shapes.
@@ -64,8 +69,6 @@ def load_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"Checkpoint {path} does not exist or is not a file")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(path)
         except Exception as error:
@@ -158,11 +161,6 @@ def convert_state_dict(official: Mapping[str, torch.Tensor], config: MPRNetConfi
 
 def convert_checkpoint(checkpoint_path, output_dir=None, task: str | None = None, push_to_hub: str | None = None):
     """Converts, verifies that every key is used, saves the folder (and pushes it); returns the loaded model."""
-    from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
-    from ..models.mprnet.modeling_mprnet import MPRNetModel
-    from ..models.mprnet.pipeline_mprnet import ImageRestorationPipeline
-    from .remote_code import save_model_folder
-
     official = load_official_checkpoint(checkpoint_path)
     task = task or _guess_task(Path(checkpoint_path).name)
     config = infer_config({key: tuple(value.shape) for key, value in official.items()}, task=task)
@@ -277,8 +275,6 @@ def to_official_state_dict(
 
 def load_model_for_export(source: str):
     """Loads a model folder (bundled, trained, converted) or a Hub id, with errors that name what is wrong."""
-    from ..models.mprnet.modeling_mprnet import MPRNetModel
-
     folder = Path(source).expanduser()
     if folder.exists():
         check_model_folder(folder)
@@ -326,8 +322,6 @@ def check_output_path(output: str | Path) -> Path:
 def save_official_checkpoint(state: Mapping[str, torch.Tensor], path: Path) -> None:
     """Writes beside `path`, then renames into place: a failed write never leaves a truncated file under the name
     ComfyUI or chaiNNer would pick up. The file is opened here, so every failure to write is one OSError."""
-    from safetensors.torch import save
-
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with open(partial, "wb") as file:

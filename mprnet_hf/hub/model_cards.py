@@ -5,6 +5,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..models.mprnet.configuration_mprnet import MPRNetConfig
+from ..models.mprnet.modeling_mprnet import MPRNetModel
 from .bundled import checkpoint_name
 
 OFFICIAL_LICENSE_NAME = "academic-public-license"
@@ -217,8 +218,6 @@ _DEGRADATION_TEXT = {
 
 
 def _count_parameters(config: MPRNetConfig) -> int:
-    from ..models.mprnet.modeling_mprnet import MPRNetModel
-
     return sum(parameter.numel() for parameter in MPRNetModel(config).parameters())
 
 

@@ -92,7 +92,7 @@ def export_onnx(
     max_size: int = 16384,
 ) -> Path:
     """Exports `model` (float32, CPU) to `output`; returns the path. Shapes are dynamic up to `max_size` pixels."""
-    import onnx
+    import onnx  # the onnx extra: the rest of the package runs without it
 
     exportable = ExportableMPRNet(model.float().cpu().eval(), return_stages).eval()
     example = torch.rand(*EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))

@@ -94,7 +94,7 @@ def onnxruntime_available() -> bool:
 def model_fingerprint(model: MPRNetModel) -> str:
     """Identifies what an exported graph depends on: weights, config, the model's code (a graph traced from older code
     would keep serving what that code computed) and the versions of the exporting libraries."""
-    import onnxruntime
+    import onnxruntime  # the onnx extra: serving falls back to PyTorch without it (`onnxruntime_available`)
 
     digest = hashlib.sha256()
     digest.update(Path(inspect.getfile(type(model))).read_bytes())
@@ -108,7 +108,7 @@ def model_fingerprint(model: MPRNetModel) -> str:
 
 def exported_model_path(model: MPRNetModel, cache_dir: Path | None = None) -> Path:
     """The cached ONNX export of `model` with its stage outputs, exporting it first if it is not cached."""
-    from .export_onnx import export_onnx
+    from .export_onnx import export_onnx  # imports torch.onnx's exporter: only when a graph is missing from the cache
 
     cache_dir = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
     path = cache_dir / f"mprnet-{model.config.task or 'model'}-{model_fingerprint(model)}.onnx"

@@ -32,7 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import accelerate
 import torch
+import transformers
 
 from ..evaluation.evaluate import DEFAULT_SIGMA, evaluate, methods_for, model_method, synthetic_samples
 from ..hub.bundled import bundled_checkpoint
@@ -243,9 +245,6 @@ def write_report(report_dir: Path, settings: dict, runs: list, results: dict, en
 
 
 def environment_summary(device: torch.device) -> dict:
-    import accelerate
-    import transformers
-
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
     return {
         "device_name": name,
