@@ -526,6 +526,7 @@ def main(argv=None) -> int:
 def evaluate_main(argv=None) -> None:
     """mprnet-evaluate: `python -m mprnet_hf.evaluation.evaluate`, whose main() returns the evaluation (a console
     script would take that for an exit status)."""
+    # Only this command loads the evaluation (baselines, foreign sets): mprnet-restore starts without it.
     from .evaluation import evaluate
 
     evaluate.main(argv)
