@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -571,10 +572,10 @@ def restore_tensor(
 @dataclass
 class Restoration:
     """Result of `restore_image`: the restored image in the input's mode (alpha re-attached), and the RGB image of
-    every stage."""
+    every stage; float32 (H, W, 3) arrays in [0, 1] instead when asked for `output_type="np"`."""
 
-    image: Image.Image
-    stages: tuple[Image.Image, ...]
+    image: Image.Image | np.ndarray
+    stages: tuple[Image.Image | np.ndarray, ...]
     input_mode: str
 
 
@@ -613,8 +614,11 @@ def restore_image(
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,
+    output_type: str = "pil",
 ) -> Restoration:
     """Restores one image (PIL, numpy or tensor) end to end: EXIF orientation, any mode, tiling, back to PIL.
+    `output_type="np"` returns float32 RGB arrays in [0, 1] instead, for a caller keeping more than 8 bits (it
+    re-attaches any alpha itself).
 
     `precision="auto"` (the default) runs bf16 on hardware with native bf16 where the model passes the agreement
     check (`choose_precision`), fp32 elsewhere; "fp32" forces exact float32 arithmetic.
@@ -633,8 +637,9 @@ def restore_image(
         progress=progress,
         statistics_passes=statistics_passes,
     )
-    restored = processor.postprocess(stages[-1], inputs)[0]
-    stage_images = tuple(processor.postprocess(stage, inputs["original_sizes"])[0] for stage in stages)
+    restored = processor.postprocess(stages[-1], inputs, output_type=output_type)[0]
+    sizes = inputs["original_sizes"]
+    stage_images = tuple(processor.postprocess(stage, sizes, output_type=output_type)[0] for stage in stages)
     return Restoration(image=restored, stages=stage_images, input_mode=inputs["original_modes"][0])
 
 

@@ -23,7 +23,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
-from ..models.mprnet.inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image, restore_tensor
+from ..models.mprnet.inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image
 from ..models.mprnet.modeling_mprnet import MPRNetModel
 from .safe_open import MAX_ICC_PROFILE_BYTES, open_image_file
 
@@ -214,20 +214,21 @@ def restore_photo(
 
 
 def restore_sixteen_bit(model, pixels: np.ndarray, tile_size, tile_overlap, precision, progress, statistics_passes):
-    """Restores uint16 (H, W, 3|4) pixels at 16 bits; the alpha channel is kept exactly as it was."""
-    processor = MPRNetImageProcessor(apply_exif_orientation=False)
-    inputs = processor(images=pixels[..., :3], return_tensors="pt")
-    stages = restore_tensor(
+    """Restores uint16 (H, W, 3|4) pixels at 16 bits, through `restore_image` as 8-bit photos are, but with float
+    outputs; the alpha channel is kept exactly as it was."""
+    restoration = restore_image(
         model,
-        inputs["pixel_values"],
-        tile_size,
-        tile_overlap,
-        precision,
+        pixels[..., :3],
+        MPRNetImageProcessor(apply_exif_orientation=False),  # the reader has turned the pixels upright
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        precision=precision,
+        max_megapixels=None,
         progress=progress,
         statistics_passes=statistics_passes,
+        output_type="np",
     )
-    sizes = inputs["original_sizes"]
-    arrays = [to_uint16(processor.postprocess(stage, sizes, output_type="np")[0]) for stage in stages]
+    arrays = [to_uint16(stage) for stage in restoration.stages]
     final = np.concatenate([arrays[-1], pixels[..., 3:]], axis=-1)
     return final, tuple(arrays)
 
