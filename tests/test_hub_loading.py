@@ -198,3 +198,18 @@ def test_pipeline_from_a_bundled_folder_without_the_package(tmp_path):
     assert output.strip() == "ImageRestorationPipeline (37, 29) RGB"
     restored = Image.open(tmp_path / "restored.png")
     assert list(restored.getdata()) == list(expected.getdata())
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_saved_model_folders_get_ordinary_permissions(tmp_path, tiny_config, umask, mode):
+    """safetensors writes its files owner-only whatever the umask; a model folder's weights are for sharing."""
+    from mprnet_hf.hub.remote_code import save_model_folder
+
+    previous = os.umask(umask)
+    try:
+        folder = save_model_folder(MPRNetModel(tiny_config()).eval(), tmp_path / "saved")
+    finally:
+        os.umask(previous)
+    assert {path.name: path.stat().st_mode & 0o777 for path in folder.glob("*.safetensors")} == {
+        "model.safetensors": mode
+    }

@@ -188,6 +188,9 @@ def test_default_state_dir_never_is_the_output_dir(tmp_path, monkeypatch):
     assert default_state_dir(Path("checkpoints/mprnet-deblur-small")) == Path("runs/mprnet-deblur-small")
     # Exporting into runs/ must not put the training state (whose weights are the latest) over the best checkpoint.
     assert default_state_dir(Path("runs/deblur-phase2")) == Path("runs/deblur-phase2-state")
+    # Nested: not runs/mprnet-denoise-small, which another documented run (docs/TRAINING.md) writes its model to.
+    nested = Path("runs/reproduce/mprnet-denoise-small")
+    assert default_state_dir(nested) == Path("runs/reproduce/mprnet-denoise-small-state")
 
 
 # Two processes, launched as torchrun and `accelerate launch --multi_gpu` launch them (RANK, WORLD_SIZE, MASTER_ADDR

@@ -9,6 +9,7 @@ checkpoints' copies of the code are refreshed from the library with one command,
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -41,7 +42,30 @@ def save_model_folder(model: MPRNetModel, output_dir, processor: MPRNetImageProc
     weights (safetensors), configs with their auto maps and `custom_pipelines`, and the code."""
     processor = processor or MPRNetImageProcessor()
     ImageRestorationPipeline(model=model, image_processor=processor).save_pretrained(output_dir)
+    give_weights_ordinary_permissions(output_dir)
     return Path(output_dir)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask sets it, briefly, for every
+    thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def give_weights_ordinary_permissions(folder) -> None:
+    """safetensors (0.8) writes its files owner-only (0o600) whatever the umask; a model folder is there to be shared
+    and served, so its weights get what any new file gets (0o666 less the umask)."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).glob("*.safetensors"):
+        os.chmod(path, mode)
 
 
 def stale_files(folder) -> list[str]:

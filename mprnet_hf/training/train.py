@@ -87,12 +87,14 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 
 
 def default_state_dir(output_dir: Path) -> Path:
-    """runs/<name of output_dir>; never output_dir itself, where each saved state's model.safetensors (the latest
-    weights) would overwrite the exported best checkpoint."""
-    state_dir = Path("runs") / output_dir.name
-    if state_dir.resolve() == output_dir.resolve():
-        state_dir = state_dir.with_name(f"{output_dir.name}-state")
-    return state_dir
+    """<output_dir>-state beside an output folder under runs/, else runs/<name of output_dir> (a model folder such as
+    checkpoints/mprnet-deblur-small stays free of training state). Never output_dir itself, where each saved state's
+    model.safetensors (the latest weights) would overwrite the exported best checkpoint, nor runs/<name> for a folder
+    deeper in runs/: runs/reproduce/mprnet-denoise-small's state would land in another run's output folder,
+    runs/mprnet-denoise-small."""
+    if output_dir.resolve().is_relative_to(Path("runs").resolve()):
+        return output_dir.with_name(f"{output_dir.name}-state")
+    return Path("runs") / output_dir.name
 
 
 def earlier_phases(previous: dict) -> list[dict]:
@@ -239,8 +241,8 @@ def parse_args(argv=None):
     parser.add_argument("--init-from", help="start from these weights (a model folder), e.g. to continue training")
     parser.add_argument(
         "--state-dir",
-        help="training state (optimizer, step) for --resume; default runs/<name of "
-        "OUTPUT_DIR>, or runs/<name>-state when that is OUTPUT_DIR itself",
+        help="training state (optimizer, step) for --resume; default OUTPUT_DIR-state beside an OUTPUT_DIR under "
+        "runs/, else runs/<name of OUTPUT_DIR>",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the state in --state-dir")
     parser.add_argument(
