@@ -30,6 +30,7 @@ phones and browsers; the baselines are still told the true sigma or kernel of th
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -460,6 +461,9 @@ def parse_args(argv=None):
         if args.task and args.task != item.task:
             parser.error(f"{args.foreign} is a {item.task} set, --task says {args.task}")
         args.task = item.task
+        generator = args.foreign.split("/")[0]
+        if importlib.util.find_spec(generator) is None:
+            parser.error(f'--foreign {args.foreign} needs {generator}: pip install "mprnet-hf[eval]" (the eval extra)')
     if not args.model and not args.task:
         parser.error("give --task (or --model, whose config names the task)")
     if args.sigma is not None and args.sigma <= 0:

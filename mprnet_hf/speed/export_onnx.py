@@ -16,6 +16,7 @@ Exporting dynamic shapes needs care in three places:
 """
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -129,6 +130,9 @@ def main(argv=None):
     parser.add_argument("--stages", action="store_true", help="also output the stage-1 and stage-2 images")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     args = parser.parse_args(argv)
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        parser.error(f'the export needs {" and ".join(missing)}: pip install "mprnet-hf[onnx]" (the onnx extra)')
 
     config = MPRNetConfig.from_pretrained(args.model, revision=args.revision)
     if config.local_attention_window:
