@@ -25,6 +25,9 @@ from skimage.metrics import peak_signal_noise_ratio
 from conftest import REPO_ROOT, progressive_jpeg_repeating_its_last_scan
 from mprnet_hf.models.mprnet.inference import restore_image
 
+# A real server, restores of whole photos: 4-5 minutes on 2 cores, so `make test` only, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = REPO_ROOT / "examples"
 # (task, degraded example, clean source) for the synthetic examples
 SYNTHETIC_EXAMPLES = [

@@ -164,6 +164,7 @@ def restore(client, path):
 
 
 @pytest.mark.server
+@pytest.mark.slow
 def test_app_restores_just_under_its_configured_limit_and_refuses_just_over(small_limit_client, tmp_path):
     restored, *_ = restore(small_limit_client, blank_png(tmp_path / "under.png", 100, 100))
     assert Image.open(restored).size == (100, 100)

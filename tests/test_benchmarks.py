@@ -31,6 +31,7 @@ def test_rows_of_separate_processes_compare_medians_and_other_runs_are_left_alon
     assert "x_side_by_side" not in older
 
 
+@pytest.mark.slow
 def test_interleaved_workers_take_turns_and_report_every_round():
     specs = [
         dict(
@@ -55,6 +56,7 @@ def test_interleaved_workers_take_turns_and_report_every_round():
         assert result["median_s"] == pytest.approx(sorted(result["round_s"])[1], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_peak_share_runs_the_released_configuration_with_its_own_flop_count(tmp_path, capsys):
     from benchmarks.common import count_conv_flops
     from benchmarks.peak_share import main

@@ -108,6 +108,7 @@ def test_model_card_says_these_are_not_the_papers_weights(task):
     assert "library_name: transformers" in card and "pipeline_tag: image-to-image" in card
 
 
+@pytest.mark.slow
 def test_checkpoint_improves_psnr_on_the_examples(task):
     samples = example_samples(task)
     model = MPRNetModel.from_pretrained(checkpoint_dir(task)).eval()

@@ -218,6 +218,7 @@ def test_cuda_without_cuda_is_a_usage_error(photos, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_alias_runs_the_same_command(photos, tmp_path):
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

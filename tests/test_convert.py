@@ -88,6 +88,7 @@ class Exploit:
         return (print, ("this must never run",))
 
 
+@pytest.mark.slow
 def test_cli_reports_errors_without_traceback(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("hello")

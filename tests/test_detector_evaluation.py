@@ -89,6 +89,7 @@ def test_pairs_are_counted_by_what_auto_mode_ran_where_it_was_followed():
     assert "by auto mode, which looks again (run on" not in routing_summary(singles + pairs, 0, auto_followed=False)
 
 
+@pytest.mark.slow
 def test_misroute_cost_is_each_restoration_of_a_clean_photo_scored_against_that_photo():
     photos = [EXAMPLE, "examples/clean/fruits.png"]
     costs = misroute_costs(photos, side=48)

@@ -141,6 +141,7 @@ def test_thresholds_after_a_step_are_read_from_the_checkpoint_and_checked(tmp_pa
             DegradationDetector(ResNetForImageClassification(config))
 
 
+@pytest.mark.slow
 def test_calibrating_the_looks_after_a_step_keeps_the_first_look_and_says_so_in_the_card(tmp_path):
     """End to end on two small held-out photos: the bundled restorations run, the folder gains thresholds after
     derain and denoise and a card section with the command; a plain recalibration of the first look drops them
@@ -352,6 +353,7 @@ def test_draws_of_each_synthesis_train_together_and_the_card_names_both(tmp_path
         crop_set_draws([0, 1, 2], [36], [1], ["all"], ["broad", "classic"])
 
 
+@pytest.mark.slow
 def test_a_draw_of_second_looks_only_adds_photos_restored_before_a_second_look(tmp_path):
     """A draw may give only second looks (no first-look versions), to train more of what auto mode's look after
     deraining or denoising must tell: what remains."""
@@ -368,6 +370,7 @@ def test_a_draw_of_second_looks_only_adds_photos_restored_before_a_second_look(t
     assert labels[3, LABELS.index("blur")] == 1, "blur remains after denoising a noisy and shaken photo"
 
 
+@pytest.mark.slow
 def test_a_draw_can_choose_and_weight_its_kinds_of_second_look(tmp_path):
     """The misroutes left are second looks at derained rain and denoised noise that still see blur: a draw of second
     looks can cycle through the kinds it names, a name given twice coming twice as often."""

@@ -392,6 +392,7 @@ def test_cli_jpeg_and_shake_rows_score_other_inputs_than_the_plain_row(tmp_path)
 
 
 # Measured on the 48x48 crop: CBM3D +8.5 dB at sigma 25; BM3D deblurring +3.4 dB on a 10-17 px shake.
+@pytest.mark.slow
 def test_cbm3d_with_the_true_sigma_improves_psnr_over_the_noisy_input(tmp_path):
     pytest.importorskip("bm3d")
     write_png(tmp_path / "a.png", photo_crop())
@@ -401,6 +402,7 @@ def test_cbm3d_with_the_true_sigma_improves_psnr_over_the_noisy_input(tmp_path):
     assert ev.psnr(restored, sample.clean) > ev.psnr(sample.degraded, sample.clean) + 5
 
 
+@pytest.mark.slow
 def test_bm3d_deblurring_with_the_true_kernel_improves_psnr_and_needs_the_kernel(tmp_path):
     pytest.importorskip("bm3d")
     write_png(tmp_path / "a.png", photo_crop())
@@ -411,6 +413,7 @@ def test_bm3d_deblurring_with_the_true_kernel_improves_psnr_and_needs_the_kernel
     assert method(ev.Sample("no kernel", sample.degraded, sample.clean)) is None
 
 
+@pytest.mark.slow
 def test_bm3d_limit_scores_only_the_first_images(tmp_path):
     pytest.importorskip("bm3d")
     photos = tmp_path / "photos"

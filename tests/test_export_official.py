@@ -201,6 +201,7 @@ def test_cli_refuses_options_of_the_other_mode(capsys, arguments, message):
     assert message in error, error
 
 
+@pytest.mark.slow
 def test_console_command_exports(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mprnet_hf.hub.convert", "--to-official", bundled("derain"), "-o", "model.pth"],
@@ -245,6 +246,7 @@ def max_difference(first, second) -> float:
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 @pytest.mark.parametrize("task", TASKS)
+@pytest.mark.slow
 def test_spandrel_detects_the_export_and_restores_as_this_library_does(tmp_path, spandrel_loader, task, suffix):
     model = MPRNetModel.from_pretrained(bundled(task)).eval()
     path, config, _ = export_to_official(bundled(task), tmp_path / f"model{suffix}")

@@ -105,6 +105,7 @@ print("ok")
 
 
 @needs_glibc
+@pytest.mark.slow
 def test_fast_path_with_reused_memory_matches_fixtures(reference_dir):
     script = REUSE_MEMORY_SCRIPT.format(tests_dir=str(REPO_ROOT / "tests"))
     assert output_of_child(script, timeout=300).endswith("ok")
@@ -130,6 +131,7 @@ print(json.dumps(faults))
 
 
 @needs_glibc
+@pytest.mark.slow
 def test_worker_threads_reuse_freed_memory_too():
     """The app restores in worker threads: their feature maps must come from freed memory, not fresh pages (each
     page the kernel zeroes and maps again is a page fault)."""
@@ -156,6 +158,7 @@ print(json.dumps({"faults": faults, "free_in_heap": heap_bytes_free_for_reuse()}
 
 
 @needs_glibc
+@pytest.mark.slow
 def test_freed_memory_is_kept_beyond_2_gib_and_counted_as_free():
     child = json.loads(output_of_child(LARGE_REUSE_SCRIPT, timeout=120))
     first, *later = child["faults"]
@@ -210,6 +213,7 @@ def test_compiled_model_tiles_on_their_own_statistics_and_says_so(caplog):
     assert "statistics_passes=0" in caplog.text and "torch.compile" in caplog.text
 
 
+@pytest.mark.slow
 def test_channels_last_model_saves_and_reloads(tmp_path):
     torch.manual_seed(0)
     model = MPRNetModel(MPRNetConfig(**TINY)).eval()
@@ -294,6 +298,7 @@ def test_tlc_summed_area_mean_equals_average_pooling(window):
     torch.testing.assert_close(box_mean(features, *window), expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_pipeline_precision_option():
     from PIL import Image
     from transformers import pipeline

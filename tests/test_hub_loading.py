@@ -42,6 +42,7 @@ def test_round_trip_is_clean_and_exact(saved_model):
         assert torch.equal(model(image).reconstruction, loaded.eval()(image).reconstruction)
 
 
+@pytest.mark.slow
 def test_auto_classes_and_pipeline(saved_model):
     _, folder = saved_model
     assert isinstance(AutoConfig.from_pretrained(folder), MPRNetConfig)
@@ -91,6 +92,7 @@ def run_isolated(script: str, cwd, env_extra: dict) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_trust_remote_code_without_the_package(saved_model, tmp_path):
     model, folder = saved_model
     image = torch.rand(1, 3, 24, 19)
@@ -117,6 +119,7 @@ def test_trust_remote_code_without_the_package(saved_model, tmp_path):
     assert float(error) == 0.0
 
 
+@pytest.mark.slow
 def test_from_pretrained_hub_id_offline_from_cache(saved_model, tmp_path):
     """A model in the Hugging Face cache layout loads by its Hub id with HF_HUB_OFFLINE=1 (no network)."""
     _, folder = saved_model
@@ -166,6 +169,7 @@ def test_bundled_checkpoints_carry_the_librarys_code():
         assert stale_files(folder) == [], f"{folder.name} is stale: run `make sync-remote-code`"
 
 
+@pytest.mark.slow
 def test_pipeline_from_a_bundled_folder_without_the_package(tmp_path):
     """What a Hub user without mprnet_hf runs: no task named, the code comes from the folder."""
     import shutil

@@ -47,6 +47,7 @@ def exported(tmp_path_factory):
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 40, 56), (2, 3, 37, 45), (1, 3, 5, 30)])
+@pytest.mark.slow
 def test_onnxruntime_matches_pytorch_at_several_sizes(exported, shape):
     onnxruntime = pytest.importorskip("onnxruntime")
     model, path = exported
@@ -67,6 +68,7 @@ def test_onnxruntime_matches_pytorch_at_several_sizes(exported, shape):
         assert error <= ONNX_TOLERANCE, f"{name} at {shape}: max error {error:.3g}"
 
 
+@pytest.mark.slow
 def test_an_onnxruntime_run_stops_when_its_threads_check_raises(exported):
     """Issue 35, item 2: onnxruntime runs no Python between nodes; the serving runner polls the calling thread's stop
     check from a watcher thread and terminates the run. The check raises on its second call (the watcher's first
@@ -104,6 +106,7 @@ def test_an_onnxruntime_run_stops_when_its_threads_check_raises(exported):
     assert np.abs(finished.numpy() - expected.numpy()).max() <= ONNX_TOLERANCE
 
 
+@pytest.mark.slow
 def test_exported_graph_declares_dynamic_batch_height_width(exported):
     onnx = pytest.importorskip("onnx")
     _, path = exported
