@@ -52,6 +52,7 @@ def test_local_torch_pin_is_accepted_by_pyproject():
     assert pyproject_requirements("")["torch"].specifier.contains("2.13.0")
 
 
+@pytest.mark.slow
 def test_every_tool_has_a_console_script_whose_help_works(capsys):
     scripts = PYPROJECT["scripts"]
     assert set(scripts) == SCRIPTS

@@ -62,6 +62,7 @@ def test_inferred_config_and_parameter_count(reference_dir, name):
 
 
 @pytest.mark.parametrize("name", ["deblur", "derain", "denoise"])
+@pytest.mark.slow
 def test_converter_cli_end_to_end(reference_dir, name, tmp_path):
     """The .pth checkpoint (plain, or module-prefixed training dict) through the CLI, loaded back from disk."""
     output = tmp_path / name

@@ -75,6 +75,7 @@ def test_auto_is_fp32_on_a_cpu_without_native_bf16(deblur_model, photo, monkeypa
     assert pixels(automatic.image) != pixels(restore_image(deblur_model, photo, precision="bf16").image)
 
 
+@pytest.mark.slow
 def test_auto_is_bf16_on_a_cpu_with_native_bf16_once_the_model_agrees(deblur_model, photo, monkeypatch):
     monkeypatch.setenv("MPRNET_CPU_BF16", "1")
     choice = choose_precision(deblur_model)
@@ -105,6 +106,7 @@ def test_a_model_that_disagrees_in_bf16_stays_on_fp32_and_is_checked_once(monkey
     assert choose_precision(model, agreement_threshold_db=choice.agreement_db - 1, native_bf16=True).precision == "bf16"
 
 
+@pytest.mark.slow
 def test_the_pipeline_defaults_to_auto_and_takes_fp32(deblur_model, photo, monkeypatch):
     restorer = pipeline("image-restoration", model=deblur_model, image_processor=MPRNetImageProcessor())
     monkeypatch.setenv("MPRNET_CPU_BF16", "1")

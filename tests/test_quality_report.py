@@ -14,7 +14,8 @@ from PIL import Image
 from mprnet_hf import MPRNetConfig, MPRNetModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# Each test restores and scores a set of photos (BM3D in one): 2-7 s apiece on 2 cores.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 def load_script():
