@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from transformers import ResNetForImageClassification, set_seed
 
+from ..hub.model_cards import save_detector_card
 from .calibrate import calibrate_detector
 from .data import (
     ALL_SECOND_LOOKS,
@@ -47,71 +48,6 @@ from .data import (
     split_photos,
 )
 from .detector import DEPTHS, EMBEDDING_SIZE, HIDDEN_SIZES, LABELS, crops_to_batch, detector_config
-
-CARD_TEMPLATE = """---
-library_name: transformers
-pipeline_tag: image-classification
-tags:
-- image-quality
-- degradation-detection
-- mprnet
----
-
-# MPRNet degradation detector
-
-A small ResNet ({parameters:,} weights, {megabytes:.1f} MB) that tells which of **blur, noise, rain and JPEG
-artefacts** a photo shows, or that it **looks clean** (multi-label: a photo can be noisy and blurred). The
-`mprnet_hf` library uses it for `task="auto"`: it runs the MPRNet restorations the detector finds.
-
-It reads crops of {crop}x{crop} pixels at the photo's native scale (the {crops} most contrasted of a grid of up to
-{grid}x{grid}; a downscaled thumbnail would hide noise and blur) and averages their logits:
-
-```python
-from mprnet_hf.detection import DegradationDetector
-
-detection = DegradationDetector.from_pretrained("checkpoints/mprnet-detector").detect(Image.open("photo.jpg"))
-detection.probabilities, detection.found, detection.tasks
-```
-
-Plain `ResNetForImageClassification.from_pretrained` loads the weights; the crop reading is the library's.
-
-## Training
-
-{origin} on {train_photos} photos of `{train_dir}` (natural photos with recorded licences,
-`docs/PHOTOS.md`; {excluded} left out because they show the content of an evaluation photo of
-{exclude_dirs}, compared by pixels; {holdout_photos} more held out for calibration) degraded with the project's
-{synthesis_text}; JPEG compression at quality {jpeg_low}-{jpeg_high}
-(the "jpeg" label). Light JPEG compression (quality {light_low}-{light_high}) is applied to
-a share of every kind without changing its label. Photos are clean ({clean:.0%}), singly degraded ({single:.0%})
-or degraded twice ({pair:.0%}), {variants} (a {region}-pixel region of it, {crops_per_variant} crops
-each). Auto mode looks again at derained and denoised photos, so each training photo also gives {second_looks}
-degraded and then derained and/or denoised by the bundled restoration models and labelled with what
-remains (rain and noise that were restored, and "clean" when nothing remains, are left out of the loss).
-{train_crops} labelled crops, {epochs}, batch {batch_size}, on {threads} in {minutes:.1f} minutes plus
-{data_minutes:.1f} minutes making the crops ({seed}). Command:
-
-```
-{command}
-```
-{earlier_command}
-## Accuracy
-
-Per crop on the {holdout_photos} held-out training photos ({val_crops} crops, threshold 0.5):
-
-{crop_table}
-
-Per-label thresholds, chosen on the held-out training photos ({calibration_photos} degraded versions; blur, noise
-and rain: the most routed to exactly the right restorations; JPEG: best F1), kept in `config.json` as
-`detection_thresholds`: {thresholds}.
-
-Per photo (crops pooled, what auto mode sees): see `docs/DETECTION.md` in the project, made with
-`python -m mprnet_hf.detection.evaluate`.
-
-## Limits
-
-Synthetic degradations only: real photos with other defects (haze, low light without noise, heavy compression of
-other codecs) are outside what it learned. It has no restoration for JPEG artefacts; auto mode only reports them.
-"""
 
 
 def parse_args(argv=None):
@@ -645,7 +581,8 @@ def save(model, args, facts: dict) -> None:
     seeds = [draw.seed for draw in args.draws]
     threads = facts.get("threads", 1)
     command = training_command(args, f"checkpoints/{args.output_dir.name}", threads)
-    card = CARD_TEMPLATE.format(
+    save_detector_card(
+        args.output_dir,
         synthesis_text=synthesis_text(args.draws),
         threads="one CPU thread" if threads == 1 else f"{threads} CPU threads",
         origin=origin_sentence(facts["init_from"]),
@@ -683,7 +620,6 @@ def save(model, args, facts: dict) -> None:
         calibration_photos=facts["calibration_photos"],
         thresholds=", ".join(f"{label} {value:.2f}" for label, value in facts["thresholds"].items()),
     )
-    (args.output_dir / "README.md").write_text(card)
     log = {key: value for key, value in facts.items() if key != "metrics"}
     log.update(
         seed=seeds[0] if len(seeds) == 1 else seeds,
