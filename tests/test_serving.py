@@ -414,6 +414,7 @@ def test_models_of_one_size_get_one_rate_whatever_their_task_and_however_their_c
     assert all(model.calls == 2 for model in models.values())  # two rounds, in turns
 
 
+@pytest.mark.slow
 def test_a_slow_moment_during_calibration_does_not_shrink_the_limit(monkeypatch, tiny_model):
     """A busy moment (another process, a background export) slows some calls: the bound is the same as on an idle
     machine as long as one call of one model of that size ran undisturbed, so repeated start-ups agree."""
@@ -471,6 +472,7 @@ def test_a_restore_that_would_pass_the_ceiling_is_refused_with_what_it_needs_and
     )
 
 
+@pytest.mark.slow
 def test_memory_is_handed_back_above_half_the_ceiling_after_a_request():
     """What a large restore leaves behind when the process keeps freed memory for reuse (`reuse_freed_memory`, which
     the app applies) goes back to the system: RSS falls by most of it. Checked in a fresh process, where the
