@@ -462,6 +462,7 @@ def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, r
                 tile_overlap=tile_overlap,
                 precision=SERVING.precisions[task],
                 progress=report_tiles,
+                whole_image_runtime=SERVING.runtimes.get(task),
             )
     except ValueError as error:
         raise gr.Error(str(error), print_exception=False) from None

@@ -159,7 +159,10 @@ def build_path(path: str, task: str, model, spec: dict):
 
         def served(photo):
             tile_size = serving_tile_size(model, photo.width, photo.height)
-            return restore_image(model, photo, tile_size=tile_size, tile_overlap=64, precision=precision)
+            runtime = report.runtimes.get(task)
+            return restore_image(
+                model, photo, tile_size=tile_size, tile_overlap=64, precision=precision, whole_image_runtime=runtime
+            )
 
         return served, report
     if path == "compiled":

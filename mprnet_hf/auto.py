@@ -37,7 +37,13 @@ from .hub.bundled import complete_models
 from .models.mprnet import inference
 from .models.mprnet.configuration_mprnet import TASKS
 from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
-from .models.mprnet.inference import AUTO_PRECISION, DEFAULT_MAX_MEGAPIXELS, check_pixel_count, check_precision
+from .models.mprnet.inference import (
+    AUTO_PRECISION,
+    DEFAULT_MAX_MEGAPIXELS,
+    WholeImageRuntime,
+    check_pixel_count,
+    check_precision,
+)
 from .models.mprnet.modeling_mprnet import MPRNetModel
 from .models.mprnet.pipeline_mprnet import ImageRestorationPipeline
 
@@ -176,13 +182,19 @@ def restore_image_auto(
 
 
 def restore_photo_auto(
-    models: Mapping[str, MPRNetModel], photo, detector: DegradationDetector | None = None, **restore_options
+    models: Mapping[str, MPRNetModel],
+    photo,
+    detector: DegradationDetector | None = None,
+    whole_image_runtimes: Mapping[str, WholeImageRuntime] | None = None,
+    **restore_options,
 ):
     """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
-    [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is."""
+    [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is.
+    `whole_image_runtimes` are a serving process's runtimes by task (`ServingReport.runtimes`)."""
+    runtimes = whole_image_runtimes or {}
 
     def restore_step(task, current):
-        return restore_photo(models[task], current, **restore_options)
+        return restore_photo(models[task], current, whole_image_runtime=runtimes.get(task), **restore_options)
 
     results, detections = run_steps(photo, lambda current, after: detect(current.pixels, detector, after), restore_step)
     restored = results[-1][1] if results else replace(photo, notes=[])

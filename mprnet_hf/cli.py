@@ -53,7 +53,13 @@ from .models.mprnet.inference import (
 )
 from .models.mprnet.modeling_mprnet import MPRNetModel
 from .serving import max_megapixels
-from .speed.serving_speed import BACKENDS, onnxruntime_available, prepare_for_serving, serving_tile_size
+from .speed.serving_speed import (
+    BACKENDS,
+    ServingReport,
+    onnxruntime_available,
+    prepare_for_serving,
+    serving_tile_size,
+)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FORMATS = ("png", "same")
@@ -275,14 +281,21 @@ def step_path(output: Path, step: int, task: str) -> Path:
     return output.with_name(f"{output.stem}.step{step}-{task}{output.suffix}")
 
 
-def restore_file_auto(models, detector, job: Job, args) -> None:
-    """Auto mode on one file: detects, restores with each task found, says what it saw and did."""
+def restore_file_auto(models, detector, job: Job, args, whole_image_runtimes=None) -> None:
+    """Auto mode on one file: detects, restores with each task found (on the serving runtime of each task, when
+    given), says what it saw and did."""
     format_for_path(job.output)
     photo = read_image(job.source, args.max_megapixels)
     model = next(iter(models.values()))
     tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
     restored, steps, detections = restore_photo_auto(
-        models, photo, detector, tile_size=tile_size, tile_overlap=args.tile_overlap, precision=args.precision
+        models,
+        photo,
+        detector,
+        whole_image_runtimes,
+        tile_size=tile_size,
+        tile_overlap=args.tile_overlap,
+        precision=args.precision,
     )
     job.output.parent.mkdir(parents=True, exist_ok=True)
     if args.stages and len(steps) > 1:
@@ -294,9 +307,9 @@ def restore_file_auto(models, detector, job: Job, args) -> None:
         tqdm.write(f"note: {note}", file=sys.stderr)
 
 
-def restore_file(model, job: Job, args, precision: str | None = None) -> None:
-    """Restores one file at `precision` (default `--precision`); raises ValueError (or OSError, RuntimeError) saying
-    why it could not."""
+def restore_file(model, job: Job, args, precision: str | None = None, whole_image_runtime=None) -> None:
+    """Restores one file at `precision` (default `--precision`), on `whole_image_runtime` when the serving trial
+    chose one; raises ValueError (or OSError, RuntimeError) saying why it could not."""
     format_for_path(job.output)
     photo = read_image(job.source, args.max_megapixels)
     tiles = None
@@ -318,6 +331,7 @@ def restore_file(model, job: Job, args, precision: str | None = None) -> None:
             tile_overlap=args.tile_overlap,
             precision=args.precision if precision is None else precision,
             progress=tile_progress,
+            whole_image_runtime=whole_image_runtime,
         )
     finally:
         if tiles is not None:
@@ -339,7 +353,8 @@ class Plan:
     jobs: list[Job]
     device: torch.device
     models: dict
-    restore_one: Callable[[Job, dict[str, str]], None]
+    # Restores a job with what the serving report holds for its task by then (precision, runtime).
+    restore_one: Callable[[Job, ServingReport], None]
     backend: str
 
 
@@ -373,13 +388,14 @@ def prepare_run(args, share: Share) -> Plan:
         models = {task: load_model(None, task, device) for task in TASKS}
         detector = DegradationDetector.from_pretrained()
 
-        def restore_one(job, precisions):
-            restore_file_auto(models, detector, job, args)
+        def restore_one(job, serving):
+            restore_file_auto(models, detector, job, args, serving.runtimes)
     else:
         models = {args.task: load_model(args.model, args.task, device)}
 
-        def restore_one(job, precisions):
-            restore_file(models[args.task], job, args, precisions.get(args.task))
+        def restore_one(job, serving):
+            task = args.task
+            restore_file(models[task], job, args, serving.precisions.get(task), serving.runtimes.get(task))
 
     return Plan(found, jobs, device, models, restore_one, backend)
 
@@ -446,7 +462,7 @@ def run(args, share: Share | None = None) -> int:
                 skipped += 1
                 continue
             try:
-                plan.restore_one(job, serving.precisions)
+                plan.restore_one(job, serving)
                 restored += 1
             except (ValueError, OSError, RuntimeError, MemoryError) as error:
                 reason = error.advised(ADVICE) if isinstance(error, ImageRefused) else str(error)

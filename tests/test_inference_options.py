@@ -18,6 +18,7 @@ from PIL import Image
 import mprnet_hf
 from conftest import TINY
 from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.detection import Detection
 from mprnet_hf.models.mprnet import inference
 from mprnet_hf.models.mprnet.inference import (
     AUTOMATIC,
@@ -295,7 +296,8 @@ def test_why_tiles_cannot_take_recorded_statistics(tiny_model):
 
 # ---------------------------------------------------------------------------------------------------- runtimes
 class ConstantRuntime:
-    """A whole-image runtime (what `prepare_for_serving` attaches) returning float64 stages of known values."""
+    """A whole-image runtime (what `prepare_for_serving` chooses and a server passes) returning float64 stages of
+    known values."""
 
     def __init__(self):
         self.calls = 0
@@ -309,25 +311,52 @@ def test_whole_image_runtime_serves_fp32_whole_restores_only(tiny_model):
     model = MPRNetModel(MPRNetConfig(**TINY, reduction=2)).eval()
     model.load_state_dict(tiny_model.state_dict())
     images = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(2))
-    model.whole_image_runtime = runtime = ConstantRuntime()
+    runtime = ConstantRuntime()
 
-    stages = restore_tensor(model, images, tile_size=None)
+    stages = restore_tensor(model, images, tile_size=None, whole_image_runtime=runtime)
     assert runtime.calls == 1 and [stage.dtype for stage in stages] == [torch.float32] * 3
     for stage, value in zip(stages, (0.1, 0.2, 0.3)):
         torch.testing.assert_close(stage, torch.full_like(stage, value))
-    (last,) = restore_tensor(model, images, tile_size=None, return_stages=False)
+    (last,) = restore_tensor(model, images, tile_size=None, return_stages=False, whole_image_runtime=runtime)
     torch.testing.assert_close(last, torch.full_like(last, 0.3))
 
     # bf16 is PyTorch's own autocast: the runtime is not asked.
-    restore_tensor(model, images, tile_size=None, precision="bf16")
+    restore_tensor(model, images, tile_size=None, precision="bf16", whole_image_runtime=runtime)
     assert runtime.calls == 2
     # Tiles with a statistics pass need PyTorch's hooks; tiles on their own statistics take the runtime.
-    tiled = restore_tensor(model, images, tile_size=16, tile_overlap=4)
+    tiled = restore_tensor(model, images, tile_size=16, tile_overlap=4, whole_image_runtime=runtime)
     assert runtime.calls == 2
     torch.testing.assert_close(tiled[-1], restore_tensor(tiny_model, images, tile_size=16, tile_overlap=4)[-1])
-    on_own = restore_tensor(model, images, tile_size=16, tile_overlap=4, statistics_passes=0)
+    on_own = restore_tensor(
+        model, images, tile_size=16, tile_overlap=4, statistics_passes=0, whole_image_runtime=runtime
+    )
     assert runtime.calls == 2 + 3 * 4  # 40 x 48 in tiles of 16 overlapping by 4: 3 rows, 4 columns
     torch.testing.assert_close(on_own[-1], torch.full_like(on_own[-1], 0.3))
+
+
+def test_photos_restore_on_the_runtime_a_server_passes(tiny_model):
+    """A server passes the runtime its trial chose for each task (`ServingReport.runtimes`) with every photo: 8-bit
+    and 16-bit photos alike, and each step of auto mode gets its own task's."""
+    from mprnet_hf.auto import restore_photo_auto
+    from mprnet_hf.data.image_io import Photo, restore_photo
+
+    runtime = ConstantRuntime()
+    eight_bit = Photo(Image.new("RGB", (24, 16), (90, 120, 150)))
+    restored, _ = restore_photo(tiny_model, eight_bit, tile_size=None, whole_image_runtime=runtime)
+    assert runtime.calls == 1 and np.asarray(restored.pixels).max() == round(0.3 * 255)
+    sixteen_bit = Photo(np.full((16, 24, 4), 30000, dtype=np.uint16))
+    restored, _ = restore_photo(tiny_model, sixteen_bit, tile_size=None, whole_image_runtime=runtime)
+    assert runtime.calls == 2 and restored.pixels[..., 0].max() == round(0.3 * 65535)
+    assert (restored.pixels[..., 3] == 30000).all()
+
+    class LooksNoisy:
+        def detect(self, pixels, after=None):
+            return Detection({"blur": 0.0, "noise": 1.0, "rain": 0.0, "jpeg": 0.0, "clean": 0.0})
+
+    by_task = {"denoise": ConstantRuntime(), "deblur": ConstantRuntime()}
+    models = dict.fromkeys(("deblur", "derain", "denoise"), tiny_model)
+    restore_photo_auto(models, eight_bit, LooksNoisy(), by_task, tile_size=None)
+    assert by_task["denoise"].calls == 1 and by_task["deblur"].calls == 0
 
 
 def test_stages_are_returned_in_order_on_the_input_device():

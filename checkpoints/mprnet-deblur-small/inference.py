@@ -468,18 +468,27 @@ def plan_tiles(model: MPRNetModel, tiling: Tiling, height: int, width: int) -> T
 
 
 StageRunner = Callable[[torch.Tensor, bool], list[torch.Tensor]]
+# Another runner of the same model's fp32 arithmetic, (N, 3, H, W) images in, the stage images out, faster where it
+# was chosen (a serving process passes its onnxruntime session). It knows no whole-image statistics override.
+WholeImageRuntime = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 
-def stage_runner(model: MPRNetModel, precision: str, return_stages: bool, output_device) -> StageRunner:
+def stage_runner(
+    model: MPRNetModel,
+    precision: str,
+    return_stages: bool,
+    output_device,
+    whole_image_runtime: WholeImageRuntime | None = None,
+) -> StageRunner:
     """A function restoring a batch to its stage images (or the last only), float32 on `output_device`.
 
-    It runs through the whole-image runtime `serving_speed.prepare_for_serving` may attach (onnxruntime on CPU: the
-    same arithmetic, faster) unless asked for PyTorch: only PyTorch runs the whole-image statistics override.
+    At fp32 it runs through `whole_image_runtime` when given, unless asked for PyTorch: only PyTorch runs the
+    whole-image statistics override.
     """
     device = next(model.parameters()).device
     precision = resolve_precision(model, precision)
     autocast = autocast_context(device, precision)
-    runtime = getattr(model, "whole_image_runtime", None) if precision == "fp32" else None
+    runtime = whole_image_runtime if precision == "fp32" else None
 
     def run(images: torch.Tensor, needs_pytorch: bool = False) -> list[torch.Tensor]:
         if runtime is not None and not needs_pytorch:
@@ -544,6 +553,7 @@ def restore_tensor(
     return_stages: bool = True,
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,
+    whole_image_runtime: WholeImageRuntime | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Restores a (N, 3, H, W) batch in [0, 1]; returns the stage images (stage 1, 2, 3) or only the final one.
 
@@ -559,10 +569,11 @@ def restore_tensor(
 
     `precision` is "fp32" (the default here, exact), "bf16", "fp16" (GPU only) or "auto" (`choose_precision`: bf16
     where the hardware has it natively and the model agrees with fp32 on a probe image, else fp32).
+    `whole_image_runtime` (`WholeImageRuntime`) runs the fp32 passes that need no recorded statistics.
     """
     MPRNetModel._check_pixel_values(pixel_values)
     tiling = Tiling(tile_size, tile_overlap, statistics_passes)
-    run = stage_runner(model, precision, return_stages, pixel_values.device)
+    run = stage_runner(model, precision, return_stages, pixel_values.device, whole_image_runtime)
     plan = plan_tiles(model, tiling, *pixel_values.shape[-2:])
     if plan is None:
         return restore_whole(run, pixel_values, progress)
@@ -615,6 +626,7 @@ def restore_image(
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,
     output_type: str = "pil",
+    whole_image_runtime: WholeImageRuntime | None = None,
 ) -> Restoration:
     """Restores one image (PIL, numpy or tensor) end to end: EXIF orientation, any mode, tiling, back to PIL.
     `output_type="np"` returns float32 RGB arrays in [0, 1] instead, for a caller keeping more than 8 bits (it
@@ -636,6 +648,7 @@ def restore_image(
         precision,
         progress=progress,
         statistics_passes=statistics_passes,
+        whole_image_runtime=whole_image_runtime,
     )
     restored = processor.postprocess(stages[-1], inputs, output_type=output_type)[0]
     sizes = inputs["original_sizes"]
@@ -651,6 +664,7 @@ __all__ = [
     "check_pixel_count",
     "check_tiling",
     "Tiling",
+    "WholeImageRuntime",
     "AUTOMATIC",
     "autocast_context",
     "AUTO_PRECISION",

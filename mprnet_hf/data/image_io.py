@@ -23,7 +23,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from ..models.mprnet.image_processing_mprnet import MPRNetImageProcessor
-from ..models.mprnet.inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, restore_image
+from ..models.mprnet.inference import AUTOMATIC, DEFAULT_STATISTICS_PASSES, WholeImageRuntime, restore_image
 from ..models.mprnet.modeling_mprnet import MPRNetModel
 from .safe_open import MAX_ICC_PROFILE_BYTES, open_image_file
 
@@ -189,44 +189,39 @@ def restore_photo(
     precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None,
     statistics_passes: int = DEFAULT_STATISTICS_PASSES,
+    whole_image_runtime: WholeImageRuntime | None = None,
 ) -> tuple[Photo, tuple[Photo, ...]]:
     """Restores `photo`; returns the restored photo (same size, mode, alpha, bit depth and metadata) and the RGB
-    image of every stage at the same bit depth. The size limit is the reader's (`read_image`)."""
+    image of every stage at the same bit depth. The size limit is the reader's (`read_image`). A serving process
+    passes the runtime it chose for the model (`ServingReport.runtimes`)."""
+    options = dict(
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        precision=precision,
+        progress=progress,
+        statistics_passes=statistics_passes,
+        whole_image_runtime=whole_image_runtime,
+    )
     if isinstance(photo.pixels, np.ndarray):
-        final, stages = restore_sixteen_bit(
-            model, photo.pixels, tile_size, tile_overlap, precision, progress, statistics_passes
-        )
+        final, stages = restore_sixteen_bit(model, photo.pixels, **options)
     else:
-        restoration = restore_image(
-            model,
-            photo.pixels,
-            tile_size=tile_size,
-            tile_overlap=tile_overlap,
-            precision=precision,
-            max_megapixels=None,
-            progress=progress,
-            statistics_passes=statistics_passes,
-        )
+        restoration = restore_image(model, photo.pixels, max_megapixels=None, **options)
         final, stages = restoration.image, restoration.stages
         if photo.pixels.mode in _MODES_KEPT_BY_CONVERSION:
             final = final.convert(photo.pixels.mode)
     return replace(photo, pixels=final, notes=[]), tuple(replace(photo, pixels=stage, notes=[]) for stage in stages)
 
 
-def restore_sixteen_bit(model, pixels: np.ndarray, tile_size, tile_overlap, precision, progress, statistics_passes):
+def restore_sixteen_bit(model, pixels: np.ndarray, **restore_options):
     """Restores uint16 (H, W, 3|4) pixels at 16 bits, through `restore_image` as 8-bit photos are, but with float
     outputs; the alpha channel is kept exactly as it was."""
     restoration = restore_image(
         model,
         pixels[..., :3],
         MPRNetImageProcessor(apply_exif_orientation=False),  # the reader has turned the pixels upright
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        precision=precision,
         max_megapixels=None,
-        progress=progress,
-        statistics_passes=statistics_passes,
         output_type="np",
+        **restore_options,
     )
     arrays = [to_uint16(stage) for stage in restoration.stages]
     final = np.concatenate([arrays[-1], pixels[..., 3:]], axis=-1)

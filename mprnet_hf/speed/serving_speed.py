@@ -180,14 +180,16 @@ class OnnxRuntimeRestorer:
 
 @dataclass
 class ServingReport:
-    """What `prepare_for_serving` did: the backend and precision of each task and the seconds each model's
-    preparation took. Serving code reads `precisions[task]` on each request: with `background=True` the backend
-    trial may change it once it is done."""
+    """What `prepare_for_serving` did: the backend, precision and whole-image runtime of each task and the seconds each
+    model's preparation took. Serving code reads `precisions[task]` and `runtimes.get(task)` on each request and
+    passes them to `restore_photo`: with `background=True` the backend trial may change them once it is done."""
 
     device: str
     reused_freed_memory: bool = False
     backends: dict[str, str] = field(default_factory=dict)
     precisions: dict[str, str] = field(default_factory=dict)
+    # The onnxruntime session serving a task's fp32 whole-image restores; a task absent runs on PyTorch.
+    runtimes: dict[str, "OnnxRuntimeRestorer"] = field(default_factory=dict)
     start_up_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # Set once every backend is settled (with `background=True`, when the export thread is done).
@@ -242,12 +244,15 @@ def backend_candidates(
 
 
 def restore_with(model: MPRNetModel, candidate: BackendCandidate, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The stage images of a whole-image restore of `images` by `candidate`. Leaves `model` on PyTorch."""
-    model.whole_image_runtime = candidate.runtime
-    try:
-        return restore_tensor(model, images, tile_size=None, precision=candidate.precision, return_stages=True)
-    finally:
-        model.whole_image_runtime = None
+    """The stage images of a whole-image restore of `images` by `candidate`."""
+    return restore_tensor(
+        model,
+        images,
+        tile_size=None,
+        precision=candidate.precision,
+        return_stages=True,
+        whole_image_runtime=candidate.runtime,
+    )
 
 
 def time_candidates(
@@ -317,9 +322,9 @@ def choose_serving_backend(
     return BackendChoice(chosen, seconds, agreement, agreement_threshold_db, size)
 
 
-def _warm_up(model: MPRNetModel) -> None:
+def _warm_up(model: MPRNetModel, runtime: "OnnxRuntimeRestorer | None" = None) -> None:
     images = torch.rand(1, 3, WARM_UP_SIZE, WARM_UP_SIZE, generator=torch.Generator().manual_seed(0))
-    restore_tensor(model, images.to(next(model.parameters()).device), return_stages=True)
+    restore_tensor(model, images.to(next(model.parameters()).device), return_stages=True, whole_image_runtime=runtime)
 
 
 def _load_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingReport) -> OnnxRuntimeRestorer | None:
@@ -328,14 +333,12 @@ def _load_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingR
     started = time.perf_counter()
     try:
         restorer = OnnxRuntimeRestorer(exported_model_path(model, cache_dir))
-        model.whole_image_runtime = restorer
-        _warm_up(model)
+        _warm_up(model, restorer)
     except Exception as error:  # an export or session failure must leave the PyTorch path serving
         report.notes.append(f"{task}: onnxruntime unavailable ({type(error).__name__}: {error}); serving with PyTorch")
         logger.warning(report.notes[-1])
         return None
     finally:
-        model.whole_image_runtime = None
         report.start_up_seconds[task] = round(report.start_up_seconds.get(task, 0) + time.perf_counter() - started, 2)
     return restorer
 
@@ -343,7 +346,10 @@ def _load_onnxruntime(task: str, model: MPRNetModel, cache_dir, report: ServingR
 def _serve_with(task: str, model: MPRNetModel, candidate: BackendCandidate, report: ServingReport) -> None:
     # The runtime first: a request reading the old precision between the two lines still gets a valid pair (the
     # runtime only serves fp32).
-    model.whole_image_runtime = candidate.runtime
+    if candidate.runtime is None:
+        report.runtimes.pop(task, None)
+    else:
+        report.runtimes[task] = candidate.runtime
     report.backends[task] = candidate.backend
     report.precisions[task] = candidate.precision
     if candidate.runtime is not None:
