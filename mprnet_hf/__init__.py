@@ -11,6 +11,7 @@ from transformers.utils import logging
 
 from .auto import AutoImageRestorationPipeline, AutoRestoration, restore_image, restore_image_auto, restore_photo_auto
 from .data.image_io import Photo, read_image, restore_photo, write_image
+from .detection import DegradationDetector, Detection
 from .models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
 from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
 from .models.mprnet.inference import Restoration, restore_tensor
@@ -59,4 +60,6 @@ __all__ = [
     "write_image",
     "restore_photo",
     "restore_photo_auto",
+    "DegradationDetector",
+    "Detection",
 ]
