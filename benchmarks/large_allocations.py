@@ -19,6 +19,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.common import format_table
 from mprnet_hf import MPRNetModel
 
 MIB = 2**20
@@ -66,12 +67,13 @@ def main(argv=None) -> None:
         timings = [faults_and_seconds(model, images) for _ in range(args.calls)]
 
     print(f"{args.checkpoint}, {args.size}x{args.size}, allocations of at least {args.threshold_mib:g} MiB per call")
-    print("| top-level operation | allocations | GiB |")
-    print("|---|---|---|")
-    for name, sizes in sorted(allocations.items(), key=lambda item: -sum(item[1])):
-        print(f"| {name} | {len(sizes)} | {sum(sizes) / 2**30:.2f} |")
     every = [size for sizes in allocations.values() for size in sizes]
-    print(f"| all | {len(every)} | {sum(every) / 2**30:.2f} |")
+    rows = [
+        {"operation": name, "allocations": len(sizes), "gib": sum(sizes) / 2**30}
+        for name, sizes in [*sorted(allocations.items(), key=lambda item: -sum(item[1])), ("all", every)]
+    ]
+    columns = [("top-level operation", "operation", ""), ("allocations", "allocations", ""), ("GiB", "gib", ".2f")]
+    print(format_table(rows, columns))
     for faults, seconds in timings:
         gib = faults * 4096 / 2**30
         print(f"warm call: {seconds:.2f} s, {faults} minor page faults ({gib:.2f} GiB of 4 KiB pages)")

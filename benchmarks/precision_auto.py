@@ -12,22 +12,12 @@ precision="auto" against "fp32" in turns, pair by pair.
 """
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from benchmarks.common import cpu_model
 
 
 def main(argv=None) -> None:
@@ -53,7 +43,7 @@ def main(argv=None) -> None:
     )
 
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-    print(f"CPU: {cpu_name()}; flags: {', '.join(flags) or 'none'}")
+    print(f"CPU: {cpu_model()}; flags: {', '.join(flags) or 'none'}")
     print(f"PyTorch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"native bf16 detected: {detected_native_bf16()}")
     models = {}

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from benchmarks.common import format_table
 from mprnet_hf import MPRNetModel
 from mprnet_hf.hub.bundled import bundled_checkpoint
 from mprnet_hf.models.mprnet.inference import autocast_context
@@ -86,12 +87,13 @@ def main(argv=None) -> None:
     allocator = ", freed memory reused" if args.reuse_freed_memory else ""
     setting = f"{device.type}, {args.precision}{allocator}"
     print(f"{args.task}, {args.tiles} tiles of {args.tile}², {setting}, {args.rounds} rounds")
-    print("| way | median s | per tile s | peak GPU memory MiB |")
-    print("|---|---|---|---|")
+    rows = []
     for name, restore in (("one at a time", one_at_a_time), ("batched", batched)):
         peak = peak_gpu_bytes(restore, device)
         median = statistics.median(times[name])
-        print(f"| {name} | {median:.3f} | {median / args.tiles:.3f} | {'-' if peak is None else peak // 2**20} |")
+        rows.append({"way": name, "median": median, "per_tile": median / args.tiles, "peak": peak and peak // 2**20})
+    columns = [("way", "way", ""), ("median s", "median", ".3f"), ("per tile s", "per_tile", ".3f")]
+    print(format_table(rows, [*columns, ("peak GPU memory MiB", "peak", "")]))
     print(
         f"paired batched / one at a time: median {statistics.median(ratios):.3f} "
         f"(range {min(ratios):.3f}-{max(ratios):.3f}); largest output difference {difference:.2e}"
