@@ -35,6 +35,7 @@ import torch
 from transformers import ResNetForImageClassification, set_seed
 
 from ..hub.model_cards import save_detector_card
+from ..hub.remote_code import give_weights_ordinary_permissions
 from .calibrate import calibrate_detector
 from .data import (
     ALL_SECOND_LOOKS,
@@ -576,6 +577,7 @@ def synthesis_text(draws: list[Draw]) -> str:
 def save(model, args, facts: dict) -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.output_dir, safe_serialization=True)
+    give_weights_ordinary_permissions(args.output_dir)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     config = model.config
     seeds = [draw.seed for draw in args.draws]
