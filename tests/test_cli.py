@@ -48,6 +48,7 @@ def restore(*argv) -> int:
     return cli.main([str(arg) for arg in argv])
 
 
+@pytest.mark.slow
 def test_folder_with_a_corrupt_file_restores_the_rest_mirrors_the_tree_and_exits_1(photos, tmp_path, capsys):
     out = tmp_path / "out"
     status = restore(photos, "--task", "denoise", "--output", out)
@@ -67,6 +68,7 @@ def test_folder_with_a_corrupt_file_restores_the_rest_mirrors_the_tree_and_exits
     assert np.abs(np.asarray(restored, dtype=np.float64) - original).mean() > 2  # it did change the noisy photo
 
 
+@pytest.mark.slow
 def test_second_run_skips_finished_outputs_unless_overwrite(photos, tmp_path, capsys):
     out = tmp_path / "out"
     (photos / "nested" / "broken.png").unlink()
@@ -128,6 +130,7 @@ def test_cmyk_stays_cmyk_where_the_format_holds_it_and_becomes_rgb_in_png(tmp_pa
     assert Image.open(tmp_path / "png" / "print.png").mode == "RGB"
 
 
+@pytest.mark.slow
 def test_stages_and_tiles(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -138,6 +138,7 @@ def test_photos_with_misses_are_listed_most_misses_first():
     ]
 
 
+@pytest.mark.slow
 def test_foreign_routing_counts_each_sets_decisions_and_the_clean_photos(tmp_path):
     if foreign.available("kornia"):
         pytest.skip(foreign.available("kornia"))

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLEAN = REPO_ROOT / "examples" / "clean"
 
 
+@pytest.mark.slow
 def test_a_cropped_and_resized_copy_of_an_evaluation_photo_is_found(tmp_path):
     coffee = Image.open(CLEAN / "coffee.png").convert("RGB").resize((768, 513), Image.Resampling.BICUBIC)
     coffee.save(tmp_path / "evaluation.png")
@@ -54,6 +55,7 @@ def test_second_looks_label_what_remains_and_leave_out_what_was_restored():
     assert weights[LABELS.index("blur")] == weights[LABELS.index("noise")] == 1
 
 
+@pytest.mark.slow
 def test_crop_set_reads_native_scale_crops_of_degraded_regions_and_second_looks():
     photos = [CLEAN / "coffee.png"]
     crops, labels, weights = build_crop_set(photos, variants_per_photo=3, crops_per_variant=2, seed=0)
@@ -122,6 +124,7 @@ def test_looks_after_a_step_get_thresholds_that_send_them_to_the_right_next_step
     assert choose_thresholds_after(traded, first)["derain"]["blur"] == 0.65
 
 
+@pytest.mark.slow
 def test_thresholds_after_a_step_are_read_from_the_checkpoint_and_checked(tmp_path):
     config = detector_config()
     config.detection_thresholds = {"blur": 0.65}

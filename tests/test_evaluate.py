@@ -263,6 +263,7 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_reports_the_library_metrics_of_the_model_outputs(tmp_path, tiny_model_dir, capsys):
     photos = tmp_path / "photos"
     write_png(photos / "a.png", smooth_image(40, 48, seed=4))

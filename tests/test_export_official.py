@@ -75,6 +75,7 @@ def test_official_fixture_weights_come_back_unchanged(reference_dir, name):
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 @pytest.mark.parametrize("task", TASKS)
+@pytest.mark.slow
 def test_export_then_convert_back_gives_identical_tensors_and_config(tmp_path, task, suffix):
     model = MPRNetModel.from_pretrained(bundled(task))
     path, config, count = export_to_official(bundled(task), tmp_path / f"model{suffix}")

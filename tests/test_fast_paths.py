@@ -41,6 +41,7 @@ def test_channels_last_fast_path_matches_fixtures(reference_dir, name):
     assert_within_tolerance(fixture_errors(restore, io))
 
 
+@pytest.mark.slow
 def test_training_path_matches_fixtures_and_inference_leaves_its_input_alone(reference_dir):
     """With autograd recording, the blocks sum and gate out of place (training must backpropagate through them); in
     inference they write into feature maps they made. Both must give the official results, and neither may write
@@ -226,6 +227,7 @@ def test_channels_last_model_saves_and_reloads(tmp_path):
         torch.testing.assert_close(reloaded(images).reconstruction, expected, atol=PARITY_TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_on_cpu_stays_close_to_fp32(reference_dir):
     model = fixture_model(reference_dir, "deblur")
     images = load_file(reference_dir / "fixture_deblur_io.safetensors")["input_0"]
@@ -320,6 +322,7 @@ def test_pipeline_precision_option():
         restorer(photo, precision="fp16")
 
 
+@pytest.mark.slow
 def test_inference_on_cpu_allocates_full_size_maps_only_for_convolutions_resizes_and_concatenations():
     """Every feature-map-sized sum, gate and sigmoid of an inference call is written into a map the block made (on a
     large photo each fresh map costs page faults); with autograd recording they allocate, as training needs."""

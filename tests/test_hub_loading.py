@@ -25,6 +25,7 @@ def saved_model(tmp_path_factory):
     return model, folder
 
 
+@pytest.mark.slow
 def test_round_trip_is_clean_and_exact(saved_model):
     model, folder = saved_model
     assert (folder / "model.safetensors").is_file()

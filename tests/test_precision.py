@@ -64,6 +64,7 @@ class RoundingAmplifier(torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------- the choice
+@pytest.mark.slow
 def test_auto_is_fp32_on_a_cpu_without_native_bf16(deblur_model, photo, monkeypatch):
     monkeypatch.setenv("MPRNET_CPU_BF16", "0")
     choice = choose_precision(deblur_model)
@@ -117,6 +118,7 @@ def test_the_pipeline_defaults_to_auto_and_takes_fp32(deblur_model, photo, monke
     assert pixels(restorer(photo)) == pixels(restorer(photo, precision="fp32"))
 
 
+@pytest.mark.slow
 def test_the_plain_model_call_stays_exact_fp32(deblur_model, photo, monkeypatch):
     inputs = MPRNetImageProcessor()(images=photo, return_tensors="pt")
     with torch.no_grad():
