@@ -307,6 +307,7 @@ class ConstantRuntime:
         return [torch.full(images.shape, value, dtype=torch.float64) for value in (0.1, 0.2, 0.3)]
 
 
+@pytest.mark.slow
 def test_whole_image_runtime_serves_fp32_whole_restores_only(tiny_model):
     model = MPRNetModel(MPRNetConfig(**TINY, reduction=2)).eval()
     model.load_state_dict(tiny_model.state_dict())
@@ -408,6 +409,7 @@ def test_auto_mode_comes_from_the_installed_package(tiny_model):
     assert mprnet_hf.AutoImageRestorationPipeline.restore_auto is mprnet_hf.restore_image_auto
 
 
+@pytest.mark.slow
 def test_auto_mode_passes_every_option_on_to_its_steps(tiny_model):
     """A noisy example through task="auto", with tiny models for every task: each step tiles as asked (the tile
     grid and the statistics passes show in the progress counts), and the pixel limit and precision reach it."""

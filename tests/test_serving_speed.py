@@ -183,6 +183,7 @@ def names(candidates):
 
 
 @pytest.mark.parametrize("runtime_delay_s, runtime_wins", [(0.0, True), (1.0, False)])
+@pytest.mark.slow
 def test_backends_are_timed_by_turns_and_the_model_is_left_on_pytorch(runtime_delay_s, runtime_wins):
     model = tiny_model()
     runtime = StubRuntime(runtime_delay_s)
@@ -234,6 +235,7 @@ def test_bf16_is_a_candidate_only_on_a_cpu_with_native_bf16_and_for_precision_au
 
 
 @pytest.mark.parametrize("native_bf16", ["0", "1"])
+@pytest.mark.slow
 def test_the_auto_choice_reports_the_backend_and_precision_it_serves(monkeypatch, native_bf16):
     monkeypatch.setenv("MPRNET_CPU_BF16", native_bf16)
     # Small trial images: on a CPU without native bf16 the simulated one runs bf16 emulated, many times slower.
