@@ -165,6 +165,7 @@ def test_steps_follow_the_order_and_look_again_after_each():
 
 
 # ------------------------------------------------------------------------------------------------ auto mode
+@pytest.mark.slow
 def test_auto_restores_a_noisy_and_shaken_photo_in_two_steps(models):
     degraded = Image.open(EXAMPLES / "auto" / "coffee_noise_motion.png")
     restored = restore_image(models, degraded, task="auto")
@@ -185,6 +186,7 @@ def test_auto_returns_a_clean_photo_unchanged(models):
     assert "returned unchanged" in restored.message
 
 
+@pytest.mark.slow
 def test_auto_with_one_model_fills_in_the_bundled_others(models):
     restored = restore_image(models["deblur"], Image.open(EXAMPLES / "denoise" / "monarch_noise.png"), task="auto")
     assert restored.steps == ("denoise",) and len(restored.stages) == 3
@@ -195,6 +197,7 @@ def test_unknown_task_is_refused(models):
         restore_image(models["denoise"], Image.new("RGB", (8, 8)), task="dehaze")
 
 
+@pytest.mark.slow
 def test_pipeline_auto():
     restorer = pipeline(
         "image-restoration",
@@ -210,6 +213,7 @@ def test_pipeline_auto():
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
+@pytest.mark.slow
 def test_cli_auto_restores_the_mixed_photo_and_copies_the_clean_one(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()

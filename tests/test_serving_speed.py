@@ -257,6 +257,7 @@ def test_the_auto_choice_reports_the_backend_and_precision_it_serves(monkeypatch
     assert report.precisions == {"derain": precision} and precision in ("fp32", "bf16")
 
 
+@pytest.mark.slow
 def test_forced_precisions_bound_the_candidates_and_are_checked(monkeypatch):
     monkeypatch.setenv("MPRNET_CPU_BF16", "1")
     model = tiny_model(reduction=2, local_attention_window=32)

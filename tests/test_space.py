@@ -80,6 +80,7 @@ def space_python() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_every_project_file_compiles_under_the_space_python():
     python = space_python()
     if python is None:

@@ -224,6 +224,7 @@ def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(buildin
     assert psnr(untiled, whole_statistics) > psnr(untiled, own_statistics) + 5
 
 
+@pytest.mark.slow
 def test_batch_is_tiled_as_each_image_alone(tiny_model):
     """With whole-image statistics each image of a batch must get its own: compared with each image alone, tiled,
     and with the untiled output (which tiles only approximate, and which a batch mix-up would be far from)."""
@@ -240,6 +241,7 @@ def test_batch_is_tiled_as_each_image_alone(tiny_model):
         assert psnr(batched[index], untiled[index]) > psnr(batched[index], untiled[other]) + 10
 
 
+@pytest.mark.slow
 def test_statistics_passes_change_only_tiled_restores(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
     one_tile = [
@@ -372,6 +374,7 @@ def test_bad_statistics_passes_are_refused(tiny_model, passes):
         restore_tensor(tiny_model, torch.rand(1, 3, 32, 32), tile_size=16, tile_overlap=4, statistics_passes=passes)
 
 
+@pytest.mark.slow
 def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
     images = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(7))
     for tile_size, statistics_passes in [(None, 1), (96, 1), (48, 0), (48, 1), (48, 2)]:
@@ -390,6 +393,7 @@ def test_passes_over_image_match_what_restore_tensor_runs(tiny_model):
     assert passes_over_image(local, 70, 90, 48) == 1
 
 
+@pytest.mark.slow
 def test_concurrent_restores_with_one_model_keep_their_own_statistics(tiny_model):
     """The app restores two requests with the same model at once: each thread's hooks must gate its own tiles only."""
     generator = torch.Generator().manual_seed(8)

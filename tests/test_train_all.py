@@ -59,6 +59,7 @@ def bundle(tmp_path_factory):
     return output
 
 
+@pytest.mark.slow
 def test_bundle_holds_jpeg_training_photos_and_lossless_validation_photos(bundle, tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted(path.name for path in (bundle / "train").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]

@@ -76,6 +76,7 @@ def test_warmup_then_cosine_schedule():
 
 
 @pytest.mark.parametrize("task", ["deblur", "denoise"])
+@pytest.mark.slow
 def test_adam_steps_reduce_the_loss_on_a_fixed_batch(task):
     torch.manual_seed(0)
     model = MPRNetModel(build_config(task, "tiny")).train()
@@ -104,6 +105,7 @@ def read_log(output_dir):
     return [json.loads(line) for line in (output_dir / "training_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_cli_trains_exports_and_resumes(photo_dirs, tmp_path, capsys):
     # Uninterrupted: 4 steps, validated and logged every 2.
     full_out, full_state = tmp_path / "full", tmp_path / "full-state"
@@ -140,6 +142,7 @@ def test_cli_trains_exports_and_resumes(photo_dirs, tmp_path, capsys):
         torch.testing.assert_close(resumed_weights[name], weight, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_init_from_continues_the_step_count_and_records_every_phase(photo_dirs, tmp_path):
     first_out, second_out = tmp_path / "first", tmp_path / "second"
     run_cli(photo_dirs, first_out, tmp_path / "first-state")
@@ -159,6 +162,7 @@ def test_init_from_continues_the_step_count_and_records_every_phase(photo_dirs, 
     assert "32x32" in (second_out / "README.md").read_text() and "then" in (second_out / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_channels_last_changes_the_memory_layout_not_the_training(photo_dirs, tmp_path):
     run_cli(photo_dirs, tmp_path / "last", tmp_path / "last-state")
     run_cli(photo_dirs, tmp_path / "plain", tmp_path / "plain-state", "--no-channels-last")
@@ -169,6 +173,7 @@ def test_channels_last_changes_the_memory_layout_not_the_training(photo_dirs, tm
         torch.testing.assert_close(channels_last[name], weight, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_data_workers_change_who_degrades_the_patches_not_the_training(photo_dirs, tmp_path):
     # Each patch is seeded by its index, so two worker processes draw the same batches as the training process.
     serial = run_cli(photo_dirs, tmp_path / "serial", tmp_path / "serial-state")
@@ -291,6 +296,7 @@ def assert_same_weights(actual, expected, **tolerance):
             assert torch.equal(actual[name], weight), name
 
 
+@pytest.mark.slow
 def test_two_processes_run_every_step_of_the_global_batch_agree_and_resume(photo_dirs, tmp_path):
     # Uninterrupted: 4 steps of a global batch of 2 (1 per process), validated and logged every 2.
     full_out, full_state = tmp_path / "full", tmp_path / "full-state"
@@ -351,6 +357,7 @@ def test_two_processes_run_every_step_of_the_global_batch_agree_and_resume(photo
     assert_same_weights(resumed[0]["weights"], ranks[0]["weights"])
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_time_schedule_and_budget(photo_dirs, tmp_path):
     # The learning rate follows the clock and the budget ends the run: both must be the main process's, or the
     # processes' weights drift apart and one stops while the other waits for it.
