@@ -164,6 +164,7 @@ def test_the_cli_defaults_to_auto_and_refuses_bad_values(tmp_path, capsys, monke
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_the_serving_precision_follows_the_hardware_and_mprnet_precision(deblur_model, monkeypatch):
     models = {"deblur": deblur_model}
     monkeypatch.setenv("MPRNET_CPU_BF16", "0")

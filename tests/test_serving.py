@@ -81,6 +81,7 @@ def test_each_task_is_served_by_its_bundled_checkpoint_unless_told_otherwise(mon
         model_source("dehaze")
 
 
+@pytest.mark.slow
 def test_models_load_in_eval_mode_and_a_mismatched_task_is_warned_about(monkeypatch):
     monkeypatch.delenv("MPRNET_DENOISE_MODEL", raising=False)
     monkeypatch.delenv("MPRNET_DERAIN_MODEL", raising=False)
@@ -320,6 +321,7 @@ class SleepingModel(torch.nn.Module):
         return images
 
 
+@pytest.mark.slow
 def test_seconds_per_megapixel_are_the_best_warm_call_over_the_image_area():
     model = SleepingModel(first_call_s=1.0, later_calls_s=0.05)
     seconds = measured_seconds_per_megapixel(model, side=100, repeats=3)
@@ -370,6 +372,7 @@ def test_zerogpu_asks_are_estimated_from_flops_within_the_floor_and_cap():
     assert gpu_duration(slow, model, 3000, 3000, None) == 60  # 90 s: the cap
 
 
+@pytest.mark.slow
 def test_cpu_bound_is_twice_the_rate_measured_here_within_the_configured_seconds(monkeypatch):
     monkeypatch.setenv("MPRNET_MAX_SECONDS", "12.5")
     model = SleepingModel(first_call_s=1.0, later_calls_s=0.05)
@@ -397,6 +400,7 @@ class ScheduledModel(torch.nn.Module):
         return images
 
 
+@pytest.mark.slow
 def test_models_of_one_size_get_one_rate_whatever_their_task_and_however_their_calls_went():
     """Issue 35, item 5: the three bundled models have one size, but each was timed on its own, and the limits were
     0.7 megapixels for denoise and 2.8 for deblur. Every model of one size now gets the fastest call of them all."""
