@@ -5,7 +5,7 @@ Every baseline takes a float64 (H, W, 3) image in [0, 1] (scikit-image's convent
 shape, clipped to [0, 1]. What a method may know about the degradation comes in through keyword arguments: the true
 noise level `sigma` (on the [0, 1] scale) for denoising and the true blur `kernel` for Wiener deconvolution. The fixed
 parameters were tuned once on crops of the development *training* photos (never the validation photos), see
-docs/EVALUATION.md.
+docs/notes/2026-12-evaluation-runs.md.
 
     noise: non-local means (true sigma), total variation (weight proportional to sigma)
     blur:  Wiener deconvolution (true kernel), unsharp masking
