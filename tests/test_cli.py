@@ -348,6 +348,10 @@ def test_a_file_that_is_not_an_image_is_refused_without_the_apps_words(tmp_path,
 def test_mprnet_train_without_the_train_extra_says_which_extra_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "accelerate", None)  # as if not installed: importing it raises ImportError
     monkeypatch.delitem(sys.modules, "mprnet_hf.training.train", raising=False)
+    # An earlier test's import leaves the module on its package too, where `from .training import train` finds it.
+    import mprnet_hf.training
+
+    monkeypatch.delattr(mprnet_hf.training, "train", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         cli.train_main(["--help"])
     message = str(exit_info.value.code)

@@ -117,7 +117,9 @@ def test_trust_remote_code_without_the_package(saved_model, tmp_path):
     )
     name, processor_name, error = output.split()
     assert name == "MPRNetModel" and processor_name == "MPRNetImageProcessor"
-    assert float(error) == 0.0
+    # The same code and weights; the two processes may run oneDNN with different thread counts (an earlier test
+    # may have set this one's), which sums convolutions in another order: rounding, far below parity's 1e-5.
+    assert float(error) < 1e-6
 
 
 @pytest.mark.slow
