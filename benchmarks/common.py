@@ -169,6 +169,11 @@ def run_worker(module: str, spec: dict, timeout: float | None = None, env: dict 
     return result
 
 
+def row_with_load(result: dict) -> dict:
+    """A worker's `row` with the load `run_worker` recorded around it, so a disturbed timing shows in the table."""
+    return dict(result["row"], load_before=result["load_before"], other_cpu_share=result["other_cpu_share"])
+
+
 def emit_result(result: dict) -> None:
     print(RESULT_MARKER + json.dumps(result), flush=True)
 

@@ -25,6 +25,7 @@ from benchmarks.common import (
     format_table,
     merge_results,
     parse_list,
+    row_with_load,
     run_metadata,
     run_worker,
 )
@@ -180,7 +181,7 @@ def main(argv=None):
                 photo_repeats=args.photo_repeats,
             )
             result = run_worker("benchmarks.model_sizes", spec)
-            row = dict(result["row"], load_before=result["load_before"], other_cpu_share=result["other_cpu_share"])
+            row = row_with_load(result)
             row["fits"] = "yes" if row["megabytes"] <= BUNDLE_MEGABYTES else "no (size)"
             if row["fits"] == "yes" and args.threads == 2 and row["photo_512_s"] > BUNDLE_SECONDS_AT_512:
                 row["fits"] = "no (speed)"

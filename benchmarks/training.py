@@ -21,6 +21,7 @@ from benchmarks.common import (
     format_table,
     merge_results,
     parse_list,
+    row_with_load,
     run_metadata,
     run_worker,
 )
@@ -144,7 +145,7 @@ def main(argv=None):
                     threads=args.threads,
                 )
                 result = run_worker("benchmarks.training", spec)
-                row = dict(result["row"], load_before=result["load_before"], other_cpu_share=result["other_cpu_share"])
+                row = row_with_load(result)
                 new_rows.append(row)
                 print(f"{preset} {precision} {layout}: {row['median_ms']:.1f} ms/step", flush=True)
     meta = run_metadata("benchmarks.training", argv)
