@@ -287,3 +287,62 @@ def test_auto_backend_serves_with_the_one_it_measured_faster(tmp_path):
     assert (report.backends["derain"] == "onnxruntime") == chosen_onnxruntime
     assert report.precisions == {"derain": "fp32"}
     assert ("derain" in report.runtimes) == chosen_onnxruntime
+
+
+EXITS_DURING_THE_BACKEND_TRIAL = """
+import atexit, json, sys, time
+from pathlib import Path
+
+import torch
+
+from mprnet_hf import MPRNetConfig, MPRNetModel
+from mprnet_hf.stopping import make_stoppable
+
+state = {}
+
+
+def after_the_library_stopped_its_work():
+    # Registered before serving_speed is imported, so it runs after serving_speed's own exit handler.
+    (thread,) = serving_speed._BACKGROUND_PREPARATIONS
+    print(json.dumps({"alive": thread.is_alive(), "prepared": state["report"].prepared.is_set(),
+                      "notes": state["report"].notes}), flush=True)
+
+
+atexit.register(after_the_library_stopped_its_work)
+from mprnet_hf.speed import serving_speed  # noqa: E402
+
+serving_speed.BACKEND_TRIAL_ROUNDS = 10_000  # a trial that would outlast any test: only a stop ends it
+torch.manual_seed(0)
+model = make_stoppable(MPRNetModel(MPRNetConfig(**json.loads(sys.argv[1]))).eval())
+state["report"] = serving_speed.prepare_for_serving(
+    {"derain": model}, backend="auto", cache_dir=sys.argv[2], allocator=False, background=True
+)
+while not list(Path(sys.argv[2]).glob("*.onnx")):
+    time.sleep(0.2)
+time.sleep(2)  # into the trial's restores
+print("leaving", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_script_that_ends_during_the_background_trial_exits_cleanly(tmp_path):
+    """A daemon thread still inside torch or onnxruntime when the interpreter finalizes aborts the process (exit 134)
+    after the script's own work succeeded; the exit stops the background preparation and waits for it instead."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    finished = subprocess.run(
+        [sys.executable, "-c", EXITS_DURING_THE_BACKEND_TRIAL, json.dumps(TINY), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "terminate called" not in finished.stderr
+    lines = finished.stdout.splitlines()
+    assert "leaving" in lines
+    at_exit = json.loads(lines[-1])
+    assert at_exit["alive"] is False and at_exit["prepared"] is True
+    assert "the interpreter exited before every backend was settled" in at_exit["notes"]

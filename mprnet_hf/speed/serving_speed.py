@@ -29,6 +29,7 @@ What `prepare_for_serving` does on CPU (docs/PERFORMANCE.md measures each part):
 On CUDA only eval mode is set: the GPU path (bf16 autocast on ZeroGPU) stays as it is, uncompiled.
 """
 
+import atexit
 import copy
 import hashlib
 import inspect
@@ -56,7 +57,7 @@ from ..models.mprnet.inference import (
     restore_tensor,
 )
 from ..models.mprnet.modeling_mprnet import MPRNetModel
-from ..stopping import current_stop_check
+from ..stopping import current_stop_check, stop_checks
 from .fast import heap_bytes_free_for_reuse, optimize_for_inference, reuse_freed_memory
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,32 @@ BACKEND_TRIAL_ROUNDS = 3
 SERVER_MEMORY_SHARE = 0.8
 # How often a stoppable onnxruntime run polls its stop check: a stop takes at most this plus one graph node.
 STOP_POLL_S = 0.1
+
+
+# A daemon thread that returns from torch or onnxruntime while the interpreter finalizes is stopped inside C++ code
+# that cannot be unwound, and the process dies of SIGABRT (exit 134) after the caller's own work succeeded: a script
+# that imports the app and ends while the background preparation runs. At exit the preparation is asked to stop (at
+# its next step, or module of a stoppable model, or onnxruntime node) and the exit waits for it. An ONNX export in
+# progress is not interrupted (the exporter traces the model's hooks): the exit waits for it to finish.
+_INTERPRETER_EXITING = threading.Event()
+_BACKGROUND_PREPARATIONS: list[threading.Thread] = []
+
+
+class _InterpreterExiting(BaseException):
+    """Raised into the background preparation when the interpreter exits; a BaseException so that the handlers that
+    keep serving after a failed export or trial (`except Exception`) do not take it for one."""
+
+
+def _raise_if_interpreter_exiting() -> None:
+    if _INTERPRETER_EXITING.is_set():
+        raise _InterpreterExiting
+
+
+@atexit.register
+def _stop_background_preparations() -> None:
+    _INTERPRETER_EXITING.set()
+    for thread in _BACKGROUND_PREPARATIONS:
+        thread.join()
 
 
 def onnx_cache_dir() -> Path:
@@ -451,14 +478,22 @@ def prepare_for_serving(
         # Every export and session first, then the timings: by then a serving process's own start-up (building its
         # interface, measuring its cost bounds) is over and no longer slows the calls being compared.
         try:
-            restorers = {task: _load_onnxruntime(task, model, cache_dir, report) for task, model in to_export}
+            restorers = {}
+            for task, model in to_export:
+                _raise_if_interpreter_exiting()
+                restorers[task] = _load_onnxruntime(task, model, cache_dir, report)
             for task, model in to_settle:
-                _settle_backend(task, model, restorers.get(task), report, backend, precision)
+                with stop_checks(_raise_if_interpreter_exiting):
+                    _settle_backend(task, model, restorers.get(task), report, backend, precision)
+        except _InterpreterExiting:
+            report.notes.append("the interpreter exited before every backend was settled")
         finally:
             report.prepared.set()
 
     if background and to_settle:
-        threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True).start()
+        thread = threading.Thread(target=export_all, name="mprnet-onnx-export", daemon=True)
+        _BACKGROUND_PREPARATIONS.append(thread)
+        thread.start()
     else:
         export_all()
     return report
