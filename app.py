@@ -595,12 +595,14 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
     try:
 
         def within_cost_bound(width: int, height: int):
-            # Auto runs each step as its own call, each held to the bound of a request for that task.
-            bounded = {name: (COST_BOUNDS[name], MODELS[name]) for name in (TASKS if task == AUTO else (task,))}
+            # Auto runs each step as its own call, each held to the bound of a request for that task (none with
+            # MPRNET_MAX_SECONDS=off).
+            steps = TASKS if task == AUTO else (task,)
+            bounded = {name: (COST_BOUNDS[name], MODELS[name]) for name in steps if name in COST_BOUNDS}
             check_costs(
                 bounded, width, height, lambda name, *size: tile_size_for(size, name, tile_size), "on this server"
             )
-            for name in bounded:
+            for name in steps:
                 check_memory(name, width, height, tile_size_for((width, height), name, tile_size))
 
         def read_upload() -> Photo:

@@ -317,7 +317,11 @@ def zerogpu_cost_bound(model: MPRNetModel) -> CostBound:
     return CostBound(budget_s=ZEROGPU_CAP_S, seconds_per_megapixel=seconds_per_megapixel, overhead_s=ZEROGPU_START_S)
 
 
-def cpu_seconds_budget() -> float:
+def cpu_seconds_budget() -> float | None:
+    """`MPRNET_MAX_SECONDS` (90 by default), or None when it is `off`: no request is refused for its cost (a private
+    server whose users may wait; the pixel limit `MPRNET_MAX_MEGAPIXELS` and the memory ceiling still hold)."""
+    if os.environ.get("MPRNET_MAX_SECONDS", "").strip().lower() == "off":
+        return None
     return environment_number("MPRNET_MAX_SECONDS", DEFAULT_CPU_SECONDS)
 
 
@@ -325,15 +329,18 @@ def cpu_cost_bounds(
     models: dict[str, MPRNetModel], side: int = CALIBRATION_SIDE, rounds: int = CALIBRATION_ROUNDS
 ) -> dict[str, CostBound]:
     """Each model's (by name) CPU seconds per megapixel, measured on this machine now (`measured_rates`: models of
-    one architecture get one rate) with `CPU_MARGIN`, bounded by `MPRNET_MAX_SECONDS` (90 by default)."""
+    one architecture get one rate) with `CPU_MARGIN`, bounded by `MPRNET_MAX_SECONDS` (90 by default). Empty, and
+    nothing measured, when `MPRNET_MAX_SECONDS` is `off`."""
     budget = cpu_seconds_budget()
+    if budget is None:
+        return {}
     rates = measured_rates(models, side, rounds)
     return {name: CostBound(budget_s=budget, seconds_per_megapixel=CPU_MARGIN * rate) for name, rate in rates.items()}
 
 
-def cpu_cost_bound(model: MPRNetModel) -> CostBound:
-    """`cpu_cost_bounds` of one model."""
-    return cpu_cost_bounds({"": model})[""]
+def cpu_cost_bound(model: MPRNetModel) -> CostBound | None:
+    """`cpu_cost_bounds` of one model (None when `MPRNET_MAX_SECONDS` is `off`)."""
+    return cpu_cost_bounds({"": model}).get("")
 
 
 def gpu_duration(bound: CostBound, model: MPRNetModel, width: int, height: int, tile_size: int | None) -> int:

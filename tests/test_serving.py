@@ -25,6 +25,7 @@ from mprnet_hf.serving import (
     UPLOAD_REFUSED,
     CostBound,
     MemoryCeiling,
+    check_costs,
     cpu_cost_bound,
     cpu_cost_bounds,
     default_device,
@@ -416,6 +417,17 @@ def test_models_of_one_size_get_one_rate_whatever_their_task_and_however_their_c
     assert 2.0 <= rates["deblur"] < 3.0  # the 0.02 s call over 0.01 megapixels, not the 0.2 s ones
     assert 10.0 <= rates["larger"] < 20.0  # a model of another size is timed on its own calls
     assert all(model.calls == 2 for model in models.values())  # two rounds, in turns
+
+
+def test_max_seconds_off_bounds_nothing_and_measures_nothing(monkeypatch):
+    model = ScheduledModel(MPRNetConfig.for_task("denoise", size="tiny"), [0.01])
+    monkeypatch.setenv("MPRNET_MAX_SECONDS", " OFF ")
+    assert cpu_cost_bounds({"denoise": model}) == {} and cpu_cost_bound(model) is None
+    assert model.calls == 0  # no start-up measurement
+    check_costs({}, 20_000, 20_000, lambda *_: None, "on this server")  # nothing to refuse with
+    monkeypatch.setenv("MPRNET_MAX_SECONDS", "of")
+    with pytest.raises(ValueError, match="MPRNET_MAX_SECONDS must be a positive number"):
+        cpu_cost_bounds({"denoise": model})
 
 
 @pytest.mark.slow
