@@ -116,7 +116,7 @@ def test_16_bit_written_as_jpeg_is_refused_with_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("pixels", [fine_gradient(), Image.new("RGB", (40, 24))], ids=["16-bit", "8-bit"])
 def test_a_png_whose_profile_pillow_would_refuse_is_not_written(tmp_path, pixels):
-    """Issue 35, item 7: Pillow refuses to open a PNG whose ICC profile is over 1 MiB; no such file is written."""
+    """Pillow refuses to open a PNG whose ICC profile is over 1 MiB; no such file is written."""
     oversized = Photo(pixels, icc_profile=b"\0" * ((1 << 20) + 1))
     with pytest.raises(ValueError, match="over the 1 MB that PNG readers such as Pillow open"):
         write_image(oversized, tmp_path / "a.png")

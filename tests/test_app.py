@@ -639,7 +639,7 @@ def test_icc_profile_and_exif_travel_to_the_download(client, tmp_path):
     assert upright[10:].mean() > upright[:10].mean() + 100
 
 
-# Issue 35, item 7: 10 MB of metadata (here a repeated pattern, so that compressed chunks stay small uploads).
+# 10 MB of metadata (here a repeated pattern, so that compressed chunks stay small uploads).
 TEN_MEGABYTES = b"profile!" * (10 * 2**20 // 8)
 ONE_MEBIBYTE = TEN_MEGABYTES[: 2**20]
 
@@ -794,7 +794,7 @@ def app_cache_bytes(demo) -> int:
 def test_the_apps_files_in_gradios_cache_are_bounded_oldest_first_and_no_other_file_is_touched(
     client, app_module, tmp_path
 ):
-    """Issue 35, item 12: uploads never followed by a restore, and Gradio's copies of the outputs, are held to
+    """Uploads never followed by a restore, and Gradio's copies of the outputs, are held to
     MPRNET_CACHE_MB (here 5 MiB), the oldest removed first; another process's file in the shared folder stays."""
     from gradio.utils import get_upload_folder
 
@@ -868,7 +868,7 @@ def test_photos_costing_more_than_a_request_may_are_refused_naming_the_largest_s
 
 @pytest.mark.parametrize("task", ["auto", "deblur", "denoise"])
 def test_the_largest_size_a_refusal_names_is_accepted(client, app_module, tmp_path, task):
-    """Issue 35, item 4: in auto mode each step is held to its own task's bound, and these differ (each measured at
+    """In auto mode each step is held to its own task's bound, and these differ (each measured at
     start-up), so the size named must be the one every step accepts, each at the tiles it would get at that size."""
     from mprnet_hf.serving import CostBound
 
@@ -896,7 +896,7 @@ def test_the_largest_size_a_refusal_names_is_accepted(client, app_module, tmp_pa
 
 
 def test_models_of_one_size_get_one_cost_limit_for_every_task_and_auto(client, app_module, tmp_path):
-    """Issue 35, item 5: the three bundled models have one size, yet their limits were 0.7 megapixels (denoise) and
+    """The three bundled models have one size, yet their limits were 0.7 megapixels (denoise) and
     2.8 (deblur). They share one measured rate now, so the size a refusal names is the same whatever the task."""
     if app_module.ON_GPU:
         pytest.skip("on ZeroGPU the bound is estimated from each model's FLOPs, not measured")
@@ -913,7 +913,7 @@ def test_models_of_one_size_get_one_cost_limit_for_every_task_and_auto(client, a
 
 
 def test_a_photo_at_the_advertised_limit_is_accepted_and_restored_within_the_budget(client, app_module, tmp_path):
-    """Issue 35, item 5, with a 3 s budget to keep it short: the limit comes from the rate the app measured at
+    """With a 3 s budget to keep it short: the limit comes from the rate the app measured at
     start-up; the largest photo a refusal names is accepted and restored within the budget, and the budget is not
     wasted either: the restore takes a fair share of it."""
     from mprnet_hf.serving import CPU_MARGIN, CostBound
@@ -1050,7 +1050,7 @@ def test_a_request_whose_client_disconnects_stops_between_tiles(client, app_modu
     assert_still_serving(client, tmp_path)
 
 
-# Issue 35, item 2: a photo restored whole (the default on a CPU) is one forward pass; a cancel or a disconnect must
+# A photo restored whole (the default on a CPU) is one forward pass; a cancel or a disconnect must
 # stop it within about a second, inside that pass, not let it run to its end ("stopped after 1 of 1 tiles").
 # The pass is timed on a small photo first, and the photo sized from that speed so that its pass takes about
 # `WHOLE_PASS_TARGET_S`: the tests wait 1.5 s inside the pass before they stop it, and a shorter pass would end first

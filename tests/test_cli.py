@@ -267,7 +267,7 @@ def stand_in_export(path) -> None:
 @pytest.mark.slow
 def test_a_run_with_background_onnx_work_still_in_flight_exits_with_its_own_status(tmp_path):
     """From ONNX_EXPORT_WORTH_IT files on, the command prepares onnxruntime in a daemon thread; it must not take the
-    process down with SIGABRT when the run ends first (issue 35, item 13), whether every file was restored or not."""
+    process down with SIGABRT when the run ends first, whether every file was restored or not."""
     pytest.importorskip("onnxruntime")
     from mprnet_hf.hub.bundled import bundled_checkpoint
     from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel

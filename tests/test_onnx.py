@@ -70,7 +70,7 @@ def test_onnxruntime_matches_pytorch_at_several_sizes(exported, shape):
 
 @pytest.mark.slow
 def test_an_onnxruntime_run_stops_when_its_threads_check_raises(exported):
-    """Issue 35, item 2: onnxruntime runs no Python between nodes; the serving runner polls the calling thread's stop
+    """onnxruntime runs no Python between nodes; the serving runner polls the calling thread's stop
     check from a watcher thread and terminates the run. The check raises on its second call (the watcher's first
     poll, 0.1 s in), long before a 1024² pass ends; the session serves the next run as before."""
     pytest.importorskip("onnxruntime")

@@ -403,7 +403,7 @@ class ScheduledModel(torch.nn.Module):
 
 @pytest.mark.slow
 def test_models_of_one_size_get_one_rate_whatever_their_task_and_however_their_calls_went():
-    """Issue 35, item 5: the three bundled models have one size, but each was timed on its own, and the limits were
+    """The three bundled models have one size, but each was timed on its own, and the limits were
     0.7 megapixels for denoise and 2.8 for deblur. Every model of one size now gets the fastest call of them all."""
     small = {task: MPRNetConfig.for_task(task, size="tiny") for task in ("deblur", "derain", "denoise")}
     models = {

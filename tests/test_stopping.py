@@ -1,4 +1,4 @@
-"""Stopping a restore inside one forward pass (issue 35, item 2): `mprnet_hf.stopping`'s hooks leave the outputs
+"""Stopping a restore inside one forward pass: `mprnet_hf.stopping`'s hooks leave the outputs
 exactly as they were, stop a pass between two modules when the calling thread's check raises, and never stop
 another thread's pass. The app's cancel and disconnect are tested against a real server in test_app.py."""
 
