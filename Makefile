@@ -49,9 +49,8 @@ test: lint
 	$(BIN)/python -m pytest --durations=25
 
 # The edit-test loop: everything but the tests marked `slow` (real servers, the browser, subprocess builds, training
-# runs, resolvers, ONNX exports; pytest.ini): 85 s of CPU on 2 cores, where `make test` takes 10-13 minutes.
-# The edit-test loop: no slow tests, and the app imported without its start-up cost measurement (the slow tests of
-# the bound measure it; MPRNET_MAX_SECONDS=off is a documented setting of the app).
+# runs, resolvers, ONNX exports; pytest.ini), with the app imported without its start-up cost measurement (the slow
+# tests of the bound measure it; MPRNET_MAX_SECONDS=off is a documented setting of the app).
 test-fast: lint
 	MPRNET_MAX_SECONDS=off $(BIN)/python -m pytest -m "not slow"
 

@@ -79,7 +79,7 @@ STOP_POLL_S = 0.1
 # that cannot be unwound, and the process dies of SIGABRT (exit 134) after the caller's own work succeeded: a script
 # that imports the app and ends while the background preparation runs. At exit the preparation is asked to stop (at
 # its next step, or module of a stoppable model, or onnxruntime node) and the exit waits for it. An ONNX export in
-# progress is not interrupted (the exporter traces the model's hooks): the exit waits for it to finish.
+# progress runs outside the stop checks (the exporter would trace them into the graph): the exit waits for it.
 _INTERPRETER_EXITING = threading.Event()
 _BACKGROUND_PREPARATIONS: list[threading.Thread] = []
 
