@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetConfig  # noqa: E402
 from mprnet_hf.evaluation import foreign  # noqa: E402
+from mprnet_hf.evaluation.evaluate import AUTO_MODE  # noqa: E402
 from mprnet_hf.evaluation.evaluate import main as evaluate  # noqa: E402
 from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS  # noqa: E402
@@ -139,7 +140,9 @@ def earlier_baselines(row: dict, data: str, folder: Path | None) -> dict | None:
 def with_baselines_of(result: dict, earlier: dict) -> dict:
     """`result` (the input and the model) with the baseline scores of `earlier`, per photo and in the summary."""
     model = model_key(result)
-    baselines = [key for key in earlier["summary"] if key not in ("input", model) and not key.startswith("mprnet-")]
+    baselines = [
+        key for key in earlier["summary"] if key not in ("input", model, AUTO_MODE) and not key.startswith("mprnet-")
+    ]
     earlier_images = {image["name"]: image for image in earlier["images"]}
     for image in result["images"]:
         for name in baselines:
@@ -159,14 +162,19 @@ def run(
     bm3d_limit: int,
     threads: int | None,
     baselines_from: Path | None = None,
+    auto: bool = False,
+    detector: str | None = None,
 ) -> dict:
     """The JSON result of one row, computed unless --reuse finds one for the same weights and photos; with
-    `baselines_from`, only the model runs and the baselines' scores are taken from the earlier result of the row."""
+    `baselines_from`, only the model runs and the baselines' scores are taken from the earlier result of the row.
+    With `auto`, a foreign row scores auto mode too (with `detector`, or the bundled one)."""
+    auto = auto and "generator" in row
     path = output / f"{row['name']}.json"
     model = str(checkpoints / f"mprnet-{row['task']}-small")
     if reuse and path.exists():
         result = json.loads(path.read_text())
-        if result.get("model") == model and result.get("data") == str(data):
+        same_auto = not auto or result.get("detector") == (detector or "bundled")
+        if result.get("model") == model and result.get("data") == str(data) and same_auto:
             return result
         print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
     earlier = earlier_baselines(row, data, baselines_from)
@@ -187,6 +195,8 @@ def run(
             arguments += ["--bm3d", "--bm3d-limit", str(bm3d_limit)]
     if threads:
         arguments += ["--num-threads", str(threads)]
+    if auto:
+        arguments += ["--auto", *(["--detector", detector] if detector else [])]
     print(f"row {row['name']}", file=sys.stderr, flush=True)
     evaluate(arguments)
     result = json.loads(path.read_text())
@@ -244,7 +254,9 @@ def table(results: dict, labels: dict) -> str:
     for name, result in results.items():
         summary = result["summary"]
         model = model_key(result)
-        baselines = "; ".join(baseline_cell(result, key, model) for key in summary if key not in ("input", model))
+        baselines = "; ".join(
+            baseline_cell(result, key, model) for key in summary if key not in ("input", model, AUTO_MODE)
+        )
         lines.append(f"| {labels[name]} | {cell(summary['input'])} | **{cell(summary[model])}** | {baselines} |")
     return "\n".join(lines)
 
@@ -283,6 +295,43 @@ def bars_table(results: dict, labels: dict) -> str:
     for name, result in results.items():
         if result.get("foreign"):
             lines.append(bar_row(name, labels[name], result))
+    return "\n".join(lines)
+
+
+# The auto-mode bars on the foreign rows: no set's mean below the degraded input's by more than this, and this share
+# of the photos given exactly the set's restoration.
+AUTO_LOSS_ALLOWED_DB = 0.1
+AUTO_ROUTED_SHARE = 0.9
+
+
+def auto_table(results: dict, labels: dict) -> str:
+    """Auto mode on each foreign row it ran on: its mean against the degraded input's (the bar: at most 0.1 dB
+    below), the photos given exactly the row's restoration, and what ran on the others; then the share routed right
+    over every row (the bar: 90 %)."""
+    lines = [
+        "| foreign row | degraded input | auto mode | change | given exactly the row's restoration | other steps run |",
+        "|---|---|---|---|---|---|",
+    ]
+    right = total = 0
+    for name, result in results.items():
+        summary = result["summary"]
+        if AUTO_MODE not in summary:
+            continue
+        change = summary[AUTO_MODE]["psnr"] - summary["input"]["psnr"]
+        steps = [tuple(image["steps"][AUTO_MODE]) for image in result["images"]]
+        routed = sum(ran == (result["task"],) for ran in steps)
+        others = sorted({" + ".join(ran) or "none" for ran in steps if ran != (result["task"],)})
+        right, total = right + routed, total + len(steps)
+        mark = "" if change >= -AUTO_LOSS_ALLOWED_DB else " (below the input)"
+        lines.append(
+            f"| {labels[name]} | {summary['input']['psnr']:.2f} | {summary[AUTO_MODE]['psnr']:.2f} | "
+            f"{change:+.2f}{mark} | {routed}/{len(steps)} | {', '.join(others) or '-'} |"
+        )
+    if total:
+        met = "met" if right >= AUTO_ROUTED_SHARE * total else "missed"
+        lines.append(
+            f"\nGiven exactly the right restoration: {right}/{total} ({100 * right / total:.1f} %, bar 90 %: {met})."
+        )
     return "\n".join(lines)
 
 
@@ -357,6 +406,13 @@ def main(argv=None):
         "results in DIR (other weights on the same photos, e.g. benchmarks/evaluation)",
     )
     parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="also score auto mode on the foreign rows (the detector chooses the restorations; the weights in "
+        "--checkpoints serve their task) and print its table against the auto-mode bars",
+    )
+    parser.add_argument("--detector", help="the detector folder of --auto (default: the bundled one)")
+    parser.add_argument(
         "--update-cards",
         action="store_true",
         help="write each task's rows into its model card in --checkpoints, replacing its whole quality section (not "
@@ -367,6 +423,8 @@ def main(argv=None):
     unknown = set(tasks or []) - set(TASKS)
     if unknown:
         parser.error(f"unknown task(s) {', '.join(sorted(unknown))}: expected some of {', '.join(TASKS)}")
+    if args.detector and not args.auto:
+        parser.error("--detector is auto mode's: give --auto too")
     if args.update_cards and args.rows:
         parser.error("--update-cards writes each task's whole quality section: run it without --rows")
     checkpoints = Path(args.checkpoints)
@@ -387,7 +445,16 @@ def main(argv=None):
     baselines_from = Path(args.baselines_from) if args.baselines_from else None
     results = {
         row["name"]: run(
-            row, args.data, output, checkpoints, args.reuse, args.bm3d_limit, args.num_threads, baselines_from
+            row,
+            args.data,
+            output,
+            checkpoints,
+            args.reuse,
+            args.bm3d_limit,
+            args.num_threads,
+            baselines_from,
+            args.auto,
+            args.detector,
         )
         for row in rows
     }
@@ -399,6 +466,13 @@ def main(argv=None):
             "+2 dB and no photo made worse; denoise above non-local means):\n"
         )
         print(bars_table(results, labels))
+    if any(AUTO_MODE in result["summary"] for result in results.values()):
+        print(
+            f"\nAuto mode on the foreign rows ({args.detector or 'the bundled detector'}; bars: no set more than "
+            f"{AUTO_LOSS_ALLOWED_DB} dB below its input, {AUTO_ROUTED_SHARE:.0%} of the photos given exactly the "
+            "right restoration):\n"
+        )
+        print(auto_table(results, labels))
     if args.compare_with:
         print(f"\nPSNR (dB) of these weights against those of {args.compare_with}, same photos and seeds:\n")
         print(comparison(results, labels, Path(args.compare_with), args.data))

@@ -423,3 +423,9 @@ def test_bm3d_limit_scores_only_the_first_images(tmp_path):
     evaluation = ev.main(["--task", "denoise", "--data", str(photos), "--synthetic", "--bm3d", "--bm3d-limit", "1"])
     assert list(evaluation.summary) == ["input", "cbm3d"] and evaluation.summary["cbm3d"].images == 1
     assert [list(image["scores"]) for image in evaluation.per_image] == [["input", "cbm3d"], ["input"]]
+
+
+def test_a_detector_without_auto_mode_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        ev.parse_args(["--task", "denoise", "--data", "photos", "--synthetic", "--detector", "checkpoints/x"])
+    assert "--detector is auto mode's: give --auto too" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -207,3 +208,33 @@ def test_new_weights_take_the_baselines_of_earlier_results_and_show_the_change(
         f"{new_psnr - old_psnr:+.2f} |" in out
     )
     assert "derain, synthetic streaks (Y) + JPEG 90 |" in out.split("same photos and seeds")[1]
+
+
+def test_auto_mode_is_scored_on_the_foreign_rows_with_the_steps_it_ran(tiny_checkpoints, photos, tmp_path, capsys):
+    """With --auto a foreign row scores auto mode too (the weights given serve their task, the bundled ones the
+    others): the same pixels `restore_image_auto` returns, the steps run per photo, and the table of the auto bars."""
+    pytest.importorskip("albumentations")
+    from mprnet_hf import restore_image_auto
+    from mprnet_hf.evaluation import evaluate as ev
+
+    output = tmp_path / "results"
+    common = ["--checkpoints", str(tiny_checkpoints), "--output", str(output), "--data", str(photos)]
+    quality_report.main([*common, "--rows", "albumentations-gauss-noise,derain", "--bm3d-limit", "0", "--auto"])
+    out = capsys.readouterr().out
+    result = json.loads((output / "albumentations-gauss-noise.json").read_text())
+    assert list(result["summary"]) == ["input", "mprnet-denoise-small", "auto mode", "nlm", "tv"]
+    assert result["detector"] == "bundled"
+    model = MPRNetModel.from_pretrained(tiny_checkpoints / "mprnet-denoise-small").eval()
+    samples = list(ev.foreign_samples(photos, "albumentations/gauss-noise"))
+    for image, sample in zip(result["images"], samples, strict=True):
+        restoration = restore_image_auto(model, Image.fromarray(sample.degraded), precision="fp32", max_megapixels=None)
+        assert image["steps"] == {"auto mode": list(restoration.steps)}
+        restored = ev.to_uint8(np.asarray(restoration.image.convert("RGB")) / 255.0)
+        assert image["scores"]["auto mode"]["psnr"] == pytest.approx(ev.psnr(restored, sample.clean))
+    # The own rows are not foreign: no auto mode there.
+    assert "auto mode" not in json.loads((output / "derain.json").read_text())["summary"]
+    routed = sum(steps["auto mode"] == ["denoise"] for steps in (image["steps"] for image in result["images"]))
+    assert f"| {routed}/2 |" in out
+    assert f"Given exactly the right restoration: {routed}/2" in out
+    # The baselines' column does not take auto mode for one.
+    assert "auto mode" not in out.split("classical baselines |")[1].split("\n\n")[0]

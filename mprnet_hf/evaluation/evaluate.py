@@ -45,7 +45,9 @@ from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from ..auto import restore_image_auto
 from ..data.degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
+from ..detection.detector import DegradationDetector
 from ..models.mprnet.configuration_mprnet import TASKS
 from ..models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
 from ..models.mprnet.modeling_mprnet import MPRNetModel
@@ -256,6 +258,38 @@ def model_method(
     return restore
 
 
+AUTO_MODE = "auto mode"
+
+
+class AutoModeMethod:
+    """Auto mode as a row (`restore_image_auto`): the detector looks at the degraded photo and the restorations it
+    asks for run in order, the photo coming back unchanged when it looks clean. The model evaluated serves its own
+    task, the bundled models the others. `steps` keeps what ran on each photo, by sample name."""
+
+    def __init__(
+        self,
+        model: MPRNetModel | None = None,
+        detector: DegradationDetector | None = None,
+        tile_size: int | str | None = AUTOMATIC,
+        tile_overlap: int | None = None,
+    ):
+        self.model, self.detector, self.tile_size, self.tile_overlap = model, detector, tile_size, tile_overlap
+        self.steps: dict[str, list[str]] = {}
+
+    def __call__(self, sample: Sample) -> np.ndarray:
+        restoration = restore_image_auto(
+            self.model,
+            Image.fromarray(sample.degraded),
+            self.detector,
+            tile_size=self.tile_size,
+            tile_overlap=self.tile_overlap,
+            precision="fp32",  # as the model's row
+            max_megapixels=None,
+        )
+        self.steps[sample.name] = list(restoration.steps)
+        return np.asarray(restoration.image.convert("RGB"))
+
+
 def baseline_method(name: str, function) -> Method:
     def restore(sample: Sample) -> np.ndarray | None:
         if name in NEEDS_KERNEL and sample.kernel is None:
@@ -286,12 +320,17 @@ def methods_for(
     tile_overlap: int | None = None,
     slow_baselines: bool = False,
     slow_limit: int | None = None,
+    auto: bool = False,
+    detector: DegradationDetector | None = None,
 ) -> dict[str, Method]:
-    """The rows of the table in order: the degraded input, the model, the task's baselines, then its slow baselines
-    (BM3D: about a minute per photo and channel), on the first `slow_limit` images when given."""
+    """The rows of the table in order: the degraded input, the model, auto mode (with `auto`: `AutoModeMethod`),
+    the task's baselines, then its slow baselines (BM3D: about a minute per photo and channel), on the first
+    `slow_limit` images when given."""
     methods: dict[str, Method] = {"input": lambda sample: sample.degraded}
     if model is not None:
         methods[model_name] = model_method(model, tile_size, tile_overlap)
+    if auto:
+        methods[AUTO_MODE] = AutoModeMethod(model, detector, tile_size, tile_overlap)
     if baselines:
         methods.update({name: baseline_method(name, function) for name, function in BASELINES[task].items()})
     if slow_baselines:
@@ -351,7 +390,11 @@ def evaluate(
                     "ssim": ssim(restored, sample.clean, protocol),
                 }
         height, width = sample.clean.shape[:2]
-        evaluation.per_image.append({"name": sample.name, "height": height, "width": width, "scores": scores})
+        entry = {"name": sample.name, "height": height, "width": width, "scores": scores}
+        steps = {name: method.steps[sample.name] for name, method in methods.items() if hasattr(method, "steps")}
+        if steps:
+            entry["steps"] = steps  # the restorations auto mode ran on this photo
+        evaluation.per_image.append(entry)
         if progress:
             progress(sample.name)
     for name in methods:
@@ -429,6 +472,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--baselines", action="store_true", help="also run the classical baselines of the task")
     parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="also score auto mode: the degradation detector chooses the restorations (--model serves its own task, "
+        "the bundled models the others); the JSON result keeps the steps run on each photo",
+    )
+    parser.add_argument("--detector", help="the detector folder of --auto (default: the bundled one)")
+    parser.add_argument(
         "--bm3d",
         action="store_true",
         help="also run BM3D (CBM3D with the true or estimated sigma "
@@ -466,6 +516,8 @@ def parse_args(argv=None):
             parser.error(f'--foreign {args.foreign} needs {generator}: pip install "mprnet-hf[eval]" (the eval extra)')
     if not args.model and not args.task:
         parser.error("give --task (or --model, whose config names the task)")
+    if args.detector and not args.auto:
+        parser.error("--detector is auto mode's: give --auto too")
     if args.sigma is not None and args.sigma <= 0:
         parser.error("--sigma must be positive")
     if args.jpeg is not None and not 1 <= args.jpeg <= 95:
@@ -507,7 +559,19 @@ def main(argv=None) -> Evaluation:
     tile_overlap = args.tile_overlap
     if tile_overlap is None and args.tile_size:
         tile_overlap = default_tile_overlap(args.tile_size)
-    methods = methods_for(task, model, model_name, args.baselines, tile_size, tile_overlap, args.bm3d, args.bm3d_limit)
+    detector = DegradationDetector.from_pretrained(args.detector) if args.detector else None
+    methods = methods_for(
+        task,
+        model,
+        model_name,
+        baselines=args.baselines,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        slow_baselines=args.bm3d,
+        slow_limit=args.bm3d_limit,
+        auto=args.auto,
+        detector=detector,
+    )
     evaluation = evaluate(
         samples, methods, task, args.protocol, progress=lambda name: print(f"  scored {name}", file=sys.stderr)
     )
@@ -524,6 +588,7 @@ def main(argv=None) -> Evaluation:
             "jpeg_quality": args.jpeg,
             "shake_extent": list(args.shake_extent) if args.shake_extent else None,
             "bm3d_limit": args.bm3d_limit if args.bm3d else None,
+            "detector": (args.detector or "bundled") if args.auto else None,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(evaluation.to_json(**extra), indent=2))
