@@ -235,6 +235,6 @@ def test_auto_mode_is_scored_on_the_foreign_rows_with_the_steps_it_ran(tiny_chec
     assert "auto mode" not in json.loads((output / "derain.json").read_text())["summary"]
     routed = sum(steps["auto mode"] == ["denoise"] for steps in (image["steps"] for image in result["images"]))
     assert f"| {routed}/2 |" in out
-    assert f"Given exactly the right restoration: {routed}/2" in out
+    assert f"Given exactly the right restoration, on the rows drawn without whole-frame changes: {routed}/2" in out
     # The baselines' column does not take auto mode for one.
     assert "auto mode" not in out.split("classical baselines |")[1].split("\n\n")[0]
