@@ -545,7 +545,7 @@ def evaluate_main(argv=None) -> None:
     # Only this command loads the evaluation (baselines, foreign sets): mprnet-restore starts without it.
     from .evaluation import evaluate
 
-    evaluate.main(argv)
+    evaluate.command(argv)
 
 
 def train_main(argv=None) -> None:

@@ -429,3 +429,20 @@ def test_a_detector_without_auto_mode_is_refused(capsys):
     with pytest.raises(SystemExit):
         ev.parse_args(["--task", "denoise", "--data", "photos", "--synthetic", "--detector", "checkpoints/x"])
     assert "--detector is auto mode's: give --auto too" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--model", "--detector"])
+def test_weights_that_do_not_load_end_the_command_with_what_to_give(tmp_path, option):
+    missing = str(tmp_path / "no-such-folder")
+    arguments = ["--task", "denoise", "--data", str(tmp_path), "--synthetic", option, missing]
+    with pytest.raises(SystemExit) as stopped:
+        ev.main([*arguments, "--auto"] if option == "--detector" else arguments)
+    message = str(stopped.value)
+    assert message.startswith(f"mprnet-evaluate: error: {option} '{missing}' could not be loaded")
+    assert "Give a folder written by save_pretrained, or a Hub id" in message
+
+
+def test_the_command_says_what_is_wrong_with_its_photos_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        ev.command(["--task", "denoise", "--data", str(tmp_path), "--synthetic"])
+    assert str(stopped.value) == f"mprnet-evaluate: error: No images found in {tmp_path}"

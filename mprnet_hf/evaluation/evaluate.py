@@ -534,13 +534,25 @@ def parse_args(argv=None):
     return args
 
 
+def load_or_exit(load: Callable, source: str, option: str):
+    """`load(source)`, or the command's exit with what was given and what to give instead."""
+    try:
+        return load(source)
+    except (OSError, ValueError) as error:
+        raise SystemExit(
+            f"mprnet-evaluate: error: {option} {source!r} could not be loaded ({error}). Give a folder written by "
+            "save_pretrained, or a Hub id (online, or already in the cache)."
+        ) from None
+
+
 def main(argv=None) -> Evaluation:
     args = parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     model = None
     if args.model:
-        model = MPRNetModel.from_pretrained(args.model).eval()
+        model = load_or_exit(MPRNetModel.from_pretrained, args.model, "--model").eval()
+    detector = load_or_exit(DegradationDetector.from_pretrained, args.detector, "--detector") if args.detector else None
     task = args.task or model.config.task
     if model is not None and model.config.task != task:
         print(f"warning: the model was trained for {model.config.task!r}, evaluated on {task!r}", file=sys.stderr)
@@ -559,7 +571,6 @@ def main(argv=None) -> Evaluation:
     tile_overlap = args.tile_overlap
     if tile_overlap is None and args.tile_size:
         tile_overlap = default_tile_overlap(args.tile_size)
-    detector = DegradationDetector.from_pretrained(args.detector) if args.detector else None
     methods = methods_for(
         task,
         model,
@@ -595,5 +606,14 @@ def main(argv=None) -> Evaluation:
     return evaluation
 
 
+def command(argv=None) -> None:
+    """The command line (`mprnet-evaluate`, `python -m`): `main`, with the library's ValueError for bad input (an
+    empty folder, unpaired files) said in one line instead of a traceback."""
+    try:
+        main(argv)
+    except ValueError as error:
+        raise SystemExit(f"mprnet-evaluate: error: {error}") from None
+
+
 if __name__ == "__main__":
-    main()
+    command()
