@@ -101,3 +101,13 @@ def test_model_sizes_reads_the_psnr_reached_per_cpu_hour_from_a_training_log(tmp
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="no validation points"):
         psnr_at_hours(tmp_path / "empty.jsonl")
+
+
+def test_a_size_fits_the_bundle_only_by_a_speed_measured_on_two_threads():
+    from benchmarks.model_sizes import fits_the_bundle
+
+    assert fits_the_bundle(1.7, 1.8, threads=2) == "yes"
+    assert fits_the_bundle(14.6, 9.0, threads=2) == "no (speed)"
+    assert fits_the_bundle(25.0, 1.0, threads=2) == "no (size)"
+    # One thread's 16.5 s says nothing of two cores: the speed is left to be measured, never called a fit.
+    assert fits_the_bundle(14.6, 16.5, threads=1) == "size yes; speed: measure with --threads 2"
