@@ -391,7 +391,9 @@ def evaluate(
                 }
         height, width = sample.clean.shape[:2]
         entry = {"name": sample.name, "height": height, "width": width, "scores": scores}
-        steps = {name: method.steps[sample.name] for name, method in methods.items() if hasattr(method, "steps")}
+        steps = {
+            name: method.steps[sample.name] for name, method in methods.items() if isinstance(method, AutoModeMethod)
+        }
         if steps:
             entry["steps"] = steps  # the restorations auto mode ran on this photo
         evaluation.per_image.append(entry)
