@@ -38,7 +38,9 @@ def test_classic_synthesis_is_the_earlier_degrade(task):
     )
 
 
-@pytest.mark.parametrize(("task", "classic_draw"), [("derain", "add_rain"), ("deblur", "random_blur")])
+@pytest.mark.parametrize(
+    ("task", "classic_draw"), [("derain", "add_rain"), ("deblur", "random_blur"), ("denoise", "random_noise")]
+)
 def test_classic_share_one_draws_only_the_classic_degradation(task, classic_draw):
     image = photo_like()
     rng = np.random.default_rng(7)
@@ -48,6 +50,18 @@ def test_classic_share_one_draws_only_the_classic_degradation(task, classic_draw
     assert torch.equal(drawn, expected)
     broad_only = synthesis.synthesize(image, task, np.random.default_rng(7), jpeg_share=0.0, classic_share=0.0)
     assert not torch.equal(broad_only, expected)
+
+
+@pytest.mark.parametrize(
+    ("task", "default"), [("derain", synthesis.CLASSIC_SHARE), ("denoise", synthesis.NOISE_CLASSIC_SHARE)]
+)
+def test_no_classic_share_means_the_tasks_default(task, default):
+    image = photo_like()
+    for seed in range(12):  # enough draws that a different share picks a different kind on some of them
+        assert torch.equal(
+            synthesis.synthesize(image, task, np.random.default_rng(seed)),
+            synthesis.synthesize(image, task, np.random.default_rng(seed), classic_share=default),
+        )
 
 
 def test_classic_share_outside_zero_to_one_is_refused():

@@ -221,12 +221,22 @@ def camera_pipeline_noise(image: torch.Tensor, rng: np.random.Generator) -> torc
 BROAD_MAX_SIGMA = 65 / 255
 
 
-def broad_noise(image: torch.Tensor, rng: np.random.Generator, classic_share: float = CLASSIC_SHARE) -> torch.Tensor:
-    # The classic noise is a fixed fifth of these draws; `classic_share` (for rain and blur) leaves it as it is.
+# Noise keeps less of the classic kinds by default: its broad draws (Gaussian, camera pipeline) include them in spirit.
+NOISE_CLASSIC_SHARE = 0.2
+# Of the broad noise draws, plain Gaussian noise and camera-pipeline noise in this ratio.
+GAUSSIAN_SHARE_OF_BROAD_NOISE = 5 / 8
+
+
+def broad_noise(
+    image: torch.Tensor, rng: np.random.Generator, classic_share: float = NOISE_CLASSIC_SHARE
+) -> torch.Tensor:
+    """Gaussian noise up to BROAD_MAX_SIGMA or camera-pipeline noise, the classic kinds for `classic_share` of the
+    draws."""
     choice = rng.random()
-    if choice < 0.5:
+    gaussian = (1 - classic_share) * GAUSSIAN_SHARE_OF_BROAD_NOISE
+    if choice < gaussian:
         return add_gaussian_noise(image, sigma=rng.uniform(0, BROAD_MAX_SIGMA), rng=rng)
-    if choice < 0.8:
+    if choice < 1 - classic_share:
         return camera_pipeline_noise(image, rng)
     return random_noise(image, rng)
 
@@ -243,18 +253,19 @@ def synthesize(
     rng: np.random.Generator,
     synthesis: str = "broad",
     jpeg_share: float | None = None,
-    classic_share: float = CLASSIC_SHARE,
+    classic_share: float | None = None,
 ) -> torch.Tensor:
     """The training degradation of `task` from `synthesis` ("broad", or "classic": `degradations.degrade`); the broad
-    rain and blur draw the classic ones for `classic_share` of the draws."""
+    synthesis draws the classic one for `classic_share` of the draws (None: the task's default, CLASSIC_SHARE for
+    rain and blur, NOISE_CLASSIC_SHARE for noise)."""
     if synthesis not in SYNTHESES:
         raise ValueError(f"Unknown synthesis {synthesis!r}: expected one of {', '.join(SYNTHESES)}")
-    if not 0.0 <= classic_share <= 1.0:
+    if classic_share is not None and not 0.0 <= classic_share <= 1.0:
         raise ValueError(f"classic_share must be between 0 and 1, got {classic_share!r}")
     check_task_and_image(task, image)
     if synthesis == "classic":
         return degrade(image, task, rng) if jpeg_share is None else degrade(image, task, rng, jpeg_share)
-    degraded = BROAD[task](image, rng, classic_share)
+    degraded = BROAD[task](image, rng) if classic_share is None else BROAD[task](image, rng, classic_share)
     share = BROAD_JPEG_SHARE if jpeg_share is None else jpeg_share
     if rng.random() < share:
         quality = int(rng.integers(BROAD_JPEG_QUALITIES[0], BROAD_JPEG_QUALITIES[1] + 1))

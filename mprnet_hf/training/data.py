@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..data.synthesis import CLASSIC_SHARE, synthesis_margin, synthesize
+from ..data.synthesis import synthesis_margin, synthesize
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Folder names of the degraded and clean images in the layouts of the standard datasets.
@@ -111,7 +111,7 @@ class SyntheticPairs(Dataset):
         length: int,
         seed: int = 1234,
         synthesis: str = "classic",
-        classic_share: float = CLASSIC_SHARE,
+        classic_share: float | None = None,
     ):
         self.paths = list_images(folder)
         if not self.paths:
@@ -174,7 +174,7 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def validation_pairs(
-    folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "classic", classic_share: float = CLASSIC_SHARE
+    folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "classic", classic_share: float | None = None
 ) -> list[dict]:
     """Fixed degraded/clean centre crops of the validation photos (the same every run)."""
     pairs = []

@@ -43,7 +43,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.synthesis import CLASSIC_SHARE, SYNTHESES
+from ..data.synthesis import CLASSIC_SHARE, NOISE_CLASSIC_SHARE, SYNTHESES
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
@@ -191,9 +191,12 @@ def training_data_text(args) -> str:
     """What a phase trained on, for its summary and model card."""
     if args.paired_dir:
         return f"paired folder ({args.layout} layout)"
-    return (
+    text = (
         f"{args.synthesis} synthetic degradations of the {len(list_images(args.train_dir))} photos in {args.train_dir}"
     )
+    if args.synthesis == "broad" and args.classic_share is not None:
+        text += f", the classic ones for {args.classic_share:.0%} of the draws"
+    return text
 
 
 def training_summary(
@@ -303,9 +306,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--classic-share",
         type=float,
-        default=CLASSIC_SHARE,
-        help="with --synthesis broad, the share of rain and blur draws (training and validation) taken from the "
-        "classic synthesis, so a model fine-tuned on the broad draws keeps what it does on the classic ones",
+        default=None,
+        help="with --synthesis broad, the share of draws (training and validation) taken from the classic "
+        "synthesis, so a model fine-tuned on the broad draws keeps what it does on the classic ones (default: "
+        f"{CLASSIC_SHARE:g} for rain and blur, {NOISE_CLASSIC_SHARE:g} for noise)",
     )
     parser.add_argument(
         "--channels-last",
@@ -327,7 +331,7 @@ def parse_args(argv=None):
         parser.error("--steps and --batch-size must be at least 1")
     if args.num_workers < 0:
         parser.error("--num-workers must be 0 or more")
-    if not 0.0 <= args.classic_share <= 1.0:
+    if args.classic_share is not None and not 0.0 <= args.classic_share <= 1.0:
         parser.error("--classic-share must be between 0 and 1")
     return args
 
