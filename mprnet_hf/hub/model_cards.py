@@ -155,7 +155,7 @@ weights with `python -m mprnet_hf.hub.convert`.
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
   Adam with warm-up and cosine decay, random patches, 8-way flips and rotations.
 - Length: {training.get("steps")} steps, {minutes:.0f} minutes on {_devices_text(training)}{_phases_text(training)}.
-- Best validation PSNR during the last phase (256x256 centre crops of its held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}
+- Best validation PSNR during the last phase (256x256 centre crops of its held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}{_interpolation_text(training)}
 
 ## Evaluation
 {evaluation or "See the project README for PSNR/SSIM against classical baselines on the held-out photos."}
@@ -168,6 +168,17 @@ Trained for a few CPU-hours on at most a couple of hundred photos with synthetic
 less than the paper's models and is meant as a working demo, not as a state-of-the-art restorer.
 """
     return ModelCard(content)
+
+
+def _interpolation_text(training: dict) -> str:
+    if "interpolation" not in training:
+        return ""
+    mix = training["interpolation"]
+    return (
+        f"\n- Weights: {mix['weight']:g} of the way from `{mix['start']}` to its fine-tune `{mix['end']}` (every tensor "
+        "interpolated linearly, `python -m mprnet_hf.training.interpolate`): the fine-tune's gains on unseen "
+        "degradations with less of its loss on the ones the start had learnt."
+    )
 
 
 def _shipped_text(training: dict) -> str:
