@@ -383,6 +383,8 @@ def runs_here(command: Command, target: Target | None) -> bool:
         return source.startswith("checkpoints/") or source.endswith(".pth")
     if name == "mprnet_hf.evaluation.evaluate":  # on the workspace's photos, not on a paired test set
         return value_of(arguments, "--data").startswith("data/")
+    if name == "mprnet_hf.training.interpolate":
+        return True
     if name == "mprnet_hf.training.train":
         # bf16 autocast on a CPU without native bf16 took 3 minutes for two steps (2-core AVX2 machine, 2026-12-07):
         # those commands are parse-checked only.
