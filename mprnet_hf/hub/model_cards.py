@@ -175,9 +175,9 @@ def _interpolation_text(training: dict) -> str:
         return ""
     mix = training["interpolation"]
     return (
-        f"\n- Weights: {mix['weight']:g} of the way from `{mix['start']}` to its fine-tune `{mix['end']}` (every tensor "
-        "interpolated linearly, `python -m mprnet_hf.training.interpolate`): the fine-tune's gains on unseen "
-        "degradations with less of its loss on the ones the start had learnt."
+        f"\n- Weights: {mix['weight']:g} of the way from `{mix['start']}` to `{mix['end']}`, two descendants of the "
+        "same weights (every tensor interpolated linearly, `python -m mprnet_hf.training.interpolate`): most of a "
+        "fine-tune's gains on degradations it was fine-tuned for, with less of its loss on the others."
     )
 
 

@@ -1,5 +1,5 @@
-r"""Weights part of the way between a model and its own fine-tune (weight-space interpolation, as in WiSE-FT:
-Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022).
+r"""Weights part of the way between a model and its own fine-tune, or between two fine-tunes of one model
+(weight-space interpolation, as in WiSE-FT: Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022).
 
 A fine-tune on the broad synthesis gains on degradations nobody here made and loses a little on the ones the
 starting weights specialised in; the weights between the two often keep most of both, because a fine-tune stays in
@@ -74,8 +74,10 @@ def load_model(folder: Path) -> MPRNetModel:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--start", required=True, help="the weights the fine-tune started from (a model folder)")
-    parser.add_argument("--end", required=True, help="the fine-tuned weights (a model folder)")
+    parser.add_argument(
+        "--start", required=True, help="weight 0: e.g. the weights a fine-tune started from (a model folder)"
+    )
+    parser.add_argument("--end", required=True, help="weight 1: e.g. the fine-tuned weights (a model folder)")
     parser.add_argument(
         "--weight",
         type=float,
