@@ -8,6 +8,7 @@ import torch
 
 from mprnet_hf import MPRNetModel
 from mprnet_hf.training.interpolate import interpolate_models, main
+from mprnet_hf.training.train import earlier_phases
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -66,8 +67,25 @@ def test_cli_writes_one_loadable_folder_per_weight_with_its_card(tiny_config, tm
     for name, tensor in loaded.state_dict().items():
         torch.testing.assert_close(tensor, expected[name])
     summary = json.loads((written[0] / "training_summary.json").read_text())
-    assert summary["steps"] == 120 and summary["interpolation"]["weight"] == 0.25
+    assert summary["steps"] == 120 and summary["phases"][-1]["interpolation"]["weight"] == 0.25
     assert "0.25 of the way from" in (written[0] / "README.md").read_text()
+
+
+def test_two_fine_tunes_of_one_model_count_both_and_a_later_fine_tune_keeps_the_interpolation(tiny_config, tmp_path):
+    start, end = two_models(tiny_config)
+    shared = {"steps": 100, "seconds": 600.0, "patch_size": 64, "batch_size": 8}
+    for name, model, extra in (("a", start, 30), ("b", end, 50)):
+        model.save_pretrained(tmp_path / name)
+        own = {"steps": extra, "seconds": 60.0 * extra, "patch_size": 128, "batch_size": 4, "data": name}
+        summary = {"task": "derain", "steps": 100 + extra, "seconds": 600.0 + 60.0 * extra, "phases": [shared, own]}
+        (tmp_path / name / "training_summary.json").write_text(json.dumps(summary))
+    (written,) = main(f"--start {tmp_path}/a --end {tmp_path}/b --weight 0.5 --output-dir {tmp_path}/mixed".split())
+    summary = json.loads((written / "training_summary.json").read_text())
+    assert (summary["steps"], summary["seconds"]) == (100 + 50 + 30, 600.0 + 3000.0 + 1800.0)
+    assert summary["phases"][-1]["interpolation"]["start_phases"][0]["data"] == "a"
+    card = (written / "README.md").read_text()
+    assert "0.5 of the way from" in card and "30 steps of batch 4 at 128x128" in card
+    assert "interpolation" in earlier_phases(summary)[-1]  # what a fine-tune from these weights starts its log with
 
 
 def test_cli_says_what_is_wrong_with_a_folder_that_is_not_a_model(tiny_config, tmp_path):

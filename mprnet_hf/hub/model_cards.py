@@ -155,7 +155,7 @@ weights with `python -m mprnet_hf.hub.convert`.
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
   Adam with warm-up and cosine decay, random patches, 8-way flips and rotations.
 - Length: {training.get("steps")} steps, {minutes:.0f} minutes on {_devices_text(training)}{_phases_text(training)}.
-- Best validation PSNR during the last phase (256x256 centre crops of its held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}{_interpolation_text(training)}
+- Best validation PSNR during the last training phase (256x256 centre crops of its held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}
 
 ## Evaluation
 {evaluation or "See the project README for PSNR/SSIM against classical baselines on the held-out photos."}
@@ -168,17 +168,6 @@ Trained for a few CPU-hours on at most a couple of hundred photos with synthetic
 less than the paper's models and is meant as a working demo, not as a state-of-the-art restorer.
 """
     return ModelCard(content)
-
-
-def _interpolation_text(training: dict) -> str:
-    if "interpolation" not in training:
-        return ""
-    mix = training["interpolation"]
-    return (
-        f"\n- Weights: {mix['weight']:g} of the way from `{mix['start']}` to `{mix['end']}`, two descendants of the "
-        "same weights (every tensor interpolated linearly, `python -m mprnet_hf.training.interpolate`): most of a "
-        "fine-tune's gains on degradations it was fine-tuned for, with less of its loss on the others."
-    )
 
 
 def _shipped_text(training: dict) -> str:
@@ -197,6 +186,9 @@ def _phases_text(training: dict) -> str:
     ]
     parts = []
     for phase in phases:
+        if "interpolation" in phase:
+            parts.append(_interpolation_text(phase["interpolation"]))
+            continue
         text = f"{phase['steps']} steps of batch {phase['batch_size']}"
         if phase.get("processes", 1) > 1:
             text += f" ({phase['processes']} processes x {phase['batch_size_per_process']})"
@@ -211,6 +203,16 @@ def _phases_text(training: dict) -> str:
             text += f", on {phase['data'].removeprefix('synthetic degradations of ')}"
         parts.append(f"{text} ({phase['seconds'] / 60:.0f} min)")
     return ": " + "; then ".join(parts) if len(parts) > 1 else f": {parts[0]}"
+
+
+def _interpolation_text(mix: dict) -> str:
+    text = (
+        f"the weights {mix['weight']:g} of the way from `{mix['start']}` to `{mix['end']}`, two descendants of the same "
+        "weights (every tensor interpolated linearly, `python -m mprnet_hf.training.interpolate`)"
+    )
+    if mix.get("start_phases"):
+        text += f", the start after {_phases_text({'phases': mix['start_phases']}).removeprefix(': ')} of its own"
+    return text
 
 
 def _devices_text(training: dict) -> str:

@@ -23,6 +23,7 @@ from ..hub.bundled import checkpoint_name
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.modeling_mprnet import MPRNetModel
+from .train import earlier_phases
 
 # Config fields that say where weights came from, not what they compute.
 BOOKKEEPING_FIELDS = {"_name_or_path", "transformers_version", "architectures", "auto_map", "custom_pipelines"}
@@ -57,12 +58,25 @@ def interpolate_models(start: MPRNetModel, end: MPRNetModel, weight: float) -> M
     return model.eval()
 
 
+def read_summary(folder: Path) -> dict:
+    path = folder / "training_summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {"steps": 0, "seconds": 0.0}
+
+
 def interpolated_summary(start_dir: Path, end_dir: Path, weight: float) -> dict:
-    """The end's training summary (its phases already include the start's, since it was fine-tuned from it) with
-    the interpolation recorded, for the model card."""
-    summary_path = end_dir / "training_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"steps": 0, "seconds": 0.0}
-    summary["interpolation"] = {"start": str(start_dir), "end": str(end_dir), "weight": weight}
+    """The end's training summary with the interpolation as its last phase, so the model card and any later
+    fine-tune's summary tell it. Phases of the start that the end does not share (two fine-tunes of one model) go
+    into that phase, and their time into the total."""
+    start, summary = read_summary(start_dir), read_summary(end_dir)
+    end_phases = earlier_phases(summary)
+    start_only = [phase for phase in earlier_phases(start) if phase not in end_phases]
+    interpolation = {"start": str(start_dir), "end": str(end_dir), "weight": weight}
+    if start_only:
+        interpolation["start_phases"] = start_only
+    seconds = sum(phase.get("seconds", 0.0) for phase in start_only)
+    summary["phases"] = end_phases + [{"steps": 0, "seconds": seconds, "interpolation": interpolation}]
+    summary["seconds"] = summary.get("seconds", 0.0) + seconds
+    summary["steps"] = summary.get("steps", 0) + sum(phase.get("steps", 0) for phase in start_only)
     return summary
 
 
