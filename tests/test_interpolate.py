@@ -56,6 +56,7 @@ def test_cli_writes_one_loadable_folder_per_weight_with_its_card(tiny_config, tm
     start, end = two_models(tiny_config)
     start.save_pretrained(tmp_path / "start")
     end.save_pretrained(tmp_path / "end")
+    (tmp_path / "end" / "training_log.jsonl").write_text('{"step": 120, "val_psnr": 25.0}\n')
     (tmp_path / "end" / "training_summary.json").write_text(
         json.dumps({"task": "derain", "steps": 120, "seconds": 600.0, "best_val_psnr": 25.0})
     )
@@ -69,6 +70,7 @@ def test_cli_writes_one_loadable_folder_per_weight_with_its_card(tiny_config, tm
     summary = json.loads((written[0] / "training_summary.json").read_text())
     assert summary["steps"] == 120 and summary["phases"][-1]["interpolation"]["weight"] == 0.25
     assert "0.25 of the way from" in (written[0] / "README.md").read_text()
+    assert (written[1] / "training_log.jsonl").read_text() == (tmp_path / "end" / "training_log.jsonl").read_text()
 
 
 def test_two_fine_tunes_of_one_model_count_both_and_a_later_fine_tune_keeps_the_interpolation(tiny_config, tmp_path):

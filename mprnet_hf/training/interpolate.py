@@ -15,6 +15,7 @@ Only weights of one architecture mix: the two configs must agree on every field 
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -122,6 +123,8 @@ def main(argv=None) -> list[Path]:
         summary = interpolated_summary(start_dir, end_dir, weight)
         (folder / "training_summary.json").write_text(json.dumps(summary, indent=2))
         save_model_card(trained_model_card(model.config, summary), folder)
+        if (end_dir / "training_log.jsonl").is_file():  # the history of the training behind these weights
+            shutil.copyfile(end_dir / "training_log.jsonl", folder / "training_log.jsonl")
         written.append(folder)
         print(folder)
     return written
