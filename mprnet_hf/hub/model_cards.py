@@ -207,8 +207,8 @@ def _phases_text(training: dict) -> str:
 
 def _interpolation_text(mix: dict) -> str:
     text = (
-        f"the weights {mix['weight']:g} of the way from `{mix['start']}` to `{mix['end']}`, two descendants of the same "
-        "weights (every tensor interpolated linearly, `python -m mprnet_hf.training.interpolate`)"
+        f"the weights {mix['weight']:g} of the way from `{mix['start']}` (as it was then) to `{mix['end']}`, two "
+        "descendants of the same weights (every tensor interpolated linearly, `python -m mprnet_hf.training.interpolate`)"
     )
     if mix.get("start_phases"):
         text += f", the start after {_phases_text({'phases': mix['start_phases']}).removeprefix(': ')} of its own"
