@@ -149,7 +149,7 @@ weights with `python -m mprnet_hf.hub.convert`.
 - Data: {training.get("data", "")}. The clean photos come from Debian and PyPI packages (scikit-image, the `sporco`
   wheel, Debian's `opencv-doc` and, for the larger set, GCompris, KPhotoAlbum, Tux Paint and desktop wallpapers), each
   listed with its licence in the project's `data_sources/photos.json`; validation photos are held out.
-- Degradation ({task}): {_DEGRADATION_TEXT[task]} 40 % of samples re-encoded as JPEG (quality 60-95) afterwards.
+- Degradation ({task}): {_degradation_text(task, training)}
   Phases that name no data (the first ones) trained on the 30 development photos with the earlier degradations:
   no JPEG, camera shake up to 15 px, no demosaiced noise.
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
@@ -220,6 +220,29 @@ def _devices_text(training: dict) -> str:
     devices = sorted({phase.get("device", "cpu") for phase in training.get("phases") or [{}]})
     return " and ".join("GPU" if device == "cuda" else device.upper() for device in devices)
 
+
+def _degradation_text(task: str, training: dict) -> str:
+    """The classic synthesis's degradation, and the broad one's where a phase trained on it."""
+    text = f"{_DEGRADATION_TEXT[task]} 40 % of samples re-encoded as JPEG (quality 60-95) afterwards."
+    phases = training.get("phases") or []
+    if any(phase.get("data", "").startswith("broad") for phase in phases):
+        text += (
+            f" The phases on the broad synthesis (`mprnet_hf/data/synthesis.py`): {_BROAD_DEGRADATION_TEXT[task]} "
+            "mixed with the classic degradation in the share each phase names; half of the samples saved as JPEG "
+            "(quality 50-95) afterwards."
+        )
+    return text
+
+
+_BROAD_DEGRADATION_TEXT = {
+    "denoise": "Gaussian noise with sigma up to 65/255, or sensor noise through a camera pipeline (Poisson-Gaussian "
+    "on a raw Bayer mosaic, demosaicing, white balance, colour correction, tone curve),",
+    "deblur": "camera shake up to 45 px (the extent of a shaken full phone photo), straight motion, defocus or "
+    "Gaussian blur, then Gaussian noise up to 3/255,",
+    "derain": "one to three layers of streaks, each with its own density (over two orders of magnitude), length "
+    "(4-160 px), width, softness and angle near a shared wind direction, blended additively, as a screen or opaquely, "
+    "sometimes over haze,",
+}
 
 _DEGRADATION_TEXT = {
     "denoise": "blind additive Gaussian noise with sigma uniform in [0, 55]/255 (half the samples), Poisson-Gaussian "
