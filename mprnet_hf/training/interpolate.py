@@ -6,7 +6,7 @@ starting weights specialised in; the weights between the two often keep most of 
 the same basin of the loss. Each `--weight` writes one model folder, scored like any other candidate:
 
     python -m mprnet_hf.training.interpolate --start checkpoints/mprnet-derain-small \
-        --end candidates/mprnet-derain-small-broad --weight 0.5 --weight 0.7 --output-dir runs/soups
+        --end runs/candidates/mprnet-derain-small --weight 0.5 --weight 0.7 --output-dir runs/soups
     # -> runs/soups/w0.5/mprnet-derain-small, runs/soups/w0.7/mprnet-derain-small
     python scripts/quality_report.py --checkpoints runs/soups/w0.5 --tasks derain ...
 
