@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
@@ -262,7 +263,7 @@ def load_model(source: str | None, task: str, device: torch.device) -> MPRNetMod
     transformers_logging.disable_progress_bar()  # one bar per run is the files' bar
     try:
         model = MPRNetModel.from_pretrained(source)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged weights file
         reason = str(error).strip().splitlines()[0]
         raise UsageError(
             f"--model {source} could not be loaded ({reason}); pass an MPRNet folder or a Hub id that "

@@ -169,6 +169,17 @@ def not_a_model(tmp_path):
     return folder
 
 
+def damaged_model(tmp_path):
+    """An MPRNet folder whose weights file was cut short or overwritten: its config reads, its weights do not."""
+    folder = tmp_path / "damaged-model"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(
+        (REPO_ROOT / "checkpoints" / "mprnet-denoise-small" / "config.json").read_bytes()
+    )
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    return folder
+
+
 BAD_ARGUMENTS = {
     "unknown task": (lambda tmp, photos: [photos, "--task", "sharpen"], "invalid choice: 'sharpen'"),
     "missing input": (lambda tmp, photos: [tmp / "nope.jpg", "--task", "denoise"], "does not exist"),
@@ -184,6 +195,10 @@ BAD_ARGUMENTS = {
     "model folder missing": (
         lambda tmp, photos: [photos, "--task", "denoise", "--model", tmp / "missing"],
         "is not an MPRNet model folder",
+    ),
+    "damaged weights": (
+        lambda tmp, photos: [photos, "--task", "denoise", "--model", damaged_model(tmp)],
+        "could not be loaded",
     ),
     "hub id not downloaded": (
         lambda tmp, photos: [photos, "--task", "denoise", "--model", "nobody/no-such-model"],

@@ -13,6 +13,7 @@ from scipy import ndimage
 from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from conftest import REPO_ROOT
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.evaluation import baselines as baseline_functions
 from mprnet_hf.evaluation import evaluate as ev
@@ -440,6 +441,18 @@ def test_weights_that_do_not_load_end_the_command_with_what_to_give(tmp_path, op
     message = str(stopped.value)
     assert message.startswith(f"mprnet-evaluate: error: {option} '{missing}' could not be loaded")
     assert "Give a folder written by save_pretrained, or a Hub id" in message
+
+
+def test_damaged_weights_end_the_command_with_what_to_give(tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_bytes(
+        (REPO_ROOT / "checkpoints" / "mprnet-denoise-small" / "config.json").read_bytes()
+    )
+    (damaged / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(SystemExit) as stopped:
+        ev.main(["--task", "denoise", "--data", str(tmp_path), "--synthetic", "--model", str(damaged)])
+    assert str(stopped.value).startswith(f"mprnet-evaluate: error: --model '{damaged}' could not be loaded")
 
 
 def test_the_command_says_what_is_wrong_with_its_photos_in_one_line(tmp_path):

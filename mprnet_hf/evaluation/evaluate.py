@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -540,7 +541,7 @@ def load_or_exit(load: Callable, source: str, option: str):
     """`load(source)`, or the command's exit with what was given and what to give instead."""
     try:
         return load(source)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged weights file
         raise SystemExit(
             f"mprnet-evaluate: error: {option} {source!r} could not be loaded ({error}). Give a folder written by "
             "save_pretrained, or a Hub id (online, or already in the cache)."

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from ..hub.bundled import checkpoint_name
 from ..hub.model_cards import save_model_card, trained_model_card
@@ -114,7 +115,7 @@ def main(argv=None) -> list[Path]:
     try:
         start, end = load_model(start_dir), load_model(end_dir)
         models = [(weight, interpolate_models(start, end, weight)) for weight in args.weight]
-    except ValueError as error:
+    except (ValueError, OSError, SafetensorError) as error:  # weights missing or damaged
         raise SystemExit(f"error: {error}") from None
     written = []
     for weight, model in models:
