@@ -104,6 +104,17 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def damaged_model_folder(tmp_path: Path) -> Path:
+    """An MPRNet folder whose weights file was cut short or overwritten: its config reads, its weights do not."""
+    folder = tmp_path / "damaged-model"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(
+        (REPO_ROOT / "checkpoints" / "mprnet-denoise-small" / "config.json").read_bytes()
+    )
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    return folder
+
+
 def progressive_jpeg_repeating_its_last_scan(width: int, height: int, repeats: int) -> bytes:
     """A real progressive JPEG of one grey level whose last scan (a dozen bytes) is repeated `repeats` more times
     before its end: every copy costs the decoder a pass over the image, the calling card of a scan bomb."""

@@ -11,7 +11,7 @@ import tifffile
 import torch
 from PIL import Image, ImageCms
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, damaged_model_folder
 from mprnet_hf import cli
 from mprnet_hf.data.image_io import ORIENTATION
 
@@ -169,17 +169,6 @@ def not_a_model(tmp_path):
     return folder
 
 
-def damaged_model(tmp_path):
-    """An MPRNet folder whose weights file was cut short or overwritten: its config reads, its weights do not."""
-    folder = tmp_path / "damaged-model"
-    folder.mkdir()
-    (folder / "config.json").write_bytes(
-        (REPO_ROOT / "checkpoints" / "mprnet-denoise-small" / "config.json").read_bytes()
-    )
-    (folder / "model.safetensors").write_bytes(b"not weights")
-    return folder
-
-
 BAD_ARGUMENTS = {
     "unknown task": (lambda tmp, photos: [photos, "--task", "sharpen"], "invalid choice: 'sharpen'"),
     "missing input": (lambda tmp, photos: [tmp / "nope.jpg", "--task", "denoise"], "does not exist"),
@@ -197,7 +186,7 @@ BAD_ARGUMENTS = {
         "is not an MPRNet model folder",
     ),
     "damaged weights": (
-        lambda tmp, photos: [photos, "--task", "denoise", "--model", damaged_model(tmp)],
+        lambda tmp, photos: [photos, "--task", "denoise", "--model", damaged_model_folder(tmp)],
         "could not be loaded",
     ),
     "hub id not downloaded": (

@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import REPO_ROOT
+from conftest import damaged_model_folder
 from mprnet_hf import MPRNetConfig, MPRNetModel
 from mprnet_hf.evaluation import baselines as baseline_functions
 from mprnet_hf.evaluation import evaluate as ev
@@ -444,12 +444,7 @@ def test_weights_that_do_not_load_end_the_command_with_what_to_give(tmp_path, op
 
 
 def test_damaged_weights_end_the_command_with_what_to_give(tmp_path):
-    damaged = tmp_path / "damaged"
-    damaged.mkdir()
-    (damaged / "config.json").write_bytes(
-        (REPO_ROOT / "checkpoints" / "mprnet-denoise-small" / "config.json").read_bytes()
-    )
-    (damaged / "model.safetensors").write_bytes(b"not weights")
+    damaged = damaged_model_folder(tmp_path)
     with pytest.raises(SystemExit) as stopped:
         ev.main(["--task", "denoise", "--data", str(tmp_path), "--synthetic", "--model", str(damaged)])
     assert str(stopped.value).startswith(f"mprnet-evaluate: error: --model '{damaged}' could not be loaded")

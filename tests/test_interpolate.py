@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from conftest import damaged_model_folder
 from mprnet_hf import MPRNetModel
 from mprnet_hf.training.interpolate import interpolate_models, main
 from mprnet_hf.training.train import earlier_phases
@@ -95,9 +96,7 @@ def test_cli_says_what_is_wrong_with_a_folder_that_is_not_a_model(tiny_config, t
     start.save_pretrained(tmp_path / "start")
     with pytest.raises(SystemExit, match="not a model folder"):
         main(f"--start {tmp_path}/start --end {tmp_path}/nowhere --weight 0.5 --output-dir {tmp_path}/mixed".split())
-    damaged = tmp_path / "damaged"
-    start.save_pretrained(damaged)
-    (damaged / "model.safetensors").write_bytes(b"not weights")
+    damaged = damaged_model_folder(tmp_path)
     with pytest.raises(SystemExit, match="error: "):
         main(f"--start {tmp_path}/start --end {damaged} --weight 0.5 --output-dir {tmp_path}/mixed".split())
     with pytest.raises(SystemExit):

@@ -25,7 +25,7 @@ from ..hub.bundled import checkpoint_name
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.modeling_mprnet import MPRNetModel
-from .train import earlier_phases
+from .train import earlier_phases, read_training_summary
 
 # Config fields that say where weights came from, not what they compute.
 BOOKKEEPING_FIELDS = {"_name_or_path", "transformers_version", "architectures", "auto_map", "custom_pipelines"}
@@ -60,16 +60,11 @@ def interpolate_models(start: MPRNetModel, end: MPRNetModel, weight: float) -> M
     return model.eval()
 
 
-def read_summary(folder: Path) -> dict:
-    path = folder / "training_summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {"steps": 0, "seconds": 0.0}
-
-
 def interpolated_summary(start_dir: Path, end_dir: Path, weight: float) -> dict:
     """The end's training summary with the interpolation as its last phase, so the model card and any later
     fine-tune's summary tell it. Phases of the start that the end does not share (two fine-tunes of one model) go
     into that phase, and their time into the total."""
-    start, summary = read_summary(start_dir), read_summary(end_dir)
+    start, summary = read_training_summary(start_dir), read_training_summary(end_dir)
     end_phases = earlier_phases(summary)
     start_only = [phase for phase in earlier_phases(start) if phase not in end_phases]
     interpolation = {"start": str(start_dir), "end": str(end_dir), "weight": weight}

@@ -344,15 +344,17 @@ class Progress(NamedTuple):
     seconds: float
 
 
+def read_training_summary(folder) -> dict:
+    """training_summary.json of exported weights; weights without one count as untrained (no steps, no time)."""
+    path = Path(folder) / "training_summary.json"
+    return json.loads(path.read_text()) if path.exists() else {"steps": 0, "seconds": 0.0}
+
+
 def build_model(args) -> tuple[MPRNetModel, dict]:
     """The model to train (fresh, or --init-from exported weights) and the training summary of those weights."""
-    previous = {"steps": 0, "seconds": 0.0}
     if not args.init_from:
-        return MPRNetModel(build_config(args.task, args.preset)), previous
-    summary = Path(args.init_from) / "training_summary.json"
-    if summary.exists():
-        previous = json.loads(summary.read_text())
-    return MPRNetModel.from_pretrained(args.init_from), previous
+        return MPRNetModel(build_config(args.task, args.preset)), {"steps": 0, "seconds": 0.0}
+    return MPRNetModel.from_pretrained(args.init_from), read_training_summary(args.init_from)
 
 
 def build_data(args, global_batch: int) -> tuple[DataLoader, list[dict]]:
