@@ -308,7 +308,7 @@ def auto_table(results: dict, labels: dict) -> str:
     """Auto mode on each foreign row it ran on: its mean against the degraded input's (the bar: at most 0.1 dB
     below), the photos given exactly the row's restoration, and what ran on the others; then the share routed right
     over the rows whose draw changes only what the task removes (the bar: 90 %; a draw that also changes the whole
-    frame, albumentations' rain as drawn, is listed but not counted)."""
+    frame, albumentations' rain and every library's motion blur as drawn, is listed but not counted)."""
     lines = [
         "| foreign row | degraded input | auto mode | change | given exactly the row's restoration | other steps run |",
         "|---|---|---|---|---|---|",

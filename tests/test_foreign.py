@@ -62,6 +62,41 @@ def test_streaks_only_rain_only_adds_light_while_the_drawn_one_darkens_the_frame
     assert not foreign.get("albumentations/rain-heavy-streaks").whole_frame
 
 
+def shifted(image: np.ndarray, down: int, right: int) -> np.ndarray:
+    """`image` moved `down` and `right` pixels, its edges repeated into the space left behind."""
+    padded = np.pad(image, ((abs(down),) * 2, (abs(right),) * 2, (0, 0)), mode="edge")
+    height, width = image.shape[:2]
+    return padded[abs(down) - down : abs(down) - down + height, abs(right) - right : abs(right) - right + width]
+
+
+def test_a_centred_set_is_scored_against_the_clean_photo_moved_as_far_as_its_blur_moves_the_light():
+    needs("albumentations")  # `degrade` checks the generator, whose code this blur does not use
+    mover = foreign.ForeignDegradation(
+        "albumentations", "move", "deblur", "moves the photo 2 down, 3 left", lambda image, seed: shifted(image, 2, -3)
+    )
+    centred = foreign.ForeignDegradation(**{**vars(mover), "centred": True})
+    clean = clean_photo()
+    assert foreign.blur_centre(mover, clean.shape, 0) == (2.0, -3.0)
+    assert foreign.reference(mover, clean, 0) is clean
+    assert np.array_equal(foreign.reference(centred, clean, 0), foreign.degrade(centred, clean, 0))
+
+
+@pytest.mark.parametrize("generator", ["albumentations", "kornia", "imagecorruptions"])
+def test_every_motion_blur_is_drawn_twice_and_its_centred_reference_lies_closer_to_the_blurred_photo(generator):
+    needs(generator)
+    drawn, centred = foreign.get(f"{generator}/motion-blur"), foreign.get(f"{generator}/motion-blur-centred")
+    assert drawn.whole_frame and not drawn.centred and centred.centred and not centred.whole_frame
+    with Image.open(sorted(EXAMPLES.glob("*.png"))[0]) as photo:
+        clean = np.asarray(photo.convert("RGB"), dtype=np.uint8).copy()
+    closer = []
+    for seed in range(3):
+        blurred = foreign.degrade(drawn, clean, seed)
+        assert np.array_equal(blurred, foreign.degrade(centred, clean, seed))
+        reference = foreign.reference(centred, clean, seed)
+        closer.append(ev.psnr(blurred, reference) - ev.psnr(blurred, clean))
+    assert min(closer) > -0.05 and max(closer) > 0.3, closer
+
+
 def test_kornia_rain_writes_opaque_grey_drops():
     needs("kornia")
     clean = clean_photo()

@@ -220,7 +220,9 @@ def synthetic_samples(
 
 def foreign_samples(folder, key: str, limit: int | None = None) -> Iterator[Sample]:
     """The clean photos in `folder` degraded by the foreign set `key` (`evaluation.foreign`; seed = index in sorted
-    order), one at a time. Nothing of the degradation is known to the baselines: the noise level is estimated."""
+    order), one at a time, each with the photo it is scored against (`foreign.reference`: for a centred motion-blur set,
+    the clean photo moved to the centre of the blur). Nothing of the degradation is known to the baselines: the noise
+    level is estimated."""
     item = foreign.get(key)
     reason = foreign.available(item.generator)
     if reason:
@@ -231,7 +233,8 @@ def foreign_samples(folder, key: str, limit: int | None = None) -> Iterator[Samp
 
     def load(index, path) -> Sample:
         clean = load_uint8(path)
-        return Sample(str(path.relative_to(folder)), foreign.degrade(item, clean, index), clean)
+        degraded = foreign.degrade(item, clean, index)
+        return Sample(str(path.relative_to(folder)), degraded, foreign.reference(item, clean, index))
 
     return (load(index, path) for index, path in enumerate(paths))
 
