@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
@@ -39,7 +38,7 @@ from .auto import AUTO, auto_message, restore_photo_auto
 from .collection import Share, ShareError, device_for
 from .data.image_io import format_for_path, read_image, restore_photo, write_image
 from .detection import DegradationDetector
-from .hub.bundled import bundled_checkpoint
+from .hub.bundled import WEIGHT_LOAD_ERRORS, bundled_checkpoint
 from .models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
 from .models.mprnet.inference import (
     AUTO_PRECISION,
@@ -263,7 +262,7 @@ def load_model(source: str | None, task: str, device: torch.device) -> MPRNetMod
     transformers_logging.disable_progress_bar()  # one bar per run is the files' bar
     try:
         model = MPRNetModel.from_pretrained(source)
-    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged weights file
+    except WEIGHT_LOAD_ERRORS as error:
         reason = str(error).strip().splitlines()[0]
         raise UsageError(
             f"--model {source} could not be loaded ({reason}); pass an MPRNet folder or a Hub id that "

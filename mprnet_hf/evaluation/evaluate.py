@@ -42,13 +42,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ..auto import restore_image_auto
 from ..data.degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
 from ..detection.detector import DegradationDetector
+from ..hub.bundled import WEIGHT_LOAD_ERRORS
 from ..models.mprnet.configuration_mprnet import TASKS
 from ..models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
 from ..models.mprnet.modeling_mprnet import MPRNetModel
@@ -544,7 +544,7 @@ def load_or_exit(load: Callable, source: str, option: str):
     """`load(source)`, or the command's exit with what was given and what to give instead."""
     try:
         return load(source)
-    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged weights file
+    except WEIGHT_LOAD_ERRORS as error:
         raise SystemExit(
             f"mprnet-evaluate: error: {option} {source!r} could not be loaded ({error}). Give a folder written by "
             "save_pretrained, or a Hub id (online, or already in the cache)."

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from ..models.mprnet.configuration_mprnet import TASKS
 from ..models.mprnet.modeling_mprnet import MPRNetModel
@@ -17,6 +18,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 INSTALLED_CHECKPOINTS = PACKAGE_DIR / "checkpoints"
 CHECKOUT_CHECKPOINTS = PACKAGE_DIR.parent / "checkpoints"
 BUNDLED_SIZE = "small"
+# What `MPRNetModel.from_pretrained` raises for weights that do not load: a missing or unreadable folder (OSError), a
+# config or state dict that does not fit (ValueError), a damaged weights file (SafetensorError).
+WEIGHT_LOAD_ERRORS = (OSError, ValueError, SafetensorError)
 
 
 def checkpoint_name(task: str, size: str = BUNDLED_SIZE) -> str:

@@ -19,9 +19,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 
-from ..hub.bundled import checkpoint_name
+from ..hub.bundled import WEIGHT_LOAD_ERRORS, checkpoint_name
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.modeling_mprnet import MPRNetModel
@@ -110,7 +109,7 @@ def main(argv=None) -> list[Path]:
     try:
         start, end = load_model(start_dir), load_model(end_dir)
         models = [(weight, interpolate_models(start, end, weight)) for weight in args.weight]
-    except (ValueError, OSError, SafetensorError) as error:  # weights missing or damaged
+    except WEIGHT_LOAD_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     written = []
     for weight, model in models:
