@@ -155,3 +155,14 @@ def test_foreign_routing_counts_each_sets_decisions_and_the_clean_photos(tmp_pat
     assert table[0].startswith("| foreign set | role | routed right |")
     assert table[3].startswith("| kornia/gaussian-noise | foreign-test | ")
     assert f"{rows[1]['right']}/2" in table[3]
+
+
+def test_foreign_routing_looks_once_at_a_motion_blur_whose_centred_twin_has_the_same_photos(tmp_path):
+    if foreign.available("kornia"):
+        pytest.skip(foreign.available("kornia"))
+    photo = tmp_path / "building.png"
+    with Image.open(EXAMPLE) as image:
+        image.convert("RGB").save(photo)
+    detector = DegradationDetector.from_pretrained("checkpoints/mprnet-detector")
+    rows = foreign_routing([detector], [photo], ["kornia/motion-blur*"], seeds=1)
+    assert [row["set"] for row in rows] == ["clean photos", "kornia/motion-blur (as drawn)"]

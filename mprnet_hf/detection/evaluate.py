@@ -405,9 +405,12 @@ def report(
 def foreign_routing(detectors, photos, patterns: list[str] | None, seeds: int) -> list[dict]:
     """Each detector's first-look routing of the photos degraded by the foreign sets (degradations made by
     third-party libraries, `evaluation.foreign`) and of the clean photos: one row per set and detector. Every photo
-    is degraded once, for all detectors; sets whose library does not import are left out with the reason."""
+    is degraded once, for all detectors; sets whose library does not import are left out with the reason. Centred
+    sets are left out too: their photos are their as-drawn twins', only scored against another reference."""
     sets = []
     for item in foreign.select(patterns):
+        if item.centred:
+            continue
         if reason := foreign.available(item.generator):
             print(f"skipping {item.key}: {reason}", file=sys.stderr)
         else:
