@@ -97,6 +97,16 @@ def test_every_motion_blur_is_drawn_twice_and_its_centred_reference_lies_closer_
     assert min(closer) > -0.05 and max(closer) > 0.3, closer
 
 
+def test_a_photo_the_library_refuses_ends_the_evaluation_with_one_line_naming_the_set(tmp_path, capsys):
+    needs("imagecorruptions")
+    Image.fromarray(clean_photo()[:20, :20]).save(tmp_path / "small.png")  # imagecorruptions wants 32 px or more
+    with pytest.raises(ValueError, match=r"imagecorruptions/motion-blur could not degrade a 20x20 photo"):
+        foreign.degrade(foreign.get("imagecorruptions/motion-blur"), clean_photo()[:20, :20], 0)
+    arguments = ["--model", str(REPO_ROOT / "checkpoints" / "mprnet-deblur-small"), "--data", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"^mprnet-evaluate: error: imagecorruptions/motion-blur-centred could not"):
+        ev.command([*arguments, "--foreign", "imagecorruptions/motion-blur-centred"])
+
+
 def test_kornia_rain_writes_opaque_grey_drops():
     needs("kornia")
     clean = clean_photo()

@@ -415,7 +415,14 @@ def degrade(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarra
         raise ValueError(reason)
     if clean.dtype != np.uint8 or clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"Foreign degradations take uint8 (H, W, 3) photos, got {clean.dtype} {clean.shape}")
-    degraded = item.apply(clean, int(seed))
+    try:
+        degraded = item.apply(clean, int(seed))
+    except Exception as error:  # noqa: BLE001 - the library's own refusal, e.g. imagecorruptions' of photos under 32 px
+        height, width = clean.shape[:2]
+        raise ValueError(
+            f"{item.key} could not degrade a {height}x{width} photo ({type(error).__name__}: {error}); "
+            "leave such photos out of the foreign sets"
+        ) from error
     if degraded.shape != clean.shape or degraded.dtype != np.uint8:
         raise ValueError(f"{item.key} returned {degraded.dtype} {degraded.shape} for a {clean.shape} photo")
     return degraded
@@ -426,6 +433,12 @@ def degrade(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarra
 CENTRE_PROBE_SIDE = 7
 
 
+def centre_of_light(image: np.ndarray) -> np.ndarray:
+    """(row, column) of the mean position of an (H, W, 3) image's light."""
+    light = image.astype(np.float64).sum(axis=-1)
+    return np.array([(light * index).sum() / light.sum() for index in np.indices(light.shape)])
+
+
 def blur_centre(item: ForeignDegradation, shape: tuple[int, ...], seed: int) -> tuple[float, float]:
     """(dy, dx): how far the set's blur with `seed` moves the light of a photo of `shape`, in pixels (down, right).
 
@@ -433,17 +446,14 @@ def blur_centre(item: ForeignDegradation, shape: tuple[int, ...], seed: int) -> 
     with a white square in the middle draws the same kernel; the centre of a blurred square is the square's centre
     moved by the kernel's centre."""
     height, width = shape[:2]
-    half = CENTRE_PROBE_SIDE // 2
+    top, left = max(0, (height - CENTRE_PROBE_SIDE) // 2), max(0, (width - CENTRE_PROBE_SIDE) // 2)
     probe = np.zeros((height, width, 3), dtype=np.uint8)
-    probe[height // 2 - half : height // 2 + half + 1, width // 2 - half : width // 2 + half + 1] = 255
-    light = degrade(item, probe, seed).astype(np.float64).sum(axis=-1)
-    if light.sum() == 0:
+    probe[top : top + CENTRE_PROBE_SIDE, left : left + CENTRE_PROBE_SIDE] = 255
+    blurred = degrade(item, probe, seed)
+    if not blurred.any():
         raise ValueError(f"{item.key} left no light of a white square on a {height}x{width} photo")
-    rows, columns = np.indices(light.shape)
-    return (
-        float((light * rows).sum() / light.sum() - height // 2),
-        float((light * columns).sum() / light.sum() - width // 2),
-    )
+    dy, dx = centre_of_light(blurred) - centre_of_light(probe)
+    return float(dy), float(dx)
 
 
 def reference(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarray:
