@@ -179,6 +179,12 @@ def run(
         if result.get("model") == model and result.get("data") == str(data) and same_auto:
             return result
         print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
+    if not auto and "generator" in row and path.exists() and AUTO_MODE in json.loads(path.read_text())["summary"]:
+        print(
+            f"  {path} holds auto mode's scores too; this run without --auto writes it without them "
+            "(run the foreign rows with --auto to keep them)",
+            file=sys.stderr,
+        )
     earlier = earlier_baselines(row, data, baselines_from)
     arguments = [
         "--model",

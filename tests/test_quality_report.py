@@ -238,3 +238,7 @@ def test_auto_mode_is_scored_on_the_foreign_rows_with_the_steps_it_ran(tiny_chec
     assert f"Given exactly the right restoration, on the rows drawn without whole-frame changes: {routed}/2" in out
     # The baselines' column does not take auto mode for one.
     assert "auto mode" not in out.split("classical baselines |")[1].split("\n\n")[0]
+    # A run without --auto says that it drops auto mode's scores from the row's result.
+    quality_report.main([*common, "--rows", "albumentations-gauss-noise", "--bm3d-limit", "0"])
+    assert "holds auto mode's scores too" in capsys.readouterr().err
+    assert "auto mode" not in json.loads((output / "albumentations-gauss-noise.json").read_text())["summary"]
