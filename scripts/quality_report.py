@@ -155,6 +155,14 @@ def with_baselines_of(result: dict, earlier: dict) -> dict:
     return result
 
 
+def holds_auto_mode(path: Path) -> bool:
+    """Whether the JSON result at `path` has auto mode's scores (False when it is missing or unreadable)."""
+    try:
+        return AUTO_MODE in json.loads(path.read_text())["summary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def run(
     row: dict,
     data: str,
@@ -179,7 +187,7 @@ def run(
         if result.get("model") == model and result.get("data") == str(data) and same_auto:
             return result
         print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
-    if not auto and "generator" in row and path.exists() and AUTO_MODE in json.loads(path.read_text())["summary"]:
+    if not auto and "generator" in row and holds_auto_mode(path):
         print(
             f"  {path} holds auto mode's scores too; this run without --auto writes it without them "
             "(run the foreign rows with --auto to keep them)",

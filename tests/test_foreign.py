@@ -1,6 +1,7 @@
 """The foreign validation sets: degradations drawn by third-party libraries, seeded, scored through the evaluation
 CLI and the quality report like the own rows."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EXAMPLES = REPO_ROOT / "examples" / "clean"
 
 
-def clean_photo() -> np.ndarray:
+def clean_photo(size: tuple[int, int] | None = (96, 80)) -> np.ndarray:
+    """The first clean example photo, resized to `size` (width, height), or at its own size."""
     with Image.open(sorted(EXAMPLES.glob("*.png"))[0]) as photo:
-        return np.asarray(photo.convert("RGB").resize((96, 80)), dtype=np.uint8).copy()
+        photo = photo.convert("RGB")
+        return np.asarray(photo.resize(size) if size else photo, dtype=np.uint8).copy()
 
 
 def needs(generator: str):
@@ -74,7 +77,7 @@ def test_a_centred_set_is_scored_against_the_clean_photo_moved_as_far_as_its_blu
     mover = foreign.ForeignDegradation(
         "albumentations", "move", "deblur", "moves the photo 2 down, 3 left", lambda image, seed: shifted(image, 2, -3)
     )
-    centred = foreign.ForeignDegradation(**{**vars(mover), "centred": True})
+    centred = dataclasses.replace(mover, centred=True)
     clean = clean_photo()
     assert foreign.blur_centre(mover, clean.shape, 0) == (2.0, -3.0)
     assert foreign.reference(mover, clean, 0) is clean
@@ -86,8 +89,7 @@ def test_every_motion_blur_is_drawn_twice_and_its_centred_reference_lies_closer_
     needs(generator)
     drawn, centred = foreign.get(f"{generator}/motion-blur"), foreign.get(f"{generator}/motion-blur-centred")
     assert drawn.whole_frame and not drawn.centred and centred.centred and not centred.whole_frame
-    with Image.open(sorted(EXAMPLES.glob("*.png"))[0]) as photo:
-        clean = np.asarray(photo.convert("RGB"), dtype=np.uint8).copy()
+    clean = clean_photo(size=None)
     closer = []
     for seed in range(3):
         blurred = foreign.degrade(drawn, clean, seed)
@@ -100,11 +102,41 @@ def test_every_motion_blur_is_drawn_twice_and_its_centred_reference_lies_closer_
 def test_a_photo_the_library_refuses_ends_the_evaluation_with_one_line_naming_the_set(tmp_path, capsys):
     needs("imagecorruptions")
     Image.fromarray(clean_photo()[:20, :20]).save(tmp_path / "small.png")  # imagecorruptions wants 32 px or more
-    with pytest.raises(ValueError, match=r"imagecorruptions/motion-blur could not degrade a 20x20 photo"):
+    with pytest.raises(ValueError, match=r"imagecorruptions refused a 20x20 photo for imagecorruptions/motion-blur "):
         foreign.degrade(foreign.get("imagecorruptions/motion-blur"), clean_photo()[:20, :20], 0)
     arguments = ["--model", str(REPO_ROOT / "checkpoints" / "mprnet-deblur-small"), "--data", str(tmp_path)]
-    with pytest.raises(SystemExit, match=r"^mprnet-evaluate: error: imagecorruptions/motion-blur-centred could not"):
+    with pytest.raises(SystemExit, match=r"^mprnet-evaluate: error: imagecorruptions refused a 20x20 photo for "):
         ev.command([*arguments, "--foreign", "imagecorruptions/motion-blur-centred"])
+
+
+def test_the_centre_of_a_blur_is_refused_where_the_blur_reaches_the_border():
+    needs("imagecorruptions")  # its kernel does not shrink with the photo: up to 45 px on a 96x80 one
+    with pytest.raises(ValueError, match="cannot be measured"):
+        for seed in range(5):
+            foreign.blur_centre(foreign.get("imagecorruptions/motion-blur-centred"), (80, 96, 3), seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_measured_centre_of_imagecorruptions_motion_blur_is_that_of_its_exact_kernel(seed):
+    """Its uint8 output truncates the blur's faint tail; the measured centre must still be that of the kernel the
+    library applies, computed here by its own blur in floating point on an impulse."""
+    needs("imagecorruptions")
+    from imagecorruptions.corruptions import _motion_blur
+
+    item, shape = foreign.get("imagecorruptions/motion-blur-centred"), (300, 320, 3)
+    # `_corruption`'s draws for this seed: the severity, then the library's angle from NumPy's global generator.
+    severity = int(np.random.default_rng(seed).choice((1, 2, 3, 4, 5)))
+    state = np.random.get_state()
+    np.random.seed(seed)
+    angle = np.random.uniform(-45, 45)
+    np.random.set_state(state)
+    radius, sigma = [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)][severity - 1]
+    impulse = np.zeros((shape[0], shape[1]), dtype=np.float64)
+    impulse[150, 160] = 1.0
+    kernel = _motion_blur(impulse, radius=radius, sigma=sigma, angle=angle)
+    rows, columns = np.indices(kernel.shape)
+    exact = ((kernel * rows).sum() / kernel.sum() - 150, (kernel * columns).sum() / kernel.sum() - 160)
+    assert foreign.blur_centre(item, shape, seed) == pytest.approx(exact, abs=0.05)
 
 
 def test_kornia_rain_writes_opaque_grey_drops():

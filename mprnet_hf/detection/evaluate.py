@@ -410,6 +410,7 @@ def foreign_routing(detectors, photos, patterns: list[str] | None, seeds: int) -
     sets = []
     for item in foreign.select(patterns):
         if item.centred:
+            print(f"skipping {item.key}: its photos are those of {item.key.removesuffix('-centred')}", file=sys.stderr)
             continue
         if reason := foreign.available(item.generator):
             print(f"skipping {item.key}: {reason}", file=sys.stderr)

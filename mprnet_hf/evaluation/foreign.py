@@ -16,11 +16,12 @@ description says how (e.g. albumentations' GaussNoise default of 20-44 % of the 
 Where a generator also changes the whole frame (albumentations' rain darkens the photo by 30 % and blurs it with
 a 7x7 box), the set appears twice: as the library draws it, and with only what the task removes (`-streaks`: no
 brightness change, no blur); the quality bars hold on the latter. The motion blurs of all three libraries also move
-the photo: their kernels are one-sided or unevenly weighted, so the blurred photo's centre of light lies up to 11 px
-away from the clean photo's. Which of the positions along the motion path was "the" sharp photo cannot be told from
-the blurred one, and a restoration that sharpens at the centre is scored against a photo several pixels away. Each
-motion-blur set therefore appears twice too: as drawn, scored against the clean photo where it was, and `-centred`:
-the same blurred photo, scored against the clean photo moved to the centre of the library's blur (`reference`).
+the photo: their kernels are one-sided or unevenly weighted, so the blurred photo's centre of light lies several
+pixels from the clean photo's (imagecorruptions: about 11 px at its strongest, on any photo size). Which of the
+positions along the motion path was "the" sharp photo cannot be told from the blurred one, and a restoration that
+sharpens at the centre is scored against a photo several pixels away. Each motion-blur set therefore appears twice
+too: as drawn, scored against the clean photo where it was, and `-centred`: the same blurred photo, scored against
+the clean photo moved to the centre of the library's blur (`reference`).
 
 Each degradation is seeded: `degrade(sample_index)` gives the same pixels every run. The libraries are optional
 (the `eval` extra); `available(generator)` says whether one imports and, if not, why.
@@ -52,7 +53,8 @@ class ForeignDegradation:
     task: str
     description: str
     apply: Callable[[np.ndarray, int], np.ndarray]
-    whole_frame: bool = False  # the library's draw also changes the whole frame (reported, not held to the bars)
+    # The library's draw also changes the whole frame (darkens or moves it): reported, not held to the bars.
+    whole_frame: bool = False
     centred: bool = False  # scored against the clean photo moved to the centre of the blur (`reference`)
 
     @property
@@ -417,20 +419,23 @@ def degrade(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarra
         raise ValueError(f"Foreign degradations take uint8 (H, W, 3) photos, got {clean.dtype} {clean.shape}")
     try:
         degraded = item.apply(clean, int(seed))
-    except Exception as error:  # noqa: BLE001 - the library's own refusal, e.g. imagecorruptions' of photos under 32 px
+    # How the libraries refuse a photo: imagecorruptions raises AttributeError under 32 px, albumentations
+    # ValueError, kornia RuntimeError. Other errors are bugs here and keep their traceback.
+    except (AttributeError, ValueError, RuntimeError) as error:
         height, width = clean.shape[:2]
         raise ValueError(
-            f"{item.key} could not degrade a {height}x{width} photo ({type(error).__name__}: {error}); "
-            "leave such photos out of the foreign sets"
+            f"{item.generator} refused a {height}x{width} photo for {item.key} ({type(error).__name__}: {error}); "
+            "give photos it accepts, or leave the set out"
         ) from error
     if degraded.shape != clean.shape or degraded.dtype != np.uint8:
         raise ValueError(f"{item.key} returned {degraded.dtype} {degraded.shape} for a {clean.shape} photo")
     return degraded
 
 
-# The side of the white square whose blur locates a kernel's centre: its light is 49 times an impulse's, so the
-# rounding of the library's uint8 output moves the measured centre by hundredths of a pixel, not tenths.
-CENTRE_PROBE_SIDE = 7
+# The side of the white square whose blur locates a kernel's centre. The libraries return uint8, and imagecorruptions
+# truncates: the faint tail of a small square's blur falls to 0 and pulls the measured centre back along the path
+# (0.13 px with a 7 px square at its strongest blur). A square of 31 px carries 20 times that light.
+CENTRE_PROBE_SIDE = 31
 
 
 def centre_of_light(image: np.ndarray) -> np.ndarray:
@@ -450,18 +455,31 @@ def blur_centre(item: ForeignDegradation, shape: tuple[int, ...], seed: int) -> 
     probe = np.zeros((height, width, 3), dtype=np.uint8)
     probe[top : top + CENTRE_PROBE_SIDE, left : left + CENTRE_PROBE_SIDE] = 255
     blurred = degrade(item, probe, seed)
-    if not blurred.any():
-        raise ValueError(f"{item.key} left no light of a white square on a {height}x{width} photo")
+    edges = np.concatenate([blurred[0], blurred[-1], blurred[:, 0], blurred[:, -1]])
+    if not blurred.any() or edges.any():
+        raise ValueError(
+            f"{item.key}: the centre of its blur on a {height}x{width} photo cannot be measured (the blurred square "
+            "reaches the border); give larger photos"
+        )
     dy, dx = centre_of_light(blurred) - centre_of_light(probe)
     return float(dy), float(dx)
 
 
 def reference(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarray:
     """The photo the restoration of `degrade(item, clean, seed)` is scored against: `clean` itself, or for a centred
-    set `clean` moved (cubic spline, edges repeated like the libraries' borders) to the centre of the blur."""
+    set `clean` moved to the centre of the blur: each channel by a cubic spline, the border pixels repeated into the
+    strip left behind. A shift by a fraction of a pixel smooths the moved photo a little: a bias against sharp
+    restorations, not for them."""
     if not item.centred:
         return clean
-    moved = ndimage.shift(clean.astype(np.float64), (*blur_centre(item, clean.shape, seed), 0), order=3, mode="nearest")
+    offset = blur_centre(item, clean.shape, seed)
+    moved = np.stack(
+        [
+            ndimage.shift(channel, offset, order=3, mode="nearest")
+            for channel in clean.astype(np.float64).transpose(2, 0, 1)
+        ],
+        axis=-1,
+    )
     return np.round(np.clip(moved, 0, 255)).astype(np.uint8)
 
 

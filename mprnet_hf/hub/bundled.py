@@ -18,8 +18,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 INSTALLED_CHECKPOINTS = PACKAGE_DIR / "checkpoints"
 CHECKOUT_CHECKPOINTS = PACKAGE_DIR.parent / "checkpoints"
 BUNDLED_SIZE = "small"
-# What `MPRNetModel.from_pretrained` raises for weights that do not load: a missing or unreadable folder (OSError), a
-# config or state dict that does not fit (ValueError), a damaged weights file (SafetensorError).
+# What loading saved weights raises when they do not load (`from_pretrained` of MPRNetModel or of the detector): a
+# missing or unreadable folder (OSError), a config or state dict that does not fit (ValueError), a damaged weights
+# file (SafetensorError).
 WEIGHT_LOAD_ERRORS = (OSError, ValueError, SafetensorError)
 
 
