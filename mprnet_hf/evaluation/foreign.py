@@ -420,7 +420,7 @@ def degrade(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarra
     try:
         degraded = item.apply(clean, int(seed))
     # How the libraries refuse a photo: imagecorruptions raises AttributeError under 32 px, albumentations
-    # ValueError, kornia RuntimeError. Other errors are bugs here and keep their traceback.
+    # ValueError, kornia (torch) RuntimeError. Other errors are bugs here and keep their traceback.
     except (AttributeError, ValueError, RuntimeError) as error:
         height, width = clean.shape[:2]
         raise ValueError(
