@@ -219,9 +219,10 @@ def test_whole_image_statistics_make_tiles_agree_with_the_untiled_output(buildin
         model, degraded, tile_size=256, tile_overlap=32, return_stages=False, statistics_passes=0
     )[0]
     whole_statistics = restore_tensor(model, degraded, tile_size=256, tile_overlap=32, return_stages=False)[0]
-    # Measured: deblur 39.4 -> 46.2 dB, denoise 42.7 -> 50.7 dB.
+    # How far tiles with their own statistics stray depends on the weights (the deblur weights of 2026-12-07 stray
+    # less than earlier ones); the whole image's statistics must still bring them close and at least halve the error.
     assert psnr(untiled, whole_statistics) > 45
-    assert psnr(untiled, whole_statistics) > psnr(untiled, own_statistics) + 5
+    assert psnr(untiled, whole_statistics) > psnr(untiled, own_statistics) + 3
 
 
 @pytest.mark.slow
