@@ -138,14 +138,20 @@ def test_photos_with_misses_are_listed_most_misses_first():
     ]
 
 
-@pytest.mark.slow
-def test_foreign_routing_counts_each_sets_decisions_and_the_clean_photos(tmp_path):
+@pytest.fixture
+def kornia_photo_and_detector(tmp_path):
+    """One clean example photo saved as a file, and the bundled detector; skipped where kornia does not import."""
     if foreign.available("kornia"):
         pytest.skip(foreign.available("kornia"))
     photo = tmp_path / "building.png"
     with Image.open(EXAMPLE) as image:
         image.convert("RGB").save(photo)
-    detector = DegradationDetector.from_pretrained("checkpoints/mprnet-detector")
+    return photo, DegradationDetector.from_pretrained("checkpoints/mprnet-detector")
+
+
+@pytest.mark.slow
+def test_foreign_routing_counts_each_sets_decisions_and_the_clean_photos(kornia_photo_and_detector):
+    photo, detector = kornia_photo_and_detector
     rows = foreign_routing([detector], [photo], ["kornia/gaussian-noise"], seeds=2)
     assert [row["set"] for row in rows] == ["clean photos", "kornia/gaussian-noise"]
     assert rows[0]["total"] == 1 and rows[1]["total"] == 2
@@ -157,12 +163,7 @@ def test_foreign_routing_counts_each_sets_decisions_and_the_clean_photos(tmp_pat
     assert f"{rows[1]['right']}/2" in table[3]
 
 
-def test_foreign_routing_looks_once_at_a_motion_blur_whose_centred_twin_has_the_same_photos(tmp_path):
-    if foreign.available("kornia"):
-        pytest.skip(foreign.available("kornia"))
-    photo = tmp_path / "building.png"
-    with Image.open(EXAMPLE) as image:
-        image.convert("RGB").save(photo)
-    detector = DegradationDetector.from_pretrained("checkpoints/mprnet-detector")
+def test_foreign_routing_looks_once_at_a_motion_blur_whose_centred_twin_has_the_same_photos(kornia_photo_and_detector):
+    photo, detector = kornia_photo_and_detector
     rows = foreign_routing([detector], [photo], ["kornia/motion-blur*"], seeds=1)
     assert [row["set"] for row in rows] == ["clean photos", "kornia/motion-blur (as drawn)"]
