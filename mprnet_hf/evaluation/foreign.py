@@ -438,12 +438,6 @@ def degrade(item: ForeignDegradation, clean: np.ndarray, seed: int) -> np.ndarra
 CENTRE_PROBE_SIDE = 31
 
 
-def centre_of_light(image: np.ndarray) -> np.ndarray:
-    """(row, column) of the mean position of an (H, W, 3) image's light."""
-    light = image.astype(np.float64).sum(axis=-1)
-    return np.array([(light * index).sum() / light.sum() for index in np.indices(light.shape)])
-
-
 def blur_centre(item: ForeignDegradation, shape: tuple[int, ...], seed: int) -> tuple[float, float]:
     """(dy, dx): how far the set's blur with `seed` moves the light of a photo of `shape`, in pixels (down, right).
 
@@ -461,7 +455,7 @@ def blur_centre(item: ForeignDegradation, shape: tuple[int, ...], seed: int) -> 
             f"{item.key}: the centre of its blur on a {height}x{width} photo cannot be measured (the blurred square "
             "reaches the border); give larger photos"
         )
-    dy, dx = centre_of_light(blurred) - centre_of_light(probe)
+    dy, dx = np.subtract(ndimage.center_of_mass(blurred.sum(axis=-1)), ndimage.center_of_mass(probe.sum(axis=-1)))
     return float(dy), float(dx)
 
 
