@@ -54,9 +54,11 @@ def test_sizes_share_widths_across_tasks_and_keep_the_task_recipe():
     assert small.task == "denoise" and small.edge_loss_weight == 0.0 and small.clamp_outputs_in_loss
     tiny = MPRNetConfig.for_task("derain", size="tiny", reduction=2)
     assert (tiny.n_feat, tiny.num_cab, tiny.reduction) == (8, 1, 2)
+    medium = MPRNetConfig.for_task("deblur", size="medium")
+    assert (medium.n_feat, medium.unet_widths, medium.orsnet_width, medium.num_cab) == (20, (20, 30, 40), 30, 2)
     assert MPRNetConfig.for_task("deblur", size="released").to_dict() == MPRNetConfig.for_task("deblur").to_dict()
     assert checkpoint_name("derain") == "mprnet-derain-small"
-    with pytest.raises(ValueError, match="Unknown size 'huge': expected one of released, small, tiny"):
+    with pytest.raises(ValueError, match="Unknown size 'huge': expected one of released, small, medium, tiny"):
         MPRNetConfig.for_task("deblur", size="huge")
 
 

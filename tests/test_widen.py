@@ -86,3 +86,22 @@ def test_command_saves_a_loadable_model_with_its_history(tiny_config, tmp_path, 
 
     with pytest.raises(SystemExit, match="narrower"):
         main([str(source), str(tmp_path / "bad"), "--n-feat", "4"])
+    # Tiny has one attention block per level, medium two: widening cannot add blocks.
+    with pytest.raises(SystemExit, match="adds channels, not blocks"):
+        main([str(source), str(tmp_path / "bad"), "--size", "medium"])
+
+
+def test_command_widens_small_weights_to_medium(tmp_path):
+    from mprnet_hf.models.mprnet.configuration_mprnet import MPRNetConfig
+
+    source = tmp_path / "small"
+    trained_looking(MPRNetConfig.for_task("derain", size="small")).save_pretrained(source)
+    main([str(source), str(tmp_path / "medium"), "--size", "medium"])
+    wide = MPRNetConfig.from_pretrained(tmp_path / "medium")
+    expected = MPRNetConfig.for_task("derain", size="medium")
+    assert (wide.n_feat, wide.scale_unetfeats, wide.scale_orsnetfeats, wide.num_cab) == (
+        expected.n_feat,
+        expected.scale_unetfeats,
+        expected.scale_orsnetfeats,
+        expected.num_cab,
+    )

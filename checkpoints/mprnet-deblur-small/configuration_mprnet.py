@@ -12,10 +12,12 @@ _RELEASED_WIDTHS = {
     "denoise": {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
 }
 # The variants this project trains, the same widths for every task: "small" is the bundled checkpoints' size, "tiny"
-# the smallest sensible network (tests and smoke runs of the training loop). The mprnet_hf project's performance docs
-# measure them.
+# the smallest sensible network (tests and smoke runs of the training loop), "medium" the widest that may still fit
+# the app's time budget on two CPU cores, reached from small weights by `training.widen`. The mprnet_hf project's
+# performance docs measure them.
 _SMALLER_WIDTHS = {
     "small": {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2},
+    "medium": {"n_feat": 20, "scale_unetfeats": 10, "scale_orsnetfeats": 10, "num_cab": 2},
     "tiny": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
 }
 SIZES = ("released", *_SMALLER_WIDTHS)
@@ -118,7 +120,7 @@ class MPRNetConfig(PreTrainedConfig):
     @classmethod
     def for_task(cls, task: str, size: str = "released", **overrides) -> "MPRNetConfig":
         """The configuration of `task` ("deblur", "derain" or "denoise") at `size` ("released": the official widths,
-        "small": the bundled checkpoints', "tiny"), with optional overrides."""
+        "small": the bundled checkpoints', "medium", "tiny"), with optional overrides."""
         if task not in _RELEASED_WIDTHS:
             raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASKS)}")
         if size not in SIZES:
@@ -143,7 +145,7 @@ class MPRNetConfig(PreTrainedConfig):
 
     @staticmethod
     def size_widths(size: str) -> dict:
-        """The widths `for_task` sets for a smaller `size` ("small" or "tiny"), the same for every task."""
+        """The widths `for_task` sets for a smaller `size` ("small", "medium" or "tiny"), the same for every task."""
         if size not in _SMALLER_WIDTHS:
             raise ValueError(f"Unknown size {size!r}: expected one of {', '.join(_SMALLER_WIDTHS)}")
         return dict(_SMALLER_WIDTHS[size])

@@ -54,7 +54,7 @@ from .data import PAIRED_LAYOUTS, PairedFolder, SyntheticPairs, list_images, val
 # The model sizes (configuration_mprnet.SIZES), small first: the default.
 SMALL = MPRNetConfig.size_widths("small")
 TINY = MPRNetConfig.size_widths("tiny")
-PRESETS = ("small", "released", "tiny")
+PRESETS = ("small", "released", "medium", "tiny")
 # How --lr-scaling turns --lr (the peak learning rate of one process's batch) into the peak of the global batch.
 LR_SCALINGS = {"none": lambda processes: 1.0, "linear": float, "sqrt": math.sqrt}
 

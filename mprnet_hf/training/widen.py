@@ -7,8 +7,9 @@ initialisation, and every weight that reads an added channel into an original on
 channels compute something from the start but change nothing until training moves those zero weights, and the wide
 network's output equals the narrow one's (to float rounding) before its first step.
 
-    python -m mprnet_hf.training.widen checkpoints/mprnet-deblur-small runs/mprnet-deblur-wide \\
-        --n-feat 20 --scale-unetfeats 10 --scale-orsnetfeats 10
+    python -m mprnet_hf.training.widen checkpoints/mprnet-deblur-small runs/mprnet-deblur-medium --size medium
+
+(`--size medium` is `--n-feat 20 --scale-unetfeats 10 --scale-orsnetfeats 10`: any wider widths may be given.)
 
 Then train it with `python -m mprnet_hf.training.train --init-from runs/mprnet-deblur-wide ...`.
 """
@@ -98,14 +99,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", help="a model folder (save_pretrained), e.g. checkpoints/mprnet-deblur-small")
     parser.add_argument("output_dir", help="where the widened model is saved")
+    parser.add_argument("--size", choices=("medium", "small"), help="the widths of this size (MPRNetConfig.SIZES)")
     for name in WIDTH_FIELDS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name)
     parser.add_argument("--seed", type=int, default=0, help="seed of the added channels' initialisation")
     args = parser.parse_args(argv)
-    widths = {name: getattr(args, name) for name in WIDTH_FIELDS if getattr(args, name) is not None}
+    size = MPRNetConfig.size_widths(args.size) if args.size else {}
+    widths = {name: getattr(args, name) or size.get(name) for name in WIDTH_FIELDS}
+    widths = {name: value for name, value in widths.items() if value is not None}
     if not widths:
-        parser.error(f"give at least one of {', '.join('--' + n.replace('_', '-') for n in WIDTH_FIELDS)}")
+        parser.error(f"give --size or at least one of {', '.join('--' + n.replace('_', '-') for n in WIDTH_FIELDS)}")
     model = MPRNetModel.from_pretrained(args.weights).eval()
+    if args.size and model.config.num_cab != size["num_cab"]:
+        raise SystemExit(
+            f"Cannot widen {args.weights} to {args.size}: it has {model.config.num_cab} attention blocks per level, "
+            f"{args.size} has {size['num_cab']}, and widening adds channels, not blocks"
+        )
     try:
         wide = widen(model, seed=args.seed, **widths)
     except ValueError as error:
