@@ -12,8 +12,8 @@ _RELEASED_WIDTHS = {
     "denoise": {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
 }
 # The variants this project trains, the same widths for every task: "small" is the bundled checkpoints' size, "tiny"
-# the smallest sensible network (tests and smoke runs of the training loop), "medium" the widest that may still fit
-# the app's time budget on two CPU cores, reached from small weights by `training.widen`. The mprnet_hf project's
+# the smallest sensible network (tests and smoke runs of the training loop), "medium" a wider one that still fits the
+# app's time budget on two CPU cores, reached from small weights by `training.widen`. The mprnet_hf project's
 # performance docs measure them.
 _SMALLER_WIDTHS = {
     "small": {"n_feat": 16, "scale_unetfeats": 8, "scale_orsnetfeats": 8, "num_cab": 2},

@@ -11,7 +11,7 @@ network's output equals the narrow one's (to float rounding) before its first st
 
 (`--size medium` is `--n-feat 20 --scale-unetfeats 10 --scale-orsnetfeats 10`: any wider widths may be given.)
 
-Then train it with `python -m mprnet_hf.training.train --init-from runs/mprnet-deblur-wide ...`.
+Then train it with `python -m mprnet_hf.training.train --init-from runs/mprnet-deblur-medium ...`.
 """
 
 import argparse
