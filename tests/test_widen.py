@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from mprnet_hf.models.mprnet.image_processing_mprnet import MPRNetImageProcessor
 from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel
 from mprnet_hf.training.widen import main, widen
 
@@ -75,6 +76,8 @@ def test_command_saves_a_loadable_model_with_its_history(tiny_config, tmp_path, 
     main([str(source), str(tmp_path / "wide"), "--n-feat", "12"])
 
     wide = MPRNetModel.from_pretrained(tmp_path / "wide").eval()
+    # A whole model folder, as training exports one: the image processor travels with the weights.
+    assert MPRNetImageProcessor.from_pretrained(tmp_path / "wide") is not None
     images = torch.rand(1, 3, 24, 24, dtype=torch.float64)
     with torch.inference_mode():
         torch.testing.assert_close(wide.double()(images).reconstruction, narrow.double()(images).reconstruction)
@@ -86,6 +89,15 @@ def test_command_saves_a_loadable_model_with_its_history(tiny_config, tmp_path, 
 
     with pytest.raises(SystemExit, match="narrower"):
         main([str(source), str(tmp_path / "bad"), "--n-feat", "4"])
+    # Not model folders: a missing path, and a folder whose config is not JSON.
+    with pytest.raises(SystemExit, match="no config.json"):
+        main([str(tmp_path / "missing"), str(tmp_path / "bad"), "--n-feat", "12"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="Cannot widen"):
+        main([str(broken), str(tmp_path / "bad"), "--n-feat", "12"])
+    assert not (tmp_path / "bad").exists()
     # Tiny has one attention block per level, medium two: widening cannot add blocks.
     with pytest.raises(SystemExit, match="adds channels, not blocks"):
         main([str(source), str(tmp_path / "bad"), "--size", "medium"])

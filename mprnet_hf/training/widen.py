@@ -21,8 +21,12 @@ from pathlib import Path
 
 import torch
 
+from ..hub.bundled import WEIGHT_LOAD_ERRORS
+from ..hub.remote_code import save_model_folder
 from ..models.mprnet.configuration_mprnet import MPRNetConfig
 from ..models.mprnet.modeling_mprnet import MPRNetModel
+from .interpolate import load_model
+from .train import read_training_summary
 
 WIDTH_FIELDS = ("n_feat", "scale_unetfeats", "scale_orsnetfeats")
 # Convolutions whose input is two n_feat-wide feature maps side by side (stage shallow features, then the previous
@@ -85,8 +89,7 @@ def carry_training_history(source: Path, output_dir: Path, narrow: MPRNetConfig,
     log = source / "training_log.jsonl"
     if log.is_file():
         shutil.copyfile(log, output_dir / log.name)
-    summary_path = source / "training_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"steps": 0, "seconds": 0.0}
+    summary = read_training_summary(source)
     summary["widened"] = {
         "from": {name: getattr(narrow, name) for name in WIDTH_FIELDS},
         "to": {name: getattr(wide, name) for name in WIDTH_FIELDS},
@@ -109,7 +112,10 @@ def main(argv=None) -> None:
     widths = {name: value for name, value in widths.items() if value is not None}
     if not widths:
         parser.error(f"give --size or at least one of {', '.join('--' + n.replace('_', '-') for n in WIDTH_FIELDS)}")
-    model = MPRNetModel.from_pretrained(args.weights).eval()
+    try:
+        model = load_model(Path(args.weights))
+    except WEIGHT_LOAD_ERRORS as error:
+        raise SystemExit(f"Cannot widen {args.weights}: {error}") from None
     if args.size and model.config.num_cab != size["num_cab"]:
         raise SystemExit(
             f"Cannot widen {args.weights} to {args.size}: it has {model.config.num_cab} attention blocks per level, "
@@ -119,9 +125,7 @@ def main(argv=None) -> None:
         wide = widen(model, seed=args.seed, **widths)
     except ValueError as error:
         raise SystemExit(f"Cannot widen {args.weights}: {error}") from None
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    wide.save_pretrained(output_dir)
+    output_dir = save_model_folder(wide, args.output_dir)
     carry_training_history(Path(args.weights), output_dir, model.config, wide.config)
     narrow_count = sum(p.numel() for p in model.parameters())
     wide_count = sum(p.numel() for p in wide.parameters())
