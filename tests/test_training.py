@@ -425,3 +425,29 @@ def test_a_crop_larger_than_twice_a_small_photo_mirrors_again(height, width):
     expected = padded[:, top : top + 114, left : left + 114]
     assert crop.shape == (3, 114, 114)
     assert np.array_equal(crop.numpy(), expected)
+
+
+def test_jpeg_share_reaches_the_training_patches_and_the_validation_crops(photo_dirs):
+    from mprnet_hf.training.data import SyntheticPairs, validation_pairs
+
+    def patches(jpeg_share):
+        data = SyntheticPairs(photo_dirs / "train", "denoise", 32, 6, seed=3, synthesis="broad", jpeg_share=jpeg_share)
+        return [data[index]["pixel_values"] for index in range(len(data))]
+
+    def crops(jpeg_share):
+        pairs = validation_pairs(photo_dirs / "val", "denoise", crop=32, synthesis="broad", jpeg_share=jpeg_share)
+        return [pair["pixel_values"] for pair in pairs]
+
+    # The same draws up to the JPEG step: every patch differs once all are compressed, none when none are (the
+    # synthesis's own share compresses some of these six).
+    never, always, default = patches(0.0), patches(1.0), patches(None)
+    assert all(not torch.equal(plain, compressed) for plain, compressed in zip(never, always))
+    assert 0 < sum(not torch.equal(plain, drawn) for plain, drawn in zip(never, default)) < len(never)
+    assert all(not torch.equal(plain, compressed) for plain, compressed in zip(crops(0.0), crops(1.0)))
+
+
+def test_jpeg_share_outside_zero_to_one_is_refused(photo_dirs, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
+              "--output-dir", str(tmp_path / "out"), "--jpeg-share", "1.5"])  # fmt: skip
+    assert "--jpeg-share must be between 0 and 1" in capsys.readouterr().err

@@ -112,6 +112,7 @@ class SyntheticPairs(Dataset):
         seed: int = 1234,
         synthesis: str = "classic",
         classic_share: float | None = None,
+        jpeg_share: float | None = None,
     ):
         self.paths = list_images(folder)
         if not self.paths:
@@ -121,7 +122,7 @@ class SyntheticPairs(Dataset):
         areas = np.array([image.shape[-1] * image.shape[-2] for image in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.task, self.patch_size, self.length, self.seed = task, patch_size, length, seed
-        self.synthesis, self.classic_share = synthesis, classic_share
+        self.synthesis, self.classic_share, self.jpeg_share = synthesis, classic_share, jpeg_share
         self.margin = synthesis_margin(task, synthesis)
 
     def __len__(self):
@@ -132,7 +133,9 @@ class SyntheticPairs(Dataset):
         image = self.images[int(rng.choice(len(self.images), p=self.weights))]
         (clean,) = random_crop([image], self.patch_size + 2 * self.margin, rng)
         clean = augment(clean, int(rng.integers(0, 9)))
-        degraded = synthesize(clean, self.task, rng, self.synthesis, classic_share=self.classic_share)
+        degraded = synthesize(
+            clean, self.task, rng, self.synthesis, jpeg_share=self.jpeg_share, classic_share=self.classic_share
+        )
         if self.margin:
             inner = slice(self.margin, self.margin + self.patch_size)
             clean, degraded = clean[:, inner, inner], degraded[:, inner, inner]
@@ -174,12 +177,19 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def validation_pairs(
-    folder, task: str, crop: int = 256, seed: int = 0, synthesis: str = "classic", classic_share: float | None = None
+    folder,
+    task: str,
+    crop: int = 256,
+    seed: int = 0,
+    synthesis: str = "classic",
+    classic_share: float | None = None,
+    jpeg_share: float | None = None,
 ) -> list[dict]:
     """Fixed degraded/clean centre crops of the validation photos (the same every run)."""
     pairs = []
     for index, path in enumerate(list_images(folder)):
         clean = centre_crop(load_rgb(path), crop)
-        degraded = synthesize(clean, task, np.random.default_rng(seed + index), synthesis, classic_share=classic_share)
+        rng = np.random.default_rng(seed + index)
+        degraded = synthesize(clean, task, rng, synthesis, jpeg_share=jpeg_share, classic_share=classic_share)
         pairs.append({"name": path.stem, "pixel_values": degraded, "labels": clean})
     return pairs

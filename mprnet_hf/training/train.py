@@ -43,7 +43,8 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.synthesis import CLASSIC_SHARE, NOISE_CLASSIC_SHARE, SYNTHESES
+from ..data.degradations import JPEG_SHARE
+from ..data.synthesis import BROAD_JPEG_SHARE, CLASSIC_SHARE, NOISE_CLASSIC_SHARE, SYNTHESES
 from ..hub.model_cards import save_model_card, trained_model_card
 from ..hub.remote_code import save_model_folder
 from ..models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
@@ -196,6 +197,8 @@ def training_data_text(args) -> str:
     )
     if args.synthesis == "broad" and args.classic_share is not None:
         text += f", the classic ones for {args.classic_share:.0%} of the draws"
+    if args.jpeg_share is not None:
+        text += f", re-encoded as JPEG {args.jpeg_share:.0%} of the time"
     return text
 
 
@@ -312,6 +315,14 @@ def parse_args(argv=None):
         f"{CLASSIC_SHARE:g} for rain and blur, {NOISE_CLASSIC_SHARE:g} for noise)",
     )
     parser.add_argument(
+        "--jpeg-share",
+        type=float,
+        default=None,
+        help="the share of draws (training and validation) re-encoded as JPEG after the degradation, so the model "
+        "meets compressed photos as often as it should (default: the synthesis's own share, "
+        f"{BROAD_JPEG_SHARE:g} broad, {JPEG_SHARE:g} classic)",
+    )
+    parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -333,6 +344,8 @@ def parse_args(argv=None):
         parser.error("--num-workers must be 0 or more")
     if args.classic_share is not None and not 0.0 <= args.classic_share <= 1.0:
         parser.error("--classic-share must be between 0 and 1")
+    if args.jpeg_share is not None and not 0.0 <= args.jpeg_share <= 1.0:
+        parser.error("--jpeg-share must be between 0 and 1")
     return args
 
 
@@ -372,10 +385,17 @@ def build_data(args, global_batch: int) -> tuple[DataLoader, list[dict]]:
             seed=args.seed,
             synthesis=args.synthesis,
             classic_share=args.classic_share,
+            jpeg_share=args.jpeg_share,
         )
     else:
         dataset = PairedFolder(args.paired_dir, args.layout, args.patch_size, seed=args.seed, length=length)
-    val_pairs = validation_pairs(args.val_dir, args.task, synthesis=args.synthesis, classic_share=args.classic_share)
+    val_pairs = validation_pairs(
+        args.val_dir,
+        args.task,
+        synthesis=args.synthesis,
+        classic_share=args.classic_share,
+        jpeg_share=args.jpeg_share,
+    )
     workers = {}
     if args.num_workers:
         workers = {
