@@ -6,9 +6,11 @@
     restored.steps                       # ("denoise", "deblur"); restored.stages: each step's result
 
 Mixed photos are restored in the reverse of the order a camera degrades them (`STEP_ORDER`): derain, denoise, then
-deblur, each at most once. The detector looks again after each step but the last, since rain and noise hide blur: a
-noisy and shaken photo often shows only its noise until it is denoised. A photo that looks clean, or shows only JPEG
-artefacts (no restoration here undoes them), comes back unchanged, with a message saying so.
+deblur. The detector looks again after each step but the last, since rain and noise hide blur: a noisy and shaken
+photo often shows only its noise until it is denoised. Each restoration runs once, except deraining, which runs a
+second time when the look after it still finds rain (`MAX_PASSES`: dense rain outlives one pass). A photo that looks
+clean, or shows only JPEG artefacts (no restoration here undoes them), comes back unchanged, with a message saying
+so.
 
 Auto mode lives here, in the installed package, not in the model folder a Hub repo carries: it needs the detector
 and every task's model. `restore_image` and `AutoImageRestorationPipeline` (what `import mprnet_hf` registers for the
@@ -18,6 +20,7 @@ and every task's model. `restore_image` and `AutoImageRestorationPipeline` (what
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from itertools import groupby
 
 import numpy as np
 from PIL import Image
@@ -32,6 +35,7 @@ from .detection.detector import (
     as_rgb_array,
     looks_again_after,
     next_task,
+    runs_again,
 )
 from .hub.bundled import complete_models
 from .models.mprnet import inference
@@ -74,15 +78,28 @@ def detect(image, detector: DegradationDetector | None = None, after: str | None
 
 
 def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
-    """ " After denoise: blur (0.84)." for every restoration a later look found that the first did not."""
+    """ " After denoise: blur (0.84)." for every restoration a later look found that the first did not, and " After
+    derain: rain still (0.62), so derain ran again." where a step ran a second time."""
     notes, seen = [], set(detections[0].tasks)
-    for task, detection in zip(steps, detections[1:]):
+    for index, (task, detection) in enumerate(zip(steps, detections[1:])):
         fresh = [label for label in detection.found if label in TASK_OF_LABEL and TASK_OF_LABEL[label] not in seen]
         seen.update(TASK_OF_LABEL[label] for label in fresh)
         if fresh:
             words = ", ".join(f"{LABEL_WORDS[label]} ({detection.probabilities[label]:.2f})" for label in fresh)
             notes.append(f" After {task}: {words}.")
+        if steps[index + 1 : index + 2] == (task,):
+            label = next(label for label, undone_by in TASK_OF_LABEL.items() if undone_by == task)
+            still = f"{LABEL_WORDS[label]} still ({detection.probabilities[label]:.2f})"
+            notes.append(f" After {task}: {still}, so {task} ran again.")
     return "".join(notes)
+
+
+def steps_in_words(steps: tuple[str, ...]) -> str:
+    """ "derain twice, then denoise" for the steps ("derain", "derain", "denoise")."""
+    runs = [(task, len(list(repeats))) for task, repeats in groupby(steps)]
+    return ", then ".join(
+        task if count == 1 else f"{task} twice" if count == 2 else f"{task} {count} times" for task, count in runs
+    )
 
 
 def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...]) -> str:
@@ -99,7 +116,7 @@ def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...])
         )
     message = f"Detected {detection.describe()}." + newly_found(detections, steps)
     if steps:
-        message += f" Ran {', then '.join(steps)}."
+        message += f" Ran {steps_in_words(steps)}."
     if "jpeg" in detection.found:
         message += " JPEG artefacts are only reported: no restoration here undoes them."
     if not steps:
@@ -122,7 +139,8 @@ def run_steps(
         if not looks_again_after(task):
             break
         detections.append(look(image, task))
-        task = next_task(detections[-1], after=task)
+        passes = sum(done == task for done, *_ in results)
+        task = task if runs_again(detections[-1], task, passes) else next_task(detections[-1], after=task)
     return results, detections
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mprnet_hf import MPRNetConfig  # noqa: E402
+from mprnet_hf.detection.detector import distinct_restorations  # noqa: E402
 from mprnet_hf.evaluation import foreign  # noqa: E402
 from mprnet_hf.evaluation.evaluate import AUTO_MODE  # noqa: E402
 from mprnet_hf.evaluation.evaluate import main as evaluate  # noqa: E402
@@ -333,7 +334,8 @@ def auto_table(results: dict, labels: dict) -> str:
         if AUTO_MODE not in summary:
             continue
         change = summary[AUTO_MODE]["psnr"] - summary["input"]["psnr"]
-        steps = [tuple(image["steps"][AUTO_MODE]) for image in result["images"]]
+        # A restoration run twice (deraining again where rain was left) is still that restoration.
+        steps = [distinct_restorations(image["steps"][AUTO_MODE]) for image in result["images"]]
         routed = sum(ran == (result["task"],) for ran in steps)
         others = sorted({" + ".join(ran) or "none" for ran in steps if ran != (result["task"],)})
         if not foreign.get(result["foreign"]).whole_frame:

@@ -13,7 +13,13 @@ from conftest import REPO_ROOT
 from mprnet_hf import AutoImageRestorationPipeline, cli, restore_image
 from mprnet_hf.auto import auto_message, run_steps
 from mprnet_hf.detection import LABELS, DegradationDetector, Detection, bundled_detector_path
-from mprnet_hf.detection.detector import STEP_ORDER, STEPS_LOOKED_AFTER, crop_positions, cut_crops
+from mprnet_hf.detection.detector import (
+    STEP_ORDER,
+    STEPS_LOOKED_AFTER,
+    crop_positions,
+    cut_crops,
+    distinct_restorations,
+)
 from mprnet_hf.hub.bundled import bundled_models
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -162,6 +168,38 @@ def test_steps_follow_the_order_and_look_again_after_each():
     assert results[-1][1] == "photo>derain>denoise>deblur" and len(detections) == 3
     clean = auto_message(Detection({"blur": 0.1, "noise": 0.0, "rain": 0.0, "jpeg": 0.1, "clean": 0.9}), ())
     assert "looks clean (clean 0.90" in clean and "returned unchanged" in clean
+
+
+def test_rain_left_after_deraining_is_derained_once_more_and_no_other_step_repeats():
+    looked_after = []
+
+    def look_finding(labels):
+        def look(image, after):
+            looked_after.append(after)
+            return Detection({"blur": 0.0, "noise": 0.0, "rain": 0.0, "jpeg": 0.0, "clean": 0.0, **labels})
+
+        return look
+
+    def restore(task, image):
+        return f"{image}>{task}", ()
+
+    # Rain and noise in every look: deraining runs twice (MAX_PASSES), then denoising once, with a look after each
+    # run of a step but the last.
+    results, detections = run_steps("photo", look_finding({"rain": 0.9, "noise": 0.9}), restore)
+    assert [task for task, *_ in results] == ["derain", "derain", "denoise"]
+    assert looked_after == [None, "derain", "derain", "denoise"] and len(detections) == 4
+    assert distinct_restorations(task for task, *_ in results) == ("derain", "denoise")
+    message = auto_message(detections, ("derain", "derain", "denoise"))
+    assert "After derain: rain still (0.90), so derain ran again." in message
+    assert "Ran derain twice, then denoise." in message
+    # Noise found after denoising is not denoised again.
+    looked_after.clear()
+    results, _ = run_steps("photo", look_finding({"noise": 0.9}), restore)
+    assert [task for task, *_ in results] == ["denoise"] and looked_after == [None, "denoise"]
+    # No rain left after the first pass: one pass.
+    looks = iter([{"rain": 0.9}, {"rain": 0.1}])
+    results, _ = run_steps("photo", lambda image, after: look_finding(next(looks))(image, after), restore)
+    assert [task for task, *_ in results] == ["derain"]
 
 
 # ------------------------------------------------------------------------------------------------ auto mode

@@ -49,6 +49,10 @@ STEPS_LOOKED_AFTER = ("derain", "denoise")
 # The order auto mode restores a mixed photo in, the reverse of the order a camera degrades it: rain lies on top of
 # everything, and deblurring first would sharpen noise into artefacts.
 STEP_ORDER = ("derain", "denoise", "deblur")
+# How many times auto mode may run each restoration. Dense rain outlives one pass of deraining: run again where the
+# look after deraining still finds rain, a second pass recovers much of what the first left (measured in the detection
+# notes). Denoising and deblurring run once: a second pass only smooths away more detail.
+MAX_PASSES = {"derain": 2, "denoise": 1, "deblur": 1}
 DETECTOR_FOLDER = "mprnet-detector"
 EXIF_ORIENTATION = 0x0112
 
@@ -285,6 +289,17 @@ def next_task(detection: Detection, after: str | None = None) -> str | None:
     return next((task for task in STEP_ORDER[start:] if task in detection.tasks), None)
 
 
+def runs_again(detection: Detection, task: str, passes: int) -> bool:
+    """Whether the look after the `passes`-th run of `task` asks for `task` once more (within MAX_PASSES)."""
+    return passes < MAX_PASSES[task] and task in detection.tasks
+
+
+def distinct_restorations(steps) -> tuple[str, ...]:
+    """The restorations among auto mode's steps, each once in the order they first ran: ("derain", "derain",
+    "denoise") is derain, then denoise."""
+    return tuple(dict.fromkeys(steps))
+
+
 def looks_again_after(task: str) -> bool:
     """Whether another step may follow `task`, so the detector should look at its result."""
     return task in STEPS_LOOKED_AFTER
@@ -398,6 +413,9 @@ __all__ = [
     "Detection",
     "STEP_ORDER",
     "next_task",
+    "runs_again",
+    "distinct_restorations",
+    "MAX_PASSES",
     "looks_again_after",
     "DegradationDetector",
     "detector_config",

@@ -34,7 +34,14 @@ from ..hub.bundled import bundled_models, complete_models
 from ..models.mprnet.configuration_mprnet import TASKS
 from ..models.mprnet.inference import restore_image
 from .data import PAIRS, SINGLE, apply_degradations, list_photos, load_rgb
-from .detector import LABELS, TASK_OF_LABEL, DegradationDetector, as_rgb_array, looks_again_after
+from .detector import (
+    LABELS,
+    TASK_OF_LABEL,
+    DegradationDetector,
+    as_rgb_array,
+    distinct_restorations,
+    looks_again_after,
+)
 
 CONFUSION_COLUMNS = ("blur", "noise", "rain", "jpeg", "clean", "two or more")
 # Bins of the degraded photo's PSNR against the clean one (dB): how strong a single degradation was. The draws span
@@ -262,7 +269,7 @@ def follow_auto(records, detector) -> None:
     for record in records:
         if "photo" in record:
             restored = restore_image_auto(models, Image.fromarray(record.pop("photo")), detector, tile_size=None)
-            record["auto_steps"] = list(restored.steps)
+            record["auto_steps"] = list(distinct_restorations(restored.steps))
 
 
 def auto_routing(record) -> list[str]:
