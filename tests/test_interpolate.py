@@ -70,7 +70,11 @@ def test_cli_writes_one_loadable_folder_per_weight_with_its_card(tiny_config, tm
         torch.testing.assert_close(tensor, expected[name])
     summary = json.loads((written[0] / "training_summary.json").read_text())
     assert summary["steps"] == 120 and summary["phases"][-1]["interpolation"]["weight"] == 0.25
-    assert "0.25 of the way from" in (written[0] / "README.md").read_text()
+    card = (written[0] / "README.md").read_text()
+    assert "0.25 of the way from" in card
+    # The interpolated weights were never validated: the card does not give them the end's best validation PSNR.
+    assert "Best validation PSNR" not in card
+    assert "not measured for these interpolated weights" in card and "reached 25.00 dB" in card
     assert (written[1] / "training_log.jsonl").read_text() == (tmp_path / "end" / "training_log.jsonl").read_text()
 
 

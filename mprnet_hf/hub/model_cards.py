@@ -146,7 +146,7 @@ training code. It is the offline default of the `mprnet_hf` demo. For paper-qual
 weights with `python -m mprnet_hf.hub.convert`.
 
 ## Training
-- Data: {training.get("data", "")}. The clean photos come from Debian and PyPI packages (scikit-image, the `sporco`
+- Data of the last training phase: {training.get("data", "")}. The clean photos come from Debian and PyPI packages (scikit-image, the `sporco`
   wheel, Debian's `opencv-doc` and, for the larger set, GCompris, KPhotoAlbum, Tux Paint and desktop wallpapers), each
   listed with its licence in the project's `data_sources/photos.json`; validation photos are held out.
 - Degradation ({task}): {_degradation_text(task, training)}
@@ -155,7 +155,7 @@ weights with `python -m mprnet_hf.hub.convert`.
 - Objective: {"Charbonnier on clamped outputs (the official denoising recipe)" if config.clamp_outputs_in_loss else "Charbonnier + 0.05 x edge loss"}, summed over the three stages;
   Adam with warm-up and cosine decay, random patches, 8-way flips and rotations.
 - Length: {training.get("steps")} steps, {minutes:.0f} minutes on {_devices_text(training)}{_phases_text(training)}.
-- Best validation PSNR during the last training phase (256x256 centre crops of its held-out photos): {training.get("best_val_psnr", float("nan")):.2f} dB.{_shipped_text(training)}
+- {_validation_text(training)}{_shipped_text(training)}
 
 ## Evaluation
 {evaluation or "See the project README for PSNR/SSIM against classical baselines on the held-out photos."}
@@ -168,6 +168,18 @@ Trained for a few CPU-hours on at most a couple of hundred photos with synthetic
 less than the paper's models and is meant as a working demo, not as a state-of-the-art restorer.
 """
     return ModelCard(content)
+
+
+def _validation_text(training: dict) -> str:
+    """The best validation PSNR of the last phase, which interpolated weights never had: they were not trained."""
+    best = f"{training.get('best_val_psnr', float('nan')):.2f} dB"
+    phases = training.get("phases") or [{}]
+    if "interpolation" in phases[-1]:
+        return (
+            "Validation PSNR: not measured for these interpolated weights, which were chosen on the rows under "
+            f"Evaluation (the fine-tune they lie on the way to reached {best} on its own validation crops)."
+        )
+    return f"Best validation PSNR during the last training phase (256x256 centre crops of its held-out photos): {best}."
 
 
 def _shipped_text(training: dict) -> str:
@@ -228,8 +240,8 @@ def _degradation_text(task: str, training: dict) -> str:
     if any(phase.get("data", "").startswith("broad") for phase in phases):
         text += (
             f" The phases on the broad synthesis (`mprnet_hf/data/synthesis.py`): {_BROAD_DEGRADATION_TEXT[task]} "
-            "mixed with the classic degradation in the share each phase names; half of the samples saved as JPEG "
-            "(quality 50-95) afterwards."
+            "mixed with the classic degradation in the share each phase names; half of the samples (or the share a "
+            "phase names) saved as JPEG (quality 50-95) afterwards."
         )
     return text
 
