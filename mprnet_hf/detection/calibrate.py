@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 from transformers import ResNetForImageClassification
 
+from ..data.synthesis import SYNTHESES
 from ..hub.bundled import bundled_models
 from ..models.mprnet.inference import restore_image
 from .data import split_photos
@@ -323,6 +324,13 @@ def main(argv=None):
     parser.add_argument("--seeds-single", type=int, default=6, help="draws per held-out photo and degradation")
     parser.add_argument("--seeds-pair", type=int, default=2)
     parser.add_argument("--seeds-light-jpeg", type=int, default=2)
+    parser.add_argument(
+        "--synthesis",
+        choices=SYNTHESES,
+        default="broad",
+        help="how the held-out photos of the first look's calibration are degraded: as the detector's first training "
+        "draw was (`detection.train` calibrates on it; broad for the bundled detector)",
+    )
     args = parser.parse_args(argv)
     if not (math.isfinite(args.routing_l2) and args.routing_l2 >= 0):
         parser.error(f"--routing-l2 must be a finite number, 0 or more, got {args.routing_l2}")
@@ -340,6 +348,7 @@ def main(argv=None):
         args.seeds_light_jpeg,
         with_routing=args.fit_routing,
         routing_l2=args.routing_l2,
+        synthesis=args.synthesis,
     )
     model.config.detection_routing, model.config.detection_thresholds = routing, thresholds
     if hasattr(model.config, "detection_thresholds_after"):  # chosen with the first look's earlier calibration
