@@ -27,6 +27,7 @@ from PIL import Image
 
 from .data.image_io import restore_photo
 from .detection.detector import (
+    LABEL_UNDONE_BY,
     LABEL_WORDS,
     LABELS,
     TASK_OF_LABEL,
@@ -79,18 +80,20 @@ def detect(image, detector: DegradationDetector | None = None, after: str | None
 
 def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
     """ " After denoise: blur (0.84)." for every restoration a later look found that the first did not, and " After
-    derain: rain still (0.62), so derain ran again." where a step ran a second time."""
+    derain: rain still (0.62), so derain ran again." where a step ran a second time; a look after that second run is
+    " After derain again: ..."."""
     notes, seen = [], set(detections[0].tasks)
     for index, (task, detection) in enumerate(zip(steps, detections[1:])):
+        step = f"{task} again" if steps[index - 1 : index] == (task,) else task
         fresh = [label for label in detection.found if label in TASK_OF_LABEL and TASK_OF_LABEL[label] not in seen]
         seen.update(TASK_OF_LABEL[label] for label in fresh)
         if fresh:
             words = ", ".join(f"{LABEL_WORDS[label]} ({detection.probabilities[label]:.2f})" for label in fresh)
-            notes.append(f" After {task}: {words}.")
+            notes.append(f" After {step}: {words}.")
         if steps[index + 1 : index + 2] == (task,):
-            label = next(label for label, undone_by in TASK_OF_LABEL.items() if undone_by == task)
+            label = LABEL_UNDONE_BY[task]
             still = f"{LABEL_WORDS[label]} still ({detection.probabilities[label]:.2f})"
-            notes.append(f" After {task}: {still}, so {task} ran again.")
+            notes.append(f" After {step}: {still}, so {task} ran again.")
     return "".join(notes)
 
 
@@ -98,7 +101,7 @@ def steps_in_words(steps: tuple[str, ...]) -> str:
     """ "derain twice, then denoise" for the steps ("derain", "derain", "denoise")."""
     runs = [(task, len(list(repeats))) for task, repeats in groupby(steps)]
     return ", then ".join(
-        task if count == 1 else f"{task} twice" if count == 2 else f"{task} {count} times" for task, count in runs
+        task if count == 1 else f"{task} {count} times" if count > 2 else f"{task} twice" for task, count in runs
     )
 
 

@@ -160,8 +160,8 @@ def test_steps_follow_the_order_and_look_again_after_each():
         return Detection({**next(looks), "jpeg": 0.0, "clean": 0.0})
 
     results, detections = run_steps("photo", look, lambda task, image: (f"{image}>{task}", ()))
-    # Each task runs once, in order, even when a later look still sees what an earlier step addressed; each look
-    # knows the step it follows (its thresholds may be its own).
+    # Each task runs in order, once here (the look after deraining finds no rain left), even when a later look still
+    # sees what an earlier step addressed; each look knows the step it follows (its thresholds may be its own).
     assert [task for task, *_ in results] == ["derain", "denoise", "deblur"]
     assert looked_after == [None, "derain", "denoise"]
     assert STEP_ORDER[:-1] == STEPS_LOOKED_AFTER
@@ -183,8 +183,8 @@ def test_rain_left_after_deraining_is_derained_once_more_and_no_other_step_repea
     def restore(task, image):
         return f"{image}>{task}", ()
 
-    # Rain and noise in every look: deraining runs twice (MAX_PASSES), then denoising once, with a look after each
-    # run of a step but the last.
+    # Rain and noise in every look: deraining runs twice (MAX_PASSES), then denoising once; the detector looks after
+    # every run of a step that may be followed (deraining, denoising).
     results, detections = run_steps("photo", look_finding({"rain": 0.9, "noise": 0.9}), restore)
     assert [task for task, *_ in results] == ["derain", "derain", "denoise"]
     assert looked_after == [None, "derain", "derain", "denoise"] and len(detections) == 4
@@ -196,6 +196,15 @@ def test_rain_left_after_deraining_is_derained_once_more_and_no_other_step_repea
     looked_after.clear()
     results, _ = run_steps("photo", look_finding({"noise": 0.9}), restore)
     assert [task for task, *_ in results] == ["denoise"] and looked_after == [None, "denoise"]
+    # What a look after the second pass finds is said of that pass.
+    looks = iter([{"rain": 0.9}, {"rain": 0.8, "blur": 0.9}, {"noise": 0.9, "blur": 0.9}, {"blur": 0.9}])
+    results, detections = run_steps("photo", lambda image, after: look_finding(next(looks))(image, after), restore)
+    assert [task for task, *_ in results] == ["derain", "derain", "denoise", "deblur"]
+    message = auto_message(detections, tuple(task for task, *_ in results))
+    assert (
+        "After derain: blur (0.90). After derain: rain still (0.80), so derain ran again. After derain again: noise "
+        "(0.90). Ran derain twice, then denoise, then deblur." in message
+    )
     # No rain left after the first pass: one pass.
     looks = iter([{"rain": 0.9}, {"rain": 0.1}])
     results, _ = run_steps("photo", lambda image, after: look_finding(next(looks))(image, after), restore)

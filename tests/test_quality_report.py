@@ -242,3 +242,20 @@ def test_auto_mode_is_scored_on_the_foreign_rows_with_the_steps_it_ran(tiny_chec
     quality_report.main([*common, "--rows", "albumentations-gauss-noise", "--bm3d-limit", "0"])
     assert "holds auto mode's scores too" in capsys.readouterr().err
     assert "auto mode" not in json.loads((output / "albumentations-gauss-noise.json").read_text())["summary"]
+
+
+def test_auto_table_counts_a_restoration_run_twice_as_that_restoration():
+    """Deraining run a second time (rain left after the first pass) is still the row's one restoration; a step of
+    another restoration is not."""
+
+    def row(steps_per_photo):
+        images = [
+            {"name": f"{index}.png", "steps": {"auto mode": steps}} for index, steps in enumerate(steps_per_photo)
+        ]
+        summary = {"input": {"psnr": 20.0}, "auto mode": {"psnr": 25.0}}
+        return {"task": "derain", "foreign": "kornia/rain", "summary": summary, "images": images}
+
+    results = {"kornia-rain": row([["derain"], ["derain", "derain"], ["derain", "denoise"], []])}
+    table = quality_report.auto_table(results, {"kornia-rain": "derain, kornia rain [foreign-test]"})
+    assert "| 2/4 | derain + denoise, none |" in table
+    assert "on the rows drawn without whole-frame changes: 2/4 (50.0 %" in table

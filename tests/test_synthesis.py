@@ -64,9 +64,11 @@ def test_no_classic_share_means_the_tasks_default(task, default):
         )
 
 
-def test_classic_share_outside_zero_to_one_is_refused():
+def test_classic_or_jpeg_share_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match="classic_share"):
         synthesis.synthesize(photo_like(), "derain", np.random.default_rng(0), classic_share=1.5)
+    with pytest.raises(ValueError, match="jpeg_share"):
+        synthesis.synthesize(photo_like(), "denoise", np.random.default_rng(0), jpeg_share=-0.1)
 
 
 def test_unknown_synthesis_or_task_is_refused():

@@ -451,3 +451,8 @@ def test_jpeg_share_outside_zero_to_one_is_refused(photo_dirs, tmp_path, capsys)
         main(["--task", "denoise", "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
               "--output-dir", str(tmp_path / "out"), "--jpeg-share", "1.5"])  # fmt: skip
     assert "--jpeg-share must be between 0 and 1" in capsys.readouterr().err
+    # Pairs come degraded: a JPEG share would change only the validation crops.
+    with pytest.raises(SystemExit):
+        main(["--task", "denoise", "--paired-dir", str(photo_dirs), "--layout", "sidd", "--val-dir",
+              str(photo_dirs / "val"), "--output-dir", str(tmp_path / "out"), "--jpeg-share", "0.2"])  # fmt: skip
+    assert "--paired-dir pairs come degraded" in capsys.readouterr().err

@@ -262,6 +262,8 @@ def synthesize(
         raise ValueError(f"Unknown synthesis {synthesis!r}: expected one of {', '.join(SYNTHESES)}")
     if classic_share is not None and not 0.0 <= classic_share <= 1.0:
         raise ValueError(f"classic_share must be between 0 and 1, got {classic_share!r}")
+    if jpeg_share is not None and not 0.0 <= jpeg_share <= 1.0:
+        raise ValueError(f"jpeg_share must be between 0 and 1, got {jpeg_share!r}")
     check_task_and_image(task, image)
     if synthesis == "classic":
         return degrade(image, task, rng) if jpeg_share is None else degrade(image, task, rng, jpeg_share)

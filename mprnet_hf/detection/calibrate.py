@@ -8,7 +8,8 @@ validation photos):
 - per-label thresholds: for blur, noise and rain those that route the most held-out photos to exactly the right
   restorations, for JPEG the best F1 (JPEG artefacts change no route, auto mode only reports them);
 - with `--after-steps`, thresholds of their own for the looks auto mode takes after deraining and denoising: the
-  held-out photos are degraded, restored by the bundled models as auto mode restores them, and looked at again; for
+  held-out photos are degraded, restored by the bundled models as auto mode restores them (each step once), and
+  looked at again; for
   each step, the thresholds of the labels whose restorations may follow it that send the most single-degradation
   photos on to the right next step without sending fewer pairs right than the first look's thresholds. A
   restoration leaves its own traces (its smoothing can read as blur), which the first look never sees.
@@ -163,7 +164,13 @@ def calibrate_detector(
 
 
 def after_step_records(
-    detector, photos, seeds_single: int, seeds_pair: int, seeds_light_jpeg: int, models=None
+    detector,
+    photos,
+    seeds_single: int,
+    seeds_pair: int,
+    seeds_light_jpeg: int,
+    models=None,
+    synthesis: str = "classic",
 ) -> list[dict]:
     """What `detector` sees after each step auto mode looks again after: `photos` degraded as the evaluation degrades
     them (`evaluate.degraded_versions`, the conditions a step of `STEPS_LOOKED_AFTER` restores), restored by their
@@ -176,7 +183,12 @@ def after_step_records(
     models = models or bundled_models()
     records = []
     versions = degraded_versions(
-        photos, seeds_single, seeds_pair, seeds_light_jpeg, wanted=lambda _group, kinds: bool(looked_after(kinds))
+        photos,
+        seeds_single,
+        seeds_pair,
+        seeds_light_jpeg,
+        wanted=lambda _group, kinds: bool(looked_after(kinds)),
+        synthesis=synthesis,
     )
     for version in versions:
         group, kinds = version.group, version.kinds
@@ -328,8 +340,8 @@ def main(argv=None):
         "--synthesis",
         choices=SYNTHESES,
         default="broad",
-        help="how the held-out photos of the first look's calibration are degraded: as the detector's first training "
-        "draw was (`detection.train` calibrates on it; broad for the bundled detector)",
+        help="how the held-out photos are degraded: as the detector's first training draw was (`detection.train` "
+        "calibrates on it; broad for the bundled detector)",
     )
     args = parser.parse_args(argv)
     if not (math.isfinite(args.routing_l2) and args.routing_l2 >= 0):
@@ -361,7 +373,9 @@ def main(argv=None):
 def calibrate_after_steps(model, held_out, args, argv) -> None:
     """Chooses and saves the thresholds of the looks after a step for the detector folder `args.detector`."""
     detector = DegradationDetector(model, thresholds_after={})
-    records = after_step_records(detector, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg)
+    records = after_step_records(
+        detector, held_out, args.seeds_single, args.seeds_pair, args.seeds_light_jpeg, synthesis=args.synthesis
+    )
     command = "OMP_NUM_THREADS=1 python -m mprnet_hf.detection.calibrate " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )

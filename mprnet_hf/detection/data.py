@@ -19,7 +19,7 @@ from ..data.degradations import JPEG_QUALITIES, add_rain, jpeg_compress, random_
 from ..data.synthesis import SYNTHESES, broad_blur, broad_noise, broad_rain
 from ..hub.bundled import bundled_models
 from ..models.mprnet.inference import restore_image
-from .detector import CROP_SIZE, LABELS, as_rgb_array, crop_positions, cut_crops
+from .detector import CROP_SIZE, LABEL_UNDONE_BY, LABELS, as_rgb_array, crop_positions, cut_crops
 from .overlap import overlapping_photos
 
 JPEG_ARTEFACT_QUALITY = (10, 40)
@@ -114,7 +114,6 @@ SECOND_LOOKS = {
     "noise+rain/derain+denoise": (("noise", "rain"), ("derain", "denoise")),
 }
 ALL_SECOND_LOOKS = tuple(SECOND_LOOKS)
-UNDONE_BY = {"derain": "rain", "denoise": "noise"}
 SECOND_LOOK_SIDE = 256
 # The restorations' own border (they see a padded image there) is cut away before the crops are read.
 SECOND_LOOK_MARGIN = 24
@@ -122,10 +121,12 @@ SECOND_LOOK_MARGIN = 24
 
 def second_look_targets(kinds: tuple[str, ...], restorations: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(labels, weights) of a photo degraded by `kinds` and restored by `restorations`: what remains is labelled;
-    the labels undone are left out of the loss (weight 0), since auto mode runs each restoration at most once and
-    what a second look says of leftover streaks or noise changes nothing; so is "clean" when nothing remains (the
-    leftovers may still show)."""
-    undone = {UNDONE_BY[task] for task in restorations}
+    the labels undone are left out of the loss (weight 0): whether streaks or noise are left after their restoration
+    is not known here (a restoration removes them only in part), so no label is taught for them. Auto mode's second
+    pass of deraining does act on what the look after deraining reads of rain: that reading is the detector's
+    untaught one, and is measured on the foreign and validation sets (docs/DETECTION.md), not trained. "Clean" is
+    left out too when nothing remains (the leftovers may still show)."""
+    undone = {LABEL_UNDONE_BY[task] for task in restorations}
     remaining = tuple(kind for kind in kinds if kind not in undone)
     labels = multi_hot(remaining)
     weights = np.array([label not in undone for label in LABELS], dtype=np.float32)

@@ -8,6 +8,7 @@ each restoration's label then comes from all labels' pooled logits and their spr
 read alongside strong noise counts only when clearly above what noise alone gives.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..hub.bundled import bundled_checkpoints_dir
 # The detector's outputs, in order; the first three name the MPRNet task that undoes them.
 LABELS = ("blur", "noise", "rain", "jpeg", "clean")
 TASK_OF_LABEL = {"blur": "deblur", "noise": "denoise", "rain": "derain"}
+LABEL_UNDONE_BY = {task: label for label, task in TASK_OF_LABEL.items()}
 ROUTED_LABELS = tuple(TASK_OF_LABEL)
 # What a routing rule reads of a photo: the mean of each label's crop logits, then their spread over the crops.
 ROUTING_FEATURES = 2 * len(LABELS)
@@ -51,7 +53,8 @@ STEPS_LOOKED_AFTER = ("derain", "denoise")
 STEP_ORDER = ("derain", "denoise", "deblur")
 # How many times auto mode may run each restoration. Dense rain outlives one pass of deraining: run again where the
 # look after deraining still finds rain, a second pass recovers much of what the first left (measured in the detection
-# notes). Denoising and deblurring run once: a second pass only smooths away more detail.
+# notes). Denoising and deblurring run once: a second pass only smooths away more detail (deblurring, the last step,
+# is never looked after anyway).
 MAX_PASSES = {"derain": 2, "denoise": 1, "deblur": 1}
 DETECTOR_FOLDER = "mprnet-detector"
 EXIF_ORIENTATION = 0x0112
@@ -294,7 +297,7 @@ def runs_again(detection: Detection, task: str, passes: int) -> bool:
     return passes < MAX_PASSES[task] and task in detection.tasks
 
 
-def distinct_restorations(steps) -> tuple[str, ...]:
+def distinct_restorations(steps: Iterable[str]) -> tuple[str, ...]:
     """The restorations among auto mode's steps, each once in the order they first ran: ("derain", "derain",
     "denoise") is derain, then denoise."""
     return tuple(dict.fromkeys(steps))
@@ -414,6 +417,7 @@ __all__ = [
     "STEP_ORDER",
     "next_task",
     "runs_again",
+    "LABEL_UNDONE_BY",
     "distinct_restorations",
     "MAX_PASSES",
     "looks_again_after",

@@ -235,7 +235,10 @@ def _devices_text(training: dict) -> str:
 
 def _degradation_text(task: str, training: dict) -> str:
     """The classic synthesis's degradation, and the broad one's where a phase trained on it."""
-    text = f"{_DEGRADATION_TEXT[task]} 40 % of samples re-encoded as JPEG (quality 60-95) afterwards."
+    text = (
+        f"{_DEGRADATION_TEXT[task]} 40 % of samples (or the share a phase names) re-encoded as JPEG (quality 60-95) "
+        "afterwards."
+    )
     phases = training.get("phases") or []
     if any(phase.get("data", "").startswith("broad") for phase in phases):
         text += (

@@ -346,6 +346,8 @@ def parse_args(argv=None):
         parser.error("--classic-share must be between 0 and 1")
     if args.jpeg_share is not None and not 0.0 <= args.jpeg_share <= 1.0:
         parser.error("--jpeg-share must be between 0 and 1")
+    if args.jpeg_share is not None and args.paired_dir:
+        parser.error("--jpeg-share is for --train-dir photos degraded here; --paired-dir pairs come degraded")
     return args
 
 
