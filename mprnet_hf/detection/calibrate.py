@@ -9,10 +9,9 @@ validation photos):
   restorations, for JPEG the best F1 (JPEG artefacts change no route, auto mode only reports them);
 - with `--after-steps`, thresholds of their own for the looks auto mode takes after deraining and denoising: the
   held-out photos are degraded, restored by the bundled models as auto mode restores them (each step once), and
-  looked at again; for
-  each step, the thresholds of the labels whose restorations may follow it that send the most single-degradation
-  photos on to the right next step without sending fewer pairs right than the first look's thresholds. A
-  restoration leaves its own traces (its smoothing can read as blur), which the first look never sees.
+  looked at again; for each step, the thresholds of the labels whose restorations may follow it that send the most
+  single-degradation photos on to the right next step without sending fewer pairs right than the first look's
+  thresholds. A restoration leaves its own traces (its smoothing can read as blur), which the first look never sees.
 
 Recalibrate a trained detector in place (its weights unchanged); the folder is named, never defaulted, so the bundled
 checkpoint changes only when asked for, and the routing rule is fitted only with `--fit-routing` (it measured better
