@@ -29,7 +29,7 @@ from gradio.exceptions import InvalidPathError
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from mprnet_hf.auto import AUTO, auto_message, detect, run_steps
+from mprnet_hf.auto import AUTO, JPEG_DENOISE_NOTE, ModelChoice, auto_message, detect, run_steps
 from mprnet_hf.data.image_io import Photo, as_written, read_image, restore_photo, write_image
 from mprnet_hf.detection import DegradationDetector
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
@@ -431,13 +431,14 @@ def check_memory(task: str, width: int, height: int, tile_size: int | None) -> N
     MEMORY.check(needed, f"Restoring this {width}x{height} photo {tiles}")
 
 
-def gpu_seconds(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
+def gpu_seconds(photo: Photo, key: str, tile_size: int, tile_overlap: int, request_id=None, progress=None) -> int:
     """ZeroGPU calls this with the arguments of `restore_on_gpu` to know how long a slot to reserve."""
-    return gpu_duration(COST_BOUNDS[task], MODELS[task], *photo.size, tile_size_for(photo.size, task, tile_size))
+    return gpu_duration(COST_BOUNDS[key], MODELS[key], *photo.size, tile_size_for(photo.size, key, tile_size))
 
 
 @spaces.GPU(duration=gpu_seconds)
-def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, request_id=None, progress=None):
+def restore_on_gpu(photo: Photo, key: str, tile_size: int, tile_overlap: int, request_id=None, progress=None):
+    """Restores `photo` with the model under `key` in MODELS: a task, or the JPEG denoiser (`auto.ModelChoice`)."""
     stop = STOPS.get(request_id)
     tiles = [0, 1]  # done and in all, as last reported: a photo restored whole is one tile
 
@@ -456,13 +457,13 @@ def restore_on_gpu(photo: Photo, task: str, tile_size: int, tile_overlap: int, r
     try:
         with stop_checks(stop_if_asked):
             return restore_photo(
-                MODELS[task],
+                MODELS[key],
                 photo,
-                tile_size=tile_size_for(photo.size, task, tile_size),
+                tile_size=tile_size_for(photo.size, key, tile_size),
                 tile_overlap=tile_overlap,
-                precision=SERVING.precisions[task],
+                precision=SERVING.precisions[key],
                 progress=report_tiles,
-                whole_image_runtime=SERVING.runtimes.get(task),
+                whole_image_runtime=SERVING.runtimes.get(key),
             )
     except ValueError as error:
         raise gr.Error(str(error), print_exception=False) from None
@@ -515,7 +516,7 @@ def stage_previews(stages: tuple[Photo, ...]) -> list[tuple[Image.Image, str]]:
 
 
 def checked_request(image, task, tile_size, tile_overlap) -> tuple[Path | None, str, int, int]:
-    if not isinstance(task, str) or (task not in MODELS and task != AUTO):
+    if not isinstance(task, str) or (task not in TASKS and task != AUTO):
         refuse(f"Unknown task {short_repr(task)}: choose one of {AUTO}, {', '.join(TASKS)}.")
     tile_size = whole_number_in(tile_size, TILE_SIZE_RANGE, "Tile size", also=AUTOMATIC_TILES)
     tile_overlap = whole_number_in(tile_overlap, TILE_OVERLAP_RANGE, "Tile overlap")
@@ -567,12 +568,15 @@ async def run_watched(work, request):
 
 
 def restore_auto(photo: Photo, tile_size: int, tile_overlap: int, request_id=None, progress=None):
-    """Auto mode's steps (`auto.run_steps`), each restored in a GPU slot of its own."""
-    return run_steps(
+    """Auto mode's steps (`auto.run_steps`), each restored in a GPU slot of its own; returns them, every detection
+    and whether the JPEG denoiser ran."""
+    choice = ModelChoice(MODELS, photo.pixels)
+    steps, detections = run_steps(
         photo,
         lambda current, after: detect(current.pixels, DETECTOR, after),
-        lambda task, current: restore_on_gpu(current, task, tile_size, tile_overlap, request_id, progress),
+        lambda task, current: restore_on_gpu(current, choice.key(task), tile_size, tile_overlap, request_id, progress),
     )
+    return steps, detections, choice.jpeg_denoised
 
 
 # Gradio takes each argument's description (the MCP tool's schema too) from its one docstring line, dropping any
@@ -621,17 +625,20 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
 
         started = time.perf_counter()
         if task == AUTO:
-            steps, detections = await run_watched(
+            steps, detections, jpeg_denoised = await run_watched(
                 lambda request_id: restore_auto(photo, tile_size, tile_overlap, request_id, progress), request
             )
             restored = steps[-1][1] if steps else photo
             previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
-            summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps))}"
+            summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps), jpeg_denoised)}"
         else:
+            key = ModelChoice(MODELS, photo.pixels).key(task)
             restored, stages = await run_watched(
-                lambda request_id: restore_on_gpu(photo, task, tile_size, tile_overlap, request_id, progress), request
+                lambda request_id: restore_on_gpu(photo, key, tile_size, tile_overlap, request_id, progress), request
             )
             previews, summary = stage_previews(stages), f"**{task}**:"
+            if key != task:
+                summary = f"**{task}**:{JPEG_DENOISE_NOTE}"
         seconds = time.perf_counter() - started
 
         # The status describes the PNG as written (a CMYK photo comes back RGB: PNG holds no CMYK).

@@ -19,7 +19,7 @@ and every task's model. `restore_image` and `AutoImageRestorationPipeline` (what
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import groupby
 
 import numpy as np
@@ -38,7 +38,8 @@ from .detection.detector import (
     next_task,
     runs_again,
 )
-from .hub.bundled import complete_models
+from .detection.jpeg_grid import shows_jpeg_grid
+from .hub.bundled import JPEG_DENOISE, complete_models, with_jpeg_denoiser
 from .models.mprnet import inference
 from .models.mprnet.configuration_mprnet import TASKS
 from .models.mprnet.image_processing_mprnet import MPRNetImageProcessor
@@ -78,6 +79,32 @@ def detect(image, detector: DegradationDetector | None = None, after: str | None
     return (detector or bundled_detector()).detect(detector_pixels(image), after=after)
 
 
+class ModelChoice:
+    """Which of `models` restores each step of one photo: the model of the step's task, except that denoising a
+    photo saved as JPEG uses the JPEG denoiser where one is loaded (`JPEG_DENOISE`). The JPEG grid is read once, on
+    the photo as it came: a step's output has lost the grid, not the JPEG-compressed look of its noise."""
+
+    def __init__(self, models: Mapping[str, object], photo):
+        self.models, self.photo = models, photo
+        self.jpeg_denoised = False
+
+    @cached_property
+    def carries_jpeg_grid(self) -> bool:
+        return shows_jpeg_grid(detector_pixels(self.photo))
+
+    def key(self, task: str) -> str:
+        """The key of `models` that restores `task` on this photo."""
+        if task == "denoise" and JPEG_DENOISE in self.models and self.carries_jpeg_grid:
+            self.jpeg_denoised = True
+            return JPEG_DENOISE
+        return task
+
+
+JPEG_DENOISE_NOTE = (
+    " The photo was saved as JPEG (its 8×8 grid shows), so denoising used the weights for JPEG-compressed noise."
+)
+
+
 def newly_found(detections: list[Detection], steps: tuple[str, ...]) -> str:
     """ " After denoise: blur (0.84)." for every restoration a later look found that the first did not, and " After
     derain: rain still (0.62), so derain ran again." where a step ran a second time; a look after that second run is
@@ -105,9 +132,10 @@ def steps_in_words(steps: tuple[str, ...]) -> str:
     )
 
 
-def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...]) -> str:
+def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...], jpeg_denoised: bool = False) -> str:
     """What auto mode saw and did, in words a visitor knows (blur / noise / rain / JPEG); `detection` is the first
-    look, or every look in order (the first, then one after each step but the last)."""
+    look, or every look in order (the first, then one after each step but the last); `jpeg_denoised`: the denoise
+    step used the JPEG denoiser (`ModelChoice`)."""
     detections = detection if isinstance(detection, list) else [detection]
     detection = detections[0]
     probability = detection.probabilities
@@ -120,6 +148,8 @@ def auto_message(detection: Detection | list[Detection], steps: tuple[str, ...])
     message = f"Detected {detection.describe()}." + newly_found(detections, steps)
     if steps:
         message += f" Ran {steps_in_words(steps)}."
+    if jpeg_denoised:
+        message += JPEG_DENOISE_NOTE
     if "jpeg" in detection.found:
         message += " JPEG artefacts are only reported: no restoration here undoes them."
     if not steps:
@@ -158,6 +188,8 @@ class AutoRestoration:
     detections: list[Detection]
     steps: tuple[str, ...]
     step_images: tuple[Image.Image, ...]
+    # The denoise step used the JPEG denoiser (`ModelChoice`).
+    jpeg_denoised: bool = False
 
     @property
     def detection(self) -> Detection:
@@ -166,7 +198,7 @@ class AutoRestoration:
 
     @property
     def message(self) -> str:
-        return auto_message(self.detections, self.steps)
+        return auto_message(self.detections, self.steps, self.jpeg_denoised)
 
 
 def restore_image_auto(
@@ -177,7 +209,8 @@ def restore_image_auto(
     **restore_options,
 ) -> AutoRestoration:
     """Auto mode over `restore_image`: detects, then restores with the model of each task found (`complete_models`
-    fills in the bundled ones). `restore_options` are `restore_image`'s (tile_size, precision, ...)."""
+    fills in the bundled ones; where the denoise model is the bundled one, a photo saved as JPEG is denoised by the
+    bundled JPEG denoiser, `ModelChoice`). `restore_options` are `restore_image`'s (tile_size, precision, ...)."""
     processor = processor or MPRNetImageProcessor()
     max_megapixels = restore_options.pop("max_megapixels", None)
     if max_megapixels is not None and isinstance(image, Image.Image):
@@ -186,11 +219,13 @@ def restore_image_auto(
     unchanged = processor.postprocess(inputs["pixel_values"], inputs)[0]
     input_mode = inputs["original_modes"][0]
     loaded = {}
+    choice = ModelChoice(loaded, unchanged)
 
     def restore_step(task, current):
         if not loaded:  # models are loaded when a step needs them: a clean photo needs none
-            loaded.update(complete_models(models))
-        restoration = inference.restore_image(loaded[task], current, processor, max_megapixels=None, **restore_options)
+            loaded.update(with_jpeg_denoiser(complete_models(models)))
+        model = loaded[choice.key(task)]
+        restoration = inference.restore_image(model, current, processor, max_megapixels=None, **restore_options)
         return restoration.image, restoration.stages
 
     results, detections = run_steps(unchanged, lambda current, after: detect(current, detector, after), restore_step)
@@ -199,7 +234,7 @@ def restore_image_auto(
     step_images = tuple(restored for _task, restored, _stages in results)
     stages = step_images if len(results) > 1 else results[0][2]
     steps = tuple(task for task, _restored, _stages in results)
-    return AutoRestoration(step_images[-1], stages, input_mode, detections, steps, step_images)
+    return AutoRestoration(step_images[-1], stages, input_mode, detections, steps, step_images, choice.jpeg_denoised)
 
 
 def restore_photo_auto(
@@ -210,16 +245,20 @@ def restore_photo_auto(
     **restore_options,
 ):
     """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
-    [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is.
-    `whole_image_runtimes` are a serving process's runtimes by task (`ServingReport.runtimes`)."""
+    [(task, restored photo, stage photos)] per step, every detection, whether the JPEG denoiser ran). A clean-looking
+    photo comes back as it is. `models` are by task, with the JPEG denoiser under `JPEG_DENOISE` if it is to be used
+    (`ModelChoice`); `whole_image_runtimes` are a serving process's runtimes by the same keys
+    (`ServingReport.runtimes`)."""
     runtimes = whole_image_runtimes or {}
+    choice = ModelChoice(models, photo.pixels)
 
     def restore_step(task, current):
-        return restore_photo(models[task], current, whole_image_runtime=runtimes.get(task), **restore_options)
+        key = choice.key(task)
+        return restore_photo(models[key], current, whole_image_runtime=runtimes.get(key), **restore_options)
 
     results, detections = run_steps(photo, lambda current, after: detect(current.pixels, detector, after), restore_step)
     restored = results[-1][1] if results else replace(photo, notes=[])
-    return restored, results, detections
+    return restored, results, detections, choice.jpeg_denoised
 
 
 def restore_image(model, image, processor: MPRNetImageProcessor | None = None, *, task: str | None = None, **options):
@@ -268,5 +307,6 @@ __all__ = [
     "detect",
     "auto_message",
     "run_steps",
+    "ModelChoice",
     "bundled_detector",
 ]

@@ -34,11 +34,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
-from .auto import AUTO, auto_message, restore_photo_auto
+from .auto import AUTO, JPEG_DENOISE_NOTE, ModelChoice, auto_message, restore_photo_auto
 from .collection import Share, ShareError, device_for
 from .data.image_io import format_for_path, read_image, restore_photo, write_image
 from .detection import DegradationDetector
-from .hub.bundled import WEIGHT_LOAD_ERRORS, bundled_checkpoint
+from .hub.bundled import WEIGHT_LOAD_ERRORS, bundled_checkpoint, with_jpeg_denoiser
 from .models.mprnet.configuration_mprnet import TASKS, MPRNetConfig
 from .models.mprnet.inference import (
     AUTO_PRECISION,
@@ -288,7 +288,7 @@ def restore_file_auto(models, detector, job: Job, args, whole_image_runtimes=Non
     photo = read_image(job.source, args.max_megapixels)
     model = next(iter(models.values()))
     tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
-    restored, steps, detections = restore_photo_auto(
+    restored, steps, detections, jpeg_denoised = restore_photo_auto(
         models,
         photo,
         detector,
@@ -302,16 +302,20 @@ def restore_file_auto(models, detector, job: Job, args, whole_image_runtimes=Non
         for number, (task, step_photo, _stages) in enumerate(steps[:-1], start=1):
             write_image(step_photo, step_path(job.output, number, task))
     write_image(restored, job.output)
-    tqdm.write(f"{job.source}: {auto_message(detections, tuple(task for task, *_ in steps))}", file=sys.stderr)
+    message = auto_message(detections, tuple(task for task, *_ in steps), jpeg_denoised)
+    tqdm.write(f"{job.source}: {message}", file=sys.stderr)
     for note in photo.notes:
         tqdm.write(f"note: {note}", file=sys.stderr)
 
 
-def restore_file(model, job: Job, args, precision: str | None = None, whole_image_runtime=None) -> None:
-    """Restores one file at `precision` (default `--precision`), on `whole_image_runtime` when the serving trial
-    chose one; raises ValueError (or OSError, RuntimeError) saying why it could not."""
+def restore_file(models, job: Job, args, serving: ServingReport) -> None:
+    """Restores one file with the model of `args.task` in `models` (the JPEG denoiser for a photo saved as JPEG,
+    where `models` holds one: `auto.ModelChoice`), at the precision and on the runtime the serving report holds for
+    it; raises ValueError (or OSError, RuntimeError) saying why it could not."""
     format_for_path(job.output)
     photo = read_image(job.source, args.max_megapixels)
+    key = ModelChoice(models, photo.pixels).key(args.task)
+    model, precision, whole_image_runtime = models[key], serving.precisions.get(key), serving.runtimes.get(key)
     tiles = None
 
     def tile_progress(done: int, total: int):
@@ -341,6 +345,8 @@ def restore_file(model, job: Job, args, precision: str | None = None, whole_imag
         for index, stage in enumerate(stages[:-1]):
             write_image(stage, stage_path(job.output, index))
     write_image(restored, job.output)
+    if key != args.task:
+        tqdm.write(f"{job.source}:{JPEG_DENOISE_NOTE}", file=sys.stderr)
     for note in photo.notes:
         tqdm.write(f"note: {note}", file=sys.stderr)
 
@@ -385,17 +391,16 @@ def prepare_run(args, share: Share) -> Plan:
     jobs = plan_jobs(found, args.output, args.format)
     backend = serving_backend(share, len(jobs))
     if args.task == AUTO:
-        models = {task: load_model(None, task, device) for task in TASKS}
+        models = with_jpeg_denoiser({task: load_model(None, task, device) for task in TASKS})
         detector = DegradationDetector.from_pretrained()
 
         def restore_one(job, serving):
             restore_file_auto(models, detector, job, args, serving.runtimes)
     else:
-        models = {args.task: load_model(args.model, args.task, device)}
+        models = with_jpeg_denoiser({args.task: load_model(args.model, args.task, device)})
 
         def restore_one(job, serving):
-            task = args.task
-            restore_file(models[task], job, args, serving.precisions.get(task), serving.runtimes.get(task))
+            restore_file(models, job, args, serving)
 
     return Plan(found, jobs, device, models, restore_one, backend)
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data.safe_open import ALLOWED_FORMAT_NAMES, NO_IMAGE, short_repr
-from .hub.bundled import bundled_checkpoint
+from .hub.bundled import bundled_checkpoint, with_jpeg_denoiser
 from .models.mprnet.configuration_mprnet import TASKS
 from .models.mprnet.inference import (
     AUTO_PRECISION,
@@ -90,7 +90,8 @@ def default_device() -> torch.device:
 
 
 def load_models(tasks=TASKS, device: torch.device | None = None) -> dict[str, MPRNetModel]:
-    """Loads the model of every task once, in eval mode, on `device` (CUDA when present)."""
+    """Loads the model of every task once, in eval mode, on `device` (CUDA when present), and the bundled JPEG
+    denoiser under `JPEG_DENOISE` where the denoise model is the bundled one (`hub.bundled.with_jpeg_denoiser`)."""
     device = device or default_device()
     models = {}
     for task in tasks:
@@ -99,7 +100,7 @@ def load_models(tasks=TASKS, device: torch.device | None = None) -> dict[str, MP
         if model.config.task != task:
             warnings.warn(f"{source} was trained for {model.config.task!r} but serves {task!r}", stacklevel=2)
         models[task] = model
-    return models
+    return with_jpeg_denoiser(models)
 
 
 # ------------------------------------------------------------------------------------------------ uploads

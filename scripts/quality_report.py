@@ -33,6 +33,8 @@ from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS  # noqa: E402
 
 BUNDLED_CHECKPOINTS = "checkpoints"
+# A JPEG denoiser beside the denoise model in --checkpoints restores the noisy photos saved as JPEG, as in the app.
+JPEG_DENOISER_FOLDER = "mprnet-denoise-jpeg-small"
 BUNDLED_OUTPUT = "benchmarks/evaluation"
 JPEG_QUALITIES = (90, 70)
 SHAKE_BINS = ("5-10", "10-17", "17-25")
@@ -182,10 +184,13 @@ def run(
     auto = auto and "generator" in row
     path = output / f"{row['name']}.json"
     model = str(checkpoints / f"mprnet-{row['task']}-small")
+    jpeg_model = checkpoints / JPEG_DENOISER_FOLDER
+    jpeg_model = str(jpeg_model) if row["task"] == "denoise" and (jpeg_model / "config.json").is_file() else None
     if reuse and path.exists():
         result = json.loads(path.read_text())
         same_auto = not auto or result.get("detector") == (detector or "bundled")
-        if result.get("model") == model and result.get("data") == str(data) and same_auto:
+        same_models = result.get("model") == model and result.get("jpeg_model") == jpeg_model
+        if same_models and result.get("data") == str(data) and same_auto:
             return result
         print(f"  {path} is for other weights or photos: running it again", file=sys.stderr)
     if not auto and "generator" in row and holds_auto_mode(path):
@@ -210,6 +215,8 @@ def run(
         arguments.append("--baselines")
         if row["bm3d"] and bm3d_limit > 0:
             arguments += ["--bm3d", "--bm3d-limit", str(bm3d_limit)]
+    if jpeg_model:
+        arguments += ["--jpeg-model", jpeg_model]
     if threads:
         arguments += ["--num-threads", str(threads)]
     if auto:
@@ -379,6 +386,19 @@ def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> N
         config = MPRNetConfig.from_pretrained(folder)
         training = json.loads((folder / "training_summary.json").read_text())
         save_model_card(trained_model_card(config, training, evaluation), folder)
+        jpeg_folder = checkpoints / JPEG_DENOISER_FOLDER
+        if task == "denoise" and (jpeg_folder / "config.json").is_file():
+            # Its scores are the denoise rows' (it restores the photos saved as JPEG in them).
+            training = json.loads((jpeg_folder / "training_summary.json").read_text())
+            jpeg_evaluation = (
+                "It restores the photos saved as JPEG in the denoise rows below, where the model column is what "
+                "`mprnet_hf` gives: this model on the photos carrying JPEG's grid, `mprnet-denoise-small` on the "
+                "others.\n\n" + evaluation
+            )
+            card = trained_model_card(
+                MPRNetConfig.from_pretrained(jpeg_folder), training, jpeg_evaluation, None, "denoise-jpeg"
+            )
+            save_model_card(card, jpeg_folder)
 
 
 def main(argv=None):

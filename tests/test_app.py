@@ -202,6 +202,23 @@ def test_sixteen_bit_png_comes_back_sixteen_bit(client, tmp_path):
     assert len(np.unique(np.asarray(image))) > 256
 
 
+@pytest.mark.parametrize("task", ["denoise", "auto"])
+def test_noisy_jpeg_is_denoised_by_the_jpeg_denoiser_and_the_status_says_so(client, app_module, tmp_path, task):
+    from mprnet_hf.auto import JPEG_DENOISE_NOTE
+    from mprnet_hf.hub.bundled import JPEG_DENOISE
+
+    clean = np.asarray(Image.open(EXAMPLES / "clean" / "monarch.png").convert("RGB")).astype(np.float64)
+    noisy = np.clip(clean + np.random.default_rng(5).normal(0, 25, clean.shape), 0, 255).round().astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.jpg", quality=90)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    restored, _, _, status = restore(client, tmp_path / "noisy.jpg", task)
+    assert JPEG_DENOISE_NOTE.strip() in status
+    expected = restore_image(app_module.MODELS[JPEG_DENOISE], Image.open(tmp_path / "noisy.jpg")).image
+    assert np.array_equal(np.asarray(Image.open(restored)), np.asarray(expected))
+    _, _, _, status = restore(client, tmp_path / "noisy.png", task)
+    assert "saved as JPEG" not in status
+
+
 def test_cmyk_jpeg(client, tmp_path):
     path = tmp_path / "print.jpg"
     Image.new("CMYK", (40, 24), (10, 200, 30, 20)).save(path, format="JPEG", quality=95)

@@ -1,4 +1,5 @@
-"""The bundled checkpoints (checkpoints/mprnet-{task}-small): load cleanly, stay small, say what they are, and restore.
+"""The bundled checkpoints (checkpoints/mprnet-{task}-small, and the JPEG denoiser mprnet-denoise-jpeg-small): load
+cleanly, stay small, say what they are, and restore.
 
 The restoration check uses committed images, found in this order:
   1. every synthetic example of the app, examples/<task>/<photo>_<degradation>.png, with its clean source
@@ -17,6 +18,7 @@ from safetensors import safe_open
 from conftest import REPO_ROOT
 from mprnet_hf import MPRNetModel
 from mprnet_hf.evaluation import evaluate as ev
+from mprnet_hf.hub.bundled import JPEG_DENOISE
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS
 from mprnet_hf.training.data import list_images
 
@@ -30,6 +32,8 @@ SEED = 0
 # below what the bundled weights reach on the examples (deblur +1.91, derain >= +3.8, denoise >= +7.7 dB), so a
 # retrained checkpoint that restores worse fails here.
 MIN_GAIN_DB = {"deblur": 1.5, "derain": 3.0, "denoise": 6.0}
+# Each bundled folder by its name in mprnet-{name}-small, and the task it restores.
+BUNDLED = {**{task: task for task in TASKS}, JPEG_DENOISE: "denoise"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,8 +85,9 @@ def example_samples(task: str) -> list[ev.Sample]:
     )
 
 
-@pytest.fixture(scope="module", params=TASKS)
+@pytest.fixture(scope="module", params=list(BUNDLED))
 def task(request):
+    """The name of a bundled folder (mprnet-{name}-small): a task, or the JPEG denoiser."""
     return request.param
 
 
@@ -91,7 +96,7 @@ def test_checkpoint_loads_without_missing_or_unexpected_keys(task):
     assert not info["missing_keys"], info["missing_keys"]
     assert not info["unexpected_keys"], info["unexpected_keys"]
     assert not info["mismatched_keys"], info["mismatched_keys"]
-    assert model.config.task == task
+    assert model.config.task == BUNDLED[task]
 
 
 def test_checkpoint_is_small_and_float32(task):
@@ -99,7 +104,8 @@ def test_checkpoint_is_small_and_float32(task):
     assert files, "no safetensors weights"
     assert sum(path.stat().st_size for path in files) <= MAX_BYTES
     with safe_open(files[0], framework="pt") as weights:
-        assert {weights.get_slice(name).get_dtype() for name in weights.keys()}  # noqa: SIM118 (the handle only has keys()) == {"F32"}
+        dtypes = {weights.get_slice(name).get_dtype() for name in weights.keys()}  # noqa: SIM118 (the handle has keys())
+    assert dtypes == {"F32"}
 
 
 def test_model_card_says_these_are_not_the_papers_weights(task):
@@ -110,10 +116,10 @@ def test_model_card_says_these_are_not_the_papers_weights(task):
 
 @pytest.mark.slow
 def test_checkpoint_improves_psnr_on_the_examples(task):
-    samples = example_samples(task)
+    samples = example_samples(BUNDLED[task])
     model = MPRNetModel.from_pretrained(checkpoint_dir(task)).eval()
     restore = ev.model_method(model)
-    protocol = ev.DEFAULT_PROTOCOL[task]
+    protocol = ev.DEFAULT_PROTOCOL[BUNDLED[task]]
     scores = {
         sample.name: (
             ev.psnr(sample.degraded, sample.clean, protocol),
@@ -122,4 +128,5 @@ def test_checkpoint_improves_psnr_on_the_examples(task):
         for sample in samples
     }
     report = ", ".join(f"{name}: {before:.2f} -> {after:.2f} dB" for name, (before, after) in scores.items())
-    assert all(after > before + MIN_GAIN_DB[task] for before, after in scores.values()), f"{report} ({protocol} PSNR)"
+    gain = MIN_GAIN_DB[BUNDLED[task]]
+    assert all(after > before + gain for before, after in scores.values()), f"{report} ({protocol} PSNR)"

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from mprnet_hf.data.safe_open import open_image_file, short_repr
-from mprnet_hf.hub.bundled import bundled_checkpoint
+from mprnet_hf.hub.bundled import JPEG_DENOISE, bundled_checkpoint
 from mprnet_hf.models.mprnet.configuration_mprnet import MPRNetConfig
 from mprnet_hf.models.mprnet.modeling_mprnet import MPRNetModel, MPRNetOutput
 from mprnet_hf.serving import (
@@ -89,10 +89,13 @@ def test_models_load_in_eval_mode_and_a_mismatched_task_is_warned_about(monkeypa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         models = load_models(("denoise",), device=torch.device("cpu"))
-    assert list(models) == ["denoise"]
-    model = models["denoise"]
-    assert model.config.task == "denoise" and not model.training
-    assert next(model.parameters()).device == torch.device("cpu")
+    assert list(models) == ["denoise", JPEG_DENOISE]  # the bundled denoise model brings the JPEG denoiser
+    for model in models.values():
+        assert model.config.task == "denoise" and not model.training
+        assert next(model.parameters()).device == torch.device("cpu")
+    # A denoise model of one's own is served alone, on every photo.
+    monkeypatch.setenv("MPRNET_DENOISE_MODEL", str(bundled_checkpoint("denoise").parent / "mprnet-denoise-jpeg-small"))
+    assert list(load_models(("denoise",))) == ["denoise"]
     monkeypatch.setenv("MPRNET_DERAIN_MODEL", str(bundled_checkpoint("denoise")))
     with pytest.warns(UserWarning, match=re.escape("was trained for 'denoise' but serves 'derain'")):
         assert list(load_models(("derain",))) == ["derain"]

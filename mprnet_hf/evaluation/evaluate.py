@@ -48,7 +48,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from ..auto import restore_image_auto
 from ..data.degradations import TRAJECTORY_STYLES, add_gaussian_noise, add_rain, blur, jpeg_compress, motion_blur_kernel
 from ..detection.detector import DegradationDetector
-from ..hub.bundled import WEIGHT_LOAD_ERRORS
+from ..detection.jpeg_grid import shows_jpeg_grid
+from ..hub.bundled import JPEG_DENOISE, WEIGHT_LOAD_ERRORS
 from ..models.mprnet.configuration_mprnet import TASKS
 from ..models.mprnet.inference import AUTOMATIC, DEFAULT_TILE_OVERLAP, default_tile_overlap, restore_tensor
 from ..models.mprnet.modeling_mprnet import MPRNetModel
@@ -251,14 +252,26 @@ Method = Callable[[Sample], np.ndarray | None]  # returns the restored uint8 ima
 
 
 def model_method(
-    model, tile_size: int | str | None = AUTOMATIC, tile_overlap: int | None = None, precision: str = "fp32"
+    model,
+    tile_size: int | str | None = AUTOMATIC,
+    tile_overlap: int | None = None,
+    precision: str = "fp32",
+    jpeg_model=None,
 ) -> Method:
+    """The model as a row; with `jpeg_model` (a JPEG denoiser), that model restores the photos that carry JPEG's
+    grid, as the app and the command line do (`auto.ModelChoice`). `restore.jpeg_photos` counts those photos."""
+
     def restore(sample: Sample) -> np.ndarray:
+        chosen = model
+        if jpeg_model is not None and shows_jpeg_grid(sample.degraded):
+            chosen = jpeg_model
+            restore.jpeg_photos += 1
         (restored,) = restore_tensor(
-            model, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision, return_stages=False
+            chosen, to_tensor(sample.degraded)[None], tile_size, tile_overlap, precision, return_stages=False
         )
         return to_uint8(restored[0])
 
+    restore.jpeg_photos = 0
     return restore
 
 
@@ -276,13 +289,18 @@ class AutoModeMethod:
         detector: DegradationDetector | None = None,
         tile_size: int | str | None = AUTOMATIC,
         tile_overlap: int | None = None,
+        jpeg_model: MPRNetModel | None = None,
     ):
         self.model, self.detector, self.tile_size, self.tile_overlap = model, detector, tile_size, tile_overlap
+        self.jpeg_model = jpeg_model
         self.steps: dict[str, list[str]] = {}
 
     def __call__(self, sample: Sample) -> np.ndarray:
+        models = self.model
+        if self.jpeg_model is not None:
+            models = {self.model.config.task: self.model, JPEG_DENOISE: self.jpeg_model}
         restoration = restore_image_auto(
-            self.model,
+            models,
             Image.fromarray(sample.degraded),
             self.detector,
             tile_size=self.tile_size,
@@ -326,15 +344,16 @@ def methods_for(
     slow_limit: int | None = None,
     auto: bool = False,
     detector: DegradationDetector | None = None,
+    jpeg_model=None,
 ) -> dict[str, Method]:
     """The rows of the table in order: the degraded input, the model, auto mode (with `auto`: `AutoModeMethod`),
     the task's baselines, then its slow baselines (BM3D: about a minute per photo and channel), on the first
     `slow_limit` images when given."""
     methods: dict[str, Method] = {"input": lambda sample: sample.degraded}
     if model is not None:
-        methods[model_name] = model_method(model, tile_size, tile_overlap)
+        methods[model_name] = model_method(model, tile_size, tile_overlap, jpeg_model=jpeg_model)
     if auto:
-        methods[AUTO_MODE] = AutoModeMethod(model, detector, tile_size, tile_overlap)
+        methods[AUTO_MODE] = AutoModeMethod(model, detector, tile_size, tile_overlap, jpeg_model)
     if baselines:
         methods.update({name: baseline_method(name, function) for name, function in BASELINES[task].items()})
     if slow_baselines:
@@ -485,6 +504,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--detector", help="the detector folder of --auto (default: the bundled one)")
     parser.add_argument(
+        "--jpeg-model",
+        help="with denoising: a JPEG denoiser folder that restores the photos carrying JPEG's 8×8 grid, in the model's "
+        "row and in auto mode, as the app does with the bundled one (default: none in the model's row; auto mode "
+        "adds the bundled one where --model is the bundled denoise model)",
+    )
+    parser.add_argument(
         "--bm3d",
         action="store_true",
         help="also run BM3D (CBM3D with the true or estimated sigma "
@@ -559,11 +584,16 @@ def main(argv=None) -> Evaluation:
     if args.model:
         model = load_or_exit(MPRNetModel.from_pretrained, args.model, "--model").eval()
     detector = load_or_exit(DegradationDetector.from_pretrained, args.detector, "--detector") if args.detector else None
+    jpeg_model = None
+    if args.jpeg_model:
+        jpeg_model = load_or_exit(MPRNetModel.from_pretrained, args.jpeg_model, "--jpeg-model").eval()
     task = args.task or model.config.task
     if model is not None and model.config.task != task:
         print(f"warning: the model was trained for {model.config.task!r}, evaluated on {task!r}", file=sys.stderr)
     if args.shake_extent and task != "deblur":
         raise ValueError(f"--shake-extent is a deblurring protocol, the task is {task!r}")
+    if args.jpeg_model and (task != "denoise" or model is None):
+        raise ValueError("--jpeg-model goes with denoising and a --model")
     if args.synthetic:
         samples = synthetic_samples(args.data, task, args.sigma or DEFAULT_SIGMA, args.limit, args.shake_extent)
     elif args.foreign:
@@ -588,6 +618,7 @@ def main(argv=None) -> Evaluation:
         slow_limit=args.bm3d_limit,
         auto=args.auto,
         detector=detector,
+        jpeg_model=jpeg_model,
     )
     evaluation = evaluate(
         samples, methods, task, args.protocol, progress=lambda name: print(f"  scored {name}", file=sys.stderr)
@@ -606,6 +637,8 @@ def main(argv=None) -> Evaluation:
             "shake_extent": list(args.shake_extent) if args.shake_extent else None,
             "bm3d_limit": args.bm3d_limit if args.bm3d else None,
             "detector": (args.detector or "bundled") if args.auto else None,
+            "jpeg_model": args.jpeg_model,
+            "jpeg_photos": getattr(methods.get(model_name), "jpeg_photos", None) if args.jpeg_model else None,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(evaluation.to_json(**extra), indent=2))

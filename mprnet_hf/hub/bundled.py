@@ -22,6 +22,10 @@ BUNDLED_SIZE = "small"
 # missing or unreadable folder (OSError), a config or state dict that does not fit (ValueError), a damaged weights
 # file (SafetensorError).
 WEIGHT_LOAD_ERRORS = (OSError, ValueError, SafetensorError)
+# The denoiser for noise that went through a JPEG encoder, bundled beside the model of each task: restorations of the
+# bundled denoise model use it instead on photos that carry JPEG's 8×8 grid (`detection.jpeg_grid`). Noise saved as
+# JPEG is no longer white, and weights that restore it best lose on noise never compressed (docs/MODEL.md).
+JPEG_DENOISE = "denoise-jpeg"
 
 
 def checkpoint_name(task: str, size: str = BUNDLED_SIZE) -> str:
@@ -47,6 +51,37 @@ def bundled_checkpoint(task: str) -> Path:
     return folder
 
 
+def bundled_jpeg_denoiser(device: torch.device | str = "cpu") -> MPRNetModel | None:
+    """The bundled denoiser for JPEG-compressed noise (`JPEG_DENOISE`) in eval mode on `device`, or None when this
+    install carries none (restorations then use the denoise model on every photo)."""
+    folder = bundled_checkpoints_dir() / checkpoint_name(JPEG_DENOISE)
+    if not (folder / "config.json").is_file():
+        return None
+    model = MPRNetModel.from_pretrained(folder).eval().to(device)
+    if model.config.task != "denoise":
+        raise ValueError(f"{folder} was trained for {model.config.task!r}, not for denoising")
+    return model
+
+
+def with_jpeg_denoiser(models: dict[str, MPRNetModel]) -> dict[str, MPRNetModel]:
+    """`models` (by task) with the bundled JPEG denoiser added under `JPEG_DENOISE` where the denoise model is the
+    bundled one: a denoise model of someone's own choosing is used as it is, on every photo."""
+    denoiser = models.get("denoise")
+    if denoiser is None or JPEG_DENOISE in models or not is_bundled(denoiser, "denoise"):
+        return models
+    jpeg_denoiser = bundled_jpeg_denoiser(next(denoiser.parameters()).device)
+    return models if jpeg_denoiser is None else {**models, JPEG_DENOISE: jpeg_denoiser}
+
+
+def is_bundled(model: MPRNetModel, task: str) -> bool:
+    """Whether `model` was loaded from the bundled checkpoint of `task`."""
+    source = getattr(model.config, "_name_or_path", "") or ""
+    try:
+        return Path(source).resolve() == (bundled_checkpoints_dir() / checkpoint_name(task)).resolve()
+    except (OSError, ValueError):
+        return False
+
+
 def bundled_model(task: str, device: torch.device | str = "cpu") -> MPRNetModel:
     """The bundled small model of `task`, in eval mode on `device`."""
     return MPRNetModel.from_pretrained(bundled_checkpoint(task)).eval().to(device)
@@ -58,12 +93,12 @@ def bundled_models(device: torch.device | str = "cpu") -> dict[str, MPRNetModel]
 
 
 def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> dict[str, MPRNetModel]:
-    """A model per task: those given (a mapping by task, or one model serving its own `config.task`), the bundled
-    ones for the rest, on the device of the given ones."""
+    """A model per task: those given (a mapping by task, or one model serving its own `config.task`; a JPEG
+    denoiser may come under `JPEG_DENOISE`), the bundled ones for the rest, on the device of the given ones."""
     if isinstance(models, MPRNetModel):
         models = {models.config.task: models}
     models = dict(models or {})
-    unknown = set(models) - set(TASKS)
+    unknown = set(models) - set(TASKS) - {JPEG_DENOISE}
     if unknown:
         raise ValueError(f"Auto mode takes a model per task ({', '.join(TASKS)}), got {', '.join(sorted(unknown))}")
     device = next(next(iter(models.values())).parameters()).device if models else torch.device("cpu")
@@ -75,6 +110,10 @@ def complete_models(models: Mapping[str, MPRNetModel] | MPRNetModel | None) -> d
 
 __all__ = [
     "BUNDLED_SIZE",
+    "JPEG_DENOISE",
+    "bundled_jpeg_denoiser",
+    "with_jpeg_denoiser",
+    "is_bundled",
     "checkpoint_name",
     "bundled_checkpoint",
     "bundled_checkpoints_dir",

@@ -6,7 +6,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..models.mprnet.configuration_mprnet import MPRNetConfig
 from ..models.mprnet.modeling_mprnet import MPRNetModel
-from .bundled import checkpoint_name
+from .bundled import JPEG_DENOISE, checkpoint_name
 
 OFFICIAL_LICENSE_NAME = "academic-public-license"
 OFFICIAL_LICENSE_LINK = "https://github.com/swz30/MPRNet/blob/main/LICENSE.md"
@@ -119,31 +119,48 @@ with `python -m mprnet_hf.hub.convert`. Outputs match the official implementatio
     return ModelCard(content)
 
 
+# What the card of a bundled variant (a second model of a task, mprnet-{variant}-small) says it is for.
+VARIANT_ROLES = {
+    JPEG_DENOISE: (
+        "Image Denoising of JPEG-compressed noise",
+        "It denoises photos whose noise went through a JPEG encoder. `mprnet_hf` (the app, `mprnet-restore` and "
+        "auto mode) uses it in place of `mprnet-denoise-small` on photos that carry JPEG's 8×8 grid "
+        "(`mprnet_hf.detection.jpeg_grid`). On noise never compressed the denoise model does better.",
+    ),
+}
+
+
 def trained_model_card(
-    config: MPRNetConfig, training: dict, evaluation: str | None = None, repo_id: str | None = None
+    config: MPRNetConfig,
+    training: dict,
+    evaluation: str | None = None,
+    repo_id: str | None = None,
+    variant: str | None = None,
 ) -> ModelCard:
-    """A card for weights trained by this project (not the paper's weights), saying what they were trained on."""
+    """A card for weights trained by this project (not the paper's weights), saying what they were trained on;
+    `variant` names a second model of the task (`VARIANT_ROLES`), e.g. the JPEG denoiser."""
     task = config.task
+    title, role = VARIANT_ROLES[variant] if variant else (TASK_NAMES[task], "")
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="image-to-image",
         license="apache-2.0",
         tags=["mprnet", "image-restoration", TASK_NAMES[task].lower().replace(" ", "-"), PAPER.lower()],
-        model_name=f"MPRNet small ({TASK_NAMES[task].lower()}, trained on development photos)",
+        model_name=f"MPRNet small ({title.lower()}, trained on development photos)",
     )
-    repo = repo_id or f"checkpoints/{checkpoint_name(task)}"
+    repo = repo_id or f"checkpoints/{checkpoint_name(variant or task)}"
     parameters = _count_parameters(config)
     minutes = training.get("seconds", 0) / 60
     content = f"""---
 {data.to_yaml()}
 ---
 
-# MPRNet small: {TASK_NAMES[task]} (trained by mprnet_hf, not the paper's weights)
+# MPRNet small: {title} (trained by mprnet_hf, not the paper's weights)
 
 A compact MPRNet ({parameters:,} parameters: n_feat={config.n_feat}, scale_unetfeats={config.scale_unetfeats},
 scale_orsnetfeats={config.scale_orsnetfeats}, num_cab={config.num_cab}) trained from scratch by this project's
 training code. It is the offline default of the `mprnet_hf` demo. For paper-quality results convert the official
-weights with `python -m mprnet_hf.hub.convert`.
+weights with `python -m mprnet_hf.hub.convert`.{" " + role if role else ""}
 
 ## Training
 - Data of the last training phase: {training.get("data", "")}. The clean photos come from Debian and PyPI packages (scikit-image, the `sporco`
