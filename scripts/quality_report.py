@@ -383,11 +383,19 @@ def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> N
                 + table(foreign_rows, labels)
             )
         evaluation = "\n\n".join(parts)
+        jpeg_folder = checkpoints / JPEG_DENOISER_FOLDER
+        with_jpeg_denoiser = task == "denoise" and (jpeg_folder / "config.json").is_file()
+        if with_jpeg_denoiser:
+            own_card_evaluation = (
+                f"As `mprnet_hf` does, the photos saved as JPEG (the rows with JPEG) were restored by "
+                f"`{JPEG_DENOISER_FOLDER}`, the others by this model.\n\n" + evaluation
+            )
+        else:
+            own_card_evaluation = evaluation
         config = MPRNetConfig.from_pretrained(folder)
         training = json.loads((folder / "training_summary.json").read_text())
-        save_model_card(trained_model_card(config, training, evaluation), folder)
-        jpeg_folder = checkpoints / JPEG_DENOISER_FOLDER
-        if task == "denoise" and (jpeg_folder / "config.json").is_file():
+        save_model_card(trained_model_card(config, training, own_card_evaluation), folder)
+        if with_jpeg_denoiser:
             # Its scores are the denoise rows' (it restores the photos saved as JPEG in them).
             training = json.loads((jpeg_folder / "training_summary.json").read_text())
             jpeg_evaluation = (

@@ -146,7 +146,8 @@ def trained_model_card(
         pipeline_tag="image-to-image",
         license="apache-2.0",
         tags=["mprnet", "image-restoration", TASK_NAMES[task].lower().replace(" ", "-"), PAPER.lower()],
-        model_name=f"MPRNet small ({title.lower()}, trained on development photos)",
+        model_name=f"MPRNet small ({title.replace(TASK_NAMES[task], TASK_NAMES[task].lower())}, trained on "
+        "development photos)",
     )
     repo = repo_id or f"checkpoints/{checkpoint_name(variant or task)}"
     parameters = _count_parameters(config)
