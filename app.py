@@ -632,22 +632,26 @@ async def restore(image, task, tile_size, tile_overlap, request: gr.Request, pro
             previews = step_previews(steps) if len(steps) > 1 else stage_previews(steps[0][2]) if steps else []
             summary = f"**auto**: {auto_message(detections, tuple(done for done, *_ in steps), jpeg_denoised)}"
         else:
-            key = ModelChoice(MODELS, photo.pixels).key(task)
+            # Reading the photo's JPEG grid takes a moment: in the worker, with the restore.
+            choice = ModelChoice(MODELS, photo.pixels)
             restored, stages = await run_watched(
-                lambda request_id: restore_on_gpu(photo, key, tile_size, tile_overlap, request_id, progress), request
+                lambda request_id: restore_on_gpu(
+                    photo, choice.key(task), tile_size, tile_overlap, request_id, progress
+                ),
+                request,
             )
-            previews, summary = stage_previews(stages), f"**{task}**:"
-            if key != task:
-                summary = f"**{task}**:{JPEG_DENOISE_NOTE}"
+            previews = stage_previews(stages)
+            summary = f"**{task}**:{JPEG_DENOISE_NOTE}" if choice.jpeg_denoised else f"**{task}**:"
         seconds = time.perf_counter() - started
 
         # The status describes the PNG as written (a CMYK photo comes back RGB: PNG holds no CMYK).
         restored = as_written(restored, "PNG")
         result_path = write_image(restored, RESULTS.new_file(Path(path).stem, task), "PNG")
         width, height = restored.size
+        restored_word = "Restored" if summary.endswith(".") else "restored"  # after a sentence, or after "**task**:"
         status = "\n\n".join(
             [
-                f"{summary} {'Restored' if task == AUTO else 'restored'} {width}×{height} ({describe(photo)} in, "
+                f"{summary} {restored_word} {width}×{height} ({describe(photo)} in, "
                 f"{describe(restored)} out) in {seconds:.1f} s. Download the full-resolution PNG above.",
                 *(f"Note: {note}" for note in photo.notes),
             ]

@@ -90,7 +90,7 @@ class ModelChoice:
 
     @cached_property
     def carries_jpeg_grid(self) -> bool:
-        return shows_jpeg_grid(detector_pixels(self.photo))
+        return shows_jpeg_grid(self.photo)
 
     def key(self, task: str) -> str:
         """The key of `models` that restores `task` on this photo."""
@@ -242,15 +242,17 @@ def restore_photo_auto(
     photo,
     detector: DegradationDetector | None = None,
     whole_image_runtimes: Mapping[str, WholeImageRuntime] | None = None,
+    *,
+    model_choice: ModelChoice | None = None,
     **restore_options,
 ):
     """Auto mode over `image_io.restore_photo` (bit depth, mode and metadata kept): returns (restored photo,
-    [(task, restored photo, stage photos)] per step, every detection, whether the JPEG denoiser ran). A clean-looking
-    photo comes back as it is. `models` are by task, with the JPEG denoiser under `JPEG_DENOISE` if it is to be used
-    (`ModelChoice`); `whole_image_runtimes` are a serving process's runtimes by the same keys
-    (`ServingReport.runtimes`)."""
+    [(task, restored photo, stage photos)] per step, every detection). A clean-looking photo comes back as it is.
+    `models` are by task, with the JPEG denoiser under `JPEG_DENOISE` if it is to be used; `model_choice` (a
+    `ModelChoice` of `models` and this photo) then tells afterwards whether it ran. `whole_image_runtimes` are a
+    serving process's runtimes by the same keys (`ServingReport.runtimes`)."""
     runtimes = whole_image_runtimes or {}
-    choice = ModelChoice(models, photo.pixels)
+    choice = model_choice or ModelChoice(models, photo.pixels)
 
     def restore_step(task, current):
         key = choice.key(task)
@@ -258,7 +260,7 @@ def restore_photo_auto(
 
     results, detections = run_steps(photo, lambda current, after: detect(current.pixels, detector, after), restore_step)
     restored = results[-1][1] if results else replace(photo, notes=[])
-    return restored, results, detections, choice.jpeg_denoised
+    return restored, results, detections
 
 
 def restore_image(model, image, processor: MPRNetImageProcessor | None = None, *, task: str | None = None, **options):

@@ -288,11 +288,13 @@ def restore_file_auto(models, detector, job: Job, args, whole_image_runtimes=Non
     photo = read_image(job.source, args.max_megapixels)
     model = next(iter(models.values()))
     tile_size = serving_tile_size(model, *photo.size) if args.tile_size is None else args.tile_size or None
-    restored, steps, detections, jpeg_denoised = restore_photo_auto(
+    choice = ModelChoice(models, photo.pixels)
+    restored, steps, detections = restore_photo_auto(
         models,
         photo,
         detector,
         whole_image_runtimes,
+        model_choice=choice,
         tile_size=tile_size,
         tile_overlap=args.tile_overlap,
         precision=args.precision,
@@ -302,20 +304,22 @@ def restore_file_auto(models, detector, job: Job, args, whole_image_runtimes=Non
         for number, (task, step_photo, _stages) in enumerate(steps[:-1], start=1):
             write_image(step_photo, step_path(job.output, number, task))
     write_image(restored, job.output)
-    message = auto_message(detections, tuple(task for task, *_ in steps), jpeg_denoised)
+    message = auto_message(detections, tuple(task for task, *_ in steps), choice.jpeg_denoised)
     tqdm.write(f"{job.source}: {message}", file=sys.stderr)
     for note in photo.notes:
         tqdm.write(f"note: {note}", file=sys.stderr)
 
 
-def restore_file(models, job: Job, args, serving: ServingReport) -> None:
-    """Restores one file with the model of `args.task` in `models` (the JPEG denoiser for a photo saved as JPEG,
-    where `models` holds one: `auto.ModelChoice`), at the precision and on the runtime the serving report holds for
-    it; raises ValueError (or OSError, RuntimeError) saying why it could not."""
+def restore_file(models, job: Job, args, serving: ServingReport | None = None) -> None:
+    """Restores one file with the model of `args.task` (`models`: one model, or models by key with the JPEG denoiser
+    for a photo saved as JPEG: `auto.ModelChoice`), at the precision and on the runtime the serving report holds for
+    it (else `--precision`, on PyTorch); raises ValueError (or OSError, RuntimeError) saying why it could not."""
     format_for_path(job.output)
     photo = read_image(job.source, args.max_megapixels)
+    models = {args.task: models} if isinstance(models, MPRNetModel) else models
     key = ModelChoice(models, photo.pixels).key(args.task)
-    model, precision, whole_image_runtime = models[key], serving.precisions.get(key), serving.runtimes.get(key)
+    precisions, runtimes = (serving.precisions, serving.runtimes) if serving is not None else ({}, {})
+    model, precision, whole_image_runtime = models[key], precisions.get(key), runtimes.get(key)
     tiles = None
 
     def tile_progress(done: int, total: int):

@@ -149,3 +149,18 @@ def test_the_evaluation_row_restores_jpegs_with_the_jpeg_denoiser(tmp_path):
         assert same == (expected == 0)
     with pytest.raises(ValueError, match="--jpeg-model goes with denoising"):
         ev.main(["--task", "deblur", "--data", str(photos), "--synthetic", *jpeg_model])
+
+
+def test_a_damaged_jpeg_denoiser_is_left_out_with_a_warning(tmp_path, monkeypatch):
+    import shutil
+
+    from mprnet_hf.hub import bundled
+
+    checkpoints = REPO_ROOT / "checkpoints"
+    for name in ("mprnet-denoise-small", "mprnet-denoise-jpeg-small"):
+        shutil.copytree(checkpoints / name, tmp_path / name)
+    (tmp_path / "mprnet-denoise-jpeg-small" / "model.safetensors").write_bytes(b"not weights")
+    monkeypatch.setattr(bundled, "bundled_checkpoints_dir", lambda: tmp_path)
+    denoiser = MPRNetModel.from_pretrained(tmp_path / "mprnet-denoise-small").eval()
+    with pytest.warns(UserWarning, match="The bundled JPEG denoiser could not be loaded"):
+        assert set(with_jpeg_denoiser({"denoise": denoiser})) == {"denoise"}

@@ -27,25 +27,18 @@ MIN_COEFFICIENTS = 50
 SHIFTS = ((4, 4), (0, 4), (4, 0), (3, 5))
 # The largest square read, centred and kept on the grid: enough blocks for the statistics, a bounded cost.
 MAX_SIDE = 256
+# PIL modes a JPEG decodes to (and their palette and alpha relatives); others hold 16-bit or floating-point values.
+EIGHT_BIT_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"}
 # The contrast at which the grid counts as found. Noisy photos never compressed score at most 0.00, the same
 # photos saved by Pillow as JPEG of quality 95 at least 0.12 (docs/notes/2026-12-evaluation-runs.md).
 JPEG_GRID_THRESHOLD = 0.06
 
 
 def luma_of(pixels) -> np.ndarray:
-    """The luma (as JPEG's YCbCr computes it, 0-255 centred on 0) of a PIL image or an (H, W[, C]) array: uint8 or
-    uint16 values, or floats in [0, 1]."""
-    if isinstance(pixels, Image.Image):
-        pixels = np.asarray(pixels.convert("L") if pixels.mode not in ("RGB", "L") else pixels)
+    """The luma (as JPEG's YCbCr computes it, 0-255 centred on 0) of an RGB or L PIL image or an (H, W[, C]) array
+    of uint8 values or floats in [0, 1]."""
     array = np.asarray(pixels)
-    if array.ndim not in (2, 3):
-        raise ValueError(f"Expected an (H, W) or (H, W, C) image, got shape {array.shape}")
-    if array.dtype == np.uint16:
-        values = array.astype(np.float32) / 257.0
-    elif np.issubdtype(array.dtype, np.floating):
-        values = array.astype(np.float32) * 255.0
-    else:
-        values = array.astype(np.float32)
+    values = array.astype(np.float32) * (255.0 if np.issubdtype(array.dtype, np.floating) else 1.0)
     if values.ndim == 3:
         values = values[..., 0] if values.shape[-1] < 3 else values[..., :3] @ np.float32([0.299, 0.587, 0.114])
     return values - 128.0
@@ -81,28 +74,38 @@ def lattice_fit(coefficients: np.ndarray) -> float:
     return float(best.mean())
 
 
-def central_square(pixels: np.ndarray) -> np.ndarray:
-    """At most (MAX_SIDE + BLOCK)² pixels from the middle of `pixels`, cut at a multiple of BLOCK from the top-left
-    corner, so that every grid of the photo keeps its offset in the cut."""
-    height, width = pixels.shape[:2]
+def central_corner(height: int, width: int) -> tuple[int, int]:
+    """The top-left corner of the square read: centred, at a multiple of BLOCK from the photo's top-left corner, so
+    that every grid of the photo keeps its offset in the square."""
     top = max(0, (height - MAX_SIDE) // 2) // BLOCK * BLOCK
     left = max(0, (width - MAX_SIDE) // 2) // BLOCK * BLOCK
-    return pixels[top : top + MAX_SIDE + BLOCK, left : left + MAX_SIDE + BLOCK]
+    return top, left
 
 
 def jpeg_grid_contrast(pixels) -> float:
-    """How much better the block coefficients of `pixels` sit on a lattice on a JPEG grid than off it (about 0: no
-    trace of JPEG; up to 1). The grid is tried from each corner of the photo, since a photo turned upright from its
-    EXIF orientation has its grid start at another corner."""
+    """How much better the block coefficients of `pixels` (a PIL image, or an (H, W[, C]) array of uint8, uint16 or
+    floats in [0, 1]) sit on a lattice on a JPEG grid than off it (about 0: no trace of JPEG; up to 1; 0 for 16-bit
+    photos, which no JPEG decoder makes). The grid is tried from each corner of the photo, since a photo turned
+    upright from its EXIF orientation has its grid start at another corner."""
     if isinstance(pixels, Image.Image):
-        pixels = np.asarray(pixels.convert("L") if pixels.mode not in ("RGB", "L") else pixels)
-    pixels = np.asarray(pixels)
-    if pixels.ndim not in (2, 3):
-        raise ValueError(f"Expected an (H, W) or (H, W, C) image, got shape {pixels.shape}")
-    height, width = pixels.shape[:2]
+        width, height = pixels.size
+        if pixels.mode not in EIGHT_BIT_MODES:
+            return 0.0  # 16-bit and floating-point photos never came out of a JPEG decoder
+        top, left = central_corner(height, width)
+        # Only the square read is converted: a large photo is never copied whole.
+        square = pixels.crop((left, top, min(width, left + MAX_SIDE + BLOCK), min(height, top + MAX_SIDE + BLOCK)))
+        luma = luma_of(square if square.mode in ("RGB", "L") else square.convert("RGB"))
+    else:
+        array = np.asarray(pixels)
+        if array.ndim not in (2, 3):
+            raise ValueError(f"Expected an (H, W) or (H, W, C) image, got shape {array.shape}")
+        if array.dtype == np.uint16:
+            return 0.0
+        height, width = array.shape[:2]
+        top, left = central_corner(height, width)
+        luma = luma_of(array[top : top + MAX_SIDE + BLOCK, left : left + MAX_SIDE + BLOCK])
     if height < 2 * BLOCK or width < 2 * BLOCK:
         return 0.0
-    luma = luma_of(central_square(pixels))
     fits = {}
 
     def fit(row: int, column: int) -> float:

@@ -4,6 +4,7 @@ A checkout keeps them in `checkpoints/` beside the package; the wheel carries th
 `mprnet_hf/checkpoints/` (pyproject.toml maps one to the other at build time).
 """
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,7 +70,16 @@ def with_jpeg_denoiser(models: dict[str, MPRNetModel]) -> dict[str, MPRNetModel]
     denoiser = models.get("denoise")
     if denoiser is None or JPEG_DENOISE in models or not is_bundled(denoiser, "denoise"):
         return models
-    jpeg_denoiser = bundled_jpeg_denoiser(next(denoiser.parameters()).device)
+    try:
+        jpeg_denoiser = bundled_jpeg_denoiser(next(denoiser.parameters()).device)
+    except WEIGHT_LOAD_ERRORS as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        warnings.warn(
+            f"The bundled JPEG denoiser could not be loaded ({reason}); photos saved as JPEG are denoised by the "
+            "denoise model. Reinstall mprnet-hf to get it back.",
+            stacklevel=2,
+        )
+        return models
     return models if jpeg_denoiser is None else {**models, JPEG_DENOISE: jpeg_denoiser}
 
 
