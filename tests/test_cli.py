@@ -279,8 +279,10 @@ def test_a_run_with_background_onnx_work_still_in_flight_exits_with_its_own_stat
 
     cache = tmp_path / "onnx"
     cache.mkdir()
-    model = MPRNetModel.from_pretrained(bundled_checkpoint("denoise"))
-    stand_in_export(cache / f"mprnet-denoise-{model_fingerprint(model)}.onnx")
+    # The denoise model and the JPEG denoiser that comes with it: neither is exported for real here.
+    for weights in (bundled_checkpoint("denoise"), bundled_checkpoint("denoise").parent / "mprnet-denoise-jpeg-small"):
+        model = MPRNetModel.from_pretrained(weights)
+        stand_in_export(cache / f"mprnet-denoise-{model_fingerprint(model)}.onnx")
     folder = tmp_path / "photos"
     folder.mkdir()
     for seed in range(cli.ONNX_EXPORT_WORTH_IT):
