@@ -30,11 +30,10 @@ from mprnet_hf.evaluation import foreign  # noqa: E402
 from mprnet_hf.evaluation.evaluate import AUTO_MODE  # noqa: E402
 from mprnet_hf.evaluation.evaluate import main as evaluate  # noqa: E402
 from mprnet_hf.hub import save_model_card, trained_model_card  # noqa: E402
+from mprnet_hf.hub.bundled import JPEG_DENOISE, checkpoint_name  # noqa: E402
 from mprnet_hf.models.mprnet.configuration_mprnet import TASKS  # noqa: E402
 
 BUNDLED_CHECKPOINTS = "checkpoints"
-# A JPEG denoiser beside the denoise model in --checkpoints restores the noisy photos saved as JPEG, as in the app.
-JPEG_DENOISER_FOLDER = "mprnet-denoise-jpeg-small"
 BUNDLED_OUTPUT = "benchmarks/evaluation"
 JPEG_QUALITIES = (90, 70)
 SHAKE_BINS = ("5-10", "10-17", "17-25")
@@ -166,6 +165,13 @@ def holds_auto_mode(path: Path) -> bool:
         return False
 
 
+def jpeg_denoiser_folder(checkpoints: Path) -> Path | None:
+    """The JPEG denoiser beside the denoise model in `checkpoints`, if there is one: it restores the noisy photos saved
+    as JPEG in the denoise rows, as in the app."""
+    folder = checkpoints / checkpoint_name(JPEG_DENOISE)
+    return folder if (folder / "config.json").is_file() else None
+
+
 def run(
     row: dict,
     data: str,
@@ -184,8 +190,8 @@ def run(
     auto = auto and "generator" in row
     path = output / f"{row['name']}.json"
     model = str(checkpoints / f"mprnet-{row['task']}-small")
-    jpeg_model = checkpoints / JPEG_DENOISER_FOLDER
-    jpeg_model = str(jpeg_model) if row["task"] == "denoise" and (jpeg_model / "config.json").is_file() else None
+    jpeg_folder = jpeg_denoiser_folder(checkpoints) if row["task"] == "denoise" else None
+    jpeg_model = str(jpeg_folder) if jpeg_folder else None
     if reuse and path.exists():
         result = json.loads(path.read_text())
         same_auto = not auto or result.get("detector") == (detector or "bundled")
@@ -383,19 +389,17 @@ def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> N
                 + table(foreign_rows, labels)
             )
         evaluation = "\n\n".join(parts)
-        jpeg_folder = checkpoints / JPEG_DENOISER_FOLDER
-        with_jpeg_denoiser = task == "denoise" and (jpeg_folder / "config.json").is_file()
-        if with_jpeg_denoiser:
+        jpeg_folder = jpeg_denoiser_folder(checkpoints) if task == "denoise" else None
+        own_card_evaluation = evaluation
+        if jpeg_folder:
             own_card_evaluation = (
                 f"As `mprnet_hf` does, the photos saved as JPEG (the rows with JPEG) were restored by "
-                f"`{JPEG_DENOISER_FOLDER}`, the others by this model.\n\n" + evaluation
+                f"`{jpeg_folder.name}`, the others by this model.\n\n" + evaluation
             )
-        else:
-            own_card_evaluation = evaluation
         config = MPRNetConfig.from_pretrained(folder)
         training = json.loads((folder / "training_summary.json").read_text())
         save_model_card(trained_model_card(config, training, own_card_evaluation), folder)
-        if with_jpeg_denoiser:
+        if jpeg_folder:
             # Its scores are the denoise rows' (it restores the photos saved as JPEG in them).
             training = json.loads((jpeg_folder / "training_summary.json").read_text())
             jpeg_evaluation = (
@@ -404,7 +408,7 @@ def update_cards(results: dict, labels: dict, checkpoints: Path, data: str) -> N
                 "others.\n\n" + evaluation
             )
             card = trained_model_card(
-                MPRNetConfig.from_pretrained(jpeg_folder), training, jpeg_evaluation, None, "denoise-jpeg"
+                MPRNetConfig.from_pretrained(jpeg_folder), training, jpeg_evaluation, None, JPEG_DENOISE
             )
             save_model_card(card, jpeg_folder)
 
